@@ -1,0 +1,232 @@
+// Package engine drives the rules over one ordered stream of events: the one
+// engine that replay, rules tests, dev, run and bench all share. Only the
+// clock and the I/O around it differ between them.
+//
+// A Partition owns a clock (the highest event time it has read) and an index
+// of pending timers. Before an event that moves the clock is applied, every
+// timer due at or before the new clock fires, in due-time order and, at one
+// due time, in the order the timers were set (SPEC §2). Live drivers also
+// move the clock with Advance when a caught-up partition's wall clock passes
+// a due time.
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/leadpulse/leadpulse/event"
+	"github.com/leadpulse/leadpulse/rules"
+	"github.com/leadpulse/leadpulse/state"
+)
+
+// Emit receives what each applied event or fired timer produced. The Result
+// is reused after Emit returns.
+type Emit func(*rules.Result)
+
+// Partition applies one ordered stream of events to contact state. It is not
+// safe for concurrent use: one goroutine owns it.
+type Partition struct {
+	ev     *rules.Evaluator
+	store  state.Store
+	emit   Emit
+	clock  int64
+	timers timerHeap
+	order  uint64
+}
+
+// NewPartition returns a partition driver over store. emit may be nil.
+func NewPartition(rs *rules.Ruleset, store state.Store, emit Emit) *Partition {
+	if emit == nil {
+		emit = func(*rules.Result) {}
+	}
+	return &Partition{ev: rs.NewEvaluator(), store: store, emit: emit, clock: state.NoTime}
+}
+
+// Stats returns the evaluator's counters.
+func (p *Partition) Stats() *rules.Stats { return &p.ev.Stats }
+
+// Clock returns the highest event time read, or state.NoTime.
+func (p *Partition) Clock() int64 { return p.clock }
+
+// PendingTimers returns the number of timers indexed (some may be stale).
+func (p *Partition) PendingTimers() int { return p.timers.len() }
+
+// NextDue returns the due time of the earliest indexed timer.
+func (p *Partition) NextDue() (int64, bool) {
+	if p.timers.len() == 0 {
+		return 0, false
+	}
+	return p.timers.h[0].due, true
+}
+
+// Apply applies one resolved event: timers that the event's time makes due
+// fire first, then the event is applied to its contact.
+func (p *Partition) Apply(ctx context.Context, e *event.Event) error {
+	if p.clock == state.NoTime || e.Time > p.clock {
+		if err := p.fireDue(ctx, e.Time); err != nil {
+			return err
+		}
+		p.clock = e.Time
+	}
+	c, err := p.store.Get(ctx, e.Contact())
+	if err != nil {
+		return fmt.Errorf("engine: load contact %q: %w", e.Contact(), err)
+	}
+	res := p.ev.Apply(c, e)
+	if !res.Duplicate {
+		if err := p.store.Put(ctx, c); err != nil {
+			return fmt.Errorf("engine: store contact %q: %w", c.ID, err)
+		}
+		p.index(res.Timers)
+	}
+	p.emit(res)
+	// A late event can set a timer that is already due.
+	return p.fireDue(ctx, p.clock)
+}
+
+// Advance moves the clock to t (if later) and fires the timers due by then.
+func (p *Partition) Advance(ctx context.Context, t int64) error {
+	if err := p.fireDue(ctx, t); err != nil {
+		return err
+	}
+	if p.clock == state.NoTime || t > p.clock {
+		p.clock = t
+	}
+	return nil
+}
+
+// AddTimer indexes a timer found in stored state (after a restart or a
+// change of partition owner).
+func (p *Partition) AddTimer(contact string, trigger string, due int64) {
+	if i := p.ev.Ruleset().TriggerIndex(trigger); i >= 0 {
+		p.push(contact, i, due)
+	}
+}
+
+func (p *Partition) index(ts []rules.TimerSet) {
+	for _, t := range ts {
+		p.push(t.Contact, t.Trigger, t.Due)
+	}
+}
+
+func (p *Partition) push(contact string, trigger int, due int64) {
+	p.order++
+	p.timers.set(timerRef{due: due, order: p.order, key: timerKey{contact, trigger}})
+}
+
+func (p *Partition) fireDue(ctx context.Context, upTo int64) error {
+	for p.timers.len() > 0 && p.timers.h[0].due <= upTo {
+		t := p.timers.pop()
+		c, err := p.store.Get(ctx, t.key.contact)
+		if err != nil {
+			p.timers.set(t) // try again on the next call
+			return fmt.Errorf("engine: load contact %q for a timer: %w", t.key.contact, err)
+		}
+		res := p.ev.Fire(c, t.key.trigger, t.due)
+		if !res.Fired {
+			continue // stale: restarted, cancelled or erased
+		}
+		if err := p.store.Put(ctx, c); err != nil {
+			return fmt.Errorf("engine: store contact %q: %w", c.ID, err)
+		}
+		p.emit(res)
+	}
+	return nil
+}
+
+type timerKey struct {
+	contact string
+	trigger int
+}
+
+type timerRef struct {
+	due   int64
+	order uint64
+	key   timerKey
+}
+
+// timerHeap is a min-heap of timers by (due, order), indexed by key so that
+// a restarted timer (an inactivity timer moves on every event) replaces its
+// entry instead of adding one: the heap holds at most one entry per contact
+// and trigger.
+type timerHeap struct {
+	h   []timerRef
+	pos map[timerKey]int
+}
+
+func (t *timerHeap) len() int { return len(t.h) }
+
+func (t *timerHeap) less(i, j int) bool {
+	if t.h[i].due != t.h[j].due {
+		return t.h[i].due < t.h[j].due
+	}
+	return t.h[i].order < t.h[j].order
+}
+
+func (t *timerHeap) swap(i, j int) {
+	t.h[i], t.h[j] = t.h[j], t.h[i]
+	t.pos[t.h[i].key] = i
+	t.pos[t.h[j].key] = j
+}
+
+// set adds the timer, or moves the key's existing entry.
+func (t *timerHeap) set(r timerRef) {
+	if t.pos == nil {
+		t.pos = make(map[timerKey]int)
+	}
+	if i, ok := t.pos[r.key]; ok {
+		t.h[i] = r
+		if !t.up(i) {
+			t.down(i)
+		}
+		return
+	}
+	t.h = append(t.h, r)
+	t.pos[r.key] = len(t.h) - 1
+	t.up(len(t.h) - 1)
+}
+
+func (t *timerHeap) pop() timerRef {
+	r := t.h[0]
+	last := len(t.h) - 1
+	t.swap(0, last)
+	t.h = t.h[:last]
+	delete(t.pos, r.key)
+	if last > 0 {
+		t.down(0)
+	}
+	return r
+}
+
+func (t *timerHeap) up(i int) bool {
+	moved := false
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !t.less(i, parent) {
+			break
+		}
+		t.swap(i, parent)
+		i = parent
+		moved = true
+	}
+	return moved
+}
+
+func (t *timerHeap) down(i int) {
+	n := len(t.h)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		m := l
+		if r := l + 1; r < n && t.less(r, l) {
+			m = r
+		}
+		if !t.less(m, i) {
+			return
+		}
+		t.swap(i, m)
+		i = m
+	}
+}

@@ -1,0 +1,160 @@
+// Package event decodes and validates the tracking events leadpulse consumes
+// (SPEC §1): Segment-spec objects as JSON or msgpack, turned into one typed
+// Event with its contact key and event time resolved.
+//
+// Decoding never panics on bad input: every failure is an *Error whose Reason
+// says which rule of SPEC §1 the input broke, so that callers can count bad
+// input by reason and send it to a dead-letter place.
+package event
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Event is one decoded tracking event. Properties, Traits and Context keep the
+// free-form JSON values (string, float64, bool, nil, []any, map[string]any),
+// whether the event came as JSON or msgpack, because rules may read any field
+// of them.
+type Event struct {
+	Type        string         `json:"type" msgpack:"type"`
+	UserID      string         `json:"userId,omitempty" msgpack:"userId,omitempty"`
+	AnonymousID string         `json:"anonymousId,omitempty" msgpack:"anonymousId,omitempty"`
+	Event       string         `json:"event,omitempty" msgpack:"event,omitempty"`
+	Name        string         `json:"name,omitempty" msgpack:"name,omitempty"`
+	MessageID   string         `json:"messageId,omitempty" msgpack:"messageId,omitempty"`
+	Properties  map[string]any `json:"properties,omitempty" msgpack:"properties,omitempty"`
+	Traits      map[string]any `json:"traits,omitempty" msgpack:"traits,omitempty"`
+	Context     map[string]any `json:"context,omitempty" msgpack:"context,omitempty"`
+
+	// RawTimestamp and RawOriginalTimestamp are the texts as received;
+	// Time is the resolved event time (see Resolve).
+	RawTimestamp         string `json:"timestamp,omitempty" msgpack:"timestamp,omitempty"`
+	RawOriginalTimestamp string `json:"originalTimestamp,omitempty" msgpack:"originalTimestamp,omitempty"`
+
+	// Time is the event time in Unix nanoseconds, set by Resolve.
+	Time int64 `json:"-" msgpack:"-"`
+}
+
+// Types are the event types SPEC §1 accepts.
+var Types = []string{"track", "page", "screen", "identify", "group", "alias"}
+
+func knownType(t string) bool {
+	switch t {
+	case "track", "page", "screen", "identify", "group", "alias":
+		return true
+	}
+	return false
+}
+
+// Contact is the contact key: userId when present, else anonymousId.
+func (e *Event) Contact() string {
+	if e.UserID != "" {
+		return e.UserID
+	}
+	return e.AnonymousID
+}
+
+// Timestamp returns the resolved event time.
+func (e *Event) Timestamp() time.Time { return time.Unix(0, e.Time).UTC() }
+
+// Reason classifies bad input. The values are stable: they are metric label
+// values and dead-letter header values.
+type Reason string
+
+// The kinds of bad input of SPEC §1.
+const (
+	ReasonMalformed   Reason = "malformed"    // not valid JSON or msgpack, or a field of the wrong type
+	ReasonNoType      Reason = "no_type"      // type missing
+	ReasonUnknownType Reason = "unknown_type" // type not one of Types
+	ReasonNoContact   Reason = "no_contact"   // neither userId nor anonymousId
+	ReasonBadTime     Reason = "bad_time"     // timestamp unreadable, or no time at all
+)
+
+// Reasons lists every Reason, for metrics that pre-declare their labels.
+var Reasons = []Reason{ReasonMalformed, ReasonNoType, ReasonUnknownType, ReasonNoContact, ReasonBadTime}
+
+// Error is bad input: it says why the event was refused.
+type Error struct {
+	Reason Reason
+	Msg    string
+	Err    error // the underlying decode or parse error, if any
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Reason, e.Msg, e.Err)
+	}
+	return fmt.Sprintf("%s: %s", e.Reason, e.Msg)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ReasonOf returns the Reason of a bad-input error, or "" if err is not one.
+func ReasonOf(err error) Reason {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return ""
+}
+
+// Resolve validates the event and sets Time. fallback is the time to use when
+// the event has neither timestamp nor originalTimestamp (live: the Kafka record
+// time); pass 0 where there is none (replay), which makes such an event bad.
+func (e *Event) Resolve(fallback int64) error {
+	if e.Type == "" {
+		return &Error{Reason: ReasonNoType, Msg: `the event has no "type"; set it to one of track, page, screen, identify, group, alias`}
+	}
+	if !knownType(e.Type) {
+		return &Error{Reason: ReasonUnknownType, Msg: fmt.Sprintf("type %q is not one of track, page, screen, identify, group, alias", e.Type)}
+	}
+	if e.UserID == "" && e.AnonymousID == "" {
+		return &Error{Reason: ReasonNoContact, Msg: `the event names no contact; set "userId" or "anonymousId"`}
+	}
+	switch {
+	case e.RawTimestamp != "":
+		t, err := parseTime("timestamp", e.RawTimestamp)
+		if err != nil {
+			return err
+		}
+		e.Time = t
+	case e.RawOriginalTimestamp != "":
+		t, err := parseTime("originalTimestamp", e.RawOriginalTimestamp)
+		if err != nil {
+			return err
+		}
+		e.Time = t
+	case fallback != 0:
+		e.Time = fallback
+	default:
+		return &Error{Reason: ReasonBadTime, Msg: `the event has no time; set "timestamp" (RFC 3339, e.g. "2026-03-02T09:00:00Z")`}
+	}
+	return nil
+}
+
+// The event times that Time can hold: Unix nanoseconds in an int64.
+var (
+	minTime = time.Unix(0, math.MinInt64)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+// parseTime reads an RFC 3339 time into Unix nanoseconds. A time that Time
+// cannot hold is bad, and so is the Unix epoch itself: Time 0 means "no time"
+// (see Resolve's fallback), and a zero timestamp is a sender's placeholder.
+func parseTime(field, s string) (int64, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return 0, &Error{Reason: ReasonBadTime, Msg: fmt.Sprintf(`%s %q is not RFC 3339; send e.g. "2026-03-02T09:00:00Z" or "2026-03-02T10:00:00.123+01:00"`, field, s), Err: err}
+	}
+	if t.Before(minTime) || t.After(maxTime) {
+		return 0, &Error{Reason: ReasonBadTime, Msg: fmt.Sprintf("%s %q is outside the years 1678–2262 that leadpulse can hold; send the real event time", field, s)}
+	}
+	ns := t.UnixNano()
+	if ns == 0 {
+		return 0, &Error{Reason: ReasonBadTime, Msg: fmt.Sprintf("%s %q is the Unix epoch, a placeholder rather than an event time; send the real event time", field, s)}
+	}
+	return ns, nil
+}

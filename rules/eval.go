@@ -1,0 +1,465 @@
+package rules
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/leadpulse/leadpulse/event"
+	"github.com/leadpulse/leadpulse/state"
+)
+
+// Record is one emitted action, as SPEC §3 defines it: a line of replay
+// output, a record value on the actions topic, a webhook body.
+type Record struct {
+	ID         string             `json:"id"`
+	Action     string             `json:"action"`
+	Trigger    string             `json:"trigger"`
+	Contact    string             `json:"contact"`
+	At         string             `json:"at"` // RFC 3339, UTC
+	Score      float64            `json:"score"`
+	Fit        float64            `json:"fit"`
+	Engagement float64            `json:"engagement"`
+	Stage      string             `json:"stage"`
+	Message    string             `json:"message,omitempty"`
+	Sink       string             `json:"sink,omitempty"` // the sink chosen by `sink`/`route`
+	Explain    map[string]float64 `json:"explain"`
+
+	AtNanos int64 `json:"-"`
+}
+
+// Firing is one trigger firing that got past its cooldown. Actions lists the
+// actions it emitted (those not suppressed by a guard or a cap).
+type Firing struct {
+	Trigger string
+	Contact string
+	At      int64
+	Actions []string
+}
+
+// TimerSet is a timer that an Apply set or restarted; the driver indexes it.
+type TimerSet struct {
+	Contact string
+	Trigger int
+	Due     int64
+}
+
+// Result is what one Apply or Fire produced. Its slices are reused by the next
+// call on the same Evaluator: copy what must outlive it.
+type Result struct {
+	Duplicate bool // the event repeated a remembered messageId and changed nothing
+	Fired     bool // Fire found its timer pending and fired it
+	Records   []Record
+	Firings   []Firing
+	Timers    []TimerSet
+}
+
+// Stats counts what an Evaluator did.
+type Stats struct {
+	Applied            uint64
+	Duplicates         uint64
+	TimersFired        uint64
+	Firings            uint64
+	SuppressedCooldown uint64 // edges inside a cooldown (not firings)
+	SuppressedGuard    uint64 // actions whose `if` was false
+	SuppressedCap      uint64 // actions over their `cap`
+	Emitted            uint64
+	ByTrigger          []uint64 // firings per trigger, in file order
+}
+
+// Evaluator applies events and timers to contacts under one Ruleset. It
+// holds scratch space and is not safe for concurrent use: make one per
+// goroutine (per partition).
+type Evaluator struct {
+	rs     *Ruleset
+	ev     EventEnv
+	cv     ContactEnv
+	before ContactEnv
+	fitOn  []bool
+	seen   map[string]struct{}
+	res    Result
+	Stats  Stats
+}
+
+// NewEvaluator returns an evaluator for rs.
+func (rs *Ruleset) NewEvaluator() *Evaluator {
+	return &Evaluator{
+		rs:     rs,
+		cv:     ContactEnv{Windows: make(map[string]float64, len(rs.Windows))},
+		before: ContactEnv{Windows: make(map[string]float64, len(rs.Windows))},
+		fitOn:  make([]bool, len(rs.Fit)),
+		seen:   map[string]struct{}{},
+		Stats:  Stats{ByTrigger: make([]uint64, len(rs.Triggers))},
+	}
+}
+
+// Ruleset returns the rules the evaluator runs.
+func (x *Evaluator) Ruleset() *Ruleset { return x.rs }
+
+func (x *Evaluator) reset() *Result {
+	x.res.Duplicate, x.res.Fired = false, false
+	x.res.Records = x.res.Records[:0]
+	x.res.Firings = x.res.Firings[:0]
+	x.res.Timers = x.res.Timers[:0]
+	return &x.res
+}
+
+// Apply applies one resolved event to its contact c (whose ID is the event's
+// contact) and evaluates the rules. A repeat of a remembered messageId
+// changes nothing and sets Result.Duplicate.
+func (x *Evaluator) Apply(c *state.Contact, e *event.Event) *Result {
+	res := x.reset()
+	rs := x.rs
+	c.Bind(&rs.names)
+	if e.MessageID != "" {
+		if c.Seen.SeenID(e.MessageID) {
+			x.Stats.Duplicates++
+			res.Duplicate = true
+			return res
+		}
+		c.Seen.Add(e.MessageID)
+	}
+	x.Stats.Applied++
+
+	var before *ContactEnv
+	if rs.usesContact {
+		now := c.Latest
+		if now == state.NoTime {
+			now = e.Time
+		}
+		x.fill(&x.before, c, e.Time, now)
+		before = &x.before
+	}
+	c.Seq++
+	if c.Latest == state.NoTime || e.Time > c.Latest {
+		c.Latest = e.Time
+	}
+	now := c.Latest
+	x.fillEvent(e, before)
+	ev := &x.ev
+
+	for i, w := range rs.Windows {
+		win := &c.Windows[i]
+		pruneWindow(win, now-w.Over)
+		if e.Time <= now-w.Over || !w.Match.test(ev) {
+			continue
+		}
+		x.addToWindow(win, w, e.Time)
+	}
+
+	for i, r := range rs.Scoring {
+		if !r.On.test(ev) {
+			continue
+		}
+		p := &c.Points[i]
+		pts := r.Points
+		if pts > 0 && r.LimitMax > 0 {
+			pruneLimit(p, now-r.LimitPer)
+			allowed := limitAllowance(p, r, e.Time)
+			if allowed <= 0 {
+				continue
+			}
+			pts = math.Min(pts, allowed)
+			p.LimT, p.LimP = insertAward(p.LimT, p.LimP, e.Time, pts)
+		}
+		addPoints(p, pts, e.Time, rs.HalfLife)
+	}
+
+	if len(e.Traits) > 0 {
+		if c.Traits == nil {
+			c.Traits = make(map[string]any, len(e.Traits))
+		}
+		for k, v := range e.Traits {
+			c.Traits[k] = v
+		}
+	}
+
+	cause := "e" + strconv.FormatUint(c.Seq, 10)
+	x.fill(&x.cv, c, e.Time, now)
+	x.cv.Event = ev
+	for i, t := range rs.Triggers {
+		st := &c.Triggers[i]
+		switch t.Kind {
+		case When:
+			x.edge(c, i, t.When.test(&x.cv), e.Time, cause)
+		case Sequence:
+			if x.sequence(st, t, e.Time, now) {
+				x.fire(c, i, e.Time, cause)
+			}
+		case Absence:
+			if t.Unless != nil {
+				if k := timerIndex(c, t.ID); k >= 0 && e.Time < c.Timers[k].Due && t.Unless.test(ev) {
+					removeTimer(c, k)
+				}
+			}
+			if t.After.test(ev) {
+				x.setTimer(c, i, e.Time+t.Within)
+			}
+		case Inactive:
+			if k := timerIndex(c, t.ID); k < 0 || c.Timers[k].Due != c.Latest+t.Quiet {
+				x.setTimer(c, i, c.Latest+t.Quiet)
+			}
+		}
+	}
+	x.ev.Contact = nil
+	x.cv.Event = nil
+	return res
+}
+
+// Fire fires the timer of trigger ti on c if it is still pending with this due
+// time (a restarted or cancelled timer is stale and does nothing), then
+// evaluates the `when` triggers.
+func (x *Evaluator) Fire(c *state.Contact, ti int, due int64) *Result {
+	res := x.reset()
+	rs := x.rs
+	c.Bind(&rs.names)
+	t := rs.Triggers[ti]
+	k := timerIndex(c, t.ID)
+	if k < 0 || c.Timers[k].Due != due {
+		return res
+	}
+	removeTimer(c, k)
+	res.Fired = true
+	x.Stats.TimersFired++
+	now := c.Latest
+	if due > now {
+		now = due
+	}
+	cause := "t" + strconv.FormatInt(due, 10)
+	x.fill(&x.cv, c, due, now)
+	x.cv.Event = nil
+	x.fire(c, ti, due, cause)
+	for i, t := range rs.Triggers {
+		if t.Kind == When {
+			x.edge(c, i, t.When.test(&x.cv), due, cause)
+		}
+	}
+	return res
+}
+
+// edge fires a `when` trigger when its condition turns true, and re-arms it
+// when the condition is false.
+func (x *Evaluator) edge(c *state.Contact, i int, v bool, at int64, cause string) {
+	st := &c.Triggers[i]
+	if v && !st.On {
+		st.On = true
+		x.fire(c, i, at, cause)
+	} else if !v {
+		st.On = false
+	}
+}
+
+// sequence advances a sequence trigger's partial matches with the current
+// event and reports whether the event completes one.
+func (x *Evaluator) sequence(st *state.Trigger, t *Trigger, at, now int64) bool {
+	n := len(t.Steps)
+	ev := &x.ev
+	if n == 1 {
+		return t.Steps[0].test(ev)
+	}
+	if len(st.Steps) != n {
+		st.Steps = make([]int64, n)
+		for k := range st.Steps {
+			st.Steps[k] = state.NoTime
+		}
+	}
+	// Forget partial matches that can no longer complete in time.
+	for k := 1; k < n; k++ {
+		if st.Steps[k] != state.NoTime && st.Steps[k] < now-t.Within {
+			st.Steps[k] = state.NoTime
+		}
+	}
+	if f := st.Steps[n-1]; f != state.NoTime && at-f <= t.Within && t.Steps[n-1].test(ev) {
+		for k := range st.Steps {
+			st.Steps[k] = state.NoTime
+		}
+		return true
+	}
+	// Advance from the last step down, so that one event moves a partial
+	// match by one step only. The latest first-step time dominates.
+	for k := n - 2; k >= 1; k-- {
+		if f := st.Steps[k]; f != state.NoTime && at-f <= t.Within && t.Steps[k].test(ev) && f > st.Steps[k+1] {
+			st.Steps[k+1] = f
+		}
+	}
+	if t.Steps[0].test(ev) && at > st.Steps[1] {
+		st.Steps[1] = at
+	}
+	return false
+}
+
+// fire records a firing of trigger i at `at` unless its cooldown suppresses
+// it, moves the stage forward and emits the trigger's actions that pass
+// their guards and caps.
+func (x *Evaluator) fire(c *state.Contact, i int, at int64, cause string) {
+	rs := x.rs
+	t := rs.Triggers[i]
+	st := &c.Triggers[i]
+	if t.Cooldown > 0 && st.Last != state.NoTime && at-st.Last < t.Cooldown {
+		x.Stats.SuppressedCooldown++
+		return
+	}
+	st.Last = at
+	st.Fired++
+	x.Stats.Firings++
+	x.Stats.ByTrigger[i]++
+	if t.stageIdx >= 0 && stageIndex(rs.Stages, c.Stage) < t.stageIdx {
+		c.Stage = t.SetStage
+		x.cv.Stage = c.Stage
+	}
+	res := &x.res
+	res.Firings = append(res.Firings, Firing{Trigger: t.ID, Contact: c.ID, At: at})
+	f := &res.Firings[len(res.Firings)-1]
+	cv := &x.cv
+	cv.Trigger = t.ID
+	for _, ai := range t.Do {
+		a := rs.Actions[ai]
+		cv.Action = a.Name
+		if a.If != nil && !a.If.test(cv) {
+			x.Stats.SuppressedGuard++
+			continue
+		}
+		if a.CapMax > 0 && !admitCap(&c.Caps[ai], a, at) {
+			x.Stats.SuppressedCap++
+			continue
+		}
+		x.Stats.Emitted++
+		f.Actions = append(f.Actions, a.Name)
+		res.Records = append(res.Records, x.record(c, t, a, at, cause))
+	}
+	cv.Trigger, cv.Action = "", ""
+}
+
+func (x *Evaluator) record(c *state.Contact, t *Trigger, a *Action, at int64, cause string) Record {
+	rs := x.rs
+	cv := &x.cv
+	r := Record{
+		ID:         actionID(c.ID, t.ID, a.Name, cause, at),
+		Action:     a.Name,
+		Trigger:    t.ID,
+		Contact:    c.ID,
+		At:         time.Unix(0, at).UTC().Format(time.RFC3339Nano),
+		AtNanos:    at,
+		Score:      round3(cv.Score),
+		Fit:        round3(cv.Fit),
+		Engagement: round3(cv.Engagement),
+		Stage:      c.Stage,
+		Sink:       a.Sink,
+		Explain:    make(map[string]float64, len(rs.Scoring)+len(rs.Fit)),
+	}
+	for i, sr := range rs.Scoring {
+		if v := pointsAt(&c.Points[i], at, rs.HalfLife); v != 0 {
+			r.Explain[sr.ID] = round3(v)
+		}
+	}
+	for i, fr := range rs.Fit {
+		if x.fitOn[i] && fr.Points != 0 {
+			r.Explain[fr.ID] = round3(fr.Points)
+		}
+	}
+	if a.RouteBy != nil {
+		if v, ok := a.RouteBy.run(cv).(string); ok {
+			if sink, ok := a.RouteTo[v]; ok {
+				r.Sink = sink
+			}
+		}
+	}
+	if a.Message != nil {
+		r.Message = a.Message.render(cv)
+	}
+	return r
+}
+
+// actionID is deterministic: the same contact, trigger, action, cause (the
+// contact's event sequence number, or the timer's due time) and time always
+// give the same id, so a replayed action carries its original's id.
+func actionID(contact, trigger, action, cause string, at int64) string {
+	h := sha256.New()
+	for _, s := range []string{contact, trigger, action, cause, strconv.FormatInt(at, 10)} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0])[:16])
+}
+
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
+
+func stageIndex(stages []string, s string) int {
+	for i, st := range stages {
+		if st == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// fill computes the contact's values at time `at` with windows as of `now`.
+func (x *Evaluator) fill(cv *ContactEnv, c *state.Contact, at, now int64) {
+	rs := x.rs
+	cv.ID, cv.ContactID = c.ID, c.ID
+	cv.Traits = c.Traits
+	cv.Stage = c.Stage
+	eng := 0.0
+	for i := range rs.Scoring {
+		eng += pointsAt(&c.Points[i], at, rs.HalfLife)
+	}
+	cv.Engagement = eng
+	for i, w := range rs.Windows {
+		cv.Windows[w.Name] = x.aggregate(&c.Windows[i], w, now)
+	}
+	fit := 0.0
+	cv.Fit, cv.Score = 0, eng
+	for i, r := range rs.Fit {
+		on := r.If.test(cv)
+		if cv == &x.cv {
+			x.fitOn[i] = on
+		}
+		if on {
+			fit += r.Points
+		}
+	}
+	cv.Fit = fit
+	cv.Score = eng + fit
+}
+
+func (x *Evaluator) fillEvent(e *event.Event, before *ContactEnv) {
+	x.ev = EventEnv{
+		Type:        e.Type,
+		Event:       e.Event,
+		Name:        e.Name,
+		UserID:      e.UserID,
+		AnonymousID: e.AnonymousID,
+		MessageID:   e.MessageID,
+		Timestamp:   time.Unix(0, e.Time).UTC(),
+		Properties:  e.Properties,
+		Traits:      e.Traits,
+		Context:     e.Context,
+		Contact:     before,
+	}
+}
+
+// timerIndex returns the index of trigger id's pending timer in c.Timers, or -1.
+func timerIndex(c *state.Contact, id string) int {
+	for k := range c.Timers {
+		if c.Timers[k].Trigger == id {
+			return k
+		}
+	}
+	return -1
+}
+
+func removeTimer(c *state.Contact, k int) {
+	c.Timers = append(c.Timers[:k], c.Timers[k+1:]...)
+}
+
+func (x *Evaluator) setTimer(c *state.Contact, ti int, due int64) {
+	id := x.rs.Triggers[ti].ID
+	if k := timerIndex(c, id); k >= 0 {
+		removeTimer(c, k)
+	}
+	c.Timers = append(c.Timers, state.Timer{Trigger: id, Due: due, Set: c.Seq})
+	x.res.Timers = append(x.res.Timers, TimerSet{Contact: c.ID, Trigger: ti, Due: due})
+}

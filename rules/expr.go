@@ -1,0 +1,322 @@
+package rules
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/vm"
+	"github.com/expr-lang/expr/vm/runtime"
+)
+
+// EventEnv is what an event condition (`on`, `match`, sequence steps,
+// `after`, `unless`) sees: the event's fields as top-level names, and
+// `contact` as it was before the event.
+type EventEnv struct {
+	Type        string         `expr:"type"`
+	Event       string         `expr:"event"`
+	Name        string         `expr:"name"`
+	UserID      string         `expr:"userId"`
+	AnonymousID string         `expr:"anonymousId"`
+	MessageID   string         `expr:"messageId"`
+	Timestamp   time.Time      `expr:"timestamp"`
+	Properties  map[string]any `expr:"properties"`
+	Traits      map[string]any `expr:"traits"`
+	Context     map[string]any `expr:"context"`
+	Contact     *ContactEnv    `expr:"contact"`
+}
+
+// ContactEnv is what a contact condition (`if`, `when`, `route.by`, message
+// templates) sees. Trigger and Action are set while an action is prepared.
+type ContactEnv struct {
+	ID         string             `expr:"id"`
+	Score      float64            `expr:"score"`
+	Fit        float64            `expr:"fit"`
+	Engagement float64            `expr:"engagement"`
+	Windows    map[string]float64 `expr:"windows"`
+	Traits     map[string]any     `expr:"traits"`
+	Stage      string             `expr:"stage"`
+	Event      *EventEnv          `expr:"event"`
+	Trigger    string             `expr:"trigger"`
+	Action     string             `expr:"action"`
+	ContactID  string             `expr:"contact"`
+}
+
+// nullSafe rewrites an expression so that a missing field is null and never an
+// error (SPEC §2): member access becomes optional chaining, and ordering
+// comparisons and string tests become calls that are false on null or on
+// operands of the wrong type.
+type nullSafe struct{}
+
+var nullSafeOps = map[string]string{
+	"<": "lp_lt", ">": "lp_gt", "<=": "lp_le", ">=": "lp_ge",
+	"startsWith": "lp_startsWith", "endsWith": "lp_endsWith",
+	"contains": "lp_contains", "matches": "lp_matches",
+}
+
+func (nullSafe) Visit(node *ast.Node) {
+	switch n := (*node).(type) {
+	case *ast.BinaryNode:
+		if n.Operator == "==" || n.Operator == "!=" {
+			// A typed field reached through optional chaining (event.type
+			// in a contact condition) may be null: compare generically.
+			if isChain(n.Left) || isChain(n.Right) {
+				fn := "lp_eq"
+				if n.Operator == "!=" {
+					fn = "lp_ne"
+				}
+				ast.Patch(node, &ast.CallNode{
+					Callee:    &ast.IdentifierNode{Value: fn},
+					Arguments: []ast.Node{n.Left, n.Right},
+				})
+			}
+			return
+		}
+		if fn, ok := nullSafeOps[n.Operator]; ok {
+			ast.Patch(node, &ast.CallNode{
+				Callee:    &ast.IdentifierNode{Value: fn},
+				Arguments: []ast.Node{n.Left, n.Right},
+			})
+		}
+	case *ast.MemberNode:
+		if !n.Optional && !n.Method {
+			n.Optional = true
+			ast.Patch(node, &ast.ChainNode{Node: n})
+		}
+	}
+}
+
+func isChain(n ast.Node) bool {
+	_, ok := n.(*ast.ChainNode)
+	return ok
+}
+
+func toFloat(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case int:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	case float32:
+		return float64(x), true
+	case int8:
+		return float64(x), true
+	case int16:
+		return float64(x), true
+	case int32:
+		return float64(x), true
+	case uint:
+		return float64(x), true
+	case uint8:
+		return float64(x), true
+	case uint16:
+		return float64(x), true
+	case uint32:
+		return float64(x), true
+	case uint64:
+		return float64(x), true
+	}
+	return 0, false
+}
+
+// compare orders a and b: numbers as numbers, strings as strings, times as
+// times. ok is false for null or mismatched operands.
+func compare(a, b any) (c int, ok bool) {
+	if x, okx := toFloat(a); okx {
+		y, oky := toFloat(b)
+		if !oky || math.IsNaN(x) || math.IsNaN(y) {
+			return 0, false
+		}
+		switch {
+		case x < y:
+			return -1, true
+		case x > y:
+			return 1, true
+		}
+		return 0, true
+	}
+	switch x := a.(type) {
+	case string:
+		y, oky := b.(string)
+		if !oky {
+			return 0, false
+		}
+		return strings.Compare(x, y), true
+	case time.Time:
+		y, oky := b.(time.Time)
+		if !oky {
+			return 0, false
+		}
+		return x.Compare(y), true
+	}
+	return 0, false
+}
+
+func cmpFunc(name string, pred func(int) bool) expr.Option {
+	return expr.Function(name, func(p ...any) (any, error) {
+		c, ok := compare(p[0], p[1])
+		return ok && pred(c), nil
+	}, new(func(any, any) bool))
+}
+
+func strFunc(name string, pred func(a, b string) bool) expr.Option {
+	return expr.Function(name, func(p ...any) (any, error) {
+		a, ok1 := p[0].(string)
+		b, ok2 := p[1].(string)
+		return ok1 && ok2 && pred(a, b), nil
+	}, new(func(any, any) bool))
+}
+
+// regexps caches compiled patterns of `matches`; patterns are nearly always
+// constants, so the cache stays as small as the rules file.
+var regexps sync.Map // string -> *regexp.Regexp or error
+
+func matchRegexp(s, pattern string) bool {
+	v, ok := regexps.Load(pattern)
+	if !ok {
+		re, err := regexp.Compile(pattern)
+		if err != nil {
+			v = err
+		} else {
+			v = re
+		}
+		regexps.Store(pattern, v)
+	}
+	re, ok := v.(*regexp.Regexp)
+	return ok && re.MatchString(s)
+}
+
+var exprOptions = []expr.Option{
+	expr.Patch(nullSafe{}),
+	cmpFunc("lp_lt", func(c int) bool { return c < 0 }),
+	cmpFunc("lp_gt", func(c int) bool { return c > 0 }),
+	cmpFunc("lp_le", func(c int) bool { return c <= 0 }),
+	cmpFunc("lp_ge", func(c int) bool { return c >= 0 }),
+	strFunc("lp_startsWith", strings.HasPrefix),
+	strFunc("lp_endsWith", strings.HasSuffix),
+	strFunc("lp_contains", strings.Contains),
+	strFunc("lp_matches", matchRegexp),
+	expr.Function("lp_eq", func(p ...any) (any, error) { return runtime.Equal(p[0], p[1]), nil }, new(func(any, any) bool)),
+	expr.Function("lp_ne", func(p ...any) (any, error) { return !runtime.Equal(p[0], p[1]), nil }, new(func(any, any) bool)),
+}
+
+// program is a compiled expression with its source, for error messages.
+type program struct {
+	src  string
+	line int // line in the rules file, for messages
+	p    *vm.Program
+}
+
+// compileCond compiles a boolean condition against env (EventEnv or ContactEnv).
+func compileCond(src string, env any) (*program, error) {
+	return compileExpr(src, env, true)
+}
+
+func compileExpr(src string, env any, boolean bool) (*program, error) {
+	opts := append([]expr.Option{expr.Env(env)}, exprOptions...)
+	if boolean {
+		opts = append(opts, expr.AsBool())
+	}
+	p, err := expr.Compile(src, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("bad expression %q: %s", src, firstLine(err.Error()))
+	}
+	if boolean {
+		if err := checkPatterns(p); err != nil {
+			return nil, fmt.Errorf("bad expression %q: %w", src, err)
+		}
+	}
+	return &program{src: src, p: p}, nil
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// checkPatterns rejects a constant `matches` pattern that is not a valid
+// regular expression, at load time rather than never matching silently.
+func checkPatterns(p *vm.Program) error {
+	var bad error
+	walk(p, visitorFunc(func(n *ast.Node) {
+		call, ok := (*n).(*ast.CallNode)
+		if !ok || len(call.Arguments) != 2 {
+			return
+		}
+		id, ok := call.Callee.(*ast.IdentifierNode)
+		if !ok || id.Value != "lp_matches" {
+			return
+		}
+		if s, ok := call.Arguments[1].(*ast.StringNode); ok {
+			if _, err := regexp.Compile(s.Value); err != nil && bad == nil {
+				bad = fmt.Errorf("pattern %q: %v", s.Value, err)
+			}
+		}
+	}))
+	return bad
+}
+
+func walk(p *vm.Program, v ast.Visitor) {
+	n := p.Node()
+	ast.Walk(&n, v)
+}
+
+type visitorFunc func(*ast.Node)
+
+func (f visitorFunc) Visit(n *ast.Node) { f(n) }
+
+// run evaluates a program; a runtime error (say, arithmetic on null) yields
+// null, never a failure, as SPEC §2 requires.
+func (p *program) run(env any) any {
+	v, err := vm.Run(p.p, env)
+	if err != nil {
+		return nil
+	}
+	return v
+}
+
+// test evaluates a condition; null or an error is false.
+func (p *program) test(env any) bool {
+	b, _ := p.run(env).(bool)
+	return b
+}
+
+// names lists the member properties read from the identifier root (for
+// example the window names of `windows.NAME`), for validation.
+func memberNames(p *vm.Program, root string) []string {
+	var out []string
+	walk(p, visitorFunc(func(n *ast.Node) {
+		m, ok := (*n).(*ast.MemberNode)
+		if !ok {
+			return
+		}
+		id, ok := m.Node.(*ast.IdentifierNode)
+		if !ok || id.Value != root {
+			return
+		}
+		if s, ok := m.Property.(*ast.StringNode); ok {
+			out = append(out, s.Value)
+		}
+	}))
+	return out
+}
+
+// usesIdent reports whether the program reads the top-level name.
+func usesIdent(p *vm.Program, name string) bool {
+	found := false
+	walk(p, visitorFunc(func(n *ast.Node) {
+		if id, ok := (*n).(*ast.IdentifierNode); ok && id.Value == name {
+			found = true
+		}
+	}))
+	return found
+}

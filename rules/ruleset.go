@@ -1,0 +1,144 @@
+package rules
+
+import (
+	"github.com/leadpulse/leadpulse/state"
+)
+
+// Ruleset is a validated, compiled rules file. It is immutable and safe to
+// share between goroutines; evaluation state lives in an Evaluator.
+type Ruleset struct {
+	File     string
+	Windows  []*Window
+	HalfLife int64 // engagement half-life in ns, 0 for no decay
+	Scoring  []*ScoreRule
+	Fit      []*FitRule
+	Stages   []string
+	Triggers []*Trigger
+	Actions  []*Action
+	Tests    []*Test
+
+	names       state.Names
+	usesContact bool // some event condition reads `contact`
+	actionIdx   map[string]int
+}
+
+// Aggregate is what a window computes.
+type Aggregate int
+
+// The window aggregates.
+const (
+	Count Aggregate = iota
+	Sum
+	Distinct
+)
+
+// Window is a per-contact sliding window in event time.
+type Window struct {
+	Name  string
+	Line  int
+	Match *program
+	Over  int64 // ns
+	Agg   Aggregate
+	Value *program // the sum or distinct expression
+}
+
+// ScoreRule is an engagement rule: points per matching event.
+type ScoreRule struct {
+	ID       string
+	Line     int
+	On       *program
+	Points   float64
+	LimitMax float64 // 0: no limit
+	LimitPer int64   // ns
+}
+
+// FitRule holds points while a condition on the contact is true.
+type FitRule struct {
+	ID     string
+	Line   int
+	If     *program
+	Points float64
+}
+
+// Kind is a trigger's kind.
+type Kind int
+
+// The trigger kinds of SPEC §2.
+const (
+	When Kind = iota
+	Sequence
+	Absence
+	Inactive
+)
+
+func (k Kind) String() string {
+	return [...]string{"when", "sequence", "absence", "inactive"}[k]
+}
+
+// Trigger is a compiled trigger.
+type Trigger struct {
+	ID       string
+	Line     int
+	Kind     Kind
+	When     *program   // When
+	Steps    []*program // Sequence
+	Within   int64      // Sequence, Absence (ns)
+	After    *program   // Absence
+	Unless   *program   // Absence, optional
+	Quiet    int64      // Inactive (ns)
+	SetStage string
+	stageIdx int // index of SetStage in Stages, -1 for none
+	Do       []int
+	Cooldown int64 // ns, 0 for none
+}
+
+// Action is a compiled action.
+type Action struct {
+	Name    string
+	Line    int
+	Sink    string
+	RouteBy *program
+	RouteTo map[string]string
+	Message *template
+	If      *program
+	CapMax  int
+	CapPer  int64 // ns
+}
+
+// Test is one case of the file's tests: section.
+type Test struct {
+	Name   string
+	Line   int
+	Events []TestEvent
+	Until  int64 // ns, 0 for the last event's time
+	Expect []Expect
+}
+
+// TestEvent is one event of a test, with its line for error messages.
+type TestEvent struct {
+	Line   int
+	Fields map[string]any
+}
+
+// Expect is one expected firing. Action, Contact and At are optional: an
+// empty one matches anything.
+type Expect struct {
+	Line    int
+	Trigger string
+	Contact string
+	Action  string
+	At      int64 // ns, 0 for any
+}
+
+// Names returns the rule names the contact state is aligned to.
+func (rs *Ruleset) Names() *state.Names { return &rs.names }
+
+// TriggerIndex returns the index of the trigger with this id, or -1.
+func (rs *Ruleset) TriggerIndex(id string) int {
+	for i, t := range rs.Triggers {
+		if t.ID == id {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,216 @@
+package rules
+
+import (
+	"math"
+	"sort"
+
+	"github.com/leadpulse/leadpulse/state"
+)
+
+// pruneWindow drops the events at or before the window's lower bound
+// (exclusive boundary: an event at exactly now - over is out).
+func pruneWindow(w *state.Window, bound int64) {
+	n := 0
+	for n < len(w.T) && w.T[n] <= bound {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	w.T = append(w.T[:0], w.T[n:]...)
+	if len(w.V) > 0 {
+		w.V = append(w.V[:0], w.V[n:]...)
+	}
+	if len(w.K) > 0 {
+		w.K = append(w.K[:0], w.K[n:]...)
+	}
+}
+
+// addToWindow inserts the event at time t in order, evaluating the window's
+// value for sum and distinct windows; an event whose value is null (or not a
+// number, for sum) is not added.
+func (x *Evaluator) addToWindow(win *state.Window, w *Window, t int64) {
+	var v float64
+	var k string
+	switch w.Agg {
+	case Sum:
+		f, ok := toFloat(w.Value.run(&x.ev))
+		if !ok {
+			return
+		}
+		v = f
+	case Distinct:
+		val := w.Value.run(&x.ev)
+		if val == nil {
+			return
+		}
+		k = formatValue(val)
+	}
+	if len(win.T) >= state.MaxWindowEntries {
+		win.T = append(win.T[:0], win.T[1:]...)
+		if w.Agg == Sum {
+			win.V = append(win.V[:0], win.V[1:]...)
+		}
+		if w.Agg == Distinct {
+			win.K = append(win.K[:0], win.K[1:]...)
+		}
+		win.Dropped++
+	}
+	// Events nearly always arrive in time order: search from the end.
+	i := len(win.T)
+	for i > 0 && win.T[i-1] > t {
+		i--
+	}
+	win.T = insertAt(win.T, i, t)
+	switch w.Agg {
+	case Sum:
+		win.V = insertAt(win.V, i, v)
+	case Distinct:
+		win.K = insertAt(win.K, i, k)
+	}
+}
+
+func insertAt[T any](s []T, i int, v T) []T {
+	var zero T
+	s = append(s, zero)
+	copy(s[i+1:], s[i:])
+	s[i] = v
+	return s
+}
+
+// aggregate computes the window's value over the events in (now - over, now].
+func (x *Evaluator) aggregate(win *state.Window, w *Window, now int64) float64 {
+	lo := now - w.Over
+	start := sort.Search(len(win.T), func(i int) bool { return win.T[i] > lo })
+	end := len(win.T)
+	for end > start && win.T[end-1] > now {
+		end--
+	}
+	switch w.Agg {
+	case Sum:
+		s := 0.0
+		for _, v := range win.V[start:end] {
+			s += v
+		}
+		return s
+	case Distinct:
+		if end-start <= 1 {
+			return float64(end - start)
+		}
+		clear(x.seen)
+		for _, k := range win.K[start:end] {
+			x.seen[k] = struct{}{}
+		}
+		return float64(len(x.seen))
+	}
+	return float64(end - start)
+}
+
+// decay is the share of points left after d nanoseconds with this half-life.
+func decay(d, halfLife int64) float64 {
+	return math.Exp2(-float64(d) / float64(halfLife))
+}
+
+// addPoints adds pts earned at t to a rule's points. With a half-life the
+// value is kept as of the latest award time and decayed from there.
+func addPoints(p *state.Points, pts float64, t, halfLife int64) {
+	switch {
+	case p.AsOf == state.NoTime:
+		p.Value, p.AsOf = pts, t
+	case halfLife == 0:
+		p.Value += pts
+		if t > p.AsOf {
+			p.AsOf = t
+		}
+	case t >= p.AsOf:
+		p.Value = p.Value*decay(t-p.AsOf, halfLife) + pts
+		p.AsOf = t
+	default:
+		p.Value += pts * decay(p.AsOf-t, halfLife)
+	}
+}
+
+// pointsAt is the rule's points worth at t. Points are never worth more than
+// when earned: at a t before the latest award, the value as of that award is
+// returned.
+func pointsAt(p *state.Points, t, halfLife int64) float64 {
+	if halfLife == 0 || p.AsOf == state.NoTime || t <= p.AsOf {
+		return p.Value
+	}
+	return p.Value * decay(t-p.AsOf, halfLife)
+}
+
+// pruneLimit forgets awards at or before bound: they can no longer share a
+// `per` window with an award at the contact's current time.
+func pruneLimit(p *state.Points, bound int64) {
+	n := 0
+	for n < len(p.LimT) && p.LimT[n] <= bound {
+		n++
+	}
+	if n > 0 {
+		p.LimT = append(p.LimT[:0], p.LimT[n:]...)
+		p.LimP = append(p.LimP[:0], p.LimP[n:]...)
+	}
+}
+
+// limitAllowance returns how many raw points the rule may still award at t
+// without any `per`-long window that contains t going over the limit.
+func limitAllowance(p *state.Points, r *ScoreRule, t int64) float64 {
+	// The windows (s - per, s] containing t end at t or at a later award.
+	worst := awardedIn(p, t-r.LimitPer, t)
+	for _, s := range p.LimT {
+		if s > t && s < t+r.LimitPer {
+			worst = math.Max(worst, awardedIn(p, s-r.LimitPer, s))
+		}
+	}
+	return r.LimitMax - worst
+}
+
+// awardedIn sums the raw awards in (lo, hi].
+func awardedIn(p *state.Points, lo, hi int64) float64 {
+	sum := 0.0
+	for j, at := range p.LimT {
+		if at > lo && at <= hi {
+			sum += p.LimP[j]
+		}
+	}
+	return sum
+}
+
+func insertAward(ts []int64, ps []float64, t int64, pts float64) ([]int64, []float64) {
+	i := len(ts)
+	for i > 0 && ts[i-1] > t {
+		i--
+	}
+	return insertAt(ts, i, t), insertAt(ps, i, pts)
+}
+
+// admitCap reports whether the action may be emitted at `at` under its cap,
+// and records the emission if so.
+func admitCap(cp *state.Cap, a *Action, at int64) bool {
+	n := 0
+	for n < len(cp.T) && cp.T[n] <= at-a.CapPer {
+		n++
+	}
+	if n > 0 {
+		cp.T = append(cp.T[:0], cp.T[n:]...)
+	}
+	count := 0
+	for _, t := range cp.T {
+		if t <= at {
+			count++
+		}
+	}
+	if count >= a.CapMax {
+		return false
+	}
+	i := len(cp.T)
+	for i > 0 && cp.T[i-1] > at {
+		i--
+	}
+	cp.T = insertAt(cp.T, i, at)
+	if len(cp.T) > 2*a.CapMax {
+		cp.T = append(cp.T[:0], cp.T[len(cp.T)-2*a.CapMax:]...)
+	}
+	return true
+}

@@ -1,0 +1,40 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// ErrVersion is returned for a blob written by a newer leadpulse than this one.
+// Roll the newer version out everywhere, or erase the contact.
+var ErrVersion = errors.New("state: blob written by a newer leadpulse; upgrade this instance")
+
+// Encode returns the contact as a msgpack blob. The top level is a map with
+// short keys, so a later version can add a field without breaking older blobs:
+// a decoder ignores keys it does not know and leaves missing ones zero.
+func Encode(c *Contact) ([]byte, error) {
+	c.V = Version
+	b, err := msgpack.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("state: encode contact %q: %w", c.ID, err)
+	}
+	return b, nil
+}
+
+// Decode reads a blob written by Encode of this or an earlier version.
+func Decode(b []byte) (*Contact, error) {
+	c := new(Contact)
+	if err := msgpack.Unmarshal(b, c); err != nil {
+		return nil, fmt.Errorf("state: decode contact blob (%d bytes): %w", len(b), err)
+	}
+	if c.V > Version {
+		return nil, fmt.Errorf("%w (blob version %d, known %d)", ErrVersion, c.V, Version)
+	}
+	if c.V == 0 && c.ID == "" {
+		return nil, fmt.Errorf("state: decode contact blob (%d bytes): no version and no id: not a leadpulse contact", len(b))
+	}
+	c.V = Version
+	return c, nil
+}

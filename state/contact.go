@@ -1,0 +1,228 @@
+// Package state holds the contact state model — scores, exact windows,
+// timers, trigger arming, caps and the messageId dedupe set — its versioned
+// msgpack encoding, and the stores that keep it.
+//
+// The model is shaped for the hot path: slices of fixed-width numbers, no maps
+// of any except the contact's traits, which rules read by name. Every per-rule
+// slot carries the rule's name so that a stored blob survives a change of the
+// rules file (slots of removed rules are dropped, new rules start empty; see
+// Contact.Bind).
+//
+// # Memory bounds
+//
+// Each contact's state is bounded whatever the traffic:
+//   - a window keeps at most MaxWindowEntries events (default 1024); beyond
+//     that the oldest are dropped, so a count or sum becomes a lower bound and
+//     Window.Dropped counts what was lost;
+//   - the messageId dedupe set remembers the last MaxSeenIDs ids (default 256)
+//     as 64-bit hashes; a repeat older than that is applied again;
+//   - a scoring rule's `limit` history, a trigger's sequence progress, an
+//     action's cap history and the pending timers are bounded by the rules
+//     (one slot per limit award inside `per`, per step, per cap `max`, and
+//     per absence/inactivity trigger).
+package state
+
+import "math"
+
+// Version is the encoding version written in every blob. A blob of a later
+// version than the code knows is refused (ErrVersion); earlier versions are
+// read and upgraded.
+const Version = 1
+
+// NoTime marks an unset time slot.
+const NoTime int64 = math.MinInt64
+
+// Limits bound per-contact memory; see the package doc.
+var (
+	MaxWindowEntries = 1024
+	MaxSeenIDs       = 256
+)
+
+// Contact is everything leadpulse keeps about one contact. Times are Unix
+// nanoseconds of event time.
+type Contact struct {
+	V      int    `msgpack:"v"`
+	ID     string `msgpack:"id"`
+	Seq    uint64 `msgpack:"q"`           // events applied, used for deterministic action ids
+	Latest int64  `msgpack:"t"`           // latest event time seen; the contact's "now"
+	Stage  string `msgpack:"s,omitempty"` // current lifecycle stage, "" for none
+
+	Traits   map[string]any `msgpack:"tr,omitempty"`
+	Windows  []Window       `msgpack:"w,omitempty"`
+	Points   []Points       `msgpack:"p,omitempty"`
+	Triggers []Trigger      `msgpack:"g,omitempty"`
+	Timers   []Timer        `msgpack:"m,omitempty"`
+	Caps     []Cap          `msgpack:"c,omitempty"`
+	Seen     Seen           `msgpack:"d"`
+
+	// Pos is the Kafka position of the last record applied, for the store's
+	// compare-and-set; zero in replay.
+	Pos Position `msgpack:"o"`
+
+	// bound is the identity of the names the slices were last aligned to;
+	// not encoded.
+	bound *Names `msgpack:"-"`
+}
+
+// Position is a Kafka partition and offset.
+type Position struct {
+	Partition int32 `msgpack:"p"`
+	Offset    int64 `msgpack:"o"`
+}
+
+// Window is one sliding window's events, oldest first: T always, V for sum
+// windows, K for distinct windows.
+type Window struct {
+	Name    string    `msgpack:"n"`
+	T       []int64   `msgpack:"t"`
+	V       []float64 `msgpack:"v,omitempty"`
+	K       []string  `msgpack:"k,omitempty"`
+	Dropped uint64    `msgpack:"x,omitempty"` // events lost to MaxWindowEntries
+}
+
+// Points is one engagement rule's points. Value is worth Value at AsOf and
+// decays from there; LimT/LimP are the raw awards still inside the rule's
+// `limit.per`, oldest first.
+type Points struct {
+	Rule  string    `msgpack:"n"`
+	Value float64   `msgpack:"v"`
+	AsOf  int64     `msgpack:"a"`
+	LimT  []int64   `msgpack:"lt,omitempty"`
+	LimP  []float64 `msgpack:"lp,omitempty"`
+}
+
+// Trigger is one trigger's memory for this contact.
+type Trigger struct {
+	ID    string  `msgpack:"n"`
+	On    bool    `msgpack:"o,omitempty"` // last value of `when`
+	Last  int64   `msgpack:"l"`           // time of the last firing, NoTime if never
+	Fired uint64  `msgpack:"f,omitempty"` // firings so far
+	Steps []int64 `msgpack:"s,omitempty"` // sequences: Steps[i] is the first-step time of the best partial match waiting for step i, NoTime if none
+}
+
+// Timer is a pending absence or inactivity timer.
+type Timer struct {
+	Trigger string `msgpack:"n"`
+	Due     int64  `msgpack:"d"`
+	Set     uint64 `msgpack:"s"` // Contact.Seq when set: ties at one due time fire in set order
+}
+
+// Cap is one action's emission times still inside its cap's `per`.
+type Cap struct {
+	Action string  `msgpack:"n"`
+	T      []int64 `msgpack:"t"`
+}
+
+// Seen is the ring of hashes of the last MaxSeenIDs messageIds.
+type Seen struct {
+	H   []uint64 `msgpack:"h,omitempty"`
+	Pos int      `msgpack:"p,omitempty"`
+}
+
+// hashID hashes a messageId with 64-bit FNV-1a: fixed, so that hashes in
+// stored blobs stay comparable across processes and versions.
+func hashID(id string) uint64 {
+	const (
+		offset = 14695981039346656037
+		prime  = 1099511628211
+	)
+	h := uint64(offset)
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= prime
+	}
+	return h
+}
+
+// SeenID reports whether id is among the remembered messageIds.
+func (s *Seen) SeenID(id string) bool {
+	h := hashID(id)
+	for _, x := range s.H {
+		if x == h {
+			return true
+		}
+	}
+	return false
+}
+
+// Add remembers id, forgetting the oldest beyond MaxSeenIDs.
+func (s *Seen) Add(id string) {
+	h := hashID(id)
+	if len(s.H) < MaxSeenIDs {
+		s.H = append(s.H, h)
+		return
+	}
+	if s.Pos >= len(s.H) {
+		s.Pos = 0
+	}
+	s.H[s.Pos] = h
+	s.Pos++
+}
+
+// New returns an empty contact.
+func New(id string) *Contact {
+	return &Contact{V: Version, ID: id, Latest: NoTime}
+}
+
+// Names are the rule names a contact's slices are aligned to: Bind makes
+// Windows[i] the window Names.Windows[i], and so on. A Names value must not
+// change after its first use; the rules package builds one per rules file.
+type Names struct {
+	Windows  []string
+	Points   []string
+	Triggers []string
+	Caps     []string
+}
+
+// Bind aligns the contact's per-rule slices to n, keeping the state of rules
+// that still exist and dropping the rest. It is a no-op when the contact is
+// already bound to n, so the hot path can call it on every event.
+func (c *Contact) Bind(n *Names) {
+	if c.bound == n {
+		return
+	}
+	c.Windows = alignSlots(c.Windows, n.Windows, func(w *Window) string { return w.Name }, func(s string) Window { return Window{Name: s} })
+	c.Points = alignSlots(c.Points, n.Points, func(p *Points) string { return p.Rule }, func(s string) Points { return Points{Rule: s, AsOf: NoTime} })
+	c.Triggers = alignSlots(c.Triggers, n.Triggers, func(t *Trigger) string { return t.ID }, func(s string) Trigger { return Trigger{ID: s, Last: NoTime} })
+	c.Caps = alignSlots(c.Caps, n.Caps, func(x *Cap) string { return x.Action }, func(s string) Cap { return Cap{Action: s} })
+	keep := c.Timers[:0]
+	for _, t := range c.Timers {
+		for _, name := range n.Triggers {
+			if name == t.Trigger {
+				keep = append(keep, t)
+				break
+			}
+		}
+	}
+	c.Timers = keep
+	c.bound = n
+}
+
+func alignSlots[T any](have []T, names []string, name func(*T) string, fresh func(string) T) []T {
+	if len(have) == len(names) {
+		same := true
+		for i := range have {
+			if name(&have[i]) != names[i] {
+				same = false
+				break
+			}
+		}
+		if same {
+			return have
+		}
+	}
+	out := make([]T, len(names))
+	for i, n := range names {
+		out[i] = fresh(n)
+		for j := range have {
+			if name(&have[j]) == n {
+				out[i] = have[j]
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Bound reports whether the contact is aligned to n.
+func (c *Contact) Bound(n *Names) bool { return c.bound == n }

@@ -1,0 +1,86 @@
+package state
+
+import (
+	"context"
+	"sync"
+)
+
+// Store keeps contacts. The engine Gets a contact, changes it in place and
+// Puts it back; Commit makes every Put since the last Commit durable. A store
+// may buffer Puts until Commit (write-behind), so callers must Commit before
+// they acknowledge the input that caused the changes.
+//
+// A Store is used by one goroutine at a time (one per partition) unless its
+// doc says otherwise.
+type Store interface {
+	// Get returns the contact with this id, or a new empty one (not yet
+	// stored) when there is none.
+	Get(ctx context.Context, id string) (*Contact, error)
+	// Put records that c changed.
+	Put(ctx context.Context, c *Contact) error
+	// Commit makes all Puts durable, as of the position pos.
+	Commit(ctx context.Context, pos Position) error
+	// Delete erases everything held about the contact.
+	Delete(ctx context.Context, id string) error
+}
+
+// Memory is the in-memory store: the embedded default for dev, replay and
+// bench. Get returns the stored pointer itself, so Put and Commit cost
+// nothing. It is safe for concurrent use; callers must still not change one
+// contact from two goroutines at once (partitioning by contact sees to that).
+type Memory struct {
+	mu sync.RWMutex
+	m  map[string]*Contact
+}
+
+// NewMemory returns an empty in-memory store.
+func NewMemory() *Memory { return &Memory{m: make(map[string]*Contact)} }
+
+// Get implements Store.
+func (s *Memory) Get(_ context.Context, id string) (*Contact, error) {
+	s.mu.RLock()
+	c := s.m[id]
+	s.mu.RUnlock()
+	if c == nil {
+		c = New(id)
+	}
+	return c, nil
+}
+
+// Put implements Store.
+func (s *Memory) Put(_ context.Context, c *Contact) error {
+	s.mu.Lock()
+	s.m[c.ID] = c
+	s.mu.Unlock()
+	return nil
+}
+
+// Commit implements Store; memory needs no flush.
+func (s *Memory) Commit(context.Context, Position) error { return nil }
+
+// Delete implements Store.
+func (s *Memory) Delete(_ context.Context, id string) error {
+	s.mu.Lock()
+	delete(s.m, id)
+	s.mu.Unlock()
+	return nil
+}
+
+// Len returns the number of stored contacts.
+func (s *Memory) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.m)
+}
+
+// Range calls f for each stored contact, in no particular order, until f
+// returns false.
+func (s *Memory) Range(f func(*Contact) bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, c := range s.m {
+		if !f(c) {
+			return
+		}
+	}
+}
