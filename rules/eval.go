@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/expr-lang/expr/vm"
+
 	"github.com/leadpulse/leadpulse/event"
 	"github.com/leadpulse/leadpulse/state"
 )
@@ -74,6 +76,7 @@ type Stats struct {
 // goroutine (per partition).
 type Evaluator struct {
 	rs     *Ruleset
+	vm     vm.VM // reused by every program run: no allocation per run
 	ev     EventEnv
 	cv     ContactEnv
 	before ContactEnv
@@ -143,14 +146,14 @@ func (x *Evaluator) Apply(c *state.Contact, e *event.Event) *Result {
 	for i, w := range rs.Windows {
 		win := &c.Windows[i]
 		pruneWindow(win, now-w.Over)
-		if e.Time <= now-w.Over || !w.Match.test(ev) {
+		if e.Time <= now-w.Over || !x.match(w.Match, ev) {
 			continue
 		}
 		x.addToWindow(win, w, e.Time)
 	}
 
 	for i, r := range rs.Scoring {
-		if !r.On.test(ev) {
+		if !x.match(r.On, ev) {
 			continue
 		}
 		p := &c.Points[i]
@@ -183,18 +186,18 @@ func (x *Evaluator) Apply(c *state.Contact, e *event.Event) *Result {
 		st := &c.Triggers[i]
 		switch t.Kind {
 		case When:
-			x.edge(c, i, t.When.test(&x.cv), e.Time, cause)
+			x.edge(c, i, x.test(t.When, &x.cv), e.Time, cause)
 		case Sequence:
 			if x.sequence(st, t, e.Time, now) {
 				x.fire(c, i, e.Time, cause)
 			}
 		case Absence:
 			if t.Unless != nil {
-				if k := timerIndex(c, t.ID); k >= 0 && e.Time < c.Timers[k].Due && t.Unless.test(ev) {
+				if k := timerIndex(c, t.ID); k >= 0 && e.Time < c.Timers[k].Due && x.match(t.Unless, ev) {
 					removeTimer(c, k)
 				}
 			}
-			if t.After.test(ev) {
+			if x.match(t.After, ev) {
 				x.setTimer(c, i, e.Time+t.Within)
 			}
 		case Inactive:
@@ -233,7 +236,7 @@ func (x *Evaluator) Fire(c *state.Contact, ti int, due int64) *Result {
 	x.fire(c, ti, due, cause)
 	for i, t := range rs.Triggers {
 		if t.Kind == When {
-			x.edge(c, i, t.When.test(&x.cv), due, cause)
+			x.edge(c, i, x.test(t.When, &x.cv), due, cause)
 		}
 	}
 	return res
@@ -257,7 +260,7 @@ func (x *Evaluator) sequence(st *state.Trigger, t *Trigger, at, now int64) bool 
 	n := len(t.Steps)
 	ev := &x.ev
 	if n == 1 {
-		return t.Steps[0].test(ev)
+		return x.match(t.Steps[0], ev)
 	}
 	if len(st.Steps) != n {
 		st.Steps = make([]int64, n)
@@ -271,7 +274,7 @@ func (x *Evaluator) sequence(st *state.Trigger, t *Trigger, at, now int64) bool 
 			st.Steps[k] = state.NoTime
 		}
 	}
-	if f := st.Steps[n-1]; f != state.NoTime && at-f <= t.Within && t.Steps[n-1].test(ev) {
+	if f := st.Steps[n-1]; f != state.NoTime && at-f <= t.Within && x.match(t.Steps[n-1], ev) {
 		for k := range st.Steps {
 			st.Steps[k] = state.NoTime
 		}
@@ -280,11 +283,11 @@ func (x *Evaluator) sequence(st *state.Trigger, t *Trigger, at, now int64) bool 
 	// Advance from the last step down, so that one event moves a partial
 	// match by one step only. The latest first-step time dominates.
 	for k := n - 2; k >= 1; k-- {
-		if f := st.Steps[k]; f != state.NoTime && at-f <= t.Within && t.Steps[k].test(ev) && f > st.Steps[k+1] {
+		if f := st.Steps[k]; f != state.NoTime && at-f <= t.Within && x.match(t.Steps[k], ev) && f > st.Steps[k+1] {
 			st.Steps[k+1] = f
 		}
 	}
-	if t.Steps[0].test(ev) && at > st.Steps[1] {
+	if x.match(t.Steps[0], ev) && at > st.Steps[1] {
 		st.Steps[1] = at
 	}
 	return false
@@ -317,7 +320,7 @@ func (x *Evaluator) fire(c *state.Contact, i int, at int64, cause string) {
 	for _, ai := range t.Do {
 		a := rs.Actions[ai]
 		cv.Action = a.Name
-		if a.If != nil && !a.If.test(cv) {
+		if a.If != nil && !x.test(a.If, cv) {
 			x.Stats.SuppressedGuard++
 			continue
 		}
@@ -360,14 +363,14 @@ func (x *Evaluator) record(c *state.Contact, t *Trigger, a *Action, at int64, ca
 		}
 	}
 	if a.RouteBy != nil {
-		if v, ok := a.RouteBy.run(cv).(string); ok {
+		if v, ok := x.run(a.RouteBy, cv).(string); ok {
 			if sink, ok := a.RouteTo[v]; ok {
 				r.Sink = sink
 			}
 		}
 	}
 	if a.Message != nil {
-		r.Message = a.Message.render(cv)
+		r.Message = a.Message.render(x, cv)
 	}
 	return r
 }
@@ -413,7 +416,7 @@ func (x *Evaluator) fill(cv *ContactEnv, c *state.Contact, at, now int64) {
 	fit := 0.0
 	cv.Fit, cv.Score = 0, eng
 	for i, r := range rs.Fit {
-		on := r.If.test(cv)
+		on := x.test(r.If, cv)
 		if cv == &x.cv {
 			x.fitOn[i] = on
 		}

@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"math"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -48,12 +49,23 @@ type ContactEnv struct {
 }
 
 // nullSafe rewrites an expression so that a missing field is null and never an
-// error (SPEC §2): member access becomes optional chaining, and ordering
-// comparisons and string tests become calls that are false on null or on
-// operands of the wrong type.
+// error (SPEC §2). Every member access becomes optional chaining (a missing
+// map key or a null parent is null). Then, where an operand may be null:
+//   - an ordering comparison (<, <=, >, >=) gets `operand ?? NaN`, and every
+//     comparison with NaN is false;
+//   - a string test (startsWith, endsWith, contains, matches) against a
+//     constant gets `operand ?? nullText`, a text no sensible constant
+//     matches (checked at compile time), so the test is false;
+//   - anything else falls back to a function call that is false on null.
+//
+// The rewrites keep the VM on its native operators: a function call costs an
+// allocation per run, and these conditions run several times per event.
 type nullSafe struct{}
 
-var nullSafeOps = map[string]string{
+// nullText stands for null in string tests.
+const nullText = "\x00\uFFFFleadpulse-null\uFFFF\x00"
+
+var nullSafeFuncs = map[string]string{
 	"<": "lp_lt", ">": "lp_gt", "<=": "lp_le", ">=": "lp_ge",
 	"startsWith": "lp_startsWith", "endsWith": "lp_endsWith",
 	"contains": "lp_contains", "matches": "lp_matches",
@@ -61,34 +73,82 @@ var nullSafeOps = map[string]string{
 
 func (nullSafe) Visit(node *ast.Node) {
 	switch n := (*node).(type) {
-	case *ast.BinaryNode:
-		if n.Operator == "==" || n.Operator == "!=" {
-			// A typed field reached through optional chaining (event.type
-			// in a contact condition) may be null: compare generically.
-			if isChain(n.Left) || isChain(n.Right) {
-				fn := "lp_eq"
-				if n.Operator == "!=" {
-					fn = "lp_ne"
-				}
-				ast.Patch(node, &ast.CallNode{
-					Callee:    &ast.IdentifierNode{Value: fn},
-					Arguments: []ast.Node{n.Left, n.Right},
-				})
-			}
-			return
-		}
-		if fn, ok := nullSafeOps[n.Operator]; ok {
-			ast.Patch(node, &ast.CallNode{
-				Callee:    &ast.IdentifierNode{Value: fn},
-				Arguments: []ast.Node{n.Left, n.Right},
-			})
-		}
 	case *ast.MemberNode:
 		if !n.Optional && !n.Method {
 			n.Optional = true
 			ast.Patch(node, &ast.ChainNode{Node: n})
 		}
+	case *ast.BinaryNode:
+		switch n.Operator {
+		case "==", "!=":
+			// A typed field reached through optional chaining (event.type in
+			// a contact condition) compiles to a typed comparison that
+			// cannot take null: compare generically.
+			if typedChain(n.Left) || typedChain(n.Right) {
+				fn := "lp_eq"
+				if n.Operator == "!=" {
+					fn = "lp_ne"
+				}
+				patchCall(node, fn, n)
+			}
+		case "<", ">", "<=", ">=":
+			if isChain(n.Left) {
+				n.Left = orElse(n.Left, math.NaN())
+			}
+			if isChain(n.Right) {
+				n.Right = orElse(n.Right, math.NaN())
+			}
+		case "startsWith", "endsWith", "contains", "matches":
+			lit, ok := n.Right.(*ast.StringNode)
+			switch {
+			case !isChain(n.Left) && !isChain(n.Right):
+			case ok && !isChain(n.Left):
+			case ok && safeAgainstNull(n.Operator, lit.Value):
+				n.Left = orElse(n.Left, nullText)
+			default:
+				patchCall(node, nullSafeFuncs[n.Operator], n)
+			}
+		}
 	}
+}
+
+func patchCall(node *ast.Node, fn string, n *ast.BinaryNode) {
+	ast.Patch(node, &ast.CallNode{
+		Callee:    &ast.IdentifierNode{Value: fn},
+		Arguments: []ast.Node{n.Left, n.Right},
+	})
+}
+
+func orElse(n ast.Node, v any) ast.Node {
+	return &ast.BinaryNode{Operator: "??", Left: n, Right: &ast.ConstantNode{Value: v}}
+}
+
+// safeAgainstNull reports whether the test with this constant is false for
+// nullText, so that nullText can stand for null.
+func safeAgainstNull(op, lit string) bool {
+	switch op {
+	case "startsWith":
+		return lit != "" && !strings.HasPrefix(nullText, lit)
+	case "endsWith":
+		return lit != "" && !strings.HasSuffix(nullText, lit)
+	case "contains":
+		return lit != "" && !strings.Contains(nullText, lit)
+	case "matches":
+		re, err := regexp.Compile(lit)
+		return err == nil && !re.MatchString(nullText)
+	}
+	return false
+}
+
+// typedChain reports whether n is optional chaining to a field of a concrete
+// (non-interface) type.
+func typedChain(n ast.Node) bool {
+	c, ok := n.(*ast.ChainNode)
+	if !ok {
+		return false
+	}
+	t := c.Node.Type()
+	return t != nil && t.Kind() != reflect.Interface
 }
 
 func isChain(n ast.Node) bool {
@@ -212,6 +272,10 @@ type program struct {
 	src  string
 	line int // line in the rules file, for messages
 	p    *vm.Program
+
+	// needType and needEvent are constants the condition requires of an
+	// event's type and event name ("" for none); see Evaluator.match.
+	needType, needEvent string
 }
 
 // compileCond compiles a boolean condition against env (EventEnv or ContactEnv).
@@ -233,7 +297,11 @@ func compileExpr(src string, env any, boolean bool) (*program, error) {
 			return nil, fmt.Errorf("bad expression %q: %w", src, err)
 		}
 	}
-	return &program{src: src, p: p}, nil
+	prog := &program{src: src, p: p}
+	if _, ok := env.(EventEnv); ok && boolean {
+		prog.needType, prog.needEvent = required(p.Node())
+	}
+	return prog, nil
 }
 
 func firstLine(s string) string {
@@ -274,10 +342,10 @@ type visitorFunc func(*ast.Node)
 
 func (f visitorFunc) Visit(n *ast.Node) { f(n) }
 
-// run evaluates a program; a runtime error (say, arithmetic on null) yields
-// null, never a failure, as SPEC §2 requires.
-func (p *program) run(env any) any {
-	v, err := vm.Run(p.p, env)
+// run evaluates a program on the evaluator's VM; a runtime error (say,
+// arithmetic on null) yields null, never a failure, as SPEC §2 requires.
+func (x *Evaluator) run(p *program, env any) any {
+	v, err := x.vm.Run(p.p, env)
 	if err != nil {
 		return nil
 	}
@@ -285,9 +353,53 @@ func (p *program) run(env any) any {
 }
 
 // test evaluates a condition; null or an error is false.
-func (p *program) test(env any) bool {
-	b, _ := p.run(env).(bool)
+func (x *Evaluator) test(p *program, env any) bool {
+	b, _ := x.run(p, env).(bool)
 	return b
+}
+
+// match evaluates an event condition, first checking natively the `type ==`
+// and `event ==` constants that the condition requires, which rejects most
+// conditions for most events without running the VM.
+func (x *Evaluator) match(p *program, ev *EventEnv) bool {
+	if p.needType != "" && p.needType != ev.Type || p.needEvent != "" && p.needEvent != ev.Event {
+		return false
+	}
+	return x.test(p, ev)
+}
+
+// required finds the `type == "…"` and `event == "…"` conjuncts at the top
+// level of an event condition.
+func required(n ast.Node) (typ, evt string) {
+	var visit func(ast.Node)
+	visit = func(n ast.Node) {
+		b, ok := n.(*ast.BinaryNode)
+		if !ok {
+			return
+		}
+		switch b.Operator {
+		case "&&", "and":
+			visit(b.Left)
+			visit(b.Right)
+		case "==":
+			id, ok1 := b.Left.(*ast.IdentifierNode)
+			lit, ok2 := b.Right.(*ast.StringNode)
+			if !ok1 || !ok2 {
+				id, ok1 = b.Right.(*ast.IdentifierNode)
+				lit, ok2 = b.Left.(*ast.StringNode)
+			}
+			if ok1 && ok2 {
+				switch id.Value {
+				case "type":
+					typ = lit.Value
+				case "event":
+					evt = lit.Value
+				}
+			}
+		}
+	}
+	visit(n)
+	return typ, evt
 }
 
 // names lists the member properties read from the identifier root (for
