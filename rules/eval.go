@@ -77,24 +77,32 @@ type Stats struct {
 type Evaluator struct {
 	rs     *Ruleset
 	vm     vm.VM // reused by every program run: no allocation per run
-	ev     EventEnv
-	cv     ContactEnv
-	before ContactEnv
-	fitOn  []bool
-	seen   map[string]struct{}
-	res    Result
-	Stats  Stats
+
+	// The flat environments (see expr.go) and what fills them.
+	evm, ctm  map[string]any
+	cur       *event.Event // the event being applied; nil while a timer fires
+	v, before vals         // the contact's values now, and before the event
+	trigger   any          // while an action is prepared: the trigger id
+	action    any          // and the action name
+	interned  map[string]any
+	fitOn     []bool
+	seen      map[string]struct{}
+	res       Result
+	Stats     Stats
 }
 
 // NewEvaluator returns an evaluator for rs.
 func (rs *Ruleset) NewEvaluator() *Evaluator {
 	return &Evaluator{
-		rs:     rs,
-		cv:     ContactEnv{Windows: make(map[string]float64, len(rs.Windows))},
-		before: ContactEnv{Windows: make(map[string]float64, len(rs.Windows))},
-		fitOn:  make([]bool, len(rs.Fit)),
-		seen:   map[string]struct{}{},
-		Stats:  Stats{ByTrigger: make([]uint64, len(rs.Triggers))},
+		rs:       rs,
+		evm:      make(map[string]any, len(rs.evEnv.all)),
+		ctm:      make(map[string]any, len(rs.ctEnv.all)),
+		v:        vals{windows: make([]float64, len(rs.Windows))},
+		before:   vals{windows: make([]float64, len(rs.Windows))},
+		interned: map[string]any{},
+		fitOn:    make([]bool, len(rs.Fit)),
+		seen:     map[string]struct{}{},
+		Stats:    Stats{ByTrigger: make([]uint64, len(rs.Triggers))},
 	}
 }
 
@@ -126,34 +134,33 @@ func (x *Evaluator) Apply(c *state.Contact, e *event.Event) *Result {
 	}
 	x.Stats.Applied++
 
-	var before *ContactEnv
+	x.cur = e
 	if rs.usesContact {
 		now := c.Latest
 		if now == state.NoTime {
 			now = e.Time
 		}
 		x.fill(&x.before, c, e.Time, now)
-		before = &x.before
 	}
 	c.Seq++
-	if c.Latest == state.NoTime || e.Time > c.Latest {
+	advanced := c.Latest == state.NoTime || e.Time > c.Latest
+	if advanced {
 		c.Latest = e.Time
 	}
 	now := c.Latest
-	x.fillEvent(e, before)
-	ev := &x.ev
+	x.setEnv(x.evm, rs.evEnv.all)
 
 	for i, w := range rs.Windows {
 		win := &c.Windows[i]
 		pruneWindow(win, now-w.Over)
-		if e.Time <= now-w.Over || !x.match(w.Match, ev) {
+		if e.Time <= now-w.Over || !x.match(w.Match) {
 			continue
 		}
 		x.addToWindow(win, w, e.Time)
 	}
 
 	for i, r := range rs.Scoring {
-		if !x.match(r.On, ev) {
+		if !x.match(r.On) {
 			continue
 		}
 		p := &c.Points[i]
@@ -177,37 +184,39 @@ func (x *Evaluator) Apply(c *state.Contact, e *event.Event) *Result {
 		for k, v := range e.Traits {
 			c.Traits[k] = v
 		}
+		forgetFit(c)
 	}
 
 	cause := "e" + strconv.FormatUint(c.Seq, 10)
-	x.fill(&x.cv, c, e.Time, now)
-	x.cv.Event = ev
+	x.fill(&x.v, c, e.Time, now)
 	for i, t := range rs.Triggers {
 		st := &c.Triggers[i]
 		switch t.Kind {
 		case When:
-			x.edge(c, i, x.test(t.When, &x.cv), e.Time, cause)
+			x.edge(c, i, x.test(t.When), e.Time, cause)
 		case Sequence:
 			if x.sequence(st, t, e.Time, now) {
 				x.fire(c, i, e.Time, cause)
 			}
 		case Absence:
 			if t.Unless != nil {
-				if k := timerIndex(c, t.ID); k >= 0 && e.Time < c.Timers[k].Due && x.match(t.Unless, ev) {
+				if k := timerIndex(c, t.ID); k >= 0 && e.Time < c.Timers[k].Due && x.match(t.Unless) {
 					removeTimer(c, k)
 				}
 			}
-			if x.match(t.After, ev) {
+			if x.match(t.After) {
 				x.setTimer(c, i, e.Time+t.Within)
 			}
 		case Inactive:
-			if k := timerIndex(c, t.ID); k < 0 || c.Timers[k].Due != c.Latest+t.Quiet {
+			// Only an event that moves the contact's latest time starts a
+			// new wait: a late event must not set again a timer that has
+			// already fired for this latest time.
+			if k := timerIndex(c, t.ID); (k < 0 && advanced) || (k >= 0 && c.Timers[k].Due != c.Latest+t.Quiet) {
 				x.setTimer(c, i, c.Latest+t.Quiet)
 			}
 		}
 	}
-	x.ev.Contact = nil
-	x.cv.Event = nil
+	x.cur = nil
 	return res
 }
 
@@ -231,12 +240,17 @@ func (x *Evaluator) Fire(c *state.Contact, ti int, due int64) *Result {
 		now = due
 	}
 	cause := "t" + strconv.FormatInt(due, 10)
-	x.fill(&x.cv, c, due, now)
-	x.cv.Event = nil
-	x.fire(c, ti, due, cause)
+	x.cur = nil
+	x.fill(&x.v, c, due, now)
+	// One pass in `triggers:` order, as for an event (SPEC §2: the firings
+	// caused by one timer are emitted in file order): the timer's trigger
+	// fires at its place and each `when` is evaluated at its own.
 	for i, t := range rs.Triggers {
-		if t.Kind == When {
-			x.edge(c, i, x.test(t.When, &x.cv), due, cause)
+		switch {
+		case i == ti:
+			x.fire(c, ti, due, cause)
+		case t.Kind == When:
+			x.edge(c, i, x.test(t.When), due, cause)
 		}
 	}
 	return res
@@ -258,9 +272,8 @@ func (x *Evaluator) edge(c *state.Contact, i int, v bool, at int64, cause string
 // event and reports whether the event completes one.
 func (x *Evaluator) sequence(st *state.Trigger, t *Trigger, at, now int64) bool {
 	n := len(t.Steps)
-	ev := &x.ev
 	if n == 1 {
-		return x.match(t.Steps[0], ev)
+		return x.match(t.Steps[0])
 	}
 	if len(st.Steps) != n {
 		st.Steps = make([]int64, n)
@@ -274,7 +287,7 @@ func (x *Evaluator) sequence(st *state.Trigger, t *Trigger, at, now int64) bool 
 			st.Steps[k] = state.NoTime
 		}
 	}
-	if f := st.Steps[n-1]; f != state.NoTime && at-f <= t.Within && x.match(t.Steps[n-1], ev) {
+	if f := st.Steps[n-1]; f != state.NoTime && at-f <= t.Within && x.match(t.Steps[n-1]) {
 		for k := range st.Steps {
 			st.Steps[k] = state.NoTime
 		}
@@ -283,11 +296,11 @@ func (x *Evaluator) sequence(st *state.Trigger, t *Trigger, at, now int64) bool 
 	// Advance from the last step down, so that one event moves a partial
 	// match by one step only. The latest first-step time dominates.
 	for k := n - 2; k >= 1; k-- {
-		if f := st.Steps[k]; f != state.NoTime && at-f <= t.Within && x.match(t.Steps[k], ev) && f > st.Steps[k+1] {
+		if f := st.Steps[k]; f != state.NoTime && at-f <= t.Within && x.match(t.Steps[k]) && f > st.Steps[k+1] {
 			st.Steps[k+1] = f
 		}
 	}
-	if x.match(t.Steps[0], ev) && at > st.Steps[1] {
+	if x.match(t.Steps[0]) && at > st.Steps[1] {
 		st.Steps[1] = at
 	}
 	return false
@@ -310,17 +323,20 @@ func (x *Evaluator) fire(c *state.Contact, i int, at int64, cause string) {
 	x.Stats.ByTrigger[i]++
 	if t.stageIdx >= 0 && stageIndex(rs.Stages, c.Stage) < t.stageIdx {
 		c.Stage = t.SetStage
-		x.cv.Stage = c.Stage
+		x.v.stage = c.Stage
+		forgetFit(c)
+		x.setEnv(x.ctm, x.rs.ctEnv.all)
 	}
 	res := &x.res
 	res.Firings = append(res.Firings, Firing{Trigger: t.ID, Contact: c.ID, At: at})
 	f := &res.Firings[len(res.Firings)-1]
-	cv := &x.cv
-	cv.Trigger = t.ID
+	x.trigger = t.boxedID
+	x.setTrigger()
 	for _, ai := range t.Do {
 		a := rs.Actions[ai]
-		cv.Action = a.Name
-		if a.If != nil && !x.test(a.If, cv) {
+		x.action = a.boxedName
+		x.setTrigger()
+		if a.If != nil && !x.test(a.If) {
 			x.Stats.SuppressedGuard++
 			continue
 		}
@@ -332,12 +348,23 @@ func (x *Evaluator) fire(c *state.Contact, i int, at int64, cause string) {
 		f.Actions = append(f.Actions, a.Name)
 		res.Records = append(res.Records, x.record(c, t, a, at, cause))
 	}
-	cv.Trigger, cv.Action = "", ""
+	x.trigger, x.action = nil, nil
+	x.setTrigger()
+}
+
+// setTrigger puts the trigger and action being prepared in the contact
+// environment, where the rules read them.
+func (x *Evaluator) setTrigger() {
+	if _, ok := x.ctm["trigger"]; ok {
+		x.ctm["trigger"] = x.trigger
+	}
+	if _, ok := x.ctm["action"]; ok {
+		x.ctm["action"] = x.action
+	}
 }
 
 func (x *Evaluator) record(c *state.Contact, t *Trigger, a *Action, at int64, cause string) Record {
 	rs := x.rs
-	cv := &x.cv
 	r := Record{
 		ID:         actionID(c.ID, t.ID, a.Name, cause, at),
 		Action:     a.Name,
@@ -345,9 +372,9 @@ func (x *Evaluator) record(c *state.Contact, t *Trigger, a *Action, at int64, ca
 		Contact:    c.ID,
 		At:         time.Unix(0, at).UTC().Format(time.RFC3339Nano),
 		AtNanos:    at,
-		Score:      round3(cv.Score),
-		Fit:        round3(cv.Fit),
-		Engagement: round3(cv.Engagement),
+		Score:      round3(x.v.score),
+		Fit:        round3(x.v.fit),
+		Engagement: round3(x.v.engagement),
 		Stage:      c.Stage,
 		Sink:       a.Sink,
 		Explain:    make(map[string]float64, len(rs.Scoring)+len(rs.Fit)),
@@ -363,14 +390,14 @@ func (x *Evaluator) record(c *state.Contact, t *Trigger, a *Action, at int64, ca
 		}
 	}
 	if a.RouteBy != nil {
-		if v, ok := x.run(a.RouteBy, cv).(string); ok {
+		if v, ok := x.run(a.RouteBy, x.ctm).(string); ok {
 			if sink, ok := a.RouteTo[v]; ok {
 				r.Sink = sink
 			}
 		}
 	}
 	if a.Message != nil {
-		r.Message = a.Message.render(x, cv)
+		r.Message = a.Message.render(x)
 	}
 	return r
 }
@@ -399,49 +426,66 @@ func stageIndex(stages []string, s string) int {
 	return -1
 }
 
-// fill computes the contact's values at time `at` with windows as of `now`.
-func (x *Evaluator) fill(cv *ContactEnv, c *state.Contact, at, now int64) {
+// fitMemo keeps the values of the fit rules that depend only on the traits
+// and the stage (FitRule.static) with the contact, so that they run again
+// only when those change (see forgetFit).
+type fitMemo struct {
+	on    []bool
+	known []bool
+}
+
+// forgetFit drops the memo after a change of traits or stage.
+func forgetFit(c *state.Contact) { c.Memo = nil }
+
+// fill computes the contact's values at time `at`, with windows as of
+// `now`, into v, and fills the contact environment from them.
+func (x *Evaluator) fill(v *vals, c *state.Contact, at, now int64) {
 	rs := x.rs
-	cv.ID, cv.ContactID = c.ID, c.ID
-	cv.Traits = c.Traits
-	cv.Stage = c.Stage
+	v.id, v.traits, v.stage = c.ID, c.Traits, c.Stage
 	eng := 0.0
 	for i := range rs.Scoring {
 		eng += pointsAt(&c.Points[i], at, rs.HalfLife)
 	}
-	cv.Engagement = eng
+	v.engagement = eng
 	for i, w := range rs.Windows {
-		cv.Windows[w.Name] = x.aggregate(&c.Windows[i], w, now)
+		v.windows[i] = x.aggregate(&c.Windows[i], w, now)
 	}
+	// The environment reads x.v; for the values before an event, point it
+	// there for the fit rules and copy back.
+	saved := x.v
+	if v != &x.v {
+		x.v = *v
+	}
+	x.v.fit, x.v.score = 0, eng
+	x.setEnv(x.ctm, rs.ctEnv.all)
 	fit := 0.0
-	cv.Fit, cv.Score = 0, eng
+	memo, _ := c.Memo.(*fitMemo)
+	if memo == nil && len(rs.Fit) > 0 {
+		memo = &fitMemo{on: make([]bool, len(rs.Fit)), known: make([]bool, len(rs.Fit))}
+		c.Memo = memo
+	}
 	for i, r := range rs.Fit {
-		on := x.test(r.If, cv)
-		if cv == &x.cv {
+		var on bool
+		if r.static && memo.known[i] {
+			on = memo.on[i]
+		} else {
+			on = x.test(r.If)
+			memo.on[i], memo.known[i] = on, r.static
+		}
+		if v == &x.v {
 			x.fitOn[i] = on
 		}
 		if on {
 			fit += r.Points
 		}
 	}
-	cv.Fit = fit
-	cv.Score = eng + fit
-}
-
-func (x *Evaluator) fillEvent(e *event.Event, before *ContactEnv) {
-	x.ev = EventEnv{
-		Type:        e.Type,
-		Event:       e.Event,
-		Name:        e.Name,
-		UserID:      e.UserID,
-		AnonymousID: e.AnonymousID,
-		MessageID:   e.MessageID,
-		Timestamp:   time.Unix(0, e.Time).UTC(),
-		Properties:  e.Properties,
-		Traits:      e.Traits,
-		Context:     e.Context,
-		Contact:     before,
+	x.v.fit, x.v.score = fit, eng+fit
+	if v != &x.v {
+		*v = x.v
+		x.v = saved
+		return
 	}
+	x.setEnv(x.ctm, rs.ctEnv.scoreFit)
 }
 
 // timerIndex returns the index of trigger id's pending timer in c.Timers, or -1.

@@ -48,15 +48,30 @@ type ContactEnv struct {
 	ContactID  string             `expr:"contact"`
 }
 
-// nullSafe rewrites an expression so that a missing field is null and never an
-// error (SPEC §2). Every member access becomes optional chaining (a missing
-// map key or a null parent is null). Then, where an operand may be null:
+// The two compilations of an expression.
+//
+// Validation compiles each expression against the typed schema (EventEnv or
+// ContactEnv), so that an unknown name or a type error is a load-time
+// problem with a line number. That program is never run.
+//
+// The program that runs is compiled against a flat map environment: every
+// dotted path rooted at a known name (`properties.path`, `traits.industry`,
+// `windows.pricing_views_7d`, `contact.score`) becomes one identifier,
+// which the VM reads with a single map lookup (OpLoadFast), without
+// reflection and without allocating. The evaluator fills the map once per
+// event with exactly the paths the rules use (see env.go).
+//
+// Both compilations make null safe (SPEC §2): a missing field is null and
+// never an error. Where an operand may be null:
 //   - an ordering comparison (<, <=, >, >=) gets `operand ?? NaN`, and every
 //     comparison with NaN is false;
-//   - a string test (startsWith, endsWith, contains, matches) against a
-//     constant gets `operand ?? nullText`, a text no sensible constant
-//     matches (checked at compile time), so the test is false;
-//   - anything else falls back to a function call that is false on null.
+//   - a string test (startsWith, endsWith, contains, matches) of a name
+//     against a constant becomes `name != nil && name op constant`; of
+//     another operand, `operand ?? nullText`, a text the constant is checked
+//     at compile time not to match, so the test is false;
+//   - anything else falls back to a function call that is false on null;
+//   - a remaining member access (an index, or a field of a computed value)
+//     becomes optional chaining.
 //
 // The rewrites keep the VM on its native operators: a function call costs an
 // allocation per run, and these conditions run several times per event.
@@ -82,8 +97,8 @@ func (nullSafe) Visit(node *ast.Node) {
 		switch n.Operator {
 		case "==", "!=":
 			// A typed field reached through optional chaining (event.type in
-			// a contact condition) compiles to a typed comparison that
-			// cannot take null: compare generically.
+			// a contact condition, in the typed schema) compiles to a typed
+			// comparison that cannot take null: compare generically.
 			if typedChain(n.Left) || typedChain(n.Right) {
 				fn := "lp_eq"
 				if n.Operator == "!=" {
@@ -92,17 +107,24 @@ func (nullSafe) Visit(node *ast.Node) {
 				patchCall(node, fn, n)
 			}
 		case "<", ">", "<=", ">=":
-			if isChain(n.Left) {
+			if nullable(n.Left) {
 				n.Left = orElse(n.Left, math.NaN())
 			}
-			if isChain(n.Right) {
+			if nullable(n.Right) {
 				n.Right = orElse(n.Right, math.NaN())
 			}
 		case "startsWith", "endsWith", "contains", "matches":
 			lit, ok := n.Right.(*ast.StringNode)
+			id, isIdent := n.Left.(*ast.IdentifierNode)
 			switch {
-			case !isChain(n.Left) && !isChain(n.Right):
-			case ok && !isChain(n.Left):
+			case !nullable(n.Left) && !nullable(n.Right):
+			case ok && isIdent:
+				// `name != nil && name op "…"`: no regexp runs on null.
+				ast.Patch(node, &ast.BinaryNode{
+					Operator: "&&",
+					Left:     &ast.BinaryNode{Operator: "!=", Left: &ast.IdentifierNode{Value: id.Value}, Right: &ast.NilNode{}},
+					Right:    n,
+				})
 			case ok && safeAgainstNull(n.Operator, lit.Value):
 				n.Left = orElse(n.Left, nullText)
 			default:
@@ -110,6 +132,45 @@ func (nullSafe) Visit(node *ast.Node) {
 			}
 		}
 	}
+}
+
+// nullable reports whether a node may be null at run time: optional
+// chaining, or (in the flat environment) a name, since every name may be
+// missing.
+func nullable(n ast.Node) bool {
+	switch x := n.(type) {
+	case *ast.ChainNode:
+		return true
+	case *ast.IdentifierNode:
+		return x.Type() == nil || x.Type().Kind() == reflect.Interface
+	}
+	return false
+}
+
+// nestedRoots are the names whose dotted paths are flattened.
+var nestedRoots = map[string]bool{
+	"properties": true, "traits": true, "context": true,
+	"contact": true, "windows": true, "event": true,
+}
+
+// flatten turns `root.a.b` into the identifier "root.a.b".
+type flatten struct{}
+
+func (flatten) Visit(node *ast.Node) {
+	m, ok := (*node).(*ast.MemberNode)
+	if !ok || m.Method {
+		return
+	}
+	id, ok := m.Node.(*ast.IdentifierNode)
+	prop, ok2 := m.Property.(*ast.StringNode)
+	if !ok || !ok2 {
+		return
+	}
+	root, _, _ := strings.Cut(id.Value, ".")
+	if !nestedRoots[root] {
+		return
+	}
+	ast.Patch(node, &ast.IdentifierNode{Value: id.Value + "." + prop.Value})
 }
 
 func patchCall(node *ast.Node, fn string, n *ast.BinaryNode) {
@@ -149,11 +210,6 @@ func typedChain(n ast.Node) bool {
 	}
 	t := c.Node.Type()
 	return t != nil && t.Kind() != reflect.Interface
-}
-
-func isChain(n ast.Node) bool {
-	_, ok := n.(*ast.ChainNode)
-	return ok
 }
 
 func toFloat(v any) (float64, bool) {
@@ -253,8 +309,7 @@ func matchRegexp(s, pattern string) bool {
 	return ok && re.MatchString(s)
 }
 
-var exprOptions = []expr.Option{
-	expr.Patch(nullSafe{}),
+var exprFuncs = []expr.Option{
 	cmpFunc("lp_lt", func(c int) bool { return c < 0 }),
 	cmpFunc("lp_gt", func(c int) bool { return c > 0 }),
 	cmpFunc("lp_le", func(c int) bool { return c <= 0 }),
@@ -270,8 +325,14 @@ var exprOptions = []expr.Option{
 // program is a compiled expression with its source, for error messages.
 type program struct {
 	src  string
-	line int // line in the rules file, for messages
-	p    *vm.Program
+	line int         // line in the rules file, for messages
+	p    *vm.Program // runs against the flat map environment
+	typd *vm.Program // checked against the typed schema; analysed, never run
+
+	// names are the flat identifiers the program reads; contactEnv tells
+	// which environment they belong to.
+	names      []string
+	contactEnv bool
 
 	// needType and needEvent are constants the condition requires of an
 	// event's type and event name ("" for none); see Evaluator.match.
@@ -284,7 +345,23 @@ func compileCond(src string, env any) (*program, error) {
 }
 
 func compileExpr(src string, env any, boolean bool) (*program, error) {
-	opts := append([]expr.Option{expr.Env(env)}, exprOptions...)
+	opts := append([]expr.Option{expr.Env(env), expr.Patch(nullSafe{})}, exprFuncs...)
+	if boolean {
+		opts = append(opts, expr.AsBool())
+	}
+	typd, err := expr.Compile(src, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("bad expression %q: %s", src, firstLine(err.Error()))
+	}
+	if boolean {
+		if err := checkPatterns(typd); err != nil {
+			return nil, fmt.Errorf("bad expression %q: %w", src, err)
+		}
+	}
+	// Declaring the schema's names keeps them ahead of expr's builtins of
+	// the same name (`type`).
+	opts = append([]expr.Option{expr.Env(flatSchema(env)), expr.AllowUndefinedVariables(),
+		expr.Patch(flatten{}), expr.Patch(nullSafe{})}, exprFuncs...)
 	if boolean {
 		opts = append(opts, expr.AsBool())
 	}
@@ -292,16 +369,38 @@ func compileExpr(src string, env any, boolean bool) (*program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bad expression %q: %s", src, firstLine(err.Error()))
 	}
-	if boolean {
-		if err := checkPatterns(p); err != nil {
-			return nil, fmt.Errorf("bad expression %q: %w", src, err)
-		}
-	}
-	prog := &program{src: src, p: p}
-	if _, ok := env.(EventEnv); ok && boolean {
+	_, contactEnv := env.(ContactEnv)
+	prog := &program{src: src, p: p, typd: typd, names: identifiers(p), contactEnv: contactEnv}
+	if !contactEnv && boolean {
 		prog.needType, prog.needEvent = required(p.Node())
 	}
 	return prog, nil
+}
+
+// flatSchema declares the top-level names of a typed schema, as null.
+func flatSchema(env any) map[string]any {
+	m := map[string]any{}
+	t := reflect.TypeOf(env)
+	for i := 0; i < t.NumField(); i++ {
+		if name := t.Field(i).Tag.Get("expr"); name != "" {
+			m[name] = nil
+		}
+	}
+	return m
+}
+
+// identifiers lists the names a program reads from its environment.
+func identifiers(p *vm.Program) []string {
+	seen := map[string]bool{}
+	var out []string
+	walk(p, visitorFunc(func(n *ast.Node) {
+		// Function names (the lp_ helpers) are identifiers too; skip them.
+		if x, ok := (*n).(*ast.IdentifierNode); ok && !seen[x.Value] && !strings.HasPrefix(x.Value, "lp_") {
+			seen[x.Value] = true
+			out = append(out, x.Value)
+		}
+	}))
+	return out
 }
 
 func firstLine(s string) string {
@@ -341,32 +440,6 @@ func walk(p *vm.Program, v ast.Visitor) {
 type visitorFunc func(*ast.Node)
 
 func (f visitorFunc) Visit(n *ast.Node) { f(n) }
-
-// run evaluates a program on the evaluator's VM; a runtime error (say,
-// arithmetic on null) yields null, never a failure, as SPEC §2 requires.
-func (x *Evaluator) run(p *program, env any) any {
-	v, err := x.vm.Run(p.p, env)
-	if err != nil {
-		return nil
-	}
-	return v
-}
-
-// test evaluates a condition; null or an error is false.
-func (x *Evaluator) test(p *program, env any) bool {
-	b, _ := x.run(p, env).(bool)
-	return b
-}
-
-// match evaluates an event condition, first checking natively the `type ==`
-// and `event ==` constants that the condition requires, which rejects most
-// conditions for most events without running the VM.
-func (x *Evaluator) match(p *program, ev *EventEnv) bool {
-	if p.needType != "" && p.needType != ev.Type || p.needEvent != "" && p.needEvent != ev.Event {
-		return false
-	}
-	return x.test(p, ev)
-}
 
 // required finds the `type == "…"` and `event == "…"` conjuncts at the top
 // level of an event condition.

@@ -74,6 +74,7 @@ func Parse(name string, data []byte) (*Ruleset, error) {
 	if err := l.err(); err != nil {
 		return nil, err
 	}
+	l.rs.bindAll()
 	return l.rs, nil
 }
 
@@ -305,7 +306,7 @@ func orderedFields(m map[string]field) []field {
 
 func (l *loader) noteContact(ps ...*program) {
 	for _, p := range ps {
-		if p != nil && usesIdent(p.p, "contact") {
+		if p != nil && usesIdent(p.typd, "contact") {
 			l.rs.usesContact = true
 		}
 	}
@@ -374,7 +375,7 @@ func (l *loader) scoring(n *yaml.Node) {
 				r := &FitRule{ID: id, Line: item.Line}
 				if cf, ok := im["if"]; ok {
 					r.If = l.cond(cf, ContactEnv{}, id, "if")
-					if r.If != nil && (usesIdent(r.If.p, "score") || usesIdent(r.If.p, "fit")) {
+					if r.If != nil && (usesIdent(r.If.typd, "score") || usesIdent(r.If.typd, "fit")) {
 						l.add(cf.val.Line, id, "a fit rule cannot depend on `score` or `fit` (they include fit itself); use traits, windows, engagement or stage")
 					}
 				} else {
@@ -704,7 +705,7 @@ func (l *loader) checkWindowRefs() {
 		if p.line > 0 {
 			line = p.line
 		}
-		for _, name := range memberNames(p.p, "windows") {
+		for _, name := range memberNames(p.typd, "windows") {
 			if !known[name] {
 				l.add(line, rule, "unknown window %q", name)
 			}

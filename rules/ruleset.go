@@ -20,6 +20,71 @@ type Ruleset struct {
 	names       state.Names
 	usesContact bool // some event condition reads `contact`
 	actionIdx   map[string]int
+	evEnv       envBindings // names read by event conditions
+	ctEnv       envBindings // names read by contact conditions
+}
+
+// programs returns every compiled expression of the file.
+func (rs *Ruleset) programs() []*program {
+	var ps []*program
+	add := func(p ...*program) {
+		for _, x := range p {
+			if x != nil {
+				ps = append(ps, x)
+			}
+		}
+	}
+	for _, w := range rs.Windows {
+		add(w.Match, w.Value)
+	}
+	for _, r := range rs.Scoring {
+		add(r.On)
+	}
+	for _, r := range rs.Fit {
+		add(r.If)
+	}
+	for _, t := range rs.Triggers {
+		add(t.When, t.After, t.Unless)
+		add(t.Steps...)
+	}
+	for _, a := range rs.Actions {
+		add(a.RouteBy, a.If)
+		if a.Message != nil {
+			add(a.Message.progs...)
+		}
+	}
+	return ps
+}
+
+// bindAll prepares the environments for the names the programs read.
+func (rs *Ruleset) bindAll() {
+	var ev, ct []string
+	for _, p := range rs.programs() {
+		if p.contactEnv {
+			ct = append(ct, p.names...)
+		} else {
+			ev = append(ev, p.names...)
+		}
+	}
+	rs.evEnv = rs.bind(ev, false)
+	rs.ctEnv = rs.bind(ct, true)
+	for _, r := range rs.Fit {
+		r.static = r.If != nil
+		if r.If == nil {
+			continue
+		}
+		for _, name := range r.If.names {
+			if root, _ := splitPath(name); root != "traits" && root != "stage" && root != "id" && root != "contact" {
+				r.static = false
+			}
+		}
+	}
+	for _, t := range rs.Triggers {
+		t.boxedID = t.ID
+	}
+	for _, a := range rs.Actions {
+		a.boxedName = a.Name
+	}
 }
 
 // Aggregate is what a window computes.
@@ -58,6 +123,10 @@ type FitRule struct {
 	Line   int
 	If     *program
 	Points float64
+
+	// static is true when the condition reads only traits, stage and the
+	// contact id, so its value changes only when they do.
+	static bool
 }
 
 // Kind is a trigger's kind.
@@ -90,6 +159,7 @@ type Trigger struct {
 	stageIdx int // index of SetStage in Stages, -1 for none
 	Do       []int
 	Cooldown int64 // ns, 0 for none
+	boxedID  any   // ID, boxed once for the environment
 }
 
 // Action is a compiled action.
@@ -103,6 +173,8 @@ type Action struct {
 	If      *program
 	CapMax  int
 	CapPer  int64 // ns
+
+	boxedName any // Name, boxed once for the environment
 }
 
 // Test is one case of the file's tests: section.

@@ -43,12 +43,12 @@ func parseTemplate(s string) (*template, error) {
 
 // render fills the holes; null renders as nothing, numbers with at most two
 // decimals.
-func (t *template) render(x *Evaluator, env *ContactEnv) string {
+func (t *template) render(x *Evaluator) string {
 	var b strings.Builder
 	for i, lit := range t.lits {
 		b.WriteString(lit)
 		if i < len(t.progs) {
-			b.WriteString(formatValue(x.run(t.progs[i], env)))
+			b.WriteString(formatValue(x.run(t.progs[i], x.ctm)))
 		}
 	}
 	return b.String()

@@ -59,6 +59,11 @@ type Contact struct {
 	// compare-and-set; zero in replay.
 	Pos Position `msgpack:"o"`
 
+	// Memo is a cache the rules engine keeps with the contact while it is
+	// in memory (values that change only with the traits or the stage). It
+	// is not encoded and Bind clears it.
+	Memo any `msgpack:"-"`
+
 	// bound is the identity of the names the slices were last aligned to;
 	// not encoded.
 	bound *Names `msgpack:"-"`
@@ -195,6 +200,7 @@ func (c *Contact) Bind(n *Names) {
 		}
 	}
 	c.Timers = keep
+	c.Memo = nil
 	c.bound = n
 }
 

@@ -1,0 +1,257 @@
+package rules
+
+import (
+	"strings"
+	"time"
+
+	"github.com/leadpulse/leadpulse/event"
+)
+
+// vals are a contact's values at one evaluation.
+type vals struct {
+	id         string
+	score      float64
+	fit        float64
+	engagement float64
+	windows    []float64
+	traits     map[string]any
+	stage      string
+}
+
+// getter reads one flat name (see expr.go) for the current evaluation.
+type getter func(x *Evaluator) any
+
+// binding is a name the rules read and how to read it.
+type binding struct {
+	name string
+	get  getter
+}
+
+// envBindings is every name the programs of one environment read.
+type envBindings struct {
+	all      []binding
+	scoreFit []binding // the names that depend on fit, filled after the fit rules ran
+}
+
+func nothing(*Evaluator) any { return nil }
+
+func splitPath(path string) (root string, rest []string) {
+	parts := strings.Split(path, ".")
+	return parts[0], parts[1:]
+}
+
+// dig follows a path through nested maps; a missing key or a non-map on the
+// way is null.
+func dig(m map[string]any, path []string) any {
+	if m == nil {
+		return nil
+	}
+	if len(path) == 0 {
+		return m
+	}
+	v := m[path[0]]
+	for _, k := range path[1:] {
+		mm, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = mm[k]
+	}
+	return v
+}
+
+// bind builds the bindings of the event environment (event conditions) or
+// the contact environment (contact conditions) for the names the programs
+// read.
+func (rs *Ruleset) bind(names []string, contactEnv bool) envBindings {
+	var b envBindings
+	seen := map[string]bool{}
+	for _, name := range names {
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		var g getter
+		if contactEnv {
+			g = rs.contactGetter(name, func(x *Evaluator) *vals { return &x.v }, true)
+		} else {
+			g = rs.eventGetter(name)
+		}
+		bd := binding{name: name, get: g}
+		b.all = append(b.all, bd)
+		if root, _ := splitPath(name); contactEnv && (root == "score" || root == "fit") {
+			b.scoreFit = append(b.scoreFit, bd)
+		}
+	}
+	return b
+}
+
+// eventGetter reads a name of the event environment from the current event.
+func (rs *Ruleset) eventGetter(path string) getter {
+	root, rest := splitPath(path)
+	str := func(f func(e *event.Event) string, intern bool) getter {
+		if len(rest) > 0 {
+			return nothing
+		}
+		return func(x *Evaluator) any {
+			if x.cur == nil {
+				return nil
+			}
+			if intern {
+				return x.intern(f(x.cur))
+			}
+			return f(x.cur)
+		}
+	}
+	nested := func(f func(e *event.Event) map[string]any) getter {
+		return func(x *Evaluator) any {
+			if x.cur == nil {
+				return nil
+			}
+			return dig(f(x.cur), rest)
+		}
+	}
+	switch root {
+	case "type":
+		return str(func(e *event.Event) string { return e.Type }, true)
+	case "event":
+		return str(func(e *event.Event) string { return e.Event }, true)
+	case "name":
+		return str(func(e *event.Event) string { return e.Name }, true)
+	case "userId":
+		return str(func(e *event.Event) string { return e.UserID }, false)
+	case "anonymousId":
+		return str(func(e *event.Event) string { return e.AnonymousID }, false)
+	case "messageId":
+		return str(func(e *event.Event) string { return e.MessageID }, false)
+	case "timestamp":
+		if len(rest) > 0 {
+			return nothing
+		}
+		return func(x *Evaluator) any {
+			if x.cur == nil {
+				return nil
+			}
+			return time.Unix(0, x.cur.Time).UTC()
+		}
+	case "properties":
+		return nested(func(e *event.Event) map[string]any { return e.Properties })
+	case "traits":
+		return nested(func(e *event.Event) map[string]any { return e.Traits })
+	case "context":
+		return nested(func(e *event.Event) map[string]any { return e.Context })
+	case "contact":
+		return rs.contactGetter(strings.Join(rest, "."), func(x *Evaluator) *vals { return &x.before }, false)
+	}
+	return nothing
+}
+
+// contactGetter reads a name of the contact environment from the values
+// which(x) returns. In an event condition (`contact.…`) only the contact's
+// values exist; in a contact condition `event.…`, `trigger`, `action` and
+// `contact` do too.
+func (rs *Ruleset) contactGetter(path string, which func(x *Evaluator) *vals, contactEnv bool) getter {
+	root, rest := splitPath(path)
+	scalar := func(g getter) getter {
+		if len(rest) > 0 {
+			return nothing
+		}
+		return g
+	}
+	switch root {
+	case "score":
+		return scalar(func(x *Evaluator) any { return which(x).score })
+	case "fit":
+		return scalar(func(x *Evaluator) any { return which(x).fit })
+	case "engagement":
+		return scalar(func(x *Evaluator) any { return which(x).engagement })
+	case "stage":
+		return scalar(func(x *Evaluator) any { return x.intern(which(x).stage) })
+	case "id":
+		return scalar(func(x *Evaluator) any { return which(x).id })
+	case "traits":
+		return func(x *Evaluator) any { return dig(which(x).traits, rest) }
+	case "windows":
+		if len(rest) != 1 {
+			return nothing
+		}
+		for i, w := range rs.Windows {
+			if w.Name != rest[0] {
+				continue
+			}
+			if w.Agg == Sum {
+				return func(x *Evaluator) any { return which(x).windows[i] }
+			}
+			// Counts are whole numbers: as int, small ones box without
+			// allocating.
+			return func(x *Evaluator) any { return int(which(x).windows[i]) }
+		}
+		return nothing
+	}
+	if !contactEnv {
+		return nothing
+	}
+	switch root {
+	case "event":
+		if len(rest) == 0 {
+			return nothing
+		}
+		return rs.eventGetter(strings.Join(rest, "."))
+	case "contact":
+		return scalar(func(x *Evaluator) any { return which(x).id })
+	case "trigger":
+		return scalar(func(x *Evaluator) any { return x.trigger })
+	case "action":
+		return scalar(func(x *Evaluator) any { return x.action })
+	}
+	return nothing
+}
+
+// intern boxes short, repeating strings (event types and names, stages)
+// once, so that putting them in the environment does not allocate.
+func (x *Evaluator) intern(s string) any {
+	if s == "" {
+		return ""
+	}
+	if v, ok := x.interned[s]; ok {
+		return v
+	}
+	var v any = strings.Clone(s)
+	if len(x.interned) < 4096 {
+		x.interned[s] = v
+	}
+	return v
+}
+
+func (x *Evaluator) setEnv(m map[string]any, bs []binding) {
+	for _, b := range bs {
+		m[b.name] = b.get(x)
+	}
+}
+
+// run evaluates a program; a runtime error (say, arithmetic on null) yields
+// null, never a failure, as SPEC §2 requires.
+func (x *Evaluator) run(p *program, env map[string]any) any {
+	v, err := x.vm.Run(p.p, env)
+	if err != nil {
+		return nil
+	}
+	return v
+}
+
+// test evaluates a contact condition; null or an error is false.
+func (x *Evaluator) test(p *program) bool {
+	b, _ := x.run(p, x.ctm).(bool)
+	return b
+}
+
+// match evaluates an event condition, first checking natively the `type ==`
+// and `event ==` constants that the condition requires, which rejects most
+// conditions for most events without running the VM.
+func (x *Evaluator) match(p *program) bool {
+	if p.needType != "" && p.needType != x.cur.Type || p.needEvent != "" && p.needEvent != x.cur.Event {
+		return false
+	}
+	b, _ := x.run(p, x.evm).(bool)
+	return b
+}
