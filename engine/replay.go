@@ -28,6 +28,7 @@ type Summary struct {
 	Emitted    uint64
 	Suppressed uint64 // cooldown edges + guarded + capped actions
 	Timers     uint64
+	ByTrigger  map[string]uint64 // firings per trigger id
 	Contacts   int
 	Clock      int64
 	Elapsed    time.Duration
@@ -115,6 +116,10 @@ func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOpti
 	sum.Applied, sum.Duplicates = st.Applied, st.Duplicates
 	sum.Firings, sum.Emitted, sum.Timers = st.Firings, st.Emitted, st.TimersFired
 	sum.Suppressed = st.SuppressedCooldown + st.SuppressedGuard + st.SuppressedCap
+	sum.ByTrigger = make(map[string]uint64, len(rs.Triggers))
+	for i, t := range rs.Triggers {
+		sum.ByTrigger[t.ID] = st.ByTrigger[i]
+	}
 	sum.Contacts = store.Len()
 	sum.Clock = p.Clock()
 	sum.Elapsed = time.Since(start)

@@ -1,0 +1,152 @@
+package state
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// typical returns a contact shaped like one the B2B example rules build.
+func typical() *Contact {
+	c := New("u-42")
+	c.Seq, c.Latest, c.Stage = 17, 1_772_442_000_000_000_000, "mql"
+	c.Traits = map[string]any{"email": "ana@acme.io", "industry": "software", "company_size": int64(400), "region": "emea", "title": "VP Engineering"}
+	c.Windows = []Window{
+		{Name: "pricing_views_7d", T: []int64{1, 2, 3}},
+		{Name: "docs_pages_7d", T: []int64{4, 5}, K: []string{"/docs/a", "/docs/b"}},
+		{Name: "video_minutes_14d", T: []int64{6}, V: []float64{12.5}, Dropped: 2},
+	}
+	c.Points = []Points{{Rule: "pricing-page", Value: 29.5, AsOf: 3, LimT: []int64{1, 2, 3}, LimP: []float64{10, 10, 10}}, {Rule: "careers", Value: -15, AsOf: 2}}
+	c.Triggers = []Trigger{{ID: "hot-lead", On: true, Last: 3, Fired: 1}, {ID: "guide-then-pricing", Last: NoTime, Steps: []int64{NoTime, 2}}}
+	c.Timers = []Timer{{Trigger: "gone-quiet", Due: 99, Set: 17}}
+	c.Caps = []Cap{{Action: "cart-reminder", T: []int64{5}}}
+	for _, id := range []string{"m1", "m2", "m3"} {
+		c.Seen.Add(id)
+	}
+	c.Pos = Position{Partition: 3, Offset: 1234}
+	return c
+}
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	for _, c := range []*Contact{New("empty"), typical()} {
+		b, err := Encode(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.bound, c.bound = nil, nil
+		if !reflect.DeepEqual(got, c) {
+			t.Errorf("round trip of %s:\n got %+v\nwant %+v", c.ID, got, c)
+		}
+	}
+}
+
+func TestDecodeVersions(t *testing.T) {
+	// A blob from a later version with a field this version does not know
+	// still decodes (the field is ignored), as long as its version is not
+	// newer than Version.
+	withExtra := map[string]any{"v": Version, "id": "u1", "q": 3, "t": 5, "future": []int{1, 2}}
+	b, _ := msgpack.Marshal(withExtra)
+	c, err := Decode(b)
+	if err != nil || c.ID != "u1" || c.Seq != 3 || c.Latest != 5 {
+		t.Fatalf("decode with an unknown key: %+v, %v", c, err)
+	}
+
+	newer, _ := msgpack.Marshal(map[string]any{"v": Version + 1, "id": "u1"})
+	if _, err := Decode(newer); !errors.Is(err, ErrVersion) {
+		t.Fatalf("newer blob: got %v, want ErrVersion", err)
+	}
+
+	for name, blob := range map[string][]byte{
+		"garbage":    []byte{0xc1, 0x00},
+		"not a map":  {0x93, 0x01, 0x02, 0x03},
+		"no id":      mustMarshal(t, map[string]any{"x": 1}),
+		"wrong type": mustMarshal(t, map[string]any{"v": 1, "id": 5}),
+		"empty":      nil,
+	} {
+		if _, err := Decode(blob); err == nil {
+			t.Errorf("%s: decoded without error", name)
+		}
+	}
+}
+
+func mustMarshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := msgpack.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestSeenIsBounded(t *testing.T) {
+	var s Seen
+	for i := 0; i < MaxSeenIDs+10; i++ {
+		s.Add(string(rune('a'+i%26)) + string(rune(i)))
+	}
+	if len(s.H) != MaxSeenIDs {
+		t.Fatalf("remembered %d ids, want %d", len(s.H), MaxSeenIDs)
+	}
+	first := string(rune('a')) + string(rune(0))
+	last := string(rune('a'+(MaxSeenIDs+9)%26)) + string(rune(MaxSeenIDs+9))
+	if s.SeenID(first) {
+		t.Error("the oldest id is still remembered beyond the bound")
+	}
+	if !s.SeenID(last) {
+		t.Error("the newest id is forgotten")
+	}
+}
+
+func TestBindKeepsSlotsByName(t *testing.T) {
+	c := typical()
+	n := &Names{
+		Windows:  []string{"video_minutes_14d", "new_window"},
+		Points:   []string{"careers"},
+		Triggers: []string{"hot-lead"},
+		Caps:     nil,
+	}
+	c.Bind(n)
+	if len(c.Windows) != 2 || c.Windows[0].Name != "video_minutes_14d" || c.Windows[0].V[0] != 12.5 || c.Windows[1].Name != "new_window" || len(c.Windows[1].T) != 0 {
+		t.Errorf("windows after bind: %+v", c.Windows)
+	}
+	if len(c.Points) != 1 || c.Points[0].Value != -15 {
+		t.Errorf("points after bind: %+v", c.Points)
+	}
+	if len(c.Timers) != 0 {
+		t.Errorf("timer of a removed trigger kept: %+v", c.Timers)
+	}
+	if len(c.Caps) != 0 {
+		t.Errorf("caps after bind: %+v", c.Caps)
+	}
+	if !c.Bound(n) {
+		t.Error("not bound")
+	}
+}
+
+func BenchmarkCodec(b *testing.B) {
+	c := typical()
+	blob, _ := Encode(c)
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(blob)))
+		for i := 0; i < b.N; i++ {
+			if _, err := Encode(c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(blob)))
+		for i := 0; i < b.N; i++ {
+			if _, err := Decode(blob); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
