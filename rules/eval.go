@@ -75,8 +75,8 @@ type Stats struct {
 // holds scratch space and is not safe for concurrent use: make one per
 // goroutine (per partition).
 type Evaluator struct {
-	rs     *Ruleset
-	vm     vm.VM // reused by every program run: no allocation per run
+	rs *Ruleset
+	vm vm.VM // reused by every program run: no allocation per run
 
 	// The flat environments (see expr.go) and what fills them.
 	evm, ctm  map[string]any
