@@ -104,6 +104,9 @@ func ReasonOf(err error) Reason {
 // Resolve validates the event and sets Time. fallback is the time to use when
 // the event has neither timestamp nor originalTimestamp (live: the Kafka record
 // time); pass 0 where there is none (replay), which makes such an event bad.
+// A timestamp that is present but unreadable makes the event bad even if
+// originalTimestamp is readable; so does a time of exactly the Unix epoch or
+// outside the years 1678–2262 (see parseTime).
 func (e *Event) Resolve(fallback int64) error {
 	if e.Type == "" {
 		return &Error{Reason: ReasonNoType, Msg: `the event has no "type"; set it to one of track, page, screen, identify, group, alias`}

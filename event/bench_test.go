@@ -1,0 +1,90 @@
+package event_test
+
+import (
+	stdjson "encoding/json"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/leadpulse/leadpulse/event"
+)
+
+// benchEvents are Segment events of about 300 bytes as JSON.
+var benchEvents = []struct{ name, json string }{
+	{"page", `{"type":"page","userId":"u-18342","anonymousId":"3f1c9a2e-5b7d-4c1e-9a8f-2d6b4e0c7a11","name":"Pricing",` +
+		`"properties":{"path":"/pricing","url":"https://example.com/pricing?plan=pro","title":"Pricing","referrer":"https://www.google.com/"},` +
+		`"context":{"ip":"203.0.113.7","userAgent":"Mozilla/5.0"},"messageId":"m-7a1c","timestamp":"2026-03-02T09:00:00.123Z"}`},
+	{"track", `{"type":"track","userId":"u-18342","event":"Product Added",` +
+		`"properties":{"sku":"SKU-42","price":19.99,"quantity":2,"category":"plans","tags":["annual","pro"]},` +
+		`"context":{"ip":"203.0.113.7","campaign":{"source":"newsletter","medium":"email"}},` +
+		`"messageId":"m-7a1d","timestamp":"2026-03-02T09:01:00Z","originalTimestamp":"2026-03-02T09:00:59Z"}`},
+}
+
+// BenchmarkDecode compares the package's decoders (goccy/go-json for JSON, a
+// hand-written msgpack reader) with encoding/json and with msgpack's
+// reflection decoder, each into an Event and resolved.
+//
+//	go test -run XXX -bench BenchmarkDecode -benchmem ./event
+func BenchmarkDecode(b *testing.B) {
+	for _, ev := range benchEvents {
+		js := []byte(ev.json)
+		mp := mustMsgpack(b, ev.json)
+		b.Run(ev.name+"/goccy-json", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(js)))
+			for b.Loop() {
+				if _, err := event.Decode(js, event.Auto, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(ev.name+"/encoding-json", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(js)))
+			for b.Loop() {
+				e := new(event.Event)
+				if err := stdjson.Unmarshal(js, e); err != nil {
+					b.Fatal(err)
+				}
+				if err := e.Resolve(0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(ev.name+"/msgpack", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(mp)))
+			for b.Loop() {
+				if _, err := event.Decode(mp, event.Auto, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(ev.name+"/msgpack-reflect", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(mp)))
+			for b.Loop() {
+				e := new(event.Event)
+				if err := msgpack.Unmarshal(mp, e); err != nil {
+					b.Fatal(err)
+				}
+				if err := e.Resolve(0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDecodeInto is the replay and live path: one Event reused.
+func BenchmarkDecodeInto(b *testing.B) {
+	js := []byte(benchEvents[0].json)
+	var e event.Event
+	b.ReportAllocs()
+	b.SetBytes(int64(len(js)))
+	for b.Loop() {
+		if err := event.DecodeInto(&e, js, event.Auto, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
