@@ -26,7 +26,8 @@ type Summary struct {
 	Duplicates uint64
 	Firings    uint64
 	Emitted    uint64
-	Suppressed uint64 // cooldown edges + guarded + capped actions
+	Cooldown   uint64 // edges suppressed by a cooldown (not firings)
+	Suppressed uint64 // actions suppressed by a guard or a cap
 	Timers     uint64
 	ByTrigger  map[string]uint64 // firings per trigger id
 	Contacts   int
@@ -39,8 +40,8 @@ func (s *Summary) String() string {
 	if s.Clock != state.NoTime {
 		clock = time.Unix(0, s.Clock).UTC().Format(time.RFC3339)
 	}
-	return fmt.Sprintf("replay: %d lines, %d events applied, %d bad, %d duplicates, %d contacts; %d firings, %d actions emitted, %d suppressed, %d timers fired; clock %s; %.2fs (%.0f events/s)",
-		s.Lines, s.Applied, s.Bad, s.Duplicates, s.Contacts, s.Firings, s.Emitted, s.Suppressed, s.Timers, clock,
+	return fmt.Sprintf("replay: %d lines, %d events applied, %d bad, %d duplicates, %d contacts; %d firings, %d actions emitted, %d actions suppressed by guards or caps, %d edges inside a cooldown, %d timers fired; clock %s; %.2fs (%.0f events/s)",
+		s.Lines, s.Applied, s.Bad, s.Duplicates, s.Contacts, s.Firings, s.Emitted, s.Suppressed, s.Cooldown, s.Timers, clock,
 		s.Elapsed.Seconds(), float64(s.Lines)/max(s.Elapsed.Seconds(), 1e-9))
 }
 
@@ -115,7 +116,8 @@ func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOpti
 	st := p.Stats()
 	sum.Applied, sum.Duplicates = st.Applied, st.Duplicates
 	sum.Firings, sum.Emitted, sum.Timers = st.Firings, st.Emitted, st.TimersFired
-	sum.Suppressed = st.SuppressedCooldown + st.SuppressedGuard + st.SuppressedCap
+	sum.Cooldown = st.SuppressedCooldown
+	sum.Suppressed = st.SuppressedGuard + st.SuppressedCap
 	sum.ByTrigger = make(map[string]uint64, len(rs.Triggers))
 	for i, t := range rs.Triggers {
 		sum.ByTrigger[t.ID] = st.ByTrigger[i]

@@ -377,13 +377,25 @@ func compileExpr(src string, env any, boolean bool) (*program, error) {
 	return prog, nil
 }
 
-// flatSchema declares the top-level names of a typed schema, as null.
+// flatSchema declares the schema's top-level names that always hold a value
+// of one type (strings, numbers, the timestamp), so that the VM compares
+// them with typed operators and `type` is the event's type rather than
+// expr's builtin of that name. Maps and nested values stay undeclared: their
+// paths are flattened and may be null.
 func flatSchema(env any) map[string]any {
 	m := map[string]any{}
 	t := reflect.TypeOf(env)
 	for i := 0; i < t.NumField(); i++ {
-		if name := t.Field(i).Tag.Get("expr"); name != "" {
-			m[name] = nil
+		f := t.Field(i)
+		name := f.Tag.Get("expr")
+		switch {
+		case name == "":
+		case f.Type.Kind() == reflect.String:
+			m[name] = ""
+		case f.Type.Kind() == reflect.Float64:
+			m[name] = 0.0
+		case f.Type == reflect.TypeOf(time.Time{}):
+			m[name] = time.Time{}
 		}
 	}
 	return m
