@@ -21,16 +21,32 @@ type vals struct {
 // getter reads one flat name (see expr.go) for the current evaluation.
 type getter func(x *Evaluator) any
 
-// binding is a name the rules read and how to read it.
+// binding is a name the rules read, its slot and how to read it.
 type binding struct {
 	name string
+	slot int
 	get  getter
 }
 
-// envBindings is every name the programs of one environment read.
+// envBindings is every name the programs of one environment read. The
+// evaluator keeps their values in a slice of slots, read by the native
+// closures (fast.go), and copies them into a map only for a program that
+// runs on the VM.
 type envBindings struct {
 	all      []binding
 	scoreFit []binding // the names that depend on fit, filled after the fit rules ran
+	trigger  int       // slot of `trigger`, -1 if unused
+	action   int       // slot of `action`, -1 if unused
+}
+
+// slot returns the slot of a name, or -1.
+func (b *envBindings) slot(name string) int {
+	for _, x := range b.all {
+		if x.name == name {
+			return x.slot
+		}
+	}
+	return -1
 }
 
 func nothing(*Evaluator) any { return nil }
@@ -64,7 +80,7 @@ func dig(m map[string]any, path []string) any {
 // the contact environment (contact conditions) for the names the programs
 // read.
 func (rs *Ruleset) bind(names []string, contactEnv bool) envBindings {
-	var b envBindings
+	b := envBindings{trigger: -1, action: -1}
 	seen := map[string]bool{}
 	for _, name := range names {
 		if seen[name] {
@@ -77,10 +93,18 @@ func (rs *Ruleset) bind(names []string, contactEnv bool) envBindings {
 		} else {
 			g = rs.eventGetter(name)
 		}
-		bd := binding{name: name, get: g}
+		bd := binding{name: name, slot: len(b.all), get: g}
 		b.all = append(b.all, bd)
-		if root, _ := splitPath(name); contactEnv && (root == "score" || root == "fit") {
+		if !contactEnv {
+			continue
+		}
+		switch root, _ := splitPath(name); root {
+		case "score", "fit":
 			b.scoreFit = append(b.scoreFit, bd)
+		case "trigger":
+			b.trigger = bd.slot
+		case "action":
+			b.action = bd.slot
 		}
 	}
 	return b
@@ -223,16 +247,54 @@ func (x *Evaluator) intern(s string) any {
 	return v
 }
 
-func (x *Evaluator) setEnv(m map[string]any, bs []binding) {
+// setSlots reads the bound names into their slots.
+func (x *Evaluator) setSlots(slots []any, bs []binding, contactEnv bool) {
 	for _, b := range bs {
-		m[b.name] = b.get(x)
+		slots[b.slot] = b.get(x)
 	}
+	x.stale[b2i(contactEnv)] = true
 }
 
-// run evaluates a program; a runtime error (say, arithmetic on null) yields
-// null, never a failure, as SPEC §2 requires.
-func (x *Evaluator) run(p *program, env map[string]any) any {
-	v, err := x.vm.Run(p.p, env)
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// envMap returns the map environment for a program on the VM, brought up
+// to date with the slots.
+func (x *Evaluator) envMap(contactEnv bool) map[string]any {
+	i := b2i(contactEnv)
+	m, slots, bs := x.evm, x.evSlots, x.rs.evEnv.all
+	if contactEnv {
+		m, slots, bs = x.ctm, x.ctSlots, x.rs.ctEnv.all
+	}
+	if x.stale[i] {
+		for _, b := range bs {
+			m[b.name] = slots[b.slot]
+		}
+		x.stale[i] = false
+	}
+	return m
+}
+
+// run evaluates a program, natively where it can (fast.go), else on the VM;
+// a runtime error (say, arithmetic on null) yields null, never a failure, as
+// SPEC §2 requires.
+func (x *Evaluator) run(p *program) any {
+	if p.fast != nil {
+		slots := x.evSlots
+		if p.contactEnv {
+			slots = x.ctSlots
+		}
+		v, ok := p.fast(slots)
+		if !ok {
+			return nil
+		}
+		return v
+	}
+	v, err := x.vm.Run(p.p, x.envMap(p.contactEnv))
 	if err != nil {
 		return nil
 	}
@@ -241,17 +303,17 @@ func (x *Evaluator) run(p *program, env map[string]any) any {
 
 // test evaluates a contact condition; null or an error is false.
 func (x *Evaluator) test(p *program) bool {
-	b, _ := x.run(p, x.ctm).(bool)
+	b, _ := x.run(p).(bool)
 	return b
 }
 
 // match evaluates an event condition, first checking natively the `type ==`
 // and `event ==` constants that the condition requires, which rejects most
-// conditions for most events without running the VM.
+// conditions for most events without evaluating them.
 func (x *Evaluator) match(p *program) bool {
 	if p.needType != "" && p.needType != x.cur.Type || p.needEvent != "" && p.needEvent != x.cur.Event {
 		return false
 	}
-	b, _ := x.run(p, x.evm).(bool)
+	b, _ := x.run(p).(bool)
 	return b
 }

@@ -78,8 +78,11 @@ type Evaluator struct {
 	rs *Ruleset
 	vm vm.VM // reused by every program run: no allocation per run
 
-	// The flat environments (see expr.go) and what fills them.
-	evm, ctm  map[string]any
+	// The flat environments (see expr.go, env.go) and what fills them.
+	evSlots   []any
+	ctSlots   []any
+	evm, ctm  map[string]any // for programs on the VM
+	stale     [2]bool        // the maps lag the slots (event, contact)
 	cur       *event.Event // the event being applied; nil while a timer fires
 	v, before vals         // the contact's values now, and before the event
 	trigger   any          // while an action is prepared: the trigger id
@@ -95,6 +98,8 @@ type Evaluator struct {
 func (rs *Ruleset) NewEvaluator() *Evaluator {
 	return &Evaluator{
 		rs:       rs,
+		evSlots:  make([]any, len(rs.evEnv.all)),
+		ctSlots:  make([]any, len(rs.ctEnv.all)),
 		evm:      make(map[string]any, len(rs.evEnv.all)),
 		ctm:      make(map[string]any, len(rs.ctEnv.all)),
 		v:        vals{windows: make([]float64, len(rs.Windows))},
@@ -148,7 +153,7 @@ func (x *Evaluator) Apply(c *state.Contact, e *event.Event) *Result {
 		c.Latest = e.Time
 	}
 	now := c.Latest
-	x.setEnv(x.evm, rs.evEnv.all)
+	x.setSlots(x.evSlots, rs.evEnv.all, false)
 
 	for i, w := range rs.Windows {
 		win := &c.Windows[i]
@@ -325,7 +330,7 @@ func (x *Evaluator) fire(c *state.Contact, i int, at int64, cause string) {
 		c.Stage = t.SetStage
 		x.v.stage = c.Stage
 		forgetFit(c)
-		x.setEnv(x.ctm, x.rs.ctEnv.all)
+		x.setSlots(x.ctSlots, x.rs.ctEnv.all, true)
 	}
 	res := &x.res
 	res.Firings = append(res.Firings, Firing{Trigger: t.ID, Contact: c.ID, At: at})
@@ -355,12 +360,13 @@ func (x *Evaluator) fire(c *state.Contact, i int, at int64, cause string) {
 // setTrigger puts the trigger and action being prepared in the contact
 // environment, where the rules read them.
 func (x *Evaluator) setTrigger() {
-	if _, ok := x.ctm["trigger"]; ok {
-		x.ctm["trigger"] = x.trigger
+	if i := x.rs.ctEnv.trigger; i >= 0 {
+		x.ctSlots[i] = x.trigger
 	}
-	if _, ok := x.ctm["action"]; ok {
-		x.ctm["action"] = x.action
+	if i := x.rs.ctEnv.action; i >= 0 {
+		x.ctSlots[i] = x.action
 	}
+	x.stale[1] = true
 }
 
 func (x *Evaluator) record(c *state.Contact, t *Trigger, a *Action, at int64, cause string) Record {
@@ -390,7 +396,7 @@ func (x *Evaluator) record(c *state.Contact, t *Trigger, a *Action, at int64, ca
 		}
 	}
 	if a.RouteBy != nil {
-		if v, ok := x.run(a.RouteBy, x.ctm).(string); ok {
+		if v, ok := x.run(a.RouteBy).(string); ok {
 			if sink, ok := a.RouteTo[v]; ok {
 				r.Sink = sink
 			}
@@ -457,7 +463,7 @@ func (x *Evaluator) fill(v *vals, c *state.Contact, at, now int64) {
 		x.v = *v
 	}
 	x.v.fit, x.v.score = 0, eng
-	x.setEnv(x.ctm, rs.ctEnv.all)
+	x.setSlots(x.ctSlots, rs.ctEnv.all, true)
 	fit := 0.0
 	memo, _ := c.Memo.(*fitMemo)
 	if memo == nil && len(rs.Fit) > 0 {
@@ -485,7 +491,7 @@ func (x *Evaluator) fill(v *vals, c *state.Contact, at, now int64) {
 		x.v = saved
 		return
 	}
-	x.setEnv(x.ctm, rs.ctEnv.scoreFit)
+	x.setSlots(x.ctSlots, rs.ctEnv.scoreFit, true)
 }
 
 // timerIndex returns the index of trigger id's pending timer in c.Timers, or -1.

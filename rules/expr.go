@@ -333,6 +333,10 @@ type program struct {
 	// which environment they belong to.
 	names      []string
 	contactEnv bool
+	boolean    bool // a condition: the result is cast to bool (null is false)
+
+	// fast is the native form of the program, nil where it needs the VM.
+	fast fastFn
 
 	// needType and needEvent are constants the condition requires of an
 	// event's type and event name ("" for none); see Evaluator.match.
@@ -370,7 +374,7 @@ func compileExpr(src string, env any, boolean bool) (*program, error) {
 		return nil, fmt.Errorf("bad expression %q: %s", src, firstLine(err.Error()))
 	}
 	_, contactEnv := env.(ContactEnv)
-	prog := &program{src: src, p: p, typd: typd, names: identifiers(p), contactEnv: contactEnv}
+	prog := &program{src: src, p: p, typd: typd, names: identifiers(p), contactEnv: contactEnv, boolean: boolean}
 	if !contactEnv && boolean {
 		prog.needType, prog.needEvent = required(p.Node())
 	}

@@ -68,6 +68,13 @@ func (rs *Ruleset) bindAll() {
 	}
 	rs.evEnv = rs.bind(ev, false)
 	rs.ctEnv = rs.bind(ct, true)
+	for _, p := range rs.programs() {
+		env := &rs.evEnv
+		if p.contactEnv {
+			env = &rs.ctEnv
+		}
+		p.fast = compileProgram(p, env.slot)
+	}
 	for _, r := range rs.Fit {
 		r.static = r.If != nil
 		if r.If == nil {

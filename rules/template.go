@@ -48,7 +48,7 @@ func (t *template) render(x *Evaluator) string {
 	for i, lit := range t.lits {
 		b.WriteString(lit)
 		if i < len(t.progs) {
-			b.WriteString(formatValue(x.run(t.progs[i], x.ctm)))
+			b.WriteString(formatValue(x.run(t.progs[i])))
 		}
 	}
 	return b.String()

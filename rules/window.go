@@ -34,13 +34,13 @@ func (x *Evaluator) addToWindow(win *state.Window, w *Window, t int64) {
 	var k string
 	switch w.Agg {
 	case Sum:
-		f, ok := toFloat(x.run(w.Value, x.evm))
+		f, ok := toFloat(x.run(w.Value))
 		if !ok {
 			return
 		}
 		v = f
 	case Distinct:
-		val := x.run(w.Value, x.evm)
+		val := x.run(w.Value)
 		if val == nil {
 			return
 		}
