@@ -83,10 +83,10 @@ type Evaluator struct {
 	ctSlots   []any
 	evm, ctm  map[string]any // for programs on the VM
 	stale     [2]bool        // the maps lag the slots (event, contact)
-	cur       *event.Event // the event being applied; nil while a timer fires
-	v, before vals         // the contact's values now, and before the event
-	trigger   any          // while an action is prepared: the trigger id
-	action    any          // and the action name
+	cur       *event.Event   // the event being applied; nil while a timer fires
+	v, before vals           // the contact's values now, and before the event
+	trigger   any            // while an action is prepared: the trigger id
+	action    any            // and the action name
 	interned  map[string]any
 	fitOn     []bool
 	seen      map[string]struct{}
