@@ -53,7 +53,7 @@ func ParseDuration(s string) (time.Duration, error) {
 		total += n * float64(unit)
 		i = k
 	}
-	if total <= 0 {
+	if total < 1 { // under a nanosecond truncates to zero
 		return 0, fmt.Errorf("bad duration %q: must be more than zero", s)
 	}
 	if total > float64(100*365*24*time.Hour) {

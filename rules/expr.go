@@ -500,8 +500,7 @@ func memberNames(p *vm.Program, root string) []string {
 		if !ok {
 			return
 		}
-		id, ok := m.Node.(*ast.IdentifierNode)
-		if !ok || id.Value != root {
+		if !isRoot(m.Node, root) {
 			return
 		}
 		if s, ok := m.Property.(*ast.StringNode); ok {
@@ -509,6 +508,23 @@ func memberNames(p *vm.Program, root string) []string {
 		}
 	}))
 	return out
+}
+
+// isRoot reports whether n reads the name root: the identifier, or in an
+// event condition `contact.root` (the contact before the event).
+func isRoot(n ast.Node, root string) bool {
+	if c, ok := n.(*ast.ChainNode); ok {
+		n = c.Node
+	}
+	switch x := n.(type) {
+	case *ast.IdentifierNode:
+		return x.Value == root
+	case *ast.MemberNode:
+		id, ok1 := x.Node.(*ast.IdentifierNode)
+		prop, ok2 := x.Property.(*ast.StringNode)
+		return ok1 && ok2 && id.Value == "contact" && prop.Value == root
+	}
+	return false
 }
 
 // usesIdent reports whether the program reads the top-level name.

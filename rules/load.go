@@ -99,6 +99,9 @@ type loader struct {
 }
 
 func (l *loader) add(line int, rule, format string, args ...any) {
+	if rule == "" {
+		rule = "-"
+	}
 	l.problems = append(l.problems, Problem{File: l.file, Line: line, Rule: rule, Msg: fmt.Sprintf(format, args...)})
 }
 
@@ -244,6 +247,10 @@ func (l *loader) load(root *yaml.Node) {
 func (l *loader) windows(n *yaml.Node) {
 	for _, f := range orderedFields(l.mapping(n, "-", "windows")) {
 		name := f.key.Value
+		if name == "" {
+			l.add(f.key.Line, "-", "a window needs a name")
+			continue
+		}
 		w := &Window{Name: name, Line: f.key.Line}
 		m := l.mapping(f.val, name, "window "+name, "match", "over", "sum", "distinct", "count")
 		if mf, ok := m["match"]; ok {
@@ -318,6 +325,7 @@ func (l *loader) scoring(n *yaml.Node) {
 	checkID := func(id string, line int) {
 		if prev, dup := ids[id]; dup {
 			l.add(line, id, "duplicate scoring rule id (first at line %d)", prev)
+			return
 		}
 		ids[id] = line
 	}
@@ -328,7 +336,7 @@ func (l *loader) scoring(n *yaml.Node) {
 		}
 		if rf, ok := em["rules"]; ok {
 			for _, item := range l.seq(rf.val, "-", "scoring.engagement.rules") {
-				im := l.mapping(item, "-", "an engagement rule", "id", "on", "points", "limit")
+				im := l.mapping(item, itemID(item, "id", fmt.Sprintf("#line%d", item.Line)), "an engagement rule", "id", "on", "points", "limit")
 				id := l.id(im, item)
 				r := &ScoreRule{ID: id, Line: item.Line}
 				checkID(id, item.Line)
@@ -369,7 +377,7 @@ func (l *loader) scoring(n *yaml.Node) {
 		fm := l.mapping(f.val, "-", "scoring.fit", "rules")
 		if rf, ok := fm["rules"]; ok {
 			for _, item := range l.seq(rf.val, "-", "scoring.fit.rules") {
-				im := l.mapping(item, "-", "a fit rule", "id", "if", "points")
+				im := l.mapping(item, itemID(item, "id", fmt.Sprintf("#line%d", item.Line)), "a fit rule", "id", "if", "points")
 				id := l.id(im, item)
 				checkID(id, item.Line)
 				r := &FitRule{ID: id, Line: item.Line}
@@ -398,6 +406,19 @@ func (l *loader) seq(n *yaml.Node, rule, what string) []*yaml.Node {
 		return nil
 	}
 	return n.Content
+}
+
+// itemID names a list item in problems found before its `id` (or a test's
+// `name`) is read: the key's value, else fallback.
+func itemID(item *yaml.Node, key, fallback string) string {
+	if item.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(item.Content); i += 2 {
+			if k, v := item.Content[i], item.Content[i+1]; k.Value == key && v.Kind == yaml.ScalarNode && v.Value != "" {
+				return v.Value
+			}
+		}
+	}
+	return fallback
 }
 
 func (l *loader) id(m map[string]field, item *yaml.Node) string {
@@ -433,6 +454,10 @@ func (l *loader) stages(n *yaml.Node) {
 func (l *loader) actions(n *yaml.Node) {
 	for _, f := range orderedFields(l.mapping(n, "-", "actions")) {
 		name := f.key.Value
+		if name == "" {
+			l.add(f.key.Line, "-", "an action needs a name")
+			continue
+		}
 		a := &Action{Name: name, Line: f.key.Line}
 		m := l.mapping(f.val, name, "action "+name, "sink", "route", "message", "if", "cap")
 		if sf, ok := m["sink"]; ok {
@@ -445,6 +470,8 @@ func (l *loader) actions(n *yaml.Node) {
 					p, err := compileExpr(s, ContactEnv{}, false)
 					if err != nil {
 						l.add(bf.val.Line, name, "route.by: %v", err)
+					} else {
+						p.line = bf.val.Line
 					}
 					a.RouteBy = p
 				}
@@ -470,6 +497,9 @@ func (l *loader) actions(n *yaml.Node) {
 				t, err := parseTemplate(s)
 				if err != nil {
 					l.add(mf.val.Line, name, "message: %v", err)
+				}
+				for _, p := range t.progs {
+					p.line = mf.val.Line
 				}
 				a.Message = t
 			}
@@ -503,12 +533,13 @@ func (l *loader) actions(n *yaml.Node) {
 func (l *loader) triggers(n *yaml.Node) {
 	ids := map[string]int{}
 	for _, item := range l.seq(n, "-", "triggers") {
-		m := l.mapping(item, "-", "a trigger", "id", "when", "sequence", "within", "after", "unless", "inactive", "set_stage", "do", "cooldown")
+		m := l.mapping(item, itemID(item, "id", fmt.Sprintf("#line%d", item.Line)), "a trigger", "id", "when", "sequence", "within", "after", "unless", "inactive", "set_stage", "do", "cooldown")
 		id := l.id(m, item)
 		if prev, dup := ids[id]; dup {
 			l.add(item.Line, id, "duplicate trigger id (first at line %d)", prev)
+		} else {
+			ids[id] = item.Line
 		}
-		ids[id] = item.Line
 		t := &Trigger{ID: id, Line: item.Line, stageIdx: -1}
 		var kinds []string
 		for _, k := range []string{"when", "sequence", "after", "inactive"} {
@@ -611,8 +642,8 @@ func (l *loader) triggers(n *yaml.Node) {
 
 func (l *loader) tests(n *yaml.Node) {
 	for _, item := range l.seq(n, "-", "tests") {
-		m := l.mapping(item, "-", "a test", "name", "events", "until", "expect")
 		name := fmt.Sprintf("test@%d", item.Line)
+		m := l.mapping(item, itemID(item, "name", name), "a test", "name", "events", "until", "expect")
 		if f, ok := m["name"]; ok {
 			if s, ok := l.str(f, name, "name"); ok {
 				name = s
@@ -711,11 +742,24 @@ func (l *loader) checkWindowRefs() {
 			}
 		}
 	}
+	// Event conditions read the windows as `contact.windows.NAME`.
+	for _, w := range l.rs.Windows {
+		check(w.Match, w.Line, w.Name)
+		check(w.Value, w.Line, w.Name)
+	}
+	for _, r := range l.rs.Scoring {
+		check(r.On, r.Line, r.ID)
+	}
 	for _, r := range l.rs.Fit {
 		check(r.If, r.Line, r.ID)
 	}
 	for _, t := range l.rs.Triggers {
 		check(t.When, t.Line, t.ID)
+		for _, p := range t.Steps {
+			check(p, t.Line, t.ID)
+		}
+		check(t.After, t.Line, t.ID)
+		check(t.Unless, t.Line, t.ID)
 	}
 	for _, a := range l.rs.Actions {
 		check(a.If, a.Line, a.Name)

@@ -245,6 +245,29 @@ scoring:
 			},
 		},
 		{
+			name: "unknown window in an event condition (contact.windows)",
+			src: `version: 1
+windows:
+  views: { match: type == "page" && contact.windows.views == 0, over: 1d }
+  s: { match: type == "x", over: 1d, sum: 'contact.windows.nope ?? 1' }
+scoring:
+  engagement:
+    rules:
+      - { id: a, on: contact.windows.veiws == 0, points: 1 }
+triggers:
+  - { id: q, sequence: ['contact.windows.gone > 1'], within: 1h, do: [x] }
+  - { id: ab, after: 'contact.windows.views > 1', unless: 'contact.windows["lost"] > 0', within: 1h, do: [x] }
+actions:
+  x: { sink: s }
+`,
+			want: []string{
+				`t.yaml:4: s: unknown window "nope"`,
+				`t.yaml:8: a: unknown window "veiws"`,
+				`t.yaml:10: q: unknown window "gone"`,
+				`t.yaml:11: ab: unknown window "lost"`,
+			},
+		},
+		{
 			name: "unknown action",
 			src: `version: 1
 triggers:
@@ -473,6 +496,19 @@ tests:
 				`t.yaml:21: c: test needs ` + "`events:`",
 				`t.yaml:21: c: test needs ` + "`expect:`",
 				`t.yaml:22: d: expectation needs ` + "`trigger:`",
+			},
+		},
+		{
+			name: "empty names", // found by FuzzParse: a problem always names its rule or "-"
+			src: `version: 1
+windows:
+  "": { match: type == "x", over: 1d }
+actions:
+  "": { sink: s }
+`,
+			want: []string{
+				`t.yaml:3: -: a window needs a name`,
+				`t.yaml:5: -: an action needs a name`,
 			},
 		},
 		{
