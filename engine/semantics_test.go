@@ -406,7 +406,7 @@ actions:
 			check:   wantMessages("2", "1"),
 		},
 		{
-			name: "window: at a timer firing windows are taken at max(latest, due)",
+			name: "window: at a timer firing windows stay as of the contact's latest event time (SPEC: now is the latest event time)",
 			rules: `
 windows:
   views:
@@ -423,11 +423,11 @@ actions:
 			events:  []string{page(0, "/a")},
 			until:   dur(time.Hour),
 			firings: []string{"u1 later @30m show"},
-			check:   wantMessages("0"),
+			check:   wantMessages("1"),
 		},
 
 		{
-			name: "window: at a timer firing an event at exactly due - over is out, 1ns later is in",
+			name: "window: at a timer firing the window is not slid to the due time, for either contact",
 			rules: `
 windows:
   views:
@@ -444,7 +444,7 @@ actions:
 			events:  []string{page(0, "/a"), track(0, "start"), page(ns, "/b", "userId", "u2"), track(0, "start", "userId", "u2")},
 			until:   dur(time.Hour),
 			firings: []string{"u1 later @30m show", "u2 later @30m show"},
-			check:   wantMessages("0", "1"),
+			check:   wantMessages("1", "1"),
 		},
 
 		// --- limit: clipped, raw undecayed points, positive only

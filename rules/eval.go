@@ -240,8 +240,10 @@ func (x *Evaluator) Fire(c *state.Contact, ti int, due int64) *Result {
 	removeTimer(c, k)
 	res.Fired = true
 	x.Stats.TimersFired++
+	// Windows stay as of the contact's latest event time (SPEC §2: `now` is
+	// the latest event time seen for the contact); scores are taken at due.
 	now := c.Latest
-	if due > now {
+	if now == state.NoTime {
 		now = due
 	}
 	cause := "t" + strconv.FormatInt(due, 10)
