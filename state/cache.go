@@ -1,0 +1,311 @@
+package state
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync/atomic"
+)
+
+// DefaultCacheCapacity is the default number of contacts a partition's Cache
+// keeps in memory. A typical B2B contact takes about 6 KiB decoded (measured:
+// BenchmarkCodecB2B/decode allocates 6 KB), so that is ~120 MiB per
+// partition: an instance owning ten partitions holds about a GiB. A miss
+// costs little more, since Prefetch loads a batch's misses in one round trip.
+const DefaultCacheCapacity = 20_000
+
+// CacheOptions configures a Cache.
+type CacheOptions struct {
+	// Capacity is the most contacts kept in memory; the least recently used
+	// clean contact is dropped beyond it. Contacts changed since the last
+	// Commit are never dropped, so a batch may exceed Capacity by its own
+	// size until it commits; keep Capacity well above the batch size.
+	// default: DefaultCacheCapacity (20 000)
+	Capacity int `yaml:"capacity"`
+}
+
+// Cache is a partition's write-behind cache in front of Redis, and the
+// state.Store the engine uses in production.
+//
+// The owner of a partition makes one Cache on assignment and drops it on
+// revoke: the cache trusts that no one else writes its contacts meanwhile, so
+// a later owner must start cold. Per batch of records:
+//
+//	cache.Prefetch(ctx, contactsOfBatch)  // one round trip for every miss
+//	for each record: c, _ := cache.Get(ctx, id); apply; cache.Put(ctx, c)
+//	cache.Commit(ctx, positionOfBatch)    // one round trip for every change
+//	commit the Kafka offset
+//
+// Get returns the cached pointer, so applying an event to a cached contact
+// costs no I/O and no copy. Commit is a compare-and-set on the Kafka position
+// (see Redis): a contact whose stored state is newer is left alone and
+// reported in a *ConflictError.
+//
+// A Cache is used by its partition's goroutine only; Stats may be read from
+// any goroutine.
+type Cache struct {
+	r        *Redis
+	capacity int
+
+	// Owned by the partition goroutine.
+	m     map[string]*centry
+	lru   centry    // sentinel of the recency ring: lru.next is the most recent
+	dirty []*centry // contacts Put since the last successful Commit
+
+	hits, misses, evictions atomic.Uint64
+}
+
+type centry struct {
+	c     *Contact // nil while a Prefetch is loading it
+	ver   int64    // the stored version this copy builds on
+	dirty bool
+	// blob and blobPos keep the bytes a failed Commit sent, so that its
+	// retry sends the same bytes: if the first attempt landed after all, the
+	// compare-and-set recognises them.
+	blob       []byte
+	blobPos    Position
+	prev, next *centry
+}
+
+// CacheStats are a Cache's counters.
+type CacheStats struct {
+	Hits, Misses, Evictions uint64
+}
+
+// NewCache returns an empty cache for one partition.
+func NewCache(r *Redis, opts CacheOptions) *Cache {
+	if opts.Capacity <= 0 {
+		opts.Capacity = DefaultCacheCapacity
+	}
+	c := &Cache{r: r, capacity: opts.Capacity, m: make(map[string]*centry)}
+	c.lru.next, c.lru.prev = &c.lru, &c.lru
+	return c
+}
+
+var _ Store = (*Cache)(nil)
+
+// Len returns the number of contacts held.
+func (c *Cache) Len() int { return len(c.m) }
+
+// Stats returns the counters; safe from any goroutine.
+func (c *Cache) Stats() CacheStats {
+	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Evictions: c.evictions.Load()}
+}
+
+func (c *Cache) unlink(e *centry) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+}
+
+func (c *Cache) pushFront(e *centry) {
+	e.prev, e.next = &c.lru, c.lru.next
+	c.lru.next.prev = e
+	c.lru.next = e
+}
+
+func (c *Cache) touch(e *centry) {
+	if c.lru.next != e {
+		c.unlink(e)
+		c.pushFront(e)
+	}
+}
+
+// evict drops least recently used clean contacts while the map holds more
+// than capacity. Callers add a new entry to the map, evict, then link it,
+// so that the contact a Get or Prefetch just loaded is not the one dropped:
+// dropping a contact between its Get and its Put would lose the stored
+// version it builds on.
+func (c *Cache) evict() {
+	for e := c.lru.prev; len(c.m) > c.capacity && e != &c.lru; {
+		prev := e.prev
+		if !e.dirty {
+			c.unlink(e)
+			delete(c.m, e.c.ID)
+			c.evictions.Add(1)
+		}
+		e = prev
+	}
+}
+
+// Get implements Store: the cached contact, or the stored one (one round
+// trip), or a new one.
+func (c *Cache) Get(ctx context.Context, id string) (*Contact, error) {
+	if e := c.m[id]; e != nil {
+		c.hits.Add(1)
+		c.touch(e)
+		return e.c, nil
+	}
+	c.misses.Add(1)
+	var got [1]loaded
+	if err := c.r.load(ctx, []string{id}, got[:]); err != nil {
+		return nil, err
+	}
+	e := &centry{c: got[0].c, ver: got[0].ver}
+	c.m[id] = e
+	c.evict() // before linking e, so that e itself stays
+	c.pushFront(e)
+	return e.c, nil
+}
+
+// Prefetch loads every contact of ids that is not cached, in one pipelined
+// round trip (one per node in Cluster), so that the batch's Gets hit. Cached
+// ones count as used.
+func (c *Cache) Prefetch(ctx context.Context, ids []string) error {
+	var miss []string
+	for _, id := range ids {
+		if e := c.m[id]; e != nil {
+			if e.c != nil {
+				c.touch(e)
+			}
+			continue
+		}
+		c.m[id] = &centry{} // placeholder: dedupes ids within the batch
+		miss = append(miss, id)
+	}
+	if len(miss) == 0 {
+		return nil
+	}
+	c.misses.Add(uint64(len(miss)))
+	got := make([]loaded, len(miss))
+	if err := c.r.load(ctx, miss, got); err != nil {
+		for _, id := range miss {
+			delete(c.m, id)
+		}
+		return err
+	}
+	c.evict() // before linking the batch's contacts, so that they stay
+	for i, id := range miss {
+		e := c.m[id]
+		e.c, e.ver = got[i].c, got[i].ver
+		c.pushFront(e)
+	}
+	return nil
+}
+
+// Put implements Store: c changed and is written at the next Commit.
+func (c *Cache) Put(_ context.Context, ct *Contact) error {
+	e := c.m[ct.ID]
+	if e == nil {
+		// Not obtained from Get: it builds on no stored version.
+		e = &centry{c: ct}
+		c.m[ct.ID] = e
+		c.evict()
+		c.pushFront(e)
+	} else {
+		e.c = ct
+		c.touch(e)
+	}
+	e.blob = nil
+	if !e.dirty {
+		e.dirty = true
+		c.dirty = append(c.dirty, e)
+	}
+	return nil
+}
+
+// Commit implements Store: it writes every contact Put since the last Commit
+// in one pipelined round trip, as of pos (the partition and the offset of
+// the batch's last record), with the compare-and-set described at Redis. A
+// contact without changes costs nothing; a Commit without changes makes no
+// round trip.
+//
+// On ErrUnavailable, the contacts not written stay dirty: call Commit again
+// with the same pos (no Put in between is needed); it resends the same bytes.
+// On a *ConflictError (errors.Is(err, ErrConflict)), the listed contacts were
+// left alone because Redis holds newer state, and were dropped from the cache
+// so the next Get reads it; all others were written. Both may come together
+// (errors.Join).
+func (c *Cache) Commit(ctx context.Context, pos Position) error {
+	if len(c.dirty) == 0 {
+		return nil
+	}
+	if pos.Offset < 0 {
+		return configError("commit at partition %d offset %d: a Kafka offset is 0 or more", pos.Partition, pos.Offset)
+	}
+	ws := make([]pending, len(c.dirty))
+	for i, e := range c.dirty {
+		if e.blob == nil || e.blobPos != pos {
+			e.c.Pos = pos
+			b, err := Encode(e.c)
+			if err != nil {
+				return err
+			}
+			e.blob, e.blobPos = b, pos
+		}
+		ws[i] = pending{id: e.c.ID, blob: e.blob, ver: e.ver, due: earliest(e.c.Timers)}
+	}
+	res, err := c.r.write(ctx, pos, ws)
+	var conflicts []Conflict
+	keep := c.dirty[:0]
+	for i, e := range c.dirty {
+		switch res[i].out {
+		case written, same:
+			e.dirty, e.blob, e.ver = false, nil, res[i].ver
+		case rejected:
+			conflicts = append(conflicts, Conflict{Contact: e.c.ID, Stored: res[i].stored})
+			c.unlink(e)
+			delete(c.m, e.c.ID)
+		default:
+			keep = append(keep, e)
+		}
+	}
+	clear(c.dirty[len(keep):])
+	c.dirty = keep
+	c.evict() // a batch larger than the room left may have overfilled the cache
+	if len(conflicts) == 0 {
+		return err
+	}
+	n := min(len(conflicts), 5)
+	ids := make([]string, 0, n)
+	for _, x := range conflicts[:n] {
+		ids = append(ids, x.Contact)
+	}
+	c.r.log.Warn("state: stale contact writes rejected: Redis holds newer state (replayed batch, or another instance wrote this partition)",
+		"partition", pos.Partition, "offset", pos.Offset, "rejected", len(conflicts), "contacts", ids)
+	return errors.Join(err, &ConflictError{Pos: pos, Contacts: conflicts})
+}
+
+// Delete implements Store: it drops the contact from the cache (with any
+// uncommitted change) and erases it from Redis (see Redis.Erase).
+func (c *Cache) Delete(ctx context.Context, id string) error {
+	if e := c.m[id]; e != nil {
+		if e.c != nil {
+			c.unlink(e)
+		}
+		delete(c.m, id)
+		if e.dirty {
+			c.dirty = slices.DeleteFunc(c.dirty, func(x *centry) bool { return x == e })
+		}
+	}
+	return c.r.Erase(ctx, id)
+}
+
+// DueTimers is Redis.DueTimers for this cache's partition, with this cache's
+// uncommitted changes applied: a timer fired or set since the last Commit is
+// seen as the engine left it.
+func (c *Cache) DueTimers(ctx context.Context, partition int32, upTo int64) ([]TimerRef, error) {
+	refs, err := c.r.DueTimers(ctx, partition, upTo)
+	if err != nil {
+		return nil, err
+	}
+	if len(c.dirty) == 0 {
+		return refs, nil
+	}
+	refs = slices.DeleteFunc(refs, func(t TimerRef) bool {
+		e := c.m[t.Contact]
+		return e != nil && e.dirty
+	})
+	for _, e := range c.dirty {
+		for _, t := range e.c.Timers {
+			if t.Due <= upTo {
+				refs = append(refs, TimerRef{Contact: e.c.ID, Trigger: t.Trigger, Due: t.Due, Set: t.Set})
+			}
+		}
+	}
+	slices.SortFunc(refs, func(a, b TimerRef) int {
+		return cmp.Or(cmp.Compare(a.Due, b.Due), strings.Compare(a.Contact, b.Contact), cmp.Compare(a.Set, b.Set))
+	})
+	return refs, nil
+}

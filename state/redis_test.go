@@ -1,0 +1,1069 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/leadpulse/leadpulse/internal/testenv"
+)
+
+// base is an event time used throughout: 2026-03-01T00:00:00Z.
+var base = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+
+// typicalContact is a B2B contact as the engine leaves it after a few weeks:
+// three windows of ten entries, five points slots, five traits, four
+// triggers, a pending timer, a cap and fifty remembered messageIds.
+func typicalContact(id string) *Contact {
+	c := New(id)
+	c.Seq = 120
+	c.Latest = base
+	c.Stage = "lead"
+	c.Traits = map[string]any{
+		"industry":     "healthcare",
+		"company_size": 250.0,
+		"title":        "VP Engineering",
+		"email":        id + "@example.com",
+		"region":       "emea",
+	}
+	ts := func(n int, step time.Duration) []int64 {
+		out := make([]int64, n)
+		for i := range out {
+			out[i] = base - int64(n-i)*int64(step)
+		}
+		return out
+	}
+	c.Windows = []Window{
+		{Name: "pricing_views_7d", T: ts(10, 7*time.Hour)},
+		{Name: "cart_value_1d", T: ts(10, time.Hour), V: []float64{19.9, 49, 120, 5.5, 7, 99.99, 12, 3, 42, 18}},
+		{Name: "docs_distinct_30d", T: ts(10, 24*time.Hour), K: []string{"/docs/a", "/docs/b", "/docs/c", "/docs/d", "/docs/e", "/docs/f", "/docs/g", "/docs/h", "/docs/i", "/docs/j"}},
+	}
+	c.Points = []Points{
+		{Rule: "pricing-page", Value: 27.5, AsOf: base, LimT: ts(3, 24*time.Hour), LimP: []float64{10, 10, 10}},
+		{Rule: "demo-request", Value: 40, AsOf: base - int64(48*time.Hour)},
+		{Rule: "careers-page", Value: -15, AsOf: base - int64(240*time.Hour)},
+		{Rule: "healthcare", Value: 15, AsOf: base},
+		{Rule: "large-company", Value: 10, AsOf: base},
+	}
+	c.Triggers = []Trigger{
+		{ID: "hot-lead", On: true, Last: base - int64(time.Hour), Fired: 1},
+		{ID: "pricing-3x", Last: NoTime},
+		{ID: "guide-then-pricing", Last: NoTime, Steps: []int64{base - int64(time.Hour), NoTime}},
+		{ID: "abandoned-cart", Last: NoTime},
+	}
+	c.Timers = []Timer{{Trigger: "abandoned-cart", Due: base + int64(time.Hour), Set: 118}}
+	c.Caps = []Cap{{Action: "sales-alert", T: ts(2, 24*time.Hour)}}
+	for i := range 50 {
+		c.Seen.Add(fmt.Sprintf("%s-msg-%d", id, i))
+	}
+	return c
+}
+
+// backend is a Redis deployment the core tests run against.
+type backend struct {
+	name  string
+	addrs []string
+}
+
+func backends(t *testing.T) []backend {
+	t.Helper()
+	bs := []backend{{"standalone", []string{testenv.RedisServer(t)}}}
+	if testing.Short() {
+		t.Log("-short: skipping the Redis Cluster backend")
+		return bs
+	}
+	return append(bs, backend{"cluster", testenv.RedisCluster(t)})
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// newRedis connects to addrs with a key prefix of its own, so that cases
+// sharing a server never see each other's keys.
+func newRedis(t *testing.T, addrs []string, mod ...func(*RedisOptions)) *Redis {
+	t.Helper()
+	o := RedisOptions{
+		Addrs:     addrs,
+		KeyPrefix: "t" + strings.NewReplacer("/", ".", " ", "_").Replace(t.Name()),
+		Logger:    quiet,
+	}
+	for _, f := range mod {
+		f(&o)
+	}
+	r, err := NewRedis(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	if err := r.Ping(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// roundTrips counts the calls a client makes to Redis: a pipeline is one.
+type roundTrips struct{ cmds, pipelines atomic.Int64 }
+
+func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { h.cmds.Add(1); return next(ctx, cmd) }
+}
+func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { h.pipelines.Add(1); return next(ctx, cmds) }
+}
+func (h *roundTrips) take() (cmds, pipelines int64) { return h.cmds.Swap(0), h.pipelines.Swap(0) }
+
+func countRoundTrips(r *Redis) *roundTrips {
+	h := new(roundTrips)
+	r.c.AddHook(h)
+	return h
+}
+
+// allKeys SCANs every master for the keys matching pattern.
+func allKeys(t *testing.T, r *Redis, pattern string) []string {
+	t.Helper()
+	var (
+		mu   sync.Mutex
+		keys []string
+	)
+	scan := func(ctx context.Context, c redis.Cmdable) error {
+		it := c.Scan(ctx, 0, pattern, 1000).Iterator()
+		for it.Next(ctx) {
+			mu.Lock()
+			keys = append(keys, it.Val())
+			mu.Unlock()
+		}
+		return it.Err()
+	}
+	var err error
+	if cc, ok := r.c.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(t.Context(), func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
+	} else {
+		err = scan(t.Context(), r.c)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func mustCommit(t *testing.T, c *Cache, pos Position) {
+	t.Helper()
+	if err := c.Commit(t.Context(), pos); err != nil {
+		t.Fatalf("commit %+v: %v", pos, err)
+	}
+}
+
+func mustGet(t *testing.T, c *Cache, id string) *Contact {
+	t.Helper()
+	ct, err := c.Get(t.Context(), id)
+	if err != nil {
+		t.Fatalf("get %q: %v", id, err)
+	}
+	return ct
+}
+
+// normal is what a contact looks like after a trip through the codec.
+func normal(t *testing.T, c *Contact) *Contact {
+	t.Helper()
+	b, err := Encode(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestRedis runs the store's core cases against a standalone server and a
+// three-master cluster.
+func TestRedis(t *testing.T) {
+	cases := []struct {
+		name string
+		run  func(*testing.T, []string)
+	}{
+		{"RoundTrip", testRoundTrip},
+		{"CompareAndSet", testCompareAndSet},
+		{"RacingWriters", testRacingWriters},
+		{"TimersChangeOwner", testTimersChangeOwner},
+		{"StaleTimerEntries", testStaleTimerEntries},
+		{"Erase", testErase},
+		{"Retention", testRetention},
+		{"CacheBound", testCacheBound},
+	}
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			for _, c := range cases {
+				t.Run(c.name, func(t *testing.T) {
+					t.Parallel()
+					c.run(t, b.addrs)
+				})
+			}
+		})
+	}
+}
+
+// A batch loads its misses in one round trip, applies in memory, and writes
+// its changes in one round trip; another instance reads the same state.
+func testRoundTrip(t *testing.T, addrs []string) {
+	r := newRedis(t, addrs)
+	rt := countRoundTrips(r)
+	cache := NewCache(r, CacheOptions{})
+	// Warm the pipeline connection up: its handshake is not the batch's.
+	if err := NewCache(r, CacheOptions{}).Prefetch(t.Context(), []string{"warm-up"}); err != nil {
+		t.Fatal(err)
+	}
+	rt.take()
+	ids := make([]string, 50)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("u%d", i)
+	}
+	batch := append(slices.Clone(ids), ids[:10]...) // repeats, as in a real batch
+	if err := cache.Prefetch(t.Context(), batch); err != nil {
+		t.Fatal(err)
+	}
+	if cmds, pipes := rt.take(); pipes != 1 || cmds != 0 {
+		t.Fatalf("prefetch of 50 misses: %d pipelines and %d commands, want 1 pipeline", pipes, cmds)
+	}
+	want := map[string]*Contact{}
+	for _, id := range ids {
+		c := mustGet(t, cache, id)
+		if c.Seq != 0 {
+			t.Fatalf("new contact %q has Seq %d", id, c.Seq)
+		}
+		tc := typicalContact(id)
+		*c = *tc
+		if err := cache.Put(t.Context(), c); err != nil {
+			t.Fatal(err)
+		}
+		want[id] = c
+	}
+	if cmds, pipes := rt.take(); pipes != 0 || cmds != 0 {
+		t.Fatalf("gets after prefetch: %d pipelines and %d commands, want none", pipes, cmds)
+	}
+	pos := Position{Partition: 3, Offset: 100}
+	mustCommit(t, cache, pos)
+	if cmds, pipes := rt.take(); pipes != 1 || cmds != 0 {
+		t.Fatalf("commit of 50 contacts: %d pipelines and %d commands, want 1 pipeline", pipes, cmds)
+	}
+	mustCommit(t, cache, pos) // nothing dirty: no round trip
+	if cmds, pipes := rt.take(); pipes != 0 || cmds != 0 {
+		t.Fatalf("empty commit: %d pipelines and %d commands, want none", pipes, cmds)
+	}
+
+	other := NewCache(newRedis(t, addrs), CacheOptions{})
+	for _, id := range ids {
+		got := mustGet(t, other, id)
+		if w := normal(t, want[id]); !reflect.DeepEqual(got, w) {
+			t.Fatalf("contact %q read back differs:\n got %+v\nwant %+v", id, got, w)
+		}
+		if got.Pos != pos {
+			t.Fatalf("contact %q Pos %+v, want %+v", id, got.Pos, pos)
+		}
+	}
+	s, err := r.Inspect(t.Context(), "u7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Pos != pos || s.Version != 1 || s.Size == 0 || s.TTL <= 0 || s.TTL > DefaultTTL {
+		t.Fatalf("inspect: %+v", s)
+	}
+	if len(s.Contact.Points) != 5 || s.Contact.Points[1].Rule != "demo-request" || s.Contact.Points[1].Value != 40 {
+		t.Fatalf("inspect: points by rule %+v", s.Contact.Points)
+	}
+	if _, err := r.Inspect(t.Context(), "nobody"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("inspect of a missing contact: %v, want ErrNotFound", err)
+	}
+	if st := r.Stats(); st.Written != 50 || st.Rejected != 0 || st.Commits != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// The compare-and-set orders writes by Kafka position.
+func testCompareAndSet(t *testing.T, addrs []string) {
+	const id = "cas"
+	owner := NewCache(newRedis(t, addrs), CacheOptions{})
+	c := mustGet(t, owner, id)
+	c.Seq = 10
+	owner.Put(t.Context(), c)
+	mustCommit(t, owner, Position{Partition: 1, Offset: 10})
+
+	steps := []struct {
+		name     string
+		writer   string // "owner" builds on what it stored; "stale" read the contact before the owner's last write
+		pos      Position
+		seq      uint64
+		rejected bool
+		stored   Position // after the step
+	}{
+		{"older offset rejected", "stale", Position{1, 5}, 5, true, Position{1, 10}},
+		{"same offset, writer that did not read it, rejected", "stale", Position{1, 10}, 9, true, Position{1, 10}},
+		{"same offset from the owner (a timer firing) accepted", "owner", Position{1, 10}, 11, false, Position{1, 10}},
+		{"newer offset accepted", "owner", Position{1, 20}, 20, false, Position{1, 20}},
+		{"newer offset from a stale writer accepted", "stale", Position{1, 30}, 30, false, Position{1, 30}},
+		{"the owner is now behind: its older offset is rejected", "owner", Position{1, 25}, 25, true, Position{1, 30}},
+		{"another partition (repartition) accepted", "stale", Position{2, 1}, 31, false, Position{2, 1}},
+	}
+	r := newRedis(t, addrs)
+	for _, s := range steps {
+		var cache *Cache
+		switch s.writer {
+		case "owner":
+			cache = owner
+		case "stale":
+			// A writer whose copy predates the owner's writes: a zombie.
+			cache = NewCache(r, CacheOptions{})
+			cache.m[id] = &centry{c: New(id)}
+			cache.pushFront(cache.m[id])
+		}
+		c := mustGet(t, cache, id)
+		c.Seq = s.seq
+		cache.Put(t.Context(), c)
+		rejectedBefore := r.Stats().Rejected + owner.r.Stats().Rejected
+		err := cache.Commit(t.Context(), s.pos)
+		if s.rejected {
+			var ce *ConflictError
+			if !errors.Is(err, ErrConflict) || !errors.As(err, &ce) {
+				t.Fatalf("%s: commit returned %v, want a *ConflictError", s.name, err)
+			}
+			if len(ce.Contacts) != 1 || ce.Contacts[0].Contact != id || ce.Contacts[0].Stored != s.stored || ce.Pos != s.pos {
+				t.Fatalf("%s: conflict %+v", s.name, ce)
+			}
+			if !strings.Contains(err.Error(), `"cas"`) {
+				t.Fatalf("%s: message does not name the contact: %v", s.name, err)
+			}
+			if got := r.Stats().Rejected + owner.r.Stats().Rejected; got != rejectedBefore+1 {
+				t.Fatalf("%s: rejected count %d, want %d", s.name, got, rejectedBefore+1)
+			}
+			if cache.m[id] != nil {
+				t.Fatalf("%s: the rejected contact is still cached", s.name)
+			}
+		} else if err != nil {
+			t.Fatalf("%s: commit: %v", s.name, err)
+		}
+		st, err := r.Inspect(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Pos != s.stored {
+			t.Fatalf("%s: stored position %+v, want %+v", s.name, st.Pos, s.stored)
+		}
+		if !s.rejected && st.Contact.Seq != s.seq {
+			t.Fatalf("%s: stored Seq %d, want %d", s.name, st.Contact.Seq, s.seq)
+		}
+		if s.rejected && st.Contact.Seq == s.seq {
+			t.Fatalf("%s: the rejected state was stored", s.name)
+		}
+		if s.rejected {
+			// The cache dropped its copy: the next Get reads the newer state.
+			if got := mustGet(t, cache, id); got.Pos != s.stored {
+				t.Fatalf("%s: after the conflict Get read %+v, want the stored %+v", s.name, got.Pos, s.stored)
+			}
+		}
+	}
+}
+
+// Two instances writing one contact concurrently, each at its own offsets,
+// end with the state of the newest offset, and the stored offset never goes
+// back meanwhile.
+func testRacingWriters(t *testing.T, addrs []string) {
+	const id = "racer"
+	offsets := rand.Perm(200)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	observed := make(chan error, 1)
+	go func() { // an observer: the stored offset only moves forward
+		r := newRedisNoCleanup(t, addrs)
+		defer r.Close()
+		last := int64(-1)
+		for {
+			select {
+			case <-stop:
+				observed <- nil
+				return
+			default:
+			}
+			s, err := r.Inspect(context.Background(), id)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				observed <- err
+				return
+			}
+			if s.Pos.Offset < last {
+				observed <- fmt.Errorf("stored offset went back from %d to %d", last, s.Pos.Offset)
+				return
+			}
+			if int64(s.Contact.Seq) != s.Pos.Offset {
+				observed <- fmt.Errorf("stored Seq %d at offset %d: the blob and its position disagree", s.Contact.Seq, s.Pos.Offset)
+				return
+			}
+			last = s.Pos.Offset
+		}
+	}()
+	for w := range 2 {
+		cache := NewCache(newRedis(t, addrs), CacheOptions{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i, off := range offsets {
+				if i%2 != w {
+					continue
+				}
+				c, err := cache.Get(context.Background(), id)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				c.Seq = uint64(off)
+				cache.Put(context.Background(), c)
+				if err := cache.Commit(context.Background(), Position{Partition: 4, Offset: int64(off)}); err != nil && !errors.Is(err, ErrConflict) {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	if err := <-observed; err != nil {
+		t.Fatal(err)
+	}
+	s, err := newRedis(t, addrs).Inspect(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Pos.Offset != 199 || s.Contact.Seq != 199 {
+		t.Fatalf("after the race: offset %d, Seq %d; want the newest, 199", s.Pos.Offset, s.Contact.Seq)
+	}
+}
+
+// newRedisNoCleanup is newRedis for goroutines that close it themselves.
+func newRedisNoCleanup(t *testing.T, addrs []string) *Redis {
+	r, err := NewRedis(RedisOptions{Addrs: addrs, KeyPrefix: "t" + strings.NewReplacer("/", ".", " ", "_").Replace(t.Name()), Logger: quiet})
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+// The next owner of a partition finds the timers the previous one left.
+func testTimersChangeOwner(t *testing.T, addrs []string) {
+	const p = 7
+	hour := int64(time.Hour)
+	first := NewCache(newRedis(t, addrs), CacheOptions{})
+	set := map[string][]Timer{
+		"a": {{Trigger: "abandoned-cart", Due: base + hour, Set: 3}, {Trigger: "gone-quiet", Due: base + 30*24*hour, Set: 3}},
+		"b": {{Trigger: "abandoned-cart", Due: base + 2*hour, Set: 5}},
+		"c": nil,
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		c := mustGet(t, first, id)
+		c.Timers = set[id]
+		first.Put(t.Context(), c)
+	}
+	mustCommit(t, first, Position{Partition: p, Offset: 41})
+	// The first owner is gone (revoked, crashed); a second instance takes over.
+	r := newRedis(t, addrs)
+	next := NewCache(r, CacheOptions{})
+	due := func(upTo int64) []TimerRef {
+		t.Helper()
+		refs, err := next.DueTimers(t.Context(), p, upTo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return refs
+	}
+	if got := due(base); len(got) != 0 {
+		t.Fatalf("due before any timer: %+v", got)
+	}
+	want := []TimerRef{{"a", "abandoned-cart", base + hour, 3}, {"b", "abandoned-cart", base + 2*hour, 5}}
+	if got := due(base + 2*hour); !reflect.DeepEqual(got, want) {
+		t.Fatalf("due timers:\n got %+v\nwant %+v", got, want)
+	}
+	// The new owner fires a's timer before any new record: same offset.
+	a := mustGet(t, next, "a")
+	a.Timers = a.Timers[1:]
+	next.Put(t.Context(), a)
+	if got := due(base + 2*hour); !reflect.DeepEqual(got, want[1:]) {
+		t.Fatalf("due timers with a's firing uncommitted:\n got %+v\nwant %+v", got, want[1:])
+	}
+	mustCommit(t, next, Position{Partition: p, Offset: 41})
+	if got := due(base + 2*hour); !reflect.DeepEqual(got, want[1:]) {
+		t.Fatalf("due timers after a fired:\n got %+v\nwant %+v", got, want[1:])
+	}
+	// The index entry of a moved to its next timer (repaired by the read).
+	score, err := r.c.ZScore(t.Context(), r.timersKey(p), "a").Result()
+	if err != nil || int64(score) != dueScore(base+30*24*hour) {
+		t.Fatalf("a's timer entry: %v %v, want %d", score, err, dueScore(base+30*24*hour))
+	}
+	all := due(base + 365*24*hour)
+	if len(all) != 2 || all[1].Trigger != "gone-quiet" {
+		t.Fatalf("all timers: %+v", all)
+	}
+}
+
+// Entries of the timer index may be stale; the blob is the truth and the
+// reader repairs them.
+func testStaleTimerEntries(t *testing.T, addrs []string) {
+	const p = 9
+	hour := int64(time.Hour)
+	r := newRedis(t, addrs)
+	owner := NewCache(r, CacheOptions{})
+	for _, id := range []string{"x", "gone", "moved"} {
+		c := mustGet(t, owner, id)
+		c.Timers = []Timer{{Trigger: "t", Due: base + 5*hour}}
+		owner.Put(t.Context(), c)
+	}
+	mustCommit(t, owner, Position{Partition: p, Offset: 10})
+
+	// A zombie at an older offset with an earlier timer: rejected, but its
+	// index entry (written in the same pipeline) lands.
+	zombie := NewCache(newRedis(t, addrs), CacheOptions{})
+	z := New("x")
+	z.Timers = []Timer{{Trigger: "t", Due: base + hour}}
+	zombie.Put(t.Context(), z)
+	if err := zombie.Commit(t.Context(), Position{Partition: p, Offset: 5}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("zombie commit: %v, want ErrConflict", err)
+	}
+	// "gone" expired or was deleted behind the index's back.
+	if err := r.c.Del(t.Context(), r.contactKey("gone")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// "moved" is now written from another partition (repartition).
+	other := NewCache(newRedis(t, addrs), CacheOptions{})
+	m := mustGet(t, other, "moved")
+	other.Put(t.Context(), m)
+	mustCommit(t, other, Position{Partition: p + 1, Offset: 1})
+
+	// Only x's entry is early enough to be read: it is not due (the zombie's
+	// timer was never stored), and the read moves the entry to the truth.
+	refs, err := r.DueTimers(t.Context(), p, base+hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(refs) != 0 {
+		t.Fatalf("stale entries returned as due: %+v", refs)
+	}
+	if s, err := r.c.ZScore(t.Context(), r.timersKey(p), "x").Result(); err != nil || int64(s) != dueScore(base+5*hour) {
+		t.Fatalf("x's entry after the read: %v %v, want %d", s, err, dueScore(base+5*hour))
+	}
+	// At 5h: x is due; gone's and moved's entries are dropped.
+	refs, err = r.DueTimers(t.Context(), p, base+5*hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(refs) != 1 || refs[0].Contact != "x" || refs[0].Due != base+5*hour {
+		t.Fatalf("due at 5h: %+v, want x only", refs)
+	}
+	zs, err := r.c.ZRangeWithScores(t.Context(), r.timersKey(p), 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []redis.Z{{Score: float64(dueScore(base + 5*hour)), Member: "x"}}
+	if !reflect.DeepEqual(zs, want) {
+		t.Fatalf("index after the repair: %+v, want %+v", zs, want)
+	}
+	refs, err = r.DueTimers(t.Context(), p+1, base+5*hour)
+	if err != nil || len(refs) != 1 || refs[0].Contact != "moved" {
+		t.Fatalf("moved contact's timers in its new partition: %+v %v", refs, err)
+	}
+}
+
+// Erasure leaves no key and no index entry; a later event starts afresh.
+func testErase(t *testing.T, addrs []string) {
+	const id = "erase-me"
+	r := newRedis(t, addrs)
+	cache := NewCache(r, CacheOptions{})
+	keep := mustGet(t, cache, "keep-me")
+	keep.Timers = []Timer{{Trigger: "t", Due: base}}
+	cache.Put(t.Context(), keep)
+	c := mustGet(t, cache, id)
+	*c = *typicalContact(id)
+	cache.Put(t.Context(), c)
+	mustCommit(t, cache, Position{Partition: 3, Offset: 50})
+	// After a repartition its timers are indexed in a second partition too.
+	moved := NewCache(r, CacheOptions{})
+	c2 := mustGet(t, moved, id)
+	c2.Seq++
+	moved.Put(t.Context(), c2)
+	mustCommit(t, moved, Position{Partition: 4, Offset: 1})
+	if n := len(allKeys(t, r, "*"+id+"*")); n != 1 {
+		t.Fatalf("before erasure: %d keys name the contact, want 1", n)
+	}
+
+	if err := cache.Delete(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	if keys := allKeys(t, r, "*"+id+"*"); len(keys) != 0 {
+		t.Fatalf("keys left after erasure: %v", keys)
+	}
+	for _, k := range allKeys(t, r, r.prefix+"*") {
+		typ, err := r.c.Type(t.Context(), k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var members []string
+		switch typ {
+		case "zset":
+			members, err = r.c.ZRange(t.Context(), k, 0, -1).Result()
+		case "set":
+			members, err = r.c.SMembers(t.Context(), k).Result()
+		case "hash":
+			var h map[string]string
+			h, err = r.c.HGetAll(t.Context(), k).Result()
+			for _, v := range h {
+				members = append(members, v)
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range members {
+			if strings.Contains(m, id) {
+				t.Fatalf("key %s (%s) still holds %q after erasure", k, typ, m)
+			}
+		}
+	}
+	if _, err := r.Inspect(t.Context(), id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("inspect after erasure: %v, want ErrNotFound", err)
+	}
+	if _, err := r.Inspect(t.Context(), "keep-me"); err != nil {
+		t.Fatalf("erasure touched another contact: %v", err)
+	}
+	// A later event starts a fresh contact, whatever offset it comes at.
+	fresh := NewCache(r, CacheOptions{})
+	f := mustGet(t, fresh, id)
+	if f.Seq != 0 || len(f.Windows) != 0 || f.Seen.SeenID(id+"-msg-1") {
+		t.Fatalf("after erasure Get returned old state: %+v", f)
+	}
+	f.Seq = 1
+	fresh.Put(t.Context(), f)
+	mustCommit(t, fresh, Position{Partition: 3, Offset: 2})
+}
+
+// Idle contacts expire; each write refreshes the retention.
+func testRetention(t *testing.T, addrs []string) {
+	const ttl = 500 * time.Millisecond
+	r := newRedis(t, addrs, func(o *RedisOptions) { o.TTL = ttl })
+	cache := NewCache(r, CacheOptions{})
+	left := func() time.Duration {
+		t.Helper()
+		s, err := r.Inspect(t.Context(), "idle")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.TTL
+	}
+	c := mustGet(t, cache, "idle")
+	cache.Put(t.Context(), c)
+	mustCommit(t, cache, Position{Partition: 0, Offset: 1})
+	if l := left(); l <= 0 || l > ttl {
+		t.Fatalf("TTL %v after a write, want at most %v", l, ttl)
+	}
+	time.Sleep(ttl / 2)
+	before := left()
+	cache.Put(t.Context(), c)
+	mustCommit(t, cache, Position{Partition: 0, Offset: 2})
+	if after := left(); after <= before {
+		t.Fatalf("a write did not refresh the retention: %v left before it, %v after", before, after)
+	}
+	time.Sleep(ttl + 100*time.Millisecond)
+	if _, err := r.Inspect(t.Context(), "idle"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after the TTL: %v, want ErrNotFound", err)
+	}
+
+	forever := newRedis(t, addrs, func(o *RedisOptions) { o.TTL = -1; o.KeyPrefix += "f" })
+	cache = NewCache(forever, CacheOptions{})
+	c = mustGet(t, cache, "kept")
+	cache.Put(t.Context(), c)
+	mustCommit(t, cache, Position{Partition: 0, Offset: 1})
+	if s, err := forever.Inspect(t.Context(), "kept"); err != nil || s.TTL != -1 {
+		t.Fatalf("no retention: %+v %v, want TTL -1", s, err)
+	}
+}
+
+// The cache keeps at most Capacity clean contacts, least recently used out
+// first, and never drops an uncommitted change.
+func testCacheBound(t *testing.T, addrs []string) {
+	r := newRedis(t, addrs)
+	cache := NewCache(r, CacheOptions{Capacity: 3})
+	for i := range 5 {
+		c := mustGet(t, cache, fmt.Sprint("c", i))
+		c.Seq = uint64(i + 1)
+		cache.Put(t.Context(), c)
+	}
+	if cache.Len() != 5 {
+		t.Fatalf("dirty contacts were dropped: Len %d, want 5", cache.Len())
+	}
+	mustCommit(t, cache, Position{Partition: 0, Offset: 1})
+	mustGet(t, cache, "c4")
+	mustGet(t, cache, "new") // a miss: makes room
+	if cache.Len() != 3 {
+		t.Fatalf("Len %d, want 3", cache.Len())
+	}
+	for id, in := range map[string]bool{"c0": false, "c1": false, "c2": false, "c3": true, "c4": true, "new": true} {
+		if got := cache.m[id] != nil; got != in {
+			t.Errorf("%s cached: %v, want %v", id, got, in)
+		}
+	}
+	if st := cache.Stats(); st.Evictions != 3 || st.Hits != 1 || st.Misses != 6 {
+		t.Fatalf("stats %+v", st)
+	}
+	// Every contact survived in Redis.
+	for i := range 5 {
+		if c := mustGet(t, cache, fmt.Sprint("c", i)); c.Seq != uint64(i+1) {
+			t.Fatalf("c%d: Seq %d", i, c.Seq)
+		}
+	}
+}
+
+// A redis-server killed mid-test yields ErrUnavailable, then recovers, and
+// nothing Commit acknowledged is lost.
+func TestRedisOutage(t *testing.T) {
+	srv := testenv.StartRedis(t, testenv.RedisConfig{Persist: true})
+	addrs := []string{srv.Addr}
+	fast := func(o *RedisOptions) { o.MaxRetries = -1; o.DialTimeout = 200 * time.Millisecond }
+	r := newRedis(t, addrs, fast)
+	cache := NewCache(r, CacheOptions{})
+	acked := map[string]uint64{}
+	for i := range 20 {
+		id := fmt.Sprint("acked", i)
+		c := mustGet(t, cache, id)
+		*c = *typicalContact(id)
+		c.Seq = uint64(i)
+		cache.Put(t.Context(), c)
+		acked[id] = c.Seq
+	}
+	mustCommit(t, cache, Position{Partition: 0, Offset: 10})
+
+	srv.Stop(t)
+
+	y := mustGet(t, cache, "acked3") // a hit: no I/O
+	y.Seq = 1000
+	cache.Put(t.Context(), y)
+	unavailable := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrConfig) {
+			t.Fatalf("%s while Redis is down: %v, want ErrUnavailable", what, err)
+		}
+		var se *Error
+		if !errors.As(err, &se) || !strings.Contains(err.Error(), srv.Addr) || se.Hint == "" {
+			t.Fatalf("%s: the error does not say what to check: %v", what, err)
+		}
+		t.Logf("%s while down: %v", what, err)
+	}
+	unavailable("commit", cache.Commit(t.Context(), Position{Partition: 0, Offset: 11}))
+	_, err := cache.Get(t.Context(), "not-cached")
+	unavailable("get", err)
+	unavailable("prefetch", cache.Prefetch(t.Context(), []string{"x1", "x2"}))
+	_, err = r.DueTimers(t.Context(), 0, base)
+	unavailable("due timers", err)
+	unavailable("ping", r.Ping(t.Context()))
+	if r.Stats().Failed < 5 {
+		t.Fatalf("failed calls not counted: %+v", r.Stats())
+	}
+
+	srv.Start(t)
+	// The caller retries its commit, as after any ErrUnavailable.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := cache.Commit(t.Context(), Position{Partition: 0, Offset: 11})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("commit after the restart: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	acked["acked3"] = 1000
+
+	// Crash again; everything acknowledged is on disk.
+	srv.Restart(t)
+	fresh := NewCache(newRedis(t, addrs, fast), CacheOptions{})
+	ids := slices.Sorted(func(yield func(string) bool) {
+		for id := range acked {
+			if !yield(id) {
+				return
+			}
+		}
+	})
+	if err := fresh.Prefetch(t.Context(), ids); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if c := mustGet(t, fresh, id); c.Seq != acked[id] || len(c.Windows) != 3 {
+			t.Fatalf("%s after restarts: Seq %d, %d windows; want Seq %d", id, c.Seq, len(c.Windows), acked[id])
+		}
+	}
+	refs, err := fresh.DueTimers(t.Context(), 0, base+int64(time.Hour))
+	if err != nil || len(refs) != 20 {
+		t.Fatalf("timers after restarts: %d, %v; want 20", len(refs), err)
+	}
+}
+
+// Configuration faults are ErrConfig, with a message that says what to
+// check; they are never mistaken for an outage.
+func TestRedisConfigErrors(t *testing.T) {
+	plain := testenv.StartRedis(t, testenv.RedisConfig{Args: []string{"--requirepass", "s3cret"}})
+	tlsSrv := testenv.StartRedis(t, testenv.RedisConfig{TLS: true})
+	// A user that may read and write but not run scripts.
+	if reply, err := doAuthed(plain, "ACL", "SETUSER", "noscript", "on", ">pw", "~*", "+@all", "-@scripting"); err != nil || reply != "+OK" {
+		t.Fatal(reply, err)
+	}
+	downSrv := testenv.StartRedis(t, testenv.RedisConfig{})
+	downSrv.Stop(t) // its port: nothing listens there any more
+
+	cases := []struct {
+		name string
+		opts RedisOptions
+		kind error  // ErrConfig or ErrUnavailable
+		says string // in the message
+	}{
+		{"no password", RedisOptions{Addrs: []string{plain.Addr}}, ErrConfig, "password"},
+		{"wrong password", RedisOptions{Addrs: []string{plain.Addr}, Password: "nope"}, ErrConfig, "password"},
+		{"wrong user", RedisOptions{Addrs: []string{plain.Addr}, Username: "ghost", Password: "pw"}, ErrConfig, "username"},
+		{"no permission for scripts", RedisOptions{Addrs: []string{plain.Addr}, Username: "noscript", Password: "pw"}, ErrConfig, "ACL"},
+		{"TLS to a plain server", RedisOptions{Addrs: []string{plain.Addr}, Password: "s3cret", TLS: TLSOptions{Enabled: true, InsecureSkipVerify: true}}, ErrConfig, "not speak TLS"},
+		{"TLS without the CA", RedisOptions{Addrs: []string{tlsSrv.Addr}, TLS: TLSOptions{Enabled: true}}, ErrConfig, "tls.ca_file"},
+		{"TLS with the wrong server name", RedisOptions{Addrs: []string{tlsSrv.Addr}, TLS: TLSOptions{Enabled: true, CAFile: tlsSrv.CAFile, ServerName: "redis.example.com"}}, ErrConfig, "tls.server_name"},
+		{"unknown host", RedisOptions{Addrs: []string{"no-such-host.invalid:6379"}}, ErrConfig, "resolve"},
+		{"nothing listens", RedisOptions{Addrs: []string{downSrv.Addr}}, ErrUnavailable, "check that Redis runs"},
+		{"plain to a TLS server", RedisOptions{Addrs: []string{tlsSrv.Addr}}, ErrConfig, "requires TLS; set tls.enabled"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.name == "unknown host" {
+				var dnsErr *net.DNSError
+				if _, err := net.LookupHost("no-such-host.invalid"); !errors.As(err, &dnsErr) || !dnsErr.IsNotFound {
+					t.Skipf("no DNS resolver answers here (%v)", err)
+				}
+			}
+			c.opts.MaxRetries = -1
+			c.opts.DialTimeout = 2 * time.Second
+			if c.name == "TLS to a plain server" {
+				// The handshake gets no answer: this is how long it waits.
+				c.opts.DialTimeout = 200 * time.Millisecond
+			}
+			c.opts.Logger = quiet
+			r, err := NewRedis(c.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			err = r.Ping(t.Context())
+			t.Logf("%v", err)
+			other := ErrUnavailable
+			if c.kind == ErrUnavailable {
+				other = ErrConfig
+			}
+			if !errors.Is(err, c.kind) || errors.Is(err, other) {
+				t.Fatalf("got %v, want %v", err, c.kind)
+			}
+			if !strings.Contains(err.Error(), c.says) {
+				t.Fatalf("message %q does not mention %q", err, c.says)
+			}
+		})
+	}
+	t.Run("TLS with the CA works", func(t *testing.T) {
+		r, err := NewRedis(RedisOptions{Addrs: []string{tlsSrv.Addr}, TLS: TLSOptions{Enabled: true, CAFile: tlsSrv.CAFile}, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		if err := r.Ping(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		cache := NewCache(r, CacheOptions{})
+		c := mustGet(t, cache, "over-tls")
+		cache.Put(t.Context(), c)
+		mustCommit(t, cache, Position{Partition: 0, Offset: 1})
+	})
+	t.Run("the documented ACL suffices", func(t *testing.T) {
+		if reply, err := doAuthed(plain, append([]string{"ACL", "SETUSER", "leadpulse", "on", ">pw", "~lp:*", "resetchannels"}, strings.Fields(ACLRules)...)...); err != nil || reply != "+OK" {
+			t.Fatal(reply, err)
+		}
+		r, err := NewRedis(RedisOptions{Addrs: []string{plain.Addr}, Username: "leadpulse", Password: "pw", Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		if err := r.Ping(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		cache := NewCache(r, CacheOptions{})
+		if err := cache.Prefetch(t.Context(), []string{"acl1", "acl2"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{"acl1", "acl2"} {
+			c := mustGet(t, cache, id)
+			c.Timers = []Timer{{Trigger: "t", Due: base}}
+			cache.Put(t.Context(), c)
+		}
+		mustCommit(t, cache, Position{Partition: 0, Offset: 1})
+		if err := r.c.Del(t.Context(), r.contactKey("acl2")).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if refs, err := r.DueTimers(t.Context(), 0, base); err != nil || len(refs) != 1 {
+			t.Fatalf("due timers: %v %v", refs, err)
+		}
+		if _, err := r.Inspect(t.Context(), "acl1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := cache.Delete(t.Context(), "acl1"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("commit without script permission", func(t *testing.T) {
+		r, err := NewRedis(RedisOptions{Addrs: []string{plain.Addr}, Username: "noscript", Password: "pw", Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		cache := NewCache(r, CacheOptions{})
+		c := mustGet(t, cache, "denied")
+		cache.Put(t.Context(), c)
+		err = cache.Commit(t.Context(), Position{Partition: 0, Offset: 1})
+		if !errors.Is(err, ErrConfig) {
+			t.Fatalf("commit: %v, want ErrConfig", err)
+		}
+		if cache.Len() != 1 || len(cache.dirty) != 1 {
+			t.Fatalf("the change was dropped after a failed commit")
+		}
+	})
+}
+
+// doAuthed runs a command on s as the default user, with the password.
+func doAuthed(s *testenv.Redis, args ...string) (string, error) {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: "s3cret"})
+	defer c.Close()
+	a := make([]any, len(args))
+	for i, x := range args {
+		a[i] = x
+	}
+	v, err := c.Do(context.Background(), a...).Result()
+	if err != nil {
+		return "", err
+	}
+	return "+" + fmt.Sprint(v), nil
+}
+
+// Error replies Redis sends in outages, failovers and misconfigurations are
+// classified; each is produced by a real server (a script's error_reply).
+func TestRedisErrorKinds(t *testing.T) {
+	r := newRedis(t, []string{testenv.RedisServer(t)}, func(o *RedisOptions) { o.MaxRetries = -1 })
+	cases := []struct {
+		reply string
+		kind  error
+	}{
+		{"LOADING Redis is loading the dataset in memory", ErrUnavailable},
+		{"CLUSTERDOWN The cluster is down", ErrUnavailable},
+		{"TRYAGAIN Multiple keys request during rehashing of slot", ErrUnavailable},
+		{"MASTERDOWN Link with MASTER is down", ErrUnavailable},
+		{"READONLY You can't write against a read only replica.", ErrUnavailable},
+		{"BUSY Redis is busy running a script.", ErrUnavailable},
+		{"NOAUTH Authentication required.", ErrConfig},
+		{"WRONGPASS invalid username-password pair or user is disabled.", ErrConfig},
+		{"NOPERM this user has no permissions to run the 'evalsha' command", ErrConfig},
+		{"OOM command not allowed when used memory > 'maxmemory'.", ErrConfig},
+		{"WRONGTYPE Operation against a key holding the wrong kind of value", ErrConfig},
+		{"ERR something unexpected", nil},
+	}
+	for _, c := range cases {
+		t.Run(strings.Fields(c.reply)[0], func(t *testing.T) {
+			err := r.c.Eval(t.Context(), "return redis.error_reply(ARGV[1])", nil, c.reply).Err()
+			if err == nil {
+				t.Fatal("no error")
+			}
+			got := r.err("test", err)
+			for _, k := range []error{ErrUnavailable, ErrConfig} {
+				if errors.Is(got, k) != (k == c.kind) {
+					t.Fatalf("%v: errors.Is(%v) = %v", got, k, !(k == c.kind))
+				}
+			}
+			var se *Error
+			if !errors.As(got, &se) {
+				t.Fatalf("%v is not an *Error", got)
+			}
+			if c.kind != nil && se.Hint == "" {
+				t.Fatalf("%v: no hint", got)
+			}
+		})
+	}
+	t.Run("canceled", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		_, err := r.DueTimers(ctx, 0, base)
+		if !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnavailable) {
+			t.Fatalf("%v, want context.Canceled only", err)
+		}
+	})
+}
+
+// Contradictions in RedisOptions are refused, naming both settings.
+func TestRedisOptionsValidate(t *testing.T) {
+	cases := []struct {
+		name string
+		opts RedisOptions
+		says string // "" means valid
+	}{
+		{"zero value", RedisOptions{}, ""},
+		{"cluster", RedisOptions{Addrs: []string{"a:1", "b:2"}}, ""},
+		{"db in a cluster", RedisOptions{Addrs: []string{"a:1", "b:2"}, DB: 2}, "db is 2 but addrs lists 2 nodes"},
+		{"db with cluster set", RedisOptions{Cluster: true, DB: 1}, "cluster"},
+		{"no port", RedisOptions{Addrs: []string{"localhost"}}, "want host:port"},
+		{"brace in prefix", RedisOptions{KeyPrefix: "a{b"}, "hash tags"},
+		{"tiny ttl", RedisOptions{TTL: time.Microsecond}, "ttl"},
+		{"ca file without tls", RedisOptions{TLS: TLSOptions{CAFile: "ca.pem"}}, "tls.ca_file is set but tls.enabled is false"},
+		{"cert without key", RedisOptions{TLS: TLSOptions{Enabled: true, CertFile: "c.pem"}}, "tls.cert_file \"c.pem\" and tls.key_file"},
+		{"insecure with ca", RedisOptions{TLS: TLSOptions{Enabled: true, InsecureSkipVerify: true, CAFile: "ca.pem"}}, "tls.insecure_skip_verify contradicts tls.ca_file"},
+		{"missing ca file", RedisOptions{TLS: TLSOptions{Enabled: true, CAFile: "/nonexistent/ca.pem"}}, "tls.ca_file"},
+		{"negative timeout", RedisOptions{ReadTimeout: -time.Second}, "read_timeout"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := NewRedis(c.opts)
+			if c.says == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.Close()
+				return
+			}
+			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), c.says) {
+				t.Fatalf("got %v, want ErrConfig saying %q", err, c.says)
+			}
+		})
+	}
+}
+
+func TestDueScore(t *testing.T) {
+	for _, c := range []struct{ due, want int64 }{
+		{0, 0}, {999_999, 0}, {1_000_000, 1}, {-1, -1}, {-1_000_000, -1}, {-1_000_001, -2},
+		{base + 1, base / 1e6},
+	} {
+		if got := dueScore(c.due); got != c.want {
+			t.Errorf("dueScore(%d) = %d, want %d", c.due, got, c.want)
+		}
+		if float64(dueScore(c.due)) != float64(c.want) {
+			t.Errorf("score of %d not exact", c.due)
+		}
+	}
+}
