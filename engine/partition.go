@@ -117,6 +117,10 @@ func (p *Partition) push(contact string, trigger int, due int64) {
 func (p *Partition) fireDue(ctx context.Context, upTo int64) error {
 	for p.timers.len() > 0 && p.timers.h[0].due <= upTo {
 		t := p.timers.pop()
+		if t.moved {
+			p.timers.set(timerRef{due: t.next, order: t.nextOrder, key: t.key})
+			continue
+		}
 		c, err := p.store.Get(ctx, t.key.contact)
 		if err != nil {
 			p.timers.set(t) // try again on the next call
@@ -143,6 +147,13 @@ type timerRef struct {
 	due   int64
 	order uint64
 	key   timerKey
+
+	// A timer moved later (an inactivity timer moves on every event) keeps
+	// its place in the heap and notes where it moved; it takes its new
+	// place when its old due time comes. That saves a sift per event.
+	moved     bool
+	next      int64
+	nextOrder uint64
 }
 
 // timerHeap is a min-heap of timers by (due, order), indexed by key so that
@@ -175,10 +186,12 @@ func (t *timerHeap) set(r timerRef) {
 		t.pos = make(map[timerKey]int)
 	}
 	if i, ok := t.pos[r.key]; ok {
-		t.h[i] = r
-		if !t.up(i) {
-			t.down(i)
+		if cur := &t.h[i]; r.due >= cur.due {
+			cur.moved, cur.next, cur.nextOrder = true, r.due, r.order
+			return
 		}
+		t.h[i] = r
+		t.up(i)
 		return
 	}
 	t.h = append(t.h, r)
@@ -198,8 +211,7 @@ func (t *timerHeap) pop() timerRef {
 	return r
 }
 
-func (t *timerHeap) up(i int) bool {
-	moved := false
+func (t *timerHeap) up(i int) {
 	for i > 0 {
 		parent := (i - 1) / 2
 		if !t.less(i, parent) {
@@ -207,9 +219,7 @@ func (t *timerHeap) up(i int) bool {
 		}
 		t.swap(i, parent)
 		i = parent
-		moved = true
 	}
-	return moved
 }
 
 func (t *timerHeap) down(i int) {

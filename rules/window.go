@@ -94,11 +94,24 @@ func (x *Evaluator) aggregate(win *state.Window, w *Window, now int64) float64 {
 		}
 		return s
 	case Distinct:
-		if end-start <= 1 {
-			return float64(end - start)
+		keys := win.K[start:end]
+		if len(keys) <= 32 {
+			// Few keys: comparing each with those before it beats
+			// clearing and filling a map.
+			n := 0
+		next:
+			for i, k := range keys {
+				for _, prev := range keys[:i] {
+					if prev == k {
+						continue next
+					}
+				}
+				n++
+			}
+			return float64(n)
 		}
 		clear(x.seen)
-		for _, k := range win.K[start:end] {
+		for _, k := range keys {
 			x.seen[k] = struct{}{}
 		}
 		return float64(len(x.seen))
