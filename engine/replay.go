@@ -75,20 +75,21 @@ func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOpti
 	})
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), MaxLine)
-	var e event.Event
+	var dec event.Decoder
 	for sc.Scan() {
 		sum.Lines++
 		line := sc.Bytes()
 		if len(trimSpace(line)) == 0 {
 			continue
 		}
-		if err := event.DecodeInto(&e, line, event.JSON, 0); err != nil {
+		e, err := dec.Decode(line, event.JSON, 0)
+		if err != nil {
 			sum.Bad++
 			sum.BadReasons[event.ReasonOf(err)]++
 			fmt.Fprintf(errs, "line %d: %v\n", sum.Lines, err)
 			continue
 		}
-		if err := p.Apply(ctx, &e); err != nil {
+		if err := p.Apply(ctx, e); err != nil {
 			return sum, err
 		}
 		if writeErr != nil {

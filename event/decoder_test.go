@@ -1,0 +1,74 @@
+package event
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"reflect"
+	"testing"
+)
+
+// TestDecoderMatchesDecode decodes the fixture lines one after another with
+// one Decoder and requires each result to equal a fresh Decode: reused maps
+// must not leak one event's fields into the next.
+func TestDecoderMatchesDecode(t *testing.T) {
+	data, err := os.ReadFile("testdata/events.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := []string{
+		`{"type":"page","userId":"u1","properties":{"a":1,"b":{"c":2}},"traits":{"x":"y"},"context":{"ip":"1.2.3.4"},"timestamp":"2026-03-02T09:00:00Z"}`,
+		`{"type":"page","userId":"u1","timestamp":"2026-03-02T09:00:00Z"}`,
+		`{"type":"page","userId":"u1","properties":{"z":true},"timestamp":"2026-03-02T09:00:00Z"}`,
+		`{"type":"page","userId":"u1","properties":null,"traits":{},"timestamp":"2026-03-02T09:00:00Z"}`,
+	}
+	var lines [][]byte
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		lines = append(lines, append([]byte(nil), sc.Bytes()...))
+	}
+	for _, l := range extra {
+		lines = append(lines, []byte(l))
+	}
+	var d Decoder
+	for round := 0; round < 2; round++ {
+		for i, line := range lines {
+			want, wantErr := Decode(line, Auto, 7)
+			got, gotErr := d.Decode(line, Auto, 7)
+			if (wantErr == nil) != (gotErr == nil) {
+				t.Fatalf("line %d: Decode error %v, Decoder error %v", i+1, wantErr, gotErr)
+			}
+			if wantErr != nil {
+				if wantErr.Error() != gotErr.Error() {
+					t.Errorf("line %d: errors differ: %v / %v", i+1, wantErr, gotErr)
+				}
+				continue
+			}
+			if !reflect.DeepEqual(want, got) {
+				t.Errorf("line %d: Decoder gave\n %+v\nDecode gave\n %+v", i+1, got, want)
+			}
+		}
+	}
+}
+
+func BenchmarkDecoder(b *testing.B) {
+	line := []byte(`{"type":"page","anonymousId":"a-56eaa8c3","name":"Why alerts must be real-time","properties":{"path":"/blog/real-time-alerts","url":"https://www.example.com/blog/real-time-alerts","title":"Why alerts must be real-time","referrer":"https://news.ycombinator.com/"},"context":{"ip":"198.51.100.30","userAgent":"Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15","locale":"en-GB"},"timestamp":"2026-01-05T09:00:00.123Z","messageId":"m-1"}`)
+	b.Run("DecodeInto", func(b *testing.B) {
+		b.ReportAllocs()
+		var e Event
+		for i := 0; i < b.N; i++ {
+			if err := DecodeInto(&e, line, JSON, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Decoder", func(b *testing.B) {
+		b.ReportAllocs()
+		var d Decoder
+		for i := 0; i < b.N; i++ {
+			if _, err := d.Decode(line, JSON, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
