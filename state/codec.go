@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -16,7 +17,7 @@ var ErrVersion = errors.New("state: blob written by a newer leadpulse; upgrade t
 // a decoder ignores keys it does not know and leaves missing ones zero.
 func Encode(c *Contact) ([]byte, error) {
 	c.V = Version
-	b, err := msgpack.Marshal(c)
+	b, err := encodeContact(c)
 	if err != nil {
 		return nil, fmt.Errorf("state: encode contact %q: %w", c.ID, err)
 	}
@@ -26,7 +27,8 @@ func Encode(c *Contact) ([]byte, error) {
 // Decode reads a blob written by Encode of this or an earlier version.
 func Decode(b []byte) (*Contact, error) {
 	c := new(Contact)
-	if err := msgpack.Unmarshal(b, c); err != nil {
+	dec := msgpack.NewDecoder(bytes.NewReader(b))
+	if err := c.decode(dec, len(b)); err != nil {
 		return nil, fmt.Errorf("state: decode contact blob (%d bytes): %w", len(b), err)
 	}
 	if c.V > Version {
