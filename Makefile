@@ -5,14 +5,20 @@ PKGS    ?= ./...
 RULES   ?= examples/b2b-saas.yaml
 TRAFFIC ?= examples/traffic/b2b.jsonl
 
-.PHONY: run test deps vet lint bench fuzz build clean
+.PHONY: run replay test deps vet lint bench fuzz build clean
 
 build:
 	$(GO) build -o bin/leadpulse ./cmd/leadpulse
 
-# Until the live pipeline lands, `make run` replays the bundled sample traffic
-# through the example rules and prints the alerts (action JSON lines).
-run: build
+# `make run` starts `leadpulse dev`: an embedded Kafka-compatible broker on
+# 127.0.0.1:9092, the pipeline with the example rules, demo traffic, and
+# /metrics on 127.0.0.1:8080; alerts are printed as they fire. Ctrl-C stops.
+run:
+	$(GO) run ./cmd/leadpulse dev
+
+# The offline path: the example rules' tests, then a replay of the bundled
+# traffic (action JSON lines on stdout).
+replay: build
 	./bin/leadpulse rules test $(RULES)
 	./bin/leadpulse replay --rules $(RULES) $(TRAFFIC)
 

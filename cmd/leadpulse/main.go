@@ -21,6 +21,7 @@ import (
 type cli struct {
 	Replay replayCmd `cmd:"" help:"Run the rules over recorded events offline, deterministically."`
 	Rules  rulesCmd  `cmd:"" help:"Check and test rules files."`
+	Dev    devCmd    `cmd:"" help:"Run everything embedded: a Kafka-compatible broker, the pipeline, demo traffic; print alerts as they fire."`
 }
 
 type rulesCmd struct {

@@ -1,0 +1,309 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kfake" // embedded Kafka-compatible broker for dev
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/leadpulse/leadpulse/event"
+	"github.com/leadpulse/leadpulse/examples"
+	"github.com/leadpulse/leadpulse/rules"
+	"github.com/leadpulse/leadpulse/state"
+	"github.com/leadpulse/leadpulse/stream"
+	"github.com/leadpulse/leadpulse/traffic"
+)
+
+// devCmd is `leadpulse dev` (SPEC §4): everything embedded for a first run.
+type devCmd struct {
+	Rules      string  `type:"existingfile" placeholder:"FILE" help:"Rules file (YAML). Default: the bundled examples/b2b-saas.yaml."`
+	Kafka      string  `default:"127.0.0.1:9092" placeholder:"ADDR" help:"Address the embedded Kafka-compatible broker listens on (plain TCP, no auth). Default: 127.0.0.1:9092."`
+	HTTP       string  `name:"http" default:"127.0.0.1:8080" placeholder:"ADDR" help:"Address of /metrics, /healthz and /readyz. Default: 127.0.0.1:8080."`
+	Redis      string  `placeholder:"ADDR" help:"Keep contact state in the Redis at ADDR (host:port) instead of in memory."`
+	NoDemo     bool    `help:"Produce no demo traffic: send your own events to the events topic."`
+	DemoRate   float64 `default:"100" placeholder:"N" help:"Demo events per second (a realistic B2B site, 1,000 visitors). Default: 100."`
+	Partitions int32   `default:"6" placeholder:"N" help:"Partitions of each topic. Default: 6."`
+}
+
+// Dev topics are capped in time and size, because the embedded broker keeps
+// every record in memory: retention applies every 30s to 1 MiB segments.
+var devTopicConfigs = map[string]string{
+	"retention.ms":  "1800000", // 30 minutes
+	"segment.bytes": "1048576",
+}
+
+func (d *devCmd) Run(e *env) error {
+	ctx := e.ctx
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	rs, rulesName, err := d.loadRules(e)
+	if err != nil {
+		return err
+	}
+	if d.DemoRate <= 0 {
+		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: --demo-rate %v: give events per second above 0, or --no-demo", d.DemoRate)}
+	}
+
+	// Listen first, so that a port in use fails before anything starts.
+	httpLn, err := net.Listen("tcp", d.HTTP)
+	if err != nil {
+		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: --http %s: %v%s", d.HTTP, err, inUseHint(err, "--http 127.0.0.1:8081"))}
+	}
+	defer httpLn.Close()
+	var kafkaErr error
+	cluster, err := kfake.NewCluster(
+		kfake.NumBrokers(1),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			l, err := net.Listen(network, d.Kafka)
+			kafkaErr = err
+			return l, err
+		}),
+		kfake.BrokerConfigs(map[string]string{"log.cleaner.backoff.ms": "30000"}),
+	)
+	if err != nil {
+		if kafkaErr != nil {
+			err = kafkaErr
+		}
+		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: --kafka %s: %v%s", d.Kafka, err, inUseHint(err, "--kafka 127.0.0.1:19092"))}
+	}
+	defer cluster.Close()
+	addr := cluster.ListenAddrs()[0]
+
+	sc := stream.Scoring{Rules: rs}
+	var rdb *state.Redis
+	if d.Redis != "" {
+		if rdb, err = state.NewRedis(state.RedisOptions{Addrs: []string{d.Redis}}); err != nil {
+			return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: --redis %s: %v", d.Redis, err)}
+		}
+		defer rdb.Close()
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := rdb.Ping(pctx)
+		cancel()
+		if err != nil {
+			return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: --redis %s: %v", d.Redis, err)}
+		}
+		sc.Redis = rdb
+	}
+	out := &alertPrinter{w: e.stdout}
+	sc.OnAction = out.print
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := stream.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	cfg := stream.Config{
+		Brokers:      []string{addr},
+		Partitions:   d.Partitions,
+		TopicConfigs: devTopicConfigs,
+		Logger:       log,
+	}
+	p, err := stream.New(cfg, sc, metrics)
+	if err != nil {
+		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: %v", err)}
+	}
+	cfg = p.Config()
+	if err := stream.EnsureTopics(ctx, cfg); err != nil {
+		return err
+	}
+
+	srv := &http.Server{Handler: devMux(reg, p, rdb), ReadHeaderTimeout: 5 * time.Second}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := srv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("leadpulse dev: http server stopped", "err", err)
+		}
+	})
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		wg.Wait()
+	}()
+
+	store := "in memory"
+	if rdb != nil {
+		store = "in Redis at " + d.Redis
+	}
+	demo := fmt.Sprintf("demo traffic: %.0f events/s from a B2B site", d.DemoRate)
+	if d.NoDemo {
+		demo = "no demo traffic (--no-demo)"
+	}
+	fmt.Fprintf(e.stderr, `leadpulse dev
+  kafka    %s  topics %s → %s → %s, bad input on %s
+  rules    %s
+  state    %s
+  http     http://%s/metrics  /healthz  /readyz
+  %s
+Alerts are printed below as they fire. Send your own events:
+  echo '{"type":"track","userId":"u-1","event":"Form Submitted","properties":{"form":"demo"}}' | kcat -P -b %s -t %s
+  kcat -C -b %s -t %s -o end        # watch the actions
+Ctrl-C stops (after applying and committing what was read).
+`, addr, cfg.Topics.Events, cfg.Topics.Keyed, cfg.Topics.Actions, cfg.Topics.DLQ, rulesName, store, httpLn.Addr(), demo,
+		addr, cfg.Topics.Events, addr, cfg.Topics.Actions)
+
+	pctx, stopPipeline := context.WithCancel(ctx)
+	defer stopPipeline()
+	if !d.NoDemo {
+		dctx, stopDemo := context.WithCancel(ctx)
+		defer stopDemo()
+		wg.Go(func() {
+			if err := runDemo(dctx, addr, cfg.Topics.Events, d.DemoRate, log); err != nil {
+				log.Error("leadpulse dev: demo traffic stopped", "err", err)
+			}
+		})
+	}
+	err = p.Run(pctx)
+	fmt.Fprintf(e.stderr, "leadpulse dev: stopped; %d actions printed\n", out.count())
+	return err
+}
+
+func (d *devCmd) loadRules(e *env) (*rules.Ruleset, string, error) {
+	if d.Rules != "" {
+		rs, err := loadRules(e, d.Rules)
+		return rs, d.Rules, err
+	}
+	rs, err := rules.Parse(examples.B2BSaaSName, examples.B2BSaaS)
+	if err != nil {
+		return nil, "", fmt.Errorf("leadpulse dev: the bundled rules do not load (a bug): %w", err)
+	}
+	return rs, examples.B2BSaaSName + " (bundled)", nil
+}
+
+func inUseHint(err error, alt string) string {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Sprintf(" (is another Kafka or leadpulse dev running? choose another address, e.g. %s)", alt)
+	}
+	return ""
+}
+
+func devMux(reg *prometheus.Registry, p *stream.Pipeline, rdb *state.Redis) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !p.Ready() {
+			http.Error(w, "not ready: the pipeline is not consuming yet (topics, broker, consumer groups)", http.StatusServiceUnavailable)
+			return
+		}
+		if rdb != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if err := rdb.Ping(ctx); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		io.WriteString(w, "ready\n")
+	})
+	return mux
+}
+
+// alertPrinter prints each action as one readable line; it is called from
+// the partition goroutines.
+type alertPrinter struct {
+	mu sync.Mutex
+	w  io.Writer
+	n  int
+}
+
+func (a *alertPrinter) print(r *rules.Record) {
+	msg := r.Message
+	if msg == "" {
+		msg = "(no message)"
+	}
+	sink := r.Sink
+	if sink == "" {
+		sink = "-"
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.n++
+	at := time.Unix(0, r.AtNanos).Format("2006-01-02 15:04:05.000")
+	fmt.Fprintf(a.w, "%s  %-18s %-16s → %-10s %-16s score %6.1f  %s\n", at, r.Trigger, r.Action, sink, r.Contact, r.Score, msg)
+}
+
+func (a *alertPrinter) count() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.n
+}
+
+// demoContacts is the size of the demo site's audience: small enough that
+// journeys progress (first alerts within seconds at 100 events/s), large
+// enough to keep alerts coming for an hour.
+const demoContacts = 1000
+
+// runDemo produces generated B2B traffic to topic at rate events/s until ctx
+// is done. Event times are wall-clock times: each event is produced when
+// the clock reaches its generated timestamp (a Poisson process of the rate).
+func runDemo(ctx context.Context, addr, topic string, rate float64, log *slog.Logger) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID("leadpulse-demo"), kgo.ProducerLinger(0))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = cl.Flush(fctx)
+		cl.Close()
+	}()
+	now := time.Now()
+	g := traffic.New(traffic.Config{
+		Contacts: demoContacts,
+		Seed:     now.UnixNano(), // fresh messageIds on every run (Redis remembers the old ones)
+		Start:    now,
+		Step:     time.Duration(float64(time.Second) / rate),
+	})
+	var (
+		failed    int
+		failMu    sync.Mutex
+		lastWarn  time.Time
+		timer     = time.NewTimer(0)
+		nextEvent = g.Next()
+	)
+	defer timer.Stop()
+	for {
+		if wait := time.Until(nextEvent.Timestamp()); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-timer.C:
+			}
+		} else if ctx.Err() != nil {
+			return nil
+		}
+		b, err := event.EncodeJSON(nextEvent)
+		if err != nil {
+			return err
+		}
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: []byte(nextEvent.Contact()), Value: b}, func(_ *kgo.Record, err error) {
+			if err == nil || errors.Is(err, context.Canceled) {
+				return
+			}
+			failMu.Lock()
+			defer failMu.Unlock()
+			failed++
+			if time.Since(lastWarn) > 10*time.Second {
+				lastWarn = time.Now()
+				log.Warn("leadpulse dev: demo events not produced", "failed", failed, "err", err)
+			}
+		})
+		nextEvent = g.Next()
+	}
+}

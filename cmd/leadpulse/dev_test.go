@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer that the test reads while dev writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func get(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestDevCommand runs `leadpulse dev` as a user would (real TCP for Kafka and
+// HTTP, demo traffic): alerts are printed within seconds, /healthz, /readyz
+// and /metrics answer, and Ctrl-C (ctx) stops it cleanly with exit 0.
+func TestDevCommand(t *testing.T) {
+	kafka, web := freeAddr(t), freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errs syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"dev", "--kafka", kafka, "--http", web, "--demo-rate", "1000"}, strings.NewReader(""), &out, &errs)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), " score ") {
+		select {
+		case code := <-done:
+			t.Fatalf("dev exited %d before printing an alert; stderr:\n%s", code, errs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no alert within 30s; stderr:\n%s", errs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	line := strings.SplitN(out.String(), "\n", 2)[0]
+	if !strings.Contains(line, " → ") || !strings.Contains(line, "score") {
+		t.Errorf("alert line %q lacks the sink arrow or the score", line)
+	}
+	if code, body := get("http://" + web + "/healthz"); code != 200 {
+		t.Errorf("/healthz: %d %s", code, body)
+	}
+	if code, body := get("http://" + web + "/readyz"); code != 200 {
+		t.Errorf("/readyz: %d %s", code, body)
+	}
+	code, body := get("http://" + web + "/metrics")
+	for _, m := range []string{`leadpulse_events_in_total{stage="score"}`, "leadpulse_actions_produced_total", "leadpulse_event_to_action_seconds_bucket", "go_goroutines"} {
+		if code != 200 || !strings.Contains(body, m) {
+			t.Errorf("/metrics (%d) lacks %s", code, m)
+		}
+	}
+	if !strings.Contains(errs.String(), "kcat -P -b "+kafka) {
+		t.Errorf("the banner should show how to send an event with kcat:\n%s", errs.String())
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("dev exited %d after cancel; stderr:\n%s", code, errs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("dev did not stop within 30s of cancel")
+	}
+	if !strings.Contains(errs.String(), "pipeline stopped") {
+		t.Errorf("no clean drain in the log:\n%s", errs.String())
+	}
+}
+
+func TestDevCommandErrors(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	busy := l.Addr().String()
+	bad := writeFile(t, "bad.yaml", "version: 1\ntriggers:\n  - id: t1\n    when: windows.nope >= 1\n    do: [x]\n")
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"kafka port in use", []string{"dev", "--kafka", busy, "--http", freeAddr(t)}, 2, "choose another address"},
+		{"http port in use", []string{"dev", "--kafka", freeAddr(t), "--http", busy}, 2, "--http " + busy},
+		{"invalid rules", []string{"dev", "--rules", bad}, 1, "bad.yaml:"},
+		{"demo rate", []string{"dev", "--demo-rate", "0"}, 2, "--demo-rate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, errs := runCLI(t, "", tc.args...)
+			if code != tc.code || !strings.Contains(errs, tc.want) {
+				t.Errorf("exit %d, want %d with %q; stderr:\n%s", code, tc.code, tc.want, errs)
+			}
+		})
+	}
+}

@@ -1,0 +1,223 @@
+package stream
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// ErrConfig is matched (errors.Is) by every error about a contradictory or
+// impossible Config: fix the setting the message names.
+var ErrConfig = errors.New("stream: invalid configuration")
+
+func configError(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+}
+
+// Topics names the topics of SPEC §5. The zero value is the default.
+type Topics struct {
+	// Events is the input: tracking events keyed any way. default: "events"
+	Events string `yaml:"events"`
+	// Keyed is the contact-keyed topic the ingest stage writes and the
+	// scoring stage reads. default: "events.keyed"
+	Keyed string `yaml:"keyed"`
+	// Actions receives one JSON record per fired action (SPEC §3), keyed by
+	// contact. default: "actions"
+	Actions string `yaml:"actions"`
+	// DLQ receives bad input with its reason in headers. default: "events.dlq"
+	DLQ string `yaml:"dlq"`
+}
+
+// Config configures the live pipeline. The zero value (with Brokers) runs
+// both stages with the defaults below.
+type Config struct {
+	// Brokers are the seed brokers. default: 127.0.0.1:9092
+	// (corresponds to Kafka's bootstrap.servers)
+	Brokers []string `yaml:"brokers"`
+	// Group is the scoring stage's consumer group; the ingest stage uses
+	// Group + "-ingest". default: "leadpulse" (Kafka's group.id)
+	Group string `yaml:"group"`
+	// Topics names the topics. default: see Topics.
+	Topics Topics `yaml:"topics"`
+
+	// InputKeyed skips the ingest hop: the scoring stage reads Topics.Events
+	// directly, which every producer must then key by contact (userId, else
+	// anonymousId) with Kafka's default partitioner (murmur2, as the Java
+	// client and franz-go do; kcat's and librdkafka's default
+	// consistent_random (CRC32) is NOT the same: use `-X
+	// partitioner=murmur2_random`). A record found in another partition than
+	// murmur2 of its contact says goes to the DLQ with reason "misrouted",
+	// so that one contact is never scored in two places. default: false
+	InputKeyed bool `yaml:"input_keyed"`
+
+	// Partitions is the partition count of topics this process creates
+	// because they are missing. Existing topics are used as they are.
+	// default: 6 (Kafka's num.partitions for CreateTopics)
+	Partitions int32 `yaml:"partitions"`
+	// ReplicationFactor of created topics. default: -1, the broker's
+	// default.replication.factor
+	ReplicationFactor int16 `yaml:"replication_factor"`
+	// TopicConfigs are the configs of created topics, e.g. retention.ms and
+	// segment.bytes. default: none (the broker's defaults)
+	TopicConfigs map[string]string `yaml:"topic_configs"`
+
+	// BatchRecords is the most records a partition applies before it
+	// produces the batch's actions, commits the store and commits the
+	// offset. default: 1000
+	BatchRecords int `yaml:"batch_records"`
+	// QueueRecords bounds the records buffered for one partition between
+	// the poll loop and the partition's goroutine. When a queue holds this
+	// many, fetching that partition pauses (PauseFetchPartitions) until it
+	// is half empty; one poll's records may land on top. default: 4096
+	QueueRecords int `yaml:"queue_records"`
+	// PollRecords is the most records one poll takes from the client.
+	// default: 10000
+	PollRecords int `yaml:"poll_records"`
+	// FetchMaxWait is how long a broker holds a fetch that has no new data
+	// (corresponds to Kafka's fetch.max.wait.ms). It also bounds how long a
+	// partition whose fetching resumes after backpressure waits, because a
+	// client has one fetch in flight per broker. default: 1s
+	FetchMaxWait time.Duration `yaml:"fetch_max_wait"`
+
+	// TimerDelay is how long after its due time (wall clock) a timer of a
+	// caught-up partition fires: the allowance for events stamped before the
+	// due time that are still on their way to the partition (producer linger,
+	// the ingest hop). default: 500ms
+	TimerDelay time.Duration `yaml:"timer_delay"`
+	// Tick is how often an idle partition checks whether timers are due.
+	// default: 200ms
+	Tick time.Duration `yaml:"tick"`
+	// TimerHorizon is how far ahead of a partition's clock the timers stored
+	// in Redis are loaded into the partition's timer index (on assignment,
+	// then again as the clock moves); memory stores load all at once.
+	// default: 1m
+	TimerHorizon time.Duration `yaml:"timer_horizon"`
+	// DrainTimeout bounds the final flush and commit of each partition on
+	// shutdown and revoke. default: 30s
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+
+	// Clock is the wall clock of live time (SPEC §2); tests inject theirs.
+	// default: time.Now
+	Clock func() time.Time `yaml:"-"`
+	// Logger receives the pipeline's logs (never one per event).
+	// default: slog.Default()
+	Logger *slog.Logger `yaml:"-"`
+	// KafkaOptions are extra franz-go options for every client the
+	// pipeline makes (TLS, SASL, timeouts). default: none
+	KafkaOptions []kgo.Opt `yaml:"-"`
+}
+
+func (c Config) validate() (Config, error) {
+	if len(c.Brokers) == 0 {
+		c.Brokers = []string{"127.0.0.1:9092"}
+	}
+	for _, b := range c.Brokers {
+		if strings.TrimSpace(b) == "" {
+			return c, configError("brokers: an empty address; list host:port of one or more brokers")
+		}
+	}
+	if c.Group == "" {
+		c.Group = "leadpulse"
+	}
+	if c.Topics.Events == "" {
+		c.Topics.Events = "events"
+	}
+	if c.Topics.Keyed == "" {
+		c.Topics.Keyed = "events.keyed"
+	}
+	if c.Topics.Actions == "" {
+		c.Topics.Actions = "actions"
+	}
+	if c.Topics.DLQ == "" {
+		c.Topics.DLQ = "events.dlq"
+	}
+	t := c.Topics
+	names := map[string]string{}
+	for _, n := range []struct{ key, topic string }{
+		{"topics.events", t.Events}, {"topics.keyed", t.Keyed}, {"topics.actions", t.Actions}, {"topics.dlq", t.DLQ},
+	} {
+		if n.key == "topics.keyed" && c.InputKeyed {
+			continue // not used
+		}
+		if other, dup := names[n.topic]; dup {
+			return c, configError("%s and %s are both %q: each stage needs its own topic", other, n.key, n.topic)
+		}
+		names[n.topic] = n.key
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 6
+	}
+	if c.Partitions < 0 {
+		return c, configError("partitions is %d: give the partition count of created topics (1 or more)", c.Partitions)
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = -1
+	}
+	if c.BatchRecords <= 0 {
+		c.BatchRecords = 1000
+	}
+	if c.QueueRecords <= 0 {
+		c.QueueRecords = 4096
+	}
+	if c.PollRecords <= 0 {
+		c.PollRecords = 10000
+	}
+	if c.FetchMaxWait <= 0 {
+		c.FetchMaxWait = time.Second
+	}
+	if c.QueueRecords < c.BatchRecords {
+		return c, configError("queue_records (%d) is below batch_records (%d): a partition could never fill a batch; raise queue_records or lower batch_records", c.QueueRecords, c.BatchRecords)
+	}
+	if c.TimerDelay == 0 {
+		c.TimerDelay = 500 * time.Millisecond
+	}
+	if c.TimerDelay < 0 {
+		return c, configError("timer_delay is %v: it is a wait after the due time, 0 or more", c.TimerDelay)
+	}
+	if c.Tick <= 0 {
+		c.Tick = 200 * time.Millisecond
+	}
+	if c.TimerHorizon <= 0 {
+		c.TimerHorizon = time.Minute
+	}
+	if c.TimerHorizon < c.Tick {
+		return c, configError("timer_horizon (%v) is shorter than tick (%v): timers would be loaded after they are due; raise timer_horizon", c.TimerHorizon, c.Tick)
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+// scoreTopic is the topic the scoring stage reads.
+func (c *Config) scoreTopic() string {
+	if c.InputKeyed {
+		return c.Topics.Events
+	}
+	return c.Topics.Keyed
+}
+
+func (c *Config) ingestGroup() string { return c.Group + "-ingest" }
+
+// clientOpts are the options every client of the pipeline shares.
+func (c *Config) clientOpts(role string) []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ClientID("leadpulse-" + role),
+		kgo.ProducerLinger(0), // latency first: batches form while a request is in flight
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.FetchMaxWait(c.FetchMaxWait),
+		kgo.WithLogger(kgoLogger{c.Logger.With("client", role)}),
+	}
+	return append(opts, c.KafkaOptions...)
+}

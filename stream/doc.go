@@ -1,0 +1,94 @@
+// Package stream is the live pipeline of SPEC §5 on Kafka (franz-go): it
+// wires Kafka records to the one engine (engine.Partition) that replay,
+// rules tests and bench also run. It knows nothing of rules syntax or state
+// encoding.
+//
+// # Data path
+//
+//	events ──► ingest (group "<group>-ingest")         decode, validate, key by contact
+//	   │         good: same value, headers and timestamp, key = contact ──► events.keyed
+//	   │         bad:  original key/value/headers + error.* and source.* ──► events.dlq
+//	   ▼
+//	events.keyed ──► score (group "<group>", cooperative-sticky)
+//	                   one goroutine per assigned partition, each with its own
+//	                   engine.Partition and store (the shared state.Memory, or a
+//	                   state.Cache over Redis); records applied in order, in batches
+//	                   actions (SPEC §3 JSON, key = contact) ──► actions
+//	                   bad or misrouted input ──► events.dlq
+//
+// With Config.InputKeyed the ingest hop is skipped and the scoring stage reads
+// the events topic itself; every producer must then key records by contact
+// with Kafka's default partitioner (murmur2: the Java client, franz-go, and
+// librdkafka/kcat only with `-X partitioner=murmur2_random`; kcat's default,
+// consistent_random, is CRC32 and puts contacts elsewhere). A record found in
+// the wrong partition goes to the DLQ with reason "misrouted" rather than be
+// scored in two places.
+//
+// Per batch, a partition applies its records, produces the actions and dead
+// letters and waits until Kafka acknowledged them, then commits the store
+// (Redis: one pipelined compare-and-set as of the batch's last offset), and
+// only then commits the offset. A crash in between applies the batch again:
+// repeated events are dropped by messageId and re-emitted actions keep their
+// deterministic ids, so sinks deduplicate. Bad input never blocks a
+// partition: it is dead-lettered and its offset committed with the batch.
+//
+// # Live time
+//
+// A partition's clock is the highest event time it has read (engine). When
+// the partition is caught up — nothing queued, and the next offset to apply
+// equals the partition's end offset, asked of the broker — and a timer is due
+// by the wall clock (Config.Clock) less Config.TimerDelay, the clock advances
+// to that time and the timers fire: within TimerDelay + Tick (about 0.7s by
+// default) of their due time, and never while a record that could cancel them
+// is unread in the partition. With Redis, a newly assigned partition indexes
+// the stored timers due within TimerHorizon and keeps loading them ahead of
+// its clock; with memory, it indexes the pending timers of its contacts.
+//
+// # Goroutines and ownership
+//
+//   - Pipeline.Run's caller: waits for the two stages.
+//   - ingest: one poll loop; decode, produce, wait for the acknowledgements,
+//     commit, AllowRebalance (BlockRebalanceOnPoll: a rebalance waits for the
+//     commit, so a revoked partition is never committed).
+//   - score poll loop: polls and pushes each partition's records to its
+//     worker's bounded queue. A queue at Config.QueueRecords pauses fetching
+//     of that partition (PauseFetchPartitions) until it is half empty.
+//   - score group callbacks (franz-go's goroutine): start a worker per
+//     assigned partition; on revoke tell the worker to drain (apply what is
+//     queued, produce, commit) and join it before returning; on loss tell it
+//     to drop its queue without committing and join it.
+//   - one worker per assigned partition: owns its engine.Partition, its
+//     store (or its part of the shared memory store: contacts are
+//     partitioned), its offsets. Nothing else touches them.
+//
+// Locks: scorer.mu (the worker map) is never held while calling into a
+// worker; worker.mu (the queue) is held across Pause/ResumeFetchPartitions
+// so that a pause and a resume cannot cross.
+//
+// On shutdown (ctx done, SIGTERM/SIGINT in the commands) the poll loops stop,
+// every worker drains, the groups are left; I/O of the drain is bounded by
+// Config.DrainTimeout.
+//
+// # Metrics
+//
+// Registered with the prometheus.Registerer given to NewMetrics:
+//
+//	leadpulse_events_in_total{stage}                  records read, stage = ingest | score
+//	leadpulse_events_bad_total{stage,reason}          dead-lettered input by event.Reason or "misrouted"
+//	leadpulse_event_to_action_seconds                 histogram: record timestamp → action acknowledged
+//	leadpulse_timer_delay_seconds                     histogram: due time → action acknowledged, wall-clock timers
+//	leadpulse_consumer_lag_records{topic,partition}   high watermark − next offset
+//	leadpulse_partition_queue_records{partition}      records queued for a worker
+//	leadpulse_partition_queue_capacity_records        queue size at which fetching pauses
+//	leadpulse_fetch_pauses_total                      times a full queue paused fetching
+//	leadpulse_trigger_firings_total{trigger}          firings past their cooldown
+//	leadpulse_actions_produced_total{action}          action records acknowledged on the actions topic
+//	leadpulse_actions_suppressed_total                cooldown edges, false guards, caps reached
+//	leadpulse_store_commits_total{result}             ok | error | conflict
+//	leadpulse_store_cas_rejections_total              contact writes refused as stale by the store
+//	leadpulse_offset_commits_total{stage,result}      ok | error
+//	leadpulse_produce_errors_total{topic}             records Kafka did not acknowledge
+//	leadpulse_score_batch_seconds                     histogram: apply + produce + commits of one batch
+//	leadpulse_score_partitions                        partitions assigned to this process
+//	leadpulse_partitions_rebalanced_total{stage,kind} assigned | revoked | lost | drained
+package stream

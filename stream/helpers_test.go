@@ -1,0 +1,310 @@
+package stream_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/leadpulse/leadpulse/engine"
+	"github.com/leadpulse/leadpulse/event"
+	"github.com/leadpulse/leadpulse/rules"
+	"github.com/leadpulse/leadpulse/stream"
+	"github.com/leadpulse/leadpulse/traffic"
+)
+
+// startKafka starts a one-broker kfake cluster on a free port of 127.0.0.1
+// (real TCP) and returns its address.
+func startKafka(t testing.TB) string {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatalf("kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()[0]
+}
+
+// testClock is an injected wall clock.
+type testClock struct{ ns atomic.Int64 }
+
+func (c *testClock) set(t time.Time)  { c.ns.Store(t.UnixNano()) }
+func (c *testClock) now() time.Time   { return time.Unix(0, c.ns.Load()).UTC() }
+func newClock(t time.Time) *testClock { c := &testClock{}; c.set(t); return c }
+
+// testLogger logs to t until the test ends.
+func testLogger(t testing.TB) *slog.Logger {
+	w := &tlogWriter{t: t}
+	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type tlogWriter struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+}
+
+func (w *tlogWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(b), "\n"))
+	}
+	return len(b), nil
+}
+
+func loadRules(t testing.TB, path string) *rules.Ruleset {
+	t.Helper()
+	rs, err := rules.LoadFile(path)
+	if err != nil {
+		t.Fatalf("rules: %v", err)
+	}
+	return rs
+}
+
+// input is a test stream: each entry is a record value for the events topic
+// and the line replay reads for it.
+type input struct {
+	recs  []*kgo.Record
+	lines [][]byte // replay's view; nil for records replay cannot read (msgpack garbage)
+	last  time.Time
+}
+
+var badLines = []string{
+	`not json at all`,
+	`{"type":"page","properties":{"path":"/pricing"},"timestamp":"2026-01-05T10:00:00Z"}`,
+	`{"userId":"u-x","timestamp":"2026-01-05T10:00:00Z"}`,
+	`{"type":"page","userId":"u-x","timestamp":"yesterday"}`,
+	`{"type":"click","userId":"u-x","timestamp":"2026-01-05T10:00:00Z"}`,
+}
+
+// makeInput returns n generated B2B events (every 5th as msgpack), with the
+// bad lines spread among them. Each record is keyed by its contact, so that
+// the events of one contact stay in order through the events topic.
+func makeInput(t testing.TB, n int, cfg traffic.Config) *input {
+	t.Helper()
+	g := traffic.New(cfg)
+	in := &input{}
+	for i := range n {
+		if i%(n/len(badLines)+1) == n/(2*len(badLines)) {
+			b := []byte(badLines[len(in.recs)%len(badLines)])
+			in.recs = append(in.recs, &kgo.Record{Topic: "events", Value: b})
+			in.lines = append(in.lines, b)
+		}
+		e := g.Next()
+		js, err := event.EncodeJSON(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &kgo.Record{Topic: "events", Key: []byte(e.Contact()), Value: js}
+		if i%5 == 2 {
+			mp, err := event.EncodeMsgpack(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Value = mp
+			r.Headers = []kgo.RecordHeader{{Key: "content-type", Value: []byte(event.ContentTypeMsgpack)}}
+		}
+		in.recs = append(in.recs, r)
+		in.lines = append(in.lines, js)
+		in.last = e.Timestamp()
+	}
+	return in
+}
+
+// replay runs engine.Replay over the lines and returns the action records
+// (decoded) and the bad-input reasons.
+func replay(t testing.TB, rs *rules.Ruleset, lines [][]byte) ([]map[string]any, map[event.Reason]int) {
+	t.Helper()
+	var out bytes.Buffer
+	sum, err := engine.Replay(context.Background(), rs, bytes.NewReader(bytes.Join(lines, []byte("\n"))), engine.ReplayOptions{Out: &out})
+	if err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	var acts []map[string]any
+	dec := json.NewDecoder(&out)
+	for {
+		var m map[string]any
+		if err := dec.Decode(&m); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		acts = append(acts, m)
+	}
+	return acts, sum.BadReasons
+}
+
+func client(t testing.TB, addr string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+func produce(t testing.TB, addr string, recs []*kgo.Record, opts ...kgo.Opt) {
+	t.Helper()
+	cl := client(t, addr, opts...)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+}
+
+// consumer reads a topic from the start, outside any group.
+type consumer struct {
+	t    testing.TB
+	cl   *kgo.Client
+	recs []*kgo.Record
+}
+
+func newConsumer(t testing.TB, addr, topic string) *consumer {
+	return &consumer{t: t, cl: client(t, addr, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))}
+}
+
+// until reads until it holds n records, failing the test after timeout.
+func (c *consumer) until(n int, timeout time.Duration) []*kgo.Record {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for len(c.recs) < n {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("got %d records, want %d within %v", len(c.recs), n, timeout)
+		}
+		c.poll(time.Until(deadline))
+	}
+	return c.recs
+}
+
+// poll reads what arrives within d.
+func (c *consumer) poll(d time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	fs := c.cl.PollFetches(ctx)
+	fs.EachRecord(func(r *kgo.Record) { c.recs = append(c.recs, r) })
+}
+
+// waitEndOffsets waits until the topic holds n records.
+func waitEndOffsets(t testing.TB, addr, topic string, n int64, timeout time.Duration) {
+	t.Helper()
+	adm := kadm.NewClient(client(t, addr))
+	deadline := time.Now().Add(timeout)
+	for {
+		eo, err := adm.ListEndOffsets(context.Background(), topic)
+		var sum int64
+		if err == nil {
+			eo.Each(func(o kadm.ListedOffset) { sum += o.Offset })
+		}
+		if sum >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topic %s holds %d records, want %d within %v (err %v)", topic, sum, n, timeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// decodeActions decodes action record values and checks their key and
+// content type.
+func decodeActions(t testing.TB, recs []*kgo.Record) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, r := range recs {
+		var m map[string]any
+		if err := json.Unmarshal(r.Value, &m); err != nil {
+			t.Fatalf("action %s: %v", r.Value, err)
+		}
+		if string(r.Key) != m["contact"] {
+			t.Errorf("action key %q, contact %v: actions must be keyed by contact", r.Key, m["contact"])
+		}
+		if h := header(r, "content-type"); h != stream.ContentTypeJSON {
+			t.Errorf("action content-type %q, want %q", h, stream.ContentTypeJSON)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func header(r *kgo.Record, k string) string {
+	for _, h := range r.Headers {
+		if h.Key == k {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// sameActions compares two action lists as sets keyed by id, and checks
+// that each contact's actions come in the same order.
+func sameActions(t testing.TB, got, want []map[string]any) {
+	t.Helper()
+	byID := func(list []map[string]any) map[string]map[string]any {
+		m := map[string]map[string]any{}
+		for _, a := range list {
+			id, _ := a["id"].(string)
+			if _, dup := m[id]; dup {
+				t.Errorf("action id %s appears twice", id)
+			}
+			m[id] = a
+		}
+		return m
+	}
+	g, w := byID(got), byID(want)
+	var missing, extra []string
+	for id, a := range w {
+		b, ok := g[id]
+		if !ok {
+			missing = append(missing, id)
+			continue
+		}
+		ja, _ := json.Marshal(a)
+		jb, _ := json.Marshal(b)
+		if !bytes.Equal(ja, jb) {
+			t.Errorf("action %s differs:\n got %s\nwant %s", id, jb, ja)
+		}
+	}
+	for id := range g {
+		if _, ok := w[id]; !ok {
+			extra = append(extra, id)
+		}
+	}
+	sort.Strings(missing)
+	sort.Strings(extra)
+	for _, id := range missing {
+		t.Errorf("missing action %v", w[id])
+	}
+	for _, id := range extra {
+		t.Errorf("unexpected action %v", g[id])
+	}
+	order := func(list []map[string]any) map[string][]string {
+		m := map[string][]string{}
+		for _, a := range list {
+			c, _ := a["contact"].(string)
+			m[c] = append(m[c], a["id"].(string))
+		}
+		return m
+	}
+	og, ow := order(got), order(want)
+	for c, ids := range ow {
+		if !slices.Equal(ids, og[c]) {
+			t.Errorf("contact %s: actions in order %v, want %v", c, og[c], ids)
+		}
+	}
+}

@@ -1,0 +1,161 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/leadpulse/leadpulse/event"
+)
+
+// ingest is the first stage: it reads Topics.Events in its own consumer
+// group, decodes and validates each record, and re-produces the good ones to
+// Topics.Keyed keyed by contact (same value, headers and timestamp) and the
+// bad ones to Topics.DLQ. Each poll's output is acknowledged by Kafka before
+// the poll's offsets are committed, and BlockRebalanceOnPoll keeps a
+// rebalance out until then, so a revoked partition is never committed.
+//
+// The stage is stateless and one loop is enough for it (a decode costs
+// about a microsecond); the producer keeps the order of each input
+// partition's records for each contact.
+type ingest struct {
+	cfg *Config
+	m   *Metrics
+	log *slog.Logger
+}
+
+func (in *ingest) run(ctx, work context.Context, ready func()) error {
+	cfg := in.cfg
+	opts := append(cfg.clientOpts("ingest"),
+		kgo.ConsumerGroup(cfg.ingestGroup()),
+		kgo.ConsumeTopics(cfg.Topics.Events),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			in.rebalanced("assigned", m)
+		}),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			in.rebalanced("revoked", m)
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			in.rebalanced("lost", m)
+		}),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("stream: ingest: kafka client: %w", err)
+	}
+	defer cl.Close()
+	if err := cl.Ping(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("stream: ingest: no broker of %v answers: %w (check --kafka / brokers and the network)", cfg.Brokers, err)
+	}
+	ready()
+	in.log.Info("stream: ingest running", "topic", cfg.Topics.Events, "group", cfg.ingestGroup(), "to", cfg.Topics.Keyed)
+
+	var (
+		out     []*kgo.Record
+		ev      event.Event
+		commits = map[string]map[int32]kgo.EpochOffset{}
+	)
+	for {
+		fs := cl.PollRecords(ctx, cfg.PollRecords)
+		if fs.IsClientClosed() || ctx.Err() != nil {
+			cl.AllowRebalance() // or leaving the group on Close waits forever
+			break
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				in.log.Warn("stream: ingest: fetch failed; the client retries", "topic", t, "partition", p, "err", err)
+			}
+		})
+		out = out[:0]
+		clear(commits)
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) == 0 {
+				return
+			}
+			for _, r := range p.Records {
+				if err := event.DecodeInto(&ev, r.Value, formatOf(r), recordTime(r)); err != nil {
+					in.m.bad(stageIngest, event.ReasonOf(err))
+					out = append(out, badInput(cfg.Topics.DLQ, r, err))
+					continue
+				}
+				out = append(out, &kgo.Record{
+					Topic:     cfg.Topics.Keyed,
+					Key:       []byte(ev.Contact()),
+					Value:     r.Value,
+					Headers:   r.Headers,
+					Timestamp: r.Timestamp,
+				})
+			}
+			last := p.Records[len(p.Records)-1]
+			if commits[p.Topic] == nil {
+				commits[p.Topic] = map[int32]kgo.EpochOffset{}
+			}
+			commits[p.Topic][p.Partition] = kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: last.Offset + 1}
+			in.m.eventsInStage[stageIngest].Add(float64(len(p.Records)))
+			in.m.lag.WithLabelValues(p.Topic, partLabel(p.Partition)).Set(float64(max(p.HighWatermark-last.Offset-1, 0)))
+		})
+		if len(out) > 0 {
+			if err := cl.ProduceSync(work, out...).FirstErr(); err != nil {
+				in.m.produceErrors.WithLabelValues(cfg.Topics.Keyed).Inc()
+				cl.AllowRebalance()
+				return fmt.Errorf("stream: ingest: produce to %q/%q: %w (the input offsets were not committed; they are read again on restart)",
+					cfg.Topics.Keyed, cfg.Topics.DLQ, err)
+			}
+		}
+		if len(commits) > 0 {
+			if err := commitSync(work, cl, commits); err != nil {
+				in.m.offsetCommits.WithLabelValues(stageIngest, "error").Inc()
+				in.log.Warn("stream: ingest: offset commit failed; the records may be read again (keyed records repeat, and the scoring stage drops repeats by messageId)", "err", err)
+			} else {
+				in.m.offsetCommits.WithLabelValues(stageIngest, "ok").Inc()
+			}
+		}
+		cl.AllowRebalance()
+	}
+	in.log.Info("stream: ingest stopped")
+	return nil
+}
+
+func (in *ingest) rebalanced(kind string, m map[string][]int32) {
+	for t, ps := range m {
+		in.m.rebalanceCount.WithLabelValues(stageIngest, kind).Add(float64(len(ps)))
+		if kind != "assigned" {
+			for _, p := range ps {
+				in.m.lag.DeleteLabelValues(t, partLabel(p))
+			}
+		}
+		in.log.Info("stream: ingest partitions "+kind, "topic", t, "partitions", ps)
+	}
+}
+
+// commitSync commits offsets and returns the first error, including the
+// per-partition ones.
+func commitSync(ctx context.Context, cl *kgo.Client, offsets map[string]map[int32]kgo.EpochOffset) error {
+	var rerr error
+	cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			rerr = err
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if err := kerr.ErrorForCode(p.ErrorCode); err != nil && rerr == nil {
+					rerr = fmt.Errorf("topic %q partition %d: %w", t.Topic, p.Partition, err)
+				}
+			}
+		}
+	})
+	return rerr
+}

@@ -1,0 +1,191 @@
+package stream
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/leadpulse/leadpulse/event"
+)
+
+// Metrics are the pipeline's Prometheus collectors; the package doc lists
+// them. Make one per process with NewMetrics and share it between stages.
+type Metrics struct {
+	eventsIn       *prometheus.CounterVec // stage
+	badEvents      *prometheus.CounterVec // stage, reason
+	latency        prometheus.Histogram   // record timestamp → action acknowledged
+	timerDelay     prometheus.Histogram   // due time → action acknowledged
+	lag            *prometheus.GaugeVec   // topic, partition
+	queueDepth     *prometheus.GaugeVec   // partition
+	queueCap       prometheus.Gauge       //
+	firings        *prometheus.CounterVec // trigger
+	actions        *prometheus.CounterVec // action
+	suppressed     prometheus.Counter     //
+	storeCommits   *prometheus.CounterVec // result
+	casRejections  prometheus.Counter     //
+	offsetCommits  *prometheus.CounterVec // stage, result
+	batchDuration  prometheus.Histogram   //
+	partitions     prometheus.Gauge       //
+	pauses         prometheus.Counter     //
+	produceErrors  *prometheus.CounterVec // topic
+	eventsInStage  map[string]prometheus.Counter
+	badByStage     map[string]map[event.Reason]prometheus.Counter
+	rebalanceCount *prometheus.CounterVec // kind
+}
+
+// Stage label values.
+const (
+	stageIngest = "ingest"
+	stageScore  = "score"
+)
+
+// ReasonMisrouted is the dead-letter reason of a record that the scoring
+// stage found in another partition than murmur2 of its contact: its producer
+// did not key it by contact with Kafka's default partitioner.
+const ReasonMisrouted event.Reason = "misrouted"
+
+// NewMetrics makes the collectors and registers them with reg (nil: not
+// registered, for tests and tools).
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		eventsIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "leadpulse_events_in_total",
+			Help: "Records read from Kafka, by stage (ingest, score).",
+		}, []string{"stage"}),
+		badEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "leadpulse_events_bad_total",
+			Help: "Bad input sent to the dead-letter topic, by stage and reason.",
+		}, []string{"stage", "reason"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "leadpulse_event_to_action_seconds",
+			Help:    "From the Kafka timestamp of the event that caused an action to the action's acknowledgement by Kafka.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
+		timerDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "leadpulse_timer_delay_seconds",
+			Help:    "From a timer's due time (event time) to its action's acknowledgement by Kafka, for timers fired by the wall clock.",
+			Buckets: []float64{.1, .25, .5, .75, 1, 1.5, 2, 5, 10, 30, 60},
+		}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "leadpulse_consumer_lag_records",
+			Help: "Records in the partition not yet applied and committed (high watermark minus next offset), by topic and partition.",
+		}, []string{"topic", "partition"}),
+		queueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "leadpulse_partition_queue_records",
+			Help: "Records fetched and waiting for their partition's goroutine, by partition.",
+		}, []string{"partition"}),
+		queueCap: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "leadpulse_partition_queue_capacity_records",
+			Help: "Records a partition queue holds before fetching that partition pauses.",
+		}),
+		firings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "leadpulse_trigger_firings_total",
+			Help: "Trigger firings (past their cooldown), by trigger.",
+		}, []string{"trigger"}),
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "leadpulse_actions_produced_total",
+			Help: "Action records acknowledged by Kafka on the actions topic, by action.",
+		}, []string{"action"}),
+		suppressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "leadpulse_actions_suppressed_total",
+			Help: "Actions not emitted: cooldown edges, false guards, caps reached.",
+		}),
+		storeCommits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "leadpulse_store_commits_total",
+			Help: "State store commits, by result (ok, error, conflict).",
+		}, []string{"result"}),
+		casRejections: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "leadpulse_store_cas_rejections_total",
+			Help: "Contact writes the store's compare-and-set rejected because it held newer state.",
+		}),
+		offsetCommits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "leadpulse_offset_commits_total",
+			Help: "Kafka offset commits, by stage and result (ok, error).",
+		}, []string{"stage", "result"}),
+		batchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "leadpulse_score_batch_seconds",
+			Help:    "Time to apply one batch, produce its actions and commit store and offset.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		partitions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "leadpulse_score_partitions",
+			Help: "Partitions of the scoring stage assigned to this process.",
+		}),
+		pauses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "leadpulse_fetch_pauses_total",
+			Help: "Times a full partition queue paused fetching (backpressure).",
+		}),
+		produceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "leadpulse_produce_errors_total",
+			Help: "Records Kafka did not acknowledge, by topic.",
+		}, []string{"topic"}),
+		rebalanceCount: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "leadpulse_partitions_rebalanced_total",
+			Help: "Partitions assigned, revoked or lost, by stage and kind.",
+		}, []string{"stage", "kind"}),
+	}
+	// Pre-declare the label values that are known, so that dashboards see
+	// zeros rather than nothing.
+	m.eventsInStage = map[string]prometheus.Counter{}
+	m.badByStage = map[string]map[event.Reason]prometheus.Counter{}
+	for _, s := range []string{stageIngest, stageScore} {
+		m.eventsInStage[s] = m.eventsIn.WithLabelValues(s)
+		m.badByStage[s] = map[event.Reason]prometheus.Counter{}
+		for _, r := range append(append([]event.Reason{}, event.Reasons...), ReasonMisrouted) {
+			m.badByStage[s][r] = m.badEvents.WithLabelValues(s, string(r))
+		}
+		for _, res := range []string{"ok", "error"} {
+			m.offsetCommits.WithLabelValues(s, res)
+		}
+	}
+	for _, res := range []string{"ok", "error", "conflict"} {
+		m.storeCommits.WithLabelValues(res)
+	}
+	if reg != nil {
+		for _, c := range m.collectors() {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+func (m *Metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.eventsIn, m.badEvents, m.latency, m.timerDelay, m.lag, m.queueDepth, m.queueCap,
+		m.firings, m.actions, m.suppressed, m.storeCommits, m.casRejections, m.offsetCommits, m.batchDuration,
+		m.partitions, m.pauses, m.produceErrors, m.rebalanceCount}
+}
+
+func (m *Metrics) bad(stage string, r event.Reason) {
+	if c, ok := m.badByStage[stage][r]; ok {
+		c.Inc()
+		return
+	}
+	m.badEvents.WithLabelValues(stage, string(r)).Inc()
+}
+
+func partLabel(p int32) string { return strconv.FormatInt(int64(p), 10) }
+
+// kgoLogger sends franz-go's warnings and errors to slog.
+type kgoLogger struct{ l *slog.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	var l slog.Level
+	switch level {
+	case kgo.LogLevelError:
+		l = slog.LevelError
+	case kgo.LogLevelWarn:
+		l = slog.LevelWarn
+	case kgo.LogLevelInfo:
+		l = slog.LevelInfo
+	default:
+		l = slog.LevelDebug
+	}
+	k.l.Log(context.Background(), l, "kafka: "+msg, keyvals...)
+}

@@ -1,0 +1,566 @@
+package stream
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/leadpulse/leadpulse/engine"
+	"github.com/leadpulse/leadpulse/event"
+	"github.com/leadpulse/leadpulse/rules"
+	"github.com/leadpulse/leadpulse/state"
+)
+
+type stopMode int
+
+const (
+	running     stopMode = iota
+	stopDrain            // revoke or shutdown: apply what is queued, flush, commit
+	stopAbandon          // lost: the partition is someone else's; commit nothing
+)
+
+// worker owns one assigned partition of the scoring stage: its engine
+// partition (clock and timer index), its store, and the order of its
+// records. It applies records in batches; per batch it produces the actions
+// and dead letters and waits for Kafka's acknowledgement, then commits the
+// store, then commits the offset.
+type worker struct {
+	s     *scorer
+	cfg   *Config
+	m     *Metrics
+	log   *slog.Logger
+	topic string
+	part  int32
+	label string // part as a metric label
+
+	// The queue between the poll loop (push) and the worker (take); guarded
+	// by mu. Fetching the partition is paused while paused is set; pause and
+	// resume are called under mu so that they cannot cross.
+	mu       sync.Mutex
+	q        []*kgo.Record
+	hw       int64 // the latest high watermark a fetch reported
+	paused   bool
+	stopping stopMode
+
+	wake chan struct{} // 1-buffered: push and stop signal the worker
+	done chan struct{} // closed when run returns
+
+	// Owned by the worker goroutine.
+	eng     *engine.Partition
+	store   state.Store
+	cache   *state.Cache // the store, with Redis; nil with memory
+	nparts  int
+	route   kgo.TopicPartitioner // murmur2 of a contact → its partition
+	probe   kgo.Record
+	evs     []event.Event
+	src     []*kgo.Record // the record of each evs entry
+	next    int64         // next offset to apply; -1 until known
+	loaded  int64         // stored timers due up to here are indexed (Redis)
+	out     []*kgo.Record // the batch's actions and dead letters, in order
+	meta    []outMeta     // parallel to out
+	cause   int64         // the Kafka timestamp (ns) of the record being applied; 0 while the wall clock fires timers
+	stats   rules.Stats   // the evaluator's counters at the last flush
+	firings []prometheus.Counter
+	fatal   error // set by emit when an action cannot be encoded
+}
+
+type outMeta struct {
+	action string // "" for a dead letter
+	t0     int64  // cause: record timestamp (event) or due time (wall-clock timer), ns
+	timer  bool
+	rec    *rules.Record // a copy for Scoring.OnAction, if set
+}
+
+func newWorker(s *scorer, p int32, nparts int) *worker {
+	w := &worker{
+		s: s, cfg: s.cfg, m: s.m, topic: s.cfg.scoreTopic(), part: p, label: partLabel(p),
+		log:  s.log.With("partition", p),
+		wake: make(chan struct{}, 1), done: make(chan struct{}),
+		hw: -1, next: -1, loaded: state.NoTime, nparts: nparts,
+		route: kgo.StickyKeyPartitioner(nil).ForTopic(s.cfg.scoreTopic()),
+	}
+	if s.sc.Redis != nil {
+		w.cache = state.NewCache(s.sc.Redis, s.sc.Cache)
+		w.store = w.cache
+	} else {
+		w.store = s.sc.Memory
+	}
+	rs := s.sc.Rules
+	w.eng = engine.NewPartition(rs, w.store, w.emit)
+	w.stats.ByTrigger = make([]uint64, len(rs.Triggers))
+	for _, t := range rs.Triggers {
+		w.firings = append(w.firings, s.m.firings.WithLabelValues(t.ID))
+	}
+	return w
+}
+
+// push queues records fetched for the partition; called by the poll loop.
+func (w *worker) push(rs []*kgo.Record, hw int64) {
+	w.mu.Lock()
+	w.q = append(w.q, rs...)
+	w.hw = max(w.hw, hw)
+	if !w.paused && len(w.q) >= w.cfg.QueueRecords {
+		w.paused = true
+		w.s.cl.PauseFetchPartitions(map[string][]int32{w.topic: {w.part}})
+		w.m.pauses.Inc()
+	}
+	n := len(w.q)
+	w.mu.Unlock()
+	w.m.queueDepth.WithLabelValues(w.label).Set(float64(n))
+	w.signal()
+}
+
+func (w *worker) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// stop asks the worker to stop; it returns at once (wait on done).
+func (w *worker) stop(mode stopMode) {
+	w.mu.Lock()
+	w.stopping = max(w.stopping, mode)
+	w.mu.Unlock()
+	w.signal()
+}
+
+// take removes up to BatchRecords queued records.
+func (w *worker) take(buf []*kgo.Record) ([]*kgo.Record, stopMode) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopping == stopAbandon {
+		return buf[:0], stopAbandon
+	}
+	n := min(len(w.q), w.cfg.BatchRecords)
+	buf = append(buf[:0], w.q[:n]...)
+	clear(w.q[:n])
+	w.q = w.q[n:]
+	if len(w.q) == 0 {
+		w.q = w.q[:0:0] // let the backing array go
+	}
+	if w.paused && len(w.q) <= w.cfg.QueueRecords/2 {
+		w.paused = false
+		w.s.cl.ResumeFetchPartitions(map[string][]int32{w.topic: {w.part}})
+	}
+	w.m.queueDepth.WithLabelValues(w.label).Set(float64(len(w.q)))
+	return buf, w.stopping
+}
+
+func (w *worker) queued() (int, int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.q), w.hw
+}
+
+func (w *worker) run() {
+	defer close(w.done)
+	defer w.cleanup()
+	ctx := w.s.work
+	if err := w.start(ctx); err != nil {
+		w.s.fail(err)
+		return
+	}
+	tick := time.NewTicker(w.cfg.Tick)
+	defer tick.Stop()
+	var batch []*kgo.Record
+	for {
+		var mode stopMode
+		batch, mode = w.take(batch)
+		if mode == stopAbandon {
+			w.log.Info("stream: partition lost: queued records dropped uncommitted")
+			return
+		}
+		if len(batch) > 0 {
+			if err := w.process(ctx, batch); err != nil {
+				w.s.fail(err)
+				return
+			}
+			continue
+		}
+		if mode == stopDrain {
+			return // everything applied and committed
+		}
+		if err := w.tick(ctx); err != nil {
+			w.s.fail(err)
+			return
+		}
+		select {
+		case <-w.wake:
+		case <-tick.C:
+		case <-ctx.Done():
+			w.s.fail(fmt.Errorf("stream: partition %d: drain did not finish within %v: %w", w.part, w.cfg.DrainTimeout, ctx.Err()))
+			return
+		}
+	}
+}
+
+func (w *worker) cleanup() {
+	w.mu.Lock()
+	if w.paused {
+		// Pauses outlive assignments: a partition that comes back must not
+		// come back paused.
+		w.paused = false
+		w.s.cl.ResumeFetchPartitions(map[string][]int32{w.topic: {w.part}})
+	}
+	w.q = nil
+	w.mu.Unlock()
+	w.m.queueDepth.DeleteLabelValues(w.label)
+	w.m.lag.DeleteLabelValues(w.topic, w.label)
+}
+
+// start indexes the timers stored for the partition: all of them from the
+// shared memory store (contacts whose key hashes to this partition), or,
+// with Redis, those due within TimerHorizon of now.
+func (w *worker) start(ctx context.Context) error {
+	if w.cache != nil {
+		return w.loadTimers(ctx, w.cfg.Clock().UnixNano()+int64(w.cfg.TimerHorizon))
+	}
+	if w.nparts <= 0 {
+		return nil
+	}
+	type ref struct {
+		contact, trigger string
+		due              int64
+		set              uint64
+	}
+	var refs []ref
+	w.s.sc.Memory.Range(func(c *state.Contact) bool {
+		// c.ID never changes; the rest of a contact of this partition is
+		// ours (its previous owner was joined before we were made).
+		if w.partitionOf(c.ID) != w.part {
+			return true
+		}
+		for _, t := range c.Timers {
+			refs = append(refs, ref{c.ID, t.Trigger, t.Due, t.Set})
+		}
+		return true
+	})
+	slices.SortFunc(refs, func(a, b ref) int {
+		return cmp.Or(cmp.Compare(a.due, b.due), cmp.Compare(a.contact, b.contact), cmp.Compare(a.set, b.set))
+	})
+	for _, r := range refs {
+		w.eng.AddTimer(r.contact, r.trigger, r.due)
+	}
+	w.loaded = math.MaxInt64
+	if len(refs) > 0 {
+		w.log.Info("stream: partition timers restored from memory", "timers", len(refs))
+	}
+	return nil
+}
+
+// loadTimers indexes the stored timers due in (w.loaded, upTo]. Timers due
+// earlier are indexed already: loaded at an earlier call, or set by this
+// worker's engine.
+func (w *worker) loadTimers(ctx context.Context, upTo int64) error {
+	if w.cache == nil || upTo <= w.loaded {
+		return nil
+	}
+	var refs []state.TimerRef
+	err := w.retry(ctx, "load timers", func() error {
+		var err error
+		refs, err = w.cache.DueTimers(ctx, w.part, upTo)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, r := range refs {
+		if r.Due > w.loaded {
+			w.eng.AddTimer(r.Contact, r.Trigger, r.Due)
+			n++
+		}
+	}
+	if n > 0 {
+		w.log.Debug("stream: partition timers loaded", "timers", n)
+	}
+	w.loaded = upTo
+	return nil
+}
+
+func (w *worker) partitionOf(contact string) int32 {
+	w.probe.Key = append(w.probe.Key[:0], contact...)
+	return int32(w.route.Partition(&w.probe, w.nparts))
+}
+
+// process applies a batch of records in order, then flushes and commits.
+func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
+	start := time.Now()
+	cfg := w.cfg
+	w.evs = slices.Grow(w.evs[:0], len(batch))[:len(batch)]
+	w.src = w.src[:0]
+	n := 0
+	maxT := int64(math.MinInt64)
+	for _, r := range batch {
+		e := &w.evs[n]
+		if err := event.DecodeInto(e, r.Value, formatOf(r), recordTime(r)); err != nil {
+			w.m.bad(stageScore, event.ReasonOf(err))
+			w.deadLetter(badInput(cfg.Topics.DLQ, r, err))
+			continue
+		}
+		if w.nparts > 0 {
+			if want := w.partitionOf(e.Contact()); want != r.Partition {
+				w.m.bad(stageScore, ReasonMisrouted)
+				w.deadLetter(deadLetter(cfg.Topics.DLQ, r, ReasonMisrouted, fmt.Sprintf(
+					"contact %q belongs in partition %d of %d (murmur2 of the contact), not %d: key records by contact with Kafka's default partitioner, or send them to the events topic and let the ingest stage key them",
+					e.Contact(), want, w.nparts, r.Partition)))
+				continue
+			}
+		}
+		maxT = max(maxT, e.Time)
+		w.src = append(w.src, r)
+		n++
+	}
+	w.m.eventsInStage[stageScore].Add(float64(len(batch)))
+	if w.cache != nil && n > 0 {
+		if err := w.loadTimers(ctx, maxT+int64(cfg.TimerHorizon)); err != nil {
+			return err
+		}
+		ids := make([]string, n)
+		for i := range n {
+			ids[i] = w.evs[i].Contact()
+		}
+		if err := w.retry(ctx, "prefetch contacts", func() error { return w.cache.Prefetch(ctx, ids) }); err != nil {
+			return err
+		}
+	}
+	for i := range n {
+		w.cause = recordTime(w.src[i])
+		e := &w.evs[i]
+		if err := w.retry(ctx, "apply event", func() error { return w.eng.Apply(ctx, e) }); err != nil {
+			return err
+		}
+		if w.fatal != nil {
+			return w.fatal
+		}
+	}
+	last := batch[len(batch)-1]
+	if err := w.flush(ctx, last.Offset); err != nil {
+		return err
+	}
+	if err := commitSync(ctx, w.s.cl, map[string]map[int32]kgo.EpochOffset{
+		w.topic: {w.part: {Epoch: last.LeaderEpoch, Offset: last.Offset + 1}},
+	}); err != nil {
+		w.m.offsetCommits.WithLabelValues(stageScore, "error").Inc()
+		w.log.Warn("stream: offset commit failed; the batch may be applied again after a restart or rebalance (repeats are dropped by messageId, actions keep their ids)", "offset", last.Offset+1, "err", err)
+	} else {
+		w.m.offsetCommits.WithLabelValues(stageScore, "ok").Inc()
+	}
+	w.next = last.Offset + 1
+	if _, hw := w.queued(); hw >= 0 {
+		w.m.lag.WithLabelValues(w.topic, w.label).Set(float64(max(hw-w.next, 0)))
+	}
+	w.m.batchDuration.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// emit receives what each applied event or fired timer produced.
+func (w *worker) emit(res *rules.Result) {
+	for i := range res.Records {
+		r := &res.Records[i]
+		b, err := json.Marshal(r)
+		if err != nil {
+			w.fatal = fmt.Errorf("stream: encode action %q of contact %q: %w", r.Action, r.Contact, err)
+			return
+		}
+		meta := outMeta{action: r.Action, t0: w.cause}
+		if w.cause == 0 {
+			meta.t0, meta.timer = r.AtNanos, true
+		}
+		if w.s.sc.OnAction != nil {
+			c := *r
+			meta.rec = &c
+		}
+		w.out = append(w.out, &kgo.Record{Topic: w.cfg.Topics.Actions, Key: []byte(r.Contact), Value: b, Headers: jsonHeader})
+		w.meta = append(w.meta, meta)
+	}
+}
+
+func (w *worker) deadLetter(r *kgo.Record) {
+	w.out = append(w.out, r)
+	w.meta = append(w.meta, outMeta{})
+}
+
+// flush produces the batch's output and waits for Kafka's acknowledgement,
+// then commits the store as of offset.
+func (w *worker) flush(ctx context.Context, offset int64) error {
+	if len(w.out) > 0 {
+		res := w.s.cl.ProduceSync(ctx, w.out...)
+		if err := res.FirstErr(); err != nil {
+			for _, r := range res {
+				if r.Err != nil {
+					w.m.produceErrors.WithLabelValues(r.Record.Topic).Inc()
+				}
+			}
+			return fmt.Errorf("stream: partition %d: produce %d actions and dead letters to %q/%q: %w (the offset was not committed: the records are applied again after a restart)",
+				w.part, len(w.out), w.cfg.Topics.Actions, w.cfg.Topics.DLQ, err)
+		}
+		now := time.Now().UnixNano()
+		for i, m := range w.meta {
+			if m.action == "" {
+				continue
+			}
+			w.m.actions.WithLabelValues(m.action).Inc()
+			switch {
+			case m.timer:
+				w.m.timerDelay.Observe(float64(now-m.t0) / 1e9)
+			case m.t0 != 0:
+				w.m.latency.Observe(float64(now-m.t0) / 1e9)
+			}
+			if m.rec != nil {
+				w.s.sc.OnAction(m.rec)
+			}
+			w.out[i] = nil
+		}
+		clear(w.out)
+		w.out, w.meta = w.out[:0], w.meta[:0]
+	}
+	w.countStats()
+	if w.cache == nil {
+		return nil
+	}
+	pos := state.Position{Partition: w.part, Offset: max(offset, 0)}
+	return w.retry(ctx, "commit state", func() error {
+		err := w.cache.Commit(ctx, pos)
+		var ce *state.ConflictError
+		if errors.As(err, &ce) {
+			w.m.storeCommits.WithLabelValues("conflict").Inc()
+			w.m.casRejections.Add(float64(len(ce.Contacts)))
+			if !errors.Is(err, state.ErrUnavailable) {
+				return nil // the rest was written; the rejected contacts are reloaded on their next event
+			}
+		}
+		if err != nil {
+			w.m.storeCommits.WithLabelValues("error").Inc()
+			return err
+		}
+		w.m.storeCommits.WithLabelValues("ok").Inc()
+		return nil
+	})
+}
+
+// countStats turns the evaluator's counters into metrics.
+func (w *worker) countStats() {
+	st := w.eng.Stats()
+	for i, n := range st.ByTrigger {
+		if d := n - w.stats.ByTrigger[i]; d > 0 {
+			w.firings[i].Add(float64(d))
+		}
+	}
+	sup := st.SuppressedCooldown + st.SuppressedGuard + st.SuppressedCap
+	if d := sup - (w.stats.SuppressedCooldown + w.stats.SuppressedGuard + w.stats.SuppressedCap); d > 0 {
+		w.m.suppressed.Add(float64(d))
+	}
+	copy(w.stats.ByTrigger, st.ByTrigger)
+	bt := w.stats.ByTrigger
+	w.stats = *st
+	w.stats.ByTrigger = bt
+}
+
+// tick runs live time (SPEC §2) on an idle partition: when a timer is due
+// by the wall clock (less TimerDelay) and the partition is caught up — no
+// record queued, and the next offset to apply is the partition's end
+// offset, asked of the broker — the engine clock advances to the wall
+// clock and the timers fire. A timer therefore never fires while a record
+// that could cancel it is unread in the partition.
+func (w *worker) tick(ctx context.Context) error {
+	target := w.cfg.Clock().Add(-w.cfg.TimerDelay).UnixNano()
+	if w.cache != nil && target+int64(w.cfg.TimerHorizon)/2 > w.loaded {
+		if err := w.loadTimers(ctx, target+int64(w.cfg.TimerHorizon)); err != nil {
+			return err
+		}
+	}
+	due, ok := w.eng.NextDue()
+	if !ok || due > target {
+		return nil
+	}
+	if n, _ := w.queued(); n > 0 {
+		return nil
+	}
+	caught, err := w.caughtUp(ctx)
+	if err != nil {
+		w.log.Warn("stream: could not read the partition's end offset; timers wait", "err", err)
+		return nil
+	}
+	if !caught {
+		return nil
+	}
+	w.cause = 0
+	if err := w.retry(ctx, "fire timers", func() error { return w.eng.Advance(ctx, target) }); err != nil {
+		return err
+	}
+	if w.fatal != nil {
+		return w.fatal
+	}
+	return w.flush(ctx, w.next-1)
+}
+
+// caughtUp reports whether every record of the partition has been applied.
+func (w *worker) caughtUp(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if w.next < 0 {
+		// Nothing applied since assignment: we start at the committed
+		// offset, or at the log start when there is none.
+		if o, ok := w.s.cl.CommittedOffsets()[w.topic][w.part]; ok && o.Offset >= 0 {
+			w.next = o.Offset
+		} else {
+			so, err := w.s.adm.ListStartOffsets(ctx, w.topic)
+			if err != nil {
+				return false, err
+			}
+			o, ok := so.Lookup(w.topic, w.part)
+			if !ok || o.Err != nil {
+				return false, fmt.Errorf("start offset of %s/%d: %v", w.topic, w.part, o.Err)
+			}
+			w.next = o.Offset
+		}
+	}
+	eo, err := w.s.adm.ListEndOffsets(ctx, w.topic)
+	if err != nil {
+		return false, err
+	}
+	o, ok := eo.Lookup(w.topic, w.part)
+	if !ok || o.Err != nil {
+		return false, fmt.Errorf("end offset of %s/%d: %v", w.topic, w.part, o.Err)
+	}
+	return o.Offset <= w.next, nil
+}
+
+// retry runs f until it succeeds, retrying with backoff while the store is
+// unavailable; other errors end the partition.
+func (w *worker) retry(ctx context.Context, what string, f func() error) error {
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := f()
+		if err == nil {
+			if attempt > 1 {
+				w.log.Info("stream: store available again", "op", what, "attempts", attempt)
+			}
+			return nil
+		}
+		if !errors.Is(err, state.ErrUnavailable) {
+			return fmt.Errorf("stream: partition %d: %s: %w", w.part, what, err)
+		}
+		if attempt == 1 || attempt%20 == 0 {
+			w.log.Warn("stream: store unavailable; retrying (fetching pauses when the queue fills)", "op", what, "attempt", attempt, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stream: partition %d: %s: gave up at shutdown: %w", w.part, what, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}

@@ -1,0 +1,223 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/leadpulse/leadpulse/rules"
+	"github.com/leadpulse/leadpulse/state"
+)
+
+// Scoring is what the scoring stage runs: the rules, the store, and an
+// optional observer of emitted actions.
+type Scoring struct {
+	// Rules are the rules every partition evaluates. Required.
+	Rules *rules.Ruleset
+	// Memory is the store when Redis is nil, shared by the partitions (a
+	// contact lives in one partition, so one goroutine changes it).
+	// default: a new state.NewMemory()
+	Memory *state.Memory
+	// Redis, when set, is the store: each partition gets a write-behind
+	// state.Cache over it, made on assignment and dropped on revoke.
+	// default: nil (memory)
+	Redis *state.Redis
+	// Cache configures the per-partition caches over Redis. default: see
+	// state.CacheOptions
+	Cache state.CacheOptions
+	// OnAction, when set, sees every action after Kafka acknowledged it on
+	// the actions topic. It is called from the partition goroutines, at the
+	// same time for different partitions, and must not keep r.
+	// default: nil
+	OnAction func(r *rules.Record)
+}
+
+// scorer is the second stage: a consumer group on the keyed topic with one
+// goroutine (a worker) per assigned partition.
+//
+// Goroutines: the poll loop (Run's goroutine) hands records to workers; the
+// group's callbacks (a franz-go goroutine) start workers on assignment and
+// stop and join them on revoke or loss; each worker owns its engine
+// partition and store. BlockRebalanceOnPoll keeps the callbacks from running
+// between a poll and the hand-off, so the poll loop always finds the worker
+// of a partition it polled.
+type scorer struct {
+	cfg *Config
+	sc  *Scoring
+	m   *Metrics
+	log *slog.Logger
+
+	cl   *kgo.Client // set before any callback runs; read-only after
+	adm  *kadm.Client
+	work context.Context // workers' I/O: outlives ctx by DrainTimeout
+	fail func(error)     // reports a fatal error and stops the stage
+
+	mu      sync.Mutex        // guards the fields below
+	workers map[int32]*worker // written by the callbacks and the shutdown, read by the poll loop
+	nparts  int               // partition count of the score topic, refreshed on assignment
+	closing bool              // no new workers once set
+	wg      sync.WaitGroup    // every worker goroutine
+}
+
+func (s *scorer) run(ctx, work context.Context, fail func(error), ready func()) error {
+	cfg := s.cfg
+	topic := cfg.scoreTopic()
+	s.work, s.fail = work, fail
+	s.workers = map[int32]*worker{}
+	s.m.queueCap.Set(float64(cfg.QueueRecords))
+	opts := append(cfg.clientOpts("score"),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(topic),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.OnPartitionsAssigned(s.assigned),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
+			s.stop(m[topic], stopDrain, "revoked")
+		}),
+		kgo.OnPartitionsLost(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
+			s.stop(m[topic], stopAbandon, "lost")
+		}),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("stream: score: kafka client: %w", err)
+	}
+	s.cl, s.adm = cl, kadm.NewClient(cl)
+	defer func() {
+		s.shutdown()
+		cl.Close() // leaves the group; the revoke callback finds no workers left
+		s.shutdown()
+	}()
+	if err := cl.Ping(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("stream: score: no broker of %v answers: %w (check --kafka / brokers and the network)", cfg.Brokers, err)
+	}
+	if n, err := partitionCount(ctx, s.adm, topic); err == nil {
+		s.mu.Lock()
+		s.nparts = n
+		s.mu.Unlock()
+	}
+	ready()
+	store := "memory"
+	if s.sc.Redis != nil {
+		store = "redis"
+	}
+	s.log.Info("stream: scoring running", "topic", topic, "group", cfg.Group, "store", store)
+
+	for {
+		fs := cl.PollRecords(ctx, cfg.PollRecords)
+		if fs.IsClientClosed() || ctx.Err() != nil {
+			cl.AllowRebalance()
+			break
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				s.log.Warn("stream: score: fetch failed; the client retries", "topic", t, "partition", p, "err", err)
+			}
+		})
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) == 0 {
+				return
+			}
+			s.mu.Lock()
+			w := s.workers[p.Partition]
+			s.mu.Unlock()
+			if w == nil {
+				// Cannot happen with BlockRebalanceOnPoll; the records are
+				// not committed, so the partition's next owner reads them.
+				s.log.Error("stream: score: records for a partition without a worker; dropped uncommitted", "partition", p.Partition, "records", len(p.Records))
+				return
+			}
+			w.push(p.Records, p.HighWatermark)
+		})
+		cl.AllowRebalance()
+	}
+	s.log.Info("stream: scoring stopping: draining partitions")
+	return nil
+}
+
+// assigned starts a worker for each new partition.
+func (s *scorer) assigned(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
+	ps := m[s.cfg.scoreTopic()]
+	if len(ps) == 0 {
+		return
+	}
+	// The partition count decides where a contact belongs (the misrouted
+	// check, memory timers); partitions may have been added.
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	n, err := partitionCount(cctx, s.adm, s.cfg.scoreTopic())
+	cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		s.nparts = n
+	} else {
+		s.log.Warn("stream: score: could not read the partition count; using the last known", "err", err, "partitions", s.nparts)
+	}
+	if s.closing {
+		return
+	}
+	for _, p := range ps {
+		if s.workers[p] != nil {
+			continue
+		}
+		w := newWorker(s, p, s.nparts)
+		s.workers[p] = w
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			w.run()
+		}()
+	}
+	s.m.partitions.Set(float64(len(s.workers)))
+	s.m.rebalanceCount.WithLabelValues(stageScore, "assigned").Add(float64(len(ps)))
+	s.log.Info("stream: score partitions assigned", "topic", s.cfg.scoreTopic(), "partitions", ps)
+}
+
+// stop tells the workers of ps to stop (drain: apply what is queued, flush
+// and commit; abandon: drop it uncommitted) and waits for them.
+func (s *scorer) stop(ps []int32, mode stopMode, kind string) {
+	var ws []*worker
+	s.mu.Lock()
+	for _, p := range ps {
+		if w := s.workers[p]; w != nil {
+			ws = append(ws, w)
+			delete(s.workers, p)
+		}
+	}
+	s.m.partitions.Set(float64(len(s.workers)))
+	s.mu.Unlock()
+	if len(ps) > 0 {
+		s.m.rebalanceCount.WithLabelValues(stageScore, kind).Add(float64(len(ps)))
+		s.log.Info("stream: score partitions "+kind, "topic", s.cfg.scoreTopic(), "partitions", ps)
+	}
+	for _, w := range ws {
+		w.stop(mode)
+	}
+	for _, w := range ws {
+		<-w.done
+	}
+}
+
+// shutdown drains every worker and waits for all of them.
+func (s *scorer) shutdown() {
+	s.mu.Lock()
+	s.closing = true
+	ps := make([]int32, 0, len(s.workers))
+	for p := range s.workers {
+		ps = append(ps, p)
+	}
+	s.mu.Unlock()
+	s.stop(ps, stopDrain, "drained")
+	s.wg.Wait()
+}
