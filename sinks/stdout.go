@@ -1,0 +1,89 @@
+package sinks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+
+	"github.com/leadpulse/leadpulse/rules"
+)
+
+// Stdout writes one line per action to a writer (the process's standard
+// output in production): the action record's JSON (format json), or a
+// readable line (format text):
+//
+//	2026-03-06T09:00:00Z sales-alert u1 trigger=pricing-3x score=120 stage=mql sink=sales "Hot lead a@b.c scored 120 (pricing-3x)"
+//
+// A batch is one write call, under a lock, so lines of concurrent Writes
+// never interleave. Write errors are transient.
+type Stdout struct {
+	mu   sync.Mutex // guards w and buf
+	w    io.Writer
+	buf  bytes.Buffer
+	text bool
+}
+
+// NewStdout returns a sink writing to w in format (json or text; "" is
+// json).
+func NewStdout(w io.Writer, format string) *Stdout {
+	return &Stdout{w: w, text: format == FormatText}
+}
+
+// Write writes the batch's lines.
+func (s *Stdout) Write(ctx context.Context, batch []Action) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf.Reset()
+	for i := range batch {
+		a := &batch[i]
+		if s.text {
+			appendText(&s.buf, &a.Record)
+		} else {
+			line := a.JSON
+			if bytes.IndexByte(line, '\n') >= 0 { // pretty-printed upstream: compact to one line
+				var c bytes.Buffer
+				if err := json.Compact(&c, line); err != nil {
+					return Permanent(fmt.Errorf("stdout: action %s: %w", a.Record.ID, err))
+				}
+				line = c.Bytes()
+			}
+			s.buf.Write(line)
+		}
+		s.buf.WriteByte('\n')
+	}
+	if _, err := s.w.Write(s.buf.Bytes()); err != nil {
+		return Transient(fmt.Errorf("stdout: %w", err))
+	}
+	return nil
+}
+
+func appendText(b *bytes.Buffer, r *rules.Record) {
+	b.WriteString(r.At)
+	b.WriteByte(' ')
+	b.WriteString(r.Action)
+	b.WriteByte(' ')
+	b.WriteString(r.Contact)
+	b.WriteString(" trigger=")
+	b.WriteString(r.Trigger)
+	b.WriteString(" score=")
+	b.WriteString(strconv.FormatFloat(r.Score, 'f', -1, 64))
+	if r.Stage != "" {
+		b.WriteString(" stage=")
+		b.WriteString(r.Stage)
+	}
+	if r.Sink != "" {
+		b.WriteString(" sink=")
+		b.WriteString(r.Sink)
+	}
+	if r.Message != "" {
+		b.WriteByte(' ')
+		b.WriteString(strconv.Quote(r.Message))
+	}
+}
+
+// Close does nothing: the writer is the caller's.
+func (s *Stdout) Close(context.Context) error { return nil }
