@@ -30,6 +30,9 @@ type Topics struct {
 	Actions string `yaml:"actions"`
 	// DLQ receives bad input with its reason in headers. default: "events.dlq"
 	DLQ string `yaml:"dlq"`
+	// ActionsDLQ receives the actions the dispatch stage could not deliver,
+	// with the reason in headers. default: "actions.dlq"
+	ActionsDLQ string `yaml:"actions_dlq"`
 }
 
 // Config configures the live pipeline. The zero value (with Brokers) runs
@@ -135,10 +138,14 @@ func (c Config) validate() (Config, error) {
 	if c.Topics.DLQ == "" {
 		c.Topics.DLQ = "events.dlq"
 	}
+	if c.Topics.ActionsDLQ == "" {
+		c.Topics.ActionsDLQ = "actions.dlq"
+	}
 	t := c.Topics
 	names := map[string]string{}
 	for _, n := range []struct{ key, topic string }{
 		{"topics.events", t.Events}, {"topics.keyed", t.Keyed}, {"topics.actions", t.Actions}, {"topics.dlq", t.DLQ},
+		{"topics.actions_dlq", t.ActionsDLQ},
 	} {
 		if n.key == "topics.keyed" && c.InputKeyed {
 			continue // not used

@@ -73,7 +73,7 @@
 //
 // Registered with the prometheus.Registerer given to NewMetrics:
 //
-//	leadpulse_events_in_total{stage}                  records read, stage = ingest | score
+//	leadpulse_events_in_total{stage}                  records read, stage = ingest | score | dispatch
 //	leadpulse_events_bad_total{stage,reason}          dead-lettered input by event.Reason or "misrouted"
 //	leadpulse_event_to_action_seconds                 histogram: record timestamp → action acknowledged
 //	leadpulse_timer_delay_seconds                     histogram: due time → action acknowledged, wall-clock timers

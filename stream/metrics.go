@@ -38,8 +38,9 @@ type Metrics struct {
 
 // Stage label values.
 const (
-	stageIngest = "ingest"
-	stageScore  = "score"
+	stageIngest   = "ingest"
+	stageScore    = "score"
+	stageDispatch = "dispatch"
 )
 
 // ReasonMisrouted is the dead-letter reason of a record that the scoring
@@ -131,7 +132,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	// zeros rather than nothing.
 	m.eventsInStage = map[string]prometheus.Counter{}
 	m.badByStage = map[string]map[event.Reason]prometheus.Counter{}
-	for _, s := range []string{stageIngest, stageScore} {
+	for _, s := range []string{stageIngest, stageScore, stageDispatch} {
 		m.eventsInStage[s] = m.eventsIn.WithLabelValues(s)
 		m.badByStage[s] = map[event.Reason]prometheus.Counter{}
 		for _, r := range append(append([]event.Reason{}, event.Reasons...), ReasonMisrouted) {

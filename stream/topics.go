@@ -29,7 +29,7 @@ func EnsureTopics(ctx context.Context, cfg Config) error {
 }
 
 func (c *Config) topics() []string {
-	ts := []string{c.Topics.Events, c.Topics.Actions, c.Topics.DLQ}
+	ts := []string{c.Topics.Events, c.Topics.Actions, c.Topics.DLQ, c.Topics.ActionsDLQ}
 	if !c.InputKeyed {
 		ts = append(ts, c.Topics.Keyed)
 	}
