@@ -41,7 +41,7 @@ func ExampleOpen() {
 		fmt.Println(err)
 	}
 	// Output:
-	// 2026-03-06T09:00:00Z sales-alert u1 trigger=pricing-3x score=120 stage=mql sink=sales "Hot lead ann@example.com scored 120 (pricing-3x)"
+	// 2026-03-06 09:00:00.000  pricing-3x         sales-alert      → sales      u1               score  120.0  Hot lead ann@example.com scored 120 (pricing-3x)
 }
 
 // A receiver of a signed webhook checks the signature over the raw body.

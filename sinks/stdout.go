@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strconv"
 	"sync"
+	"time"
 
 	"github.com/leadpulse/leadpulse/rules"
 )
@@ -16,7 +16,7 @@ import (
 // output in production): the action record's JSON (format json), or a
 // readable line (format text):
 //
-//	2026-03-06T09:00:00Z sales-alert u1 trigger=pricing-3x score=120 stage=mql sink=sales "Hot lead a@b.c scored 120 (pricing-3x)"
+//	2026-03-06 09:00:00.000  pricing-3x         sales-alert      → sales      u1               score  120.0  Hot lead a@b.c scored 120 (pricing-3x)
 //
 // A batch is one write call, under a lock, so lines of concurrent Writes
 // never interleave. Write errors are transient.
@@ -62,27 +62,19 @@ func (s *Stdout) Write(ctx context.Context, batch []Action) error {
 }
 
 func appendText(b *bytes.Buffer, r *rules.Record) {
-	b.WriteString(r.At)
-	b.WriteByte(' ')
-	b.WriteString(r.Action)
-	b.WriteByte(' ')
-	b.WriteString(r.Contact)
-	b.WriteString(" trigger=")
-	b.WriteString(r.Trigger)
-	b.WriteString(" score=")
-	b.WriteString(strconv.FormatFloat(r.Score, 'f', -1, 64))
-	if r.Stage != "" {
-		b.WriteString(" stage=")
-		b.WriteString(r.Stage)
+	sink := r.Sink
+	if sink == "" {
+		sink = "-"
 	}
-	if r.Sink != "" {
-		b.WriteString(" sink=")
-		b.WriteString(r.Sink)
+	msg := r.Message
+	if msg == "" {
+		msg = "(no message)"
 	}
-	if r.Message != "" {
-		b.WriteByte(' ')
-		b.WriteString(strconv.Quote(r.Message))
+	at := r.At
+	if t, err := time.Parse(time.RFC3339Nano, r.At); err == nil {
+		at = t.UTC().Format("2006-01-02 15:04:05.000")
 	}
+	fmt.Fprintf(b, "%s  %-18s %-16s → %-10s %-16s score %6.1f  %s", at, r.Trigger, r.Action, sink, r.Contact, r.Score, msg)
 }
 
 // Close does nothing: the writer is the caller's.

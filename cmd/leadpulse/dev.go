@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -17,10 +19,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kfake" // embedded Kafka-compatible broker for dev
 	"github.com/twmb/franz-go/pkg/kgo"
+	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/leadpulse/leadpulse/event"
 	"github.com/leadpulse/leadpulse/examples"
 	"github.com/leadpulse/leadpulse/rules"
+	"github.com/leadpulse/leadpulse/sinks"
 	"github.com/leadpulse/leadpulse/state"
 	"github.com/leadpulse/leadpulse/stream"
 	"github.com/leadpulse/leadpulse/traffic"
@@ -35,6 +39,30 @@ type devCmd struct {
 	NoDemo     bool    `help:"Produce no demo traffic: send your own events to the events topic."`
 	DemoRate   float64 `default:"100" placeholder:"N" help:"Demo events per second (a realistic B2B site, 1,000 visitors). Default: 100."`
 	Partitions int32   `default:"6" placeholder:"N" help:"Partitions of each topic. Default: 6."`
+	Sinks      string  `type:"existingfile" placeholder:"FILE" help:"YAML file with a sinks: block of the deployment config (SPEC §4). Default: every action to standard output (log: {type: stdout, format: text, default: true})."`
+}
+
+// devSinks is the dev sinks block: every action printed as a readable line.
+var devSinks = sinks.Config{"log": {Type: sinks.TypeStdout, Format: sinks.FormatText, Default: true}}
+
+// loadSinks reads the sinks: block of a YAML file.
+func loadSinks(path string) (sinks.Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var doc struct {
+		Sinks sinks.Config `yaml:"sinks"`
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(doc.Sinks) == 0 {
+		return nil, fmt.Errorf("%s: no sinks: block; write e.g. sinks: { log: { type: stdout, default: true } }", path)
+	}
+	return doc.Sinks, nil
 }
 
 // Dev topics are capped in time and size, because the embedded broker keeps
@@ -95,8 +123,12 @@ func (d *devCmd) Run(e *env) error {
 		}
 		sc.Redis = rdb
 	}
-	out := &alertPrinter{w: e.stdout}
-	sc.OnAction = out.print
+	sinkCfg := devSinks
+	if d.Sinks != "" {
+		if sinkCfg, err = loadSinks(d.Sinks); err != nil {
+			return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: --sinks: %v", err)}
+		}
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -116,6 +148,27 @@ func (d *devCmd) Run(e *env) error {
 	}
 	cfg = p.Config()
 	if err := stream.EnsureTopics(ctx, cfg); err != nil {
+		return err
+	}
+
+	// The dispatch stage delivers the actions through the sinks.
+	sinkClient, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID("leadpulse-sinks"), kgo.ProducerLinger(0),
+		kgo.RecordDeliveryTimeout(10*time.Second))
+	if err != nil {
+		return err
+	}
+	defer sinkClient.Close()
+	out := &lineCounter{w: e.stdout}
+	dispatcher, err := sinks.Open(sinkCfg, sinks.Deps{Kafka: sinkClient, Stdout: out}, sinks.Options{
+		Registerer: reg,
+		Logger:     log,
+		DeadLetter: sinks.KafkaDeadLetter(sinkClient, cfg.Topics.ActionsDLQ),
+	})
+	if err != nil {
+		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: sinks: %v", err)}
+	}
+	dispatch, err := stream.NewDispatch(cfg, dispatcher, metrics)
+	if err != nil {
 		return err
 	}
 
@@ -165,9 +218,23 @@ Ctrl-C stops (after applying and committing what was read).
 			}
 		})
 	}
+	var (
+		dispatchErr  error
+		dispatchDone sync.WaitGroup
+	)
+	dispatchDone.Go(func() {
+		dispatchErr = dispatch.Run(pctx)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := dispatcher.Close(cctx); err != nil {
+			log.Warn("leadpulse dev: sinks closed with work unsettled", "err", err)
+		}
+	})
 	err = p.Run(pctx)
+	stopPipeline()
+	dispatchDone.Wait()
 	fmt.Fprintf(e.stderr, "leadpulse dev: stopped; %d actions printed\n", out.count())
-	return err
+	return errors.Join(err, dispatchErr)
 }
 
 func (d *devCmd) loadRules(e *env) (*rules.Ruleset, string, error) {
@@ -213,34 +280,25 @@ func devMux(reg *prometheus.Registry, p *stream.Pipeline, rdb *state.Redis) *htt
 	return mux
 }
 
-// alertPrinter prints each action as one readable line; it is called from
-// the partition goroutines.
-type alertPrinter struct {
+// lineCounter counts the lines written through it: the actions the stdout
+// sink printed.
+type lineCounter struct {
 	mu sync.Mutex
 	w  io.Writer
 	n  int
 }
 
-func (a *alertPrinter) print(r *rules.Record) {
-	msg := r.Message
-	if msg == "" {
-		msg = "(no message)"
-	}
-	sink := r.Sink
-	if sink == "" {
-		sink = "-"
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.n++
-	at := time.Unix(0, r.AtNanos).Format("2006-01-02 15:04:05.000")
-	fmt.Fprintf(a.w, "%s  %-18s %-16s → %-10s %-16s score %6.1f  %s\n", at, r.Trigger, r.Action, sink, r.Contact, r.Score, msg)
+func (c *lineCounter) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n += bytes.Count(b, []byte{'\n'})
+	return c.w.Write(b)
 }
 
-func (a *alertPrinter) count() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.n
+func (c *lineCounter) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
 }
 
 // demoContacts is the size of the demo site's audience: small enough that

@@ -115,6 +115,8 @@ func TestDevCommandErrors(t *testing.T) {
 	defer l.Close()
 	busy := l.Addr().String()
 	bad := writeFile(t, "bad.yaml", "version: 1\ntriggers:\n  - id: t1\n    when: windows.nope >= 1\n    do: [x]\n")
+	typo := writeFile(t, "sinks.yaml", "sinks:\n  log: { type: stdout, fromat: text }\n")
+	noHook := writeFile(t, "hook.yaml", "sinks:\n  sales: { type: webhook }\n")
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -125,6 +127,8 @@ func TestDevCommandErrors(t *testing.T) {
 		{"http port in use", []string{"dev", "--kafka", freeAddr(t), "--http", busy}, 2, "--http " + busy},
 		{"invalid rules", []string{"dev", "--rules", bad}, 1, "bad.yaml:"},
 		{"demo rate", []string{"dev", "--demo-rate", "0"}, 2, "--demo-rate"},
+		{"sinks key typo", []string{"dev", "--kafka", freeAddr(t), "--http", freeAddr(t), "--sinks", typo}, 2, "fromat"},
+		{"webhook without url", []string{"dev", "--kafka", freeAddr(t), "--http", freeAddr(t), "--sinks", noHook}, 2, "url"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, errs := runCLI(t, "", tc.args...)
