@@ -92,16 +92,10 @@ func (s *Dispatch) Run(ctx context.Context) error {
 
 	commits := map[string]map[int32]kgo.EpochOffset{}
 	for {
-		fs := cl.PollRecords(ctx, cfg.PollRecords)
-		if fs.IsClientClosed() || ctx.Err() != nil {
-			cl.AllowRebalance()
+		fs, ok := poll(ctx, cl, cfg.PollRecords, log, stageDispatch)
+		if !ok {
 			break
 		}
-		fs.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				log.Warn("stream: dispatch: fetch failed; the client retries", "topic", t, "partition", p, "err", err)
-			}
-		})
 		clear(commits)
 		var recs []*kgo.Record
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
@@ -125,14 +119,7 @@ func (s *Dispatch) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("stream: dispatch: %w (the actions' offsets were not committed; they are read again on restart)", err)
 		}
-		if len(commits) > 0 {
-			if err := commitSync(work, cl, commits); err != nil {
-				s.m.offsetCommits.WithLabelValues(stageDispatch, "error").Inc()
-				log.Warn("stream: dispatch: offset commit failed; the actions may be read again (delivered ones are deduplicated)", "err", err)
-			} else {
-				s.m.offsetCommits.WithLabelValues(stageDispatch, "ok").Inc()
-			}
-		}
+		commitPoll(work, cl, commits, s.m, stageDispatch, log, "the actions may be read again (delivered ones are deduplicated)")
 		cl.AllowRebalance()
 	}
 	log.Info("stream: dispatch stopped")

@@ -68,16 +68,10 @@ func (in *ingest) run(ctx, work context.Context, ready func()) error {
 		commits = map[string]map[int32]kgo.EpochOffset{}
 	)
 	for {
-		fs := cl.PollRecords(ctx, cfg.PollRecords)
-		if fs.IsClientClosed() || ctx.Err() != nil {
-			cl.AllowRebalance() // or leaving the group on Close waits forever
+		fs, ok := poll(ctx, cl, cfg.PollRecords, in.log, stageIngest)
+		if !ok {
 			break
 		}
-		fs.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				in.log.Warn("stream: ingest: fetch failed; the client retries", "topic", t, "partition", p, "err", err)
-			}
-		})
 		out = out[:0]
 		clear(commits)
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
@@ -114,14 +108,8 @@ func (in *ingest) run(ctx, work context.Context, ready func()) error {
 					cfg.Topics.Keyed, cfg.Topics.DLQ, err)
 			}
 		}
-		if len(commits) > 0 {
-			if err := commitSync(work, cl, commits); err != nil {
-				in.m.offsetCommits.WithLabelValues(stageIngest, "error").Inc()
-				in.log.Warn("stream: ingest: offset commit failed; the records may be read again (keyed records repeat, and the scoring stage drops repeats by messageId)", "err", err)
-			} else {
-				in.m.offsetCommits.WithLabelValues(stageIngest, "ok").Inc()
-			}
-		}
+		commitPoll(work, cl, commits, in.m, stageIngest, in.log,
+			"the records may be read again (keyed records repeat, and the scoring stage drops repeats by messageId)")
 		cl.AllowRebalance()
 	}
 	in.log.Info("stream: ingest stopped")
@@ -138,6 +126,37 @@ func (in *ingest) rebalanced(kind string, m map[string][]int32) {
 		}
 		in.log.Info("stream: ingest partitions "+kind, "topic", t, "partitions", ps)
 	}
+}
+
+// poll polls once. ok is false when the client closed or ctx is done: the
+// caller stops (AllowRebalance is called, or leaving the group on Close
+// would wait forever). Fetch errors are logged; the client retries them.
+func poll(ctx context.Context, cl *kgo.Client, n int, log *slog.Logger, stage string) (fs kgo.Fetches, ok bool) {
+	fs = cl.PollRecords(ctx, n)
+	if fs.IsClientClosed() || ctx.Err() != nil {
+		cl.AllowRebalance()
+		return fs, false
+	}
+	fs.EachError(func(t string, p int32, err error) {
+		if !errors.Is(err, context.Canceled) {
+			log.Warn("stream: "+stage+": fetch failed; the client retries", "topic", t, "partition", p, "err", err)
+		}
+	})
+	return fs, true
+}
+
+// commitPoll commits a poll's offsets, if any, counting the outcome; a
+// failure is logged with what it means (again) for the stage.
+func commitPoll(ctx context.Context, cl *kgo.Client, offsets map[string]map[int32]kgo.EpochOffset, m *Metrics, stage string, log *slog.Logger, again string) {
+	if len(offsets) == 0 {
+		return
+	}
+	if err := commitSync(ctx, cl, offsets); err != nil {
+		m.offsetCommits.WithLabelValues(stage, "error").Inc()
+		log.Warn("stream: "+stage+": offset commit failed; "+again, "err", err)
+		return
+	}
+	m.offsetCommits.WithLabelValues(stage, "ok").Inc()
 }
 
 // commitSync commits offsets and returns the first error, including the

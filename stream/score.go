@@ -2,7 +2,6 @@ package stream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -115,16 +114,10 @@ func (s *scorer) run(ctx, work context.Context, fail func(error), ready func()) 
 	s.log.Info("stream: scoring running", "topic", topic, "group", cfg.Group, "store", store)
 
 	for {
-		fs := cl.PollRecords(ctx, cfg.PollRecords)
-		if fs.IsClientClosed() || ctx.Err() != nil {
-			cl.AllowRebalance()
+		fs, ok := poll(ctx, cl, cfg.PollRecords, s.log, stageScore)
+		if !ok {
 			break
 		}
-		fs.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				s.log.Warn("stream: score: fetch failed; the client retries", "topic", t, "partition", p, "err", err)
-			}
-		})
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
 			if len(p.Records) == 0 {
 				return
