@@ -326,6 +326,11 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 // Close closes the connections. Calls after Close fail.
 func (r *Redis) Close() error { return r.c.Close() }
 
+// Client returns the go-redis client of the store, for the other users of
+// the same Redis in a process (the sinks' dedupe and redis-stream sinks).
+// It belongs to the store: Close closes it.
+func (r *Redis) Client() redis.UniversalClient { return r.c }
+
 // Stats returns the counters.
 func (r *Redis) Stats() RedisStats {
 	return RedisStats{

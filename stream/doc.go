@@ -69,6 +69,21 @@
 // every worker drains, the groups are left; I/O of the drain is bounded by
 // Config.DrainTimeout.
 //
+// # Rules reload, inspection, erasure
+//
+// Pipeline.SetRules hands new rules to the partitions; each switches at its
+// next batch boundary, when everything before is committed (a new
+// engine.Partition keeping the clock, a timer index rebuilt from the stored
+// timers; contacts re-align to the new rules as they are used).
+// Pipeline.Inspect reads a contact: from Redis as committed, or, with
+// memory, by asking the owning worker between two batches (worker.reqs), so
+// that no other goroutine reads a contact a worker may be changing.
+// Pipeline.Forget writes a control record (header leadpulse-control:
+// forget, key = the contact) to the contact's partition of the scoring
+// topic; whichever process owns the partition erases the contact
+// (Store.Delete) in order with its events, and Forget waits until the
+// group has committed past it.
+//
 // # Metrics
 //
 // Registered with the prometheus.Registerer given to NewMetrics:

@@ -52,10 +52,12 @@ type worker struct {
 	paused   bool
 	stopping stopMode
 
-	wake chan struct{} // 1-buffered: push and stop signal the worker
-	done chan struct{} // closed when run returns
+	wake chan struct{}                  // 1-buffered: push and stop signal the worker
+	done chan struct{}                  // closed when run returns
+	reqs chan func(ctx context.Context) // admin requests (Pipeline.Inspect), run between batches
 
 	// Owned by the worker goroutine.
+	rs      *rules.Ruleset // the rules eng runs
 	eng     *engine.Partition
 	store   state.Store
 	cache   *state.Cache // the store, with Redis; nil with memory
@@ -64,6 +66,7 @@ type worker struct {
 	probe   kgo.Record
 	evs     []event.Event
 	src     []*kgo.Record // the record of each evs entry
+	erase   []string      // parallel to src: the contact a forget control record erases, "" for an event
 	next    int64         // next offset to apply; -1 until known
 	loaded  int64         // stored timers due up to here are indexed (Redis)
 	out     []*kgo.Record // the batch's actions and dead letters, in order
@@ -85,7 +88,7 @@ func newWorker(s *scorer, p int32, nparts int) *worker {
 	w := &worker{
 		s: s, cfg: s.cfg, m: s.m, topic: s.cfg.scoreTopic(), part: p, label: partLabel(p),
 		log:  s.log.With("partition", p),
-		wake: make(chan struct{}, 1), done: make(chan struct{}),
+		wake: make(chan struct{}, 1), done: make(chan struct{}), reqs: make(chan func(context.Context)),
 		hw: -1, next: -1, loaded: state.NoTime, nparts: nparts,
 		route: kgo.StickyKeyPartitioner(nil).ForTopic(s.cfg.scoreTopic()),
 	}
@@ -95,7 +98,8 @@ func newWorker(s *scorer, p int32, nparts int) *worker {
 	} else {
 		w.store = s.sc.Memory
 	}
-	rs := s.sc.Rules
+	rs := s.p.rules.Load()
+	w.rs = rs
 	w.eng = engine.NewPartition(rs, w.store, w.emit)
 	w.stats.ByTrigger = make([]uint64, len(rs.Triggers))
 	for _, t := range rs.Triggers {
@@ -175,6 +179,14 @@ func (w *worker) run() {
 	defer tick.Stop()
 	var batch []*kgo.Record
 	for {
+		// Between batches: everything before is committed.
+		if rs := w.s.p.rules.Load(); rs != w.rs {
+			if err := w.swapRules(ctx, rs); err != nil {
+				w.s.fail(fmt.Errorf("stream: partition %d: switch rules: %w", w.part, err))
+				return
+			}
+		}
+		w.serve(ctx)
 		var mode stopMode
 		batch, mode = w.take(batch)
 		if mode == stopAbandon {
@@ -198,6 +210,8 @@ func (w *worker) run() {
 		select {
 		case <-w.wake:
 		case <-tick.C:
+		case f := <-w.reqs:
+			f(ctx)
 		case <-ctx.Done():
 			w.s.fail(fmt.Errorf("stream: partition %d: drain did not finish within %v: %w", w.part, w.cfg.DrainTimeout, ctx.Err()))
 			return
@@ -226,8 +240,15 @@ func (w *worker) start(ctx context.Context) error {
 	if w.cache != nil {
 		return w.loadTimers(ctx, w.cfg.Clock().UnixNano()+int64(w.cfg.TimerHorizon))
 	}
+	w.indexMemoryTimers()
+	return nil
+}
+
+// indexMemoryTimers indexes the pending timers of the partition's contacts
+// in the shared memory store.
+func (w *worker) indexMemoryTimers() {
 	if w.nparts <= 0 {
-		return nil
+		return
 	}
 	type ref struct {
 		contact, trigger string
@@ -256,7 +277,6 @@ func (w *worker) start(ctx context.Context) error {
 	if len(refs) > 0 {
 		w.log.Info("stream: partition timers restored from memory", "timers", len(refs))
 	}
-	return nil
 }
 
 // loadTimers indexes the stored timers due in (w.loaded, upTo]. Timers due
@@ -300,9 +320,18 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 	cfg := w.cfg
 	w.evs = slices.Grow(w.evs[:0], len(batch))[:len(batch)]
 	w.src = w.src[:0]
+	w.erase = w.erase[:0]
 	n := 0
 	maxT := int64(math.MinInt64)
 	for _, r := range batch {
+		if ctl, ok := controlOf(r); ok {
+			if w.control(r, ctl) {
+				w.src = append(w.src, r)
+				w.erase = append(w.erase, string(r.Key))
+				n++
+			}
+			continue
+		}
 		e := &w.evs[n]
 		if err := event.DecodeInto(e, r.Value, formatOf(r), recordTime(r)); err != nil {
 			w.m.bad(stageScore, event.ReasonOf(err))
@@ -320,6 +349,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 		}
 		maxT = max(maxT, e.Time)
 		w.src = append(w.src, r)
+		w.erase = append(w.erase, "")
 		n++
 	}
 	w.m.eventsInStage[stageScore].Add(float64(len(batch)))
@@ -327,15 +357,24 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 		if err := w.loadTimers(ctx, maxT+int64(cfg.TimerHorizon)); err != nil {
 			return err
 		}
-		ids := make([]string, n)
+		ids := make([]string, 0, n)
 		for i := range n {
-			ids[i] = w.evs[i].Contact()
+			if w.erase[i] == "" {
+				ids = append(ids, w.evs[i].Contact())
+			}
 		}
 		if err := w.retry(ctx, "prefetch contacts", func() error { return w.cache.Prefetch(ctx, ids) }); err != nil {
 			return err
 		}
 	}
 	for i := range n {
+		if id := w.erase[i]; id != "" {
+			if err := w.retry(ctx, "erase contact", func() error { return w.store.Delete(ctx, id) }); err != nil {
+				return err
+			}
+			w.log.Info("stream: contact erased", "contact", id, "offset", w.src[i].Offset)
+			continue
+		}
 		w.cause = recordTime(w.src[i])
 		e := &w.evs[i]
 		if err := w.retry(ctx, "apply event", func() error { return w.eng.Apply(ctx, e) }); err != nil {

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/leadpulse/leadpulse/rules"
 	"github.com/leadpulse/leadpulse/state"
 )
 
@@ -21,6 +22,10 @@ type Pipeline struct {
 
 	ingestReady, scoreReady atomic.Bool
 	running                 atomic.Bool
+
+	rules  atomic.Pointer[rules.Ruleset] // the rules partitions switch to between batches (SetRules)
+	parts  atomic.Int32                  // score partitions assigned to this process
+	scorer atomic.Pointer[scorer]        // the scoring stage while Run runs
 }
 
 // New checks cfg and sc and returns a pipeline; Run starts it. m may be nil
@@ -44,7 +49,9 @@ func New(cfg Config, sc Scoring, m *Metrics) (*Pipeline, error) {
 			return nil, err
 		}
 	}
-	return &Pipeline{cfg: cfg, sc: sc, m: m}, nil
+	p := &Pipeline{cfg: cfg, sc: sc, m: m}
+	p.rules.Store(sc.Rules)
+	return p, nil
 }
 
 // Config returns the configuration with its defaults filled in.
@@ -102,7 +109,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			p.ingestReady.Store(false)
 		})
 	}
-	sc := &scorer{cfg: cfg, sc: &p.sc, m: p.m, log: cfg.Logger}
+	sc := &scorer{cfg: cfg, sc: &p.sc, m: p.m, log: cfg.Logger, p: p}
+	p.scorer.Store(sc)
+	defer p.scorer.Store(nil)
 	wg.Go(func() {
 		if err := sc.run(ctx, work, fail, func() { p.scoreReady.Store(true) }); err != nil {
 			fail(err)

@@ -51,11 +51,15 @@ type scorer struct {
 	sc  *Scoring
 	m   *Metrics
 	log *slog.Logger
+	p   *Pipeline
 
-	cl   *kgo.Client // set before any callback runs; read-only after
-	adm  *kadm.Client
-	work context.Context // workers' I/O: outlives ctx by DrainTimeout
-	fail func(error)     // reports a fatal error and stops the stage
+	cl *kgo.Client // set before any callback proceeds (started); read-only after
+	// started is closed once cl and adm are set: the group may assign
+	// partitions before kgo.NewClient returns, so the callbacks wait on it.
+	started chan struct{}
+	adm     *kadm.Client
+	work    context.Context // workers' I/O: outlives ctx by DrainTimeout
+	fail    func(error)     // reports a fatal error and stops the stage
 
 	mu      sync.Mutex        // guards the fields below
 	workers map[int32]*worker // written by the callbacks and the shutdown, read by the poll loop
@@ -68,6 +72,7 @@ func (s *scorer) run(ctx, work context.Context, fail func(error), ready func()) 
 	cfg := s.cfg
 	topic := cfg.scoreTopic()
 	s.work, s.fail = work, fail
+	s.started = make(chan struct{})
 	s.workers = map[int32]*worker{}
 	s.m.queueCap.Set(float64(cfg.QueueRecords))
 	opts := append(cfg.clientOpts("score"),
@@ -90,6 +95,7 @@ func (s *scorer) run(ctx, work context.Context, fail func(error), ready func()) 
 		return fmt.Errorf("stream: score: kafka client: %w", err)
 	}
 	s.cl, s.adm = cl, kadm.NewClient(cl)
+	close(s.started)
 	defer func() {
 		s.shutdown()
 		cl.Close() // leaves the group; the revoke callback finds no workers left
@@ -141,6 +147,7 @@ func (s *scorer) run(ctx, work context.Context, fail func(error), ready func()) 
 
 // assigned starts a worker for each new partition.
 func (s *scorer) assigned(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
+	<-s.started
 	ps := m[s.cfg.scoreTopic()]
 	if len(ps) == 0 {
 		return
@@ -173,6 +180,7 @@ func (s *scorer) assigned(ctx context.Context, _ *kgo.Client, m map[string][]int
 		}()
 	}
 	s.m.partitions.Set(float64(len(s.workers)))
+	s.p.parts.Store(int32(len(s.workers)))
 	s.m.rebalanceCount.WithLabelValues(stageScore, "assigned").Add(float64(len(ps)))
 	s.log.Info("stream: score partitions assigned", "topic", s.cfg.scoreTopic(), "partitions", ps)
 }
@@ -189,6 +197,7 @@ func (s *scorer) stop(ps []int32, mode stopMode, kind string) {
 		}
 	}
 	s.m.partitions.Set(float64(len(s.workers)))
+	s.p.parts.Store(int32(len(s.workers)))
 	s.mu.Unlock()
 	if len(ps) > 0 {
 		s.m.rebalanceCount.WithLabelValues(stageScore, kind).Add(float64(len(ps)))

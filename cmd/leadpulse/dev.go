@@ -16,11 +16,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kfake" // embedded Kafka-compatible broker for dev
 	"github.com/twmb/franz-go/pkg/kgo"
 	yaml "go.yaml.in/yaml/v3"
 
+	"github.com/leadpulse/leadpulse/admin"
 	"github.com/leadpulse/leadpulse/event"
 	"github.com/leadpulse/leadpulse/examples"
 	"github.com/leadpulse/leadpulse/rules"
@@ -172,7 +172,9 @@ func (d *devCmd) Run(e *env) error {
 		return err
 	}
 
-	srv := &http.Server{Handler: devMux(reg, p, rdb), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: admin.Handler(admin.Options{
+		Gatherer: reg, Ready: devReady(p, rdb), Contacts: pipelineContacts{p}, Rules: p.Rules, Logger: log,
+	}), ReadHeaderTimeout: 5 * time.Second}
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := srv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -198,7 +200,7 @@ func (d *devCmd) Run(e *env) error {
   kafka    %s  topics %s → %s → %s, bad input on %s
   rules    %s
   state    %s
-  http     http://%s/metrics  /healthz  /readyz
+  http     http://%s/metrics  /healthz  /readyz  /contacts/ID (leadpulse contact ID)
   %s
 Alerts are printed below as they fire. Send your own events:
   echo '{"type":"track","userId":"u-1","event":"Form Submitted","properties":{"form":"demo"}}' | kcat -P -b %s -t %s
@@ -223,7 +225,13 @@ Ctrl-C stops (after applying and committing what was read).
 		dispatchDone sync.WaitGroup
 	)
 	dispatchDone.Go(func() {
-		dispatchErr = dispatch.Run(pctx)
+		if dispatchErr = dispatch.Run(pctx); dispatchErr != nil {
+			// Without the dispatch stage no action reaches a sink: stop the
+			// process (and let its supervisor restart it) rather than
+			// score on unseen.
+			log.Error("leadpulse dev: the dispatch stage failed; stopping", "err", dispatchErr)
+			stopPipeline()
+		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if err := dispatcher.Close(cctx); err != nil {
@@ -256,28 +264,21 @@ func inUseHint(err error, alt string) string {
 	return ""
 }
 
-func devMux(reg *prometheus.Registry, p *stream.Pipeline, rdb *state.Redis) *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+// devReady is /readyz: the pipeline consumes, owns partitions, and Redis
+// (with --redis) answers.
+func devReady(p *stream.Pipeline, rdb *state.Redis) func(context.Context) error {
+	return func(ctx context.Context) error {
 		if !p.Ready() {
-			http.Error(w, "not ready: the pipeline is not consuming yet (topics, broker, consumer groups)", http.StatusServiceUnavailable)
-			return
+			return errors.New("the pipeline is not consuming yet (topics, broker, consumer groups)")
+		}
+		if p.Partitions() == 0 {
+			return errors.New("no partition is assigned to the pipeline yet")
 		}
 		if rdb != nil {
-			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-			defer cancel()
-			if err := rdb.Ping(ctx); err != nil {
-				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
+			return rdb.Ping(ctx)
 		}
-		io.WriteString(w, "ready\n")
-	})
-	return mux
+		return nil
+	}
 }
 
 // lineCounter counts the lines written through it: the actions the stdout

@@ -22,6 +22,7 @@ type cli struct {
 	Replay replayCmd `cmd:"" help:"Run the rules over recorded events offline, deterministically."`
 	Rules  rulesCmd  `cmd:"" help:"Check and test rules files."`
 	Dev    devCmd    `cmd:"" help:"Run everything embedded: a Kafka-compatible broker, the pipeline, demo traffic; print alerts as they fire."`
+	Live   runCmds   `embed:""` // run, contact, forget (run.go)
 }
 
 type rulesCmd struct {

@@ -1,0 +1,450 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kgo"
+	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/leadpulse/leadpulse/admin"
+	"github.com/leadpulse/leadpulse/config"
+	"github.com/leadpulse/leadpulse/rules"
+	"github.com/leadpulse/leadpulse/sinks"
+	"github.com/leadpulse/leadpulse/state"
+	"github.com/leadpulse/leadpulse/stream"
+)
+
+// runCmds are `leadpulse run` and the admin commands that talk to it.
+type runCmds struct {
+	Run     runCmd     `cmd:"" help:"Production: the live pipeline on real Kafka brokers and Redis, with sinks, metrics and the admin API, from a deployment config."`
+	Contact contactCmd `cmd:"" help:"Show a contact's state (score, fit, engagement by rule, windows, stage, timers, last firings) from a running process' admin API."`
+	Forget  forgetCmd  `cmd:"" help:"Erase everything held about a contact, through a running process' admin API."`
+}
+
+// runCmd is `leadpulse run --config FILE` (SPEC §4).
+type runCmd struct {
+	Config string `required:"" type:"existingfile" placeholder:"FILE" help:"Deployment config (YAML: kafka, redis, rules, http, sinks; SPEC §4). Every key can be set by an environment variable LEADPULSE_<PATH>, e.g. LEADPULSE_KAFKA_BROKERS=k1:9092,k2:9092, LEADPULSE_REDIS_ADDR, LEADPULSE_RULES, LEADPULSE_HTTP, LEADPULSE_ADMIN_TOKEN."`
+	Check  bool   `help:"Check the config, the rules and the sinks without connecting to anything, print the effective config (secrets redacted) and exit: 0 when valid."`
+}
+
+func (r *runCmd) Run(e *env) error {
+	cfg, err := config.Load(r.Config, os.Environ())
+	if err != nil {
+		return &exitError{code: 2, msg: "leadpulse run: the deployment config does not validate:\n" + err.Error()}
+	}
+	log := cfg.Logger(e.stderr)
+	rs, err := loadRules(e, cfg.Rules)
+	if err != nil {
+		return err // FILE:LINE: RULE-ID: message lines, exit 1
+	}
+	sinkCfg, err := config.DecodeSinks[sinks.Config](cfg)
+	if err == nil && len(sinkCfg) > 0 {
+		sinkCfg, err = sinkCfg.Validate()
+	}
+	if err != nil {
+		return &exitError{code: 2, msg: "leadpulse run: sinks: " + err.Error()}
+	}
+	scfg, err := cfg.Stream(log)
+	if err != nil {
+		return &exitError{code: 2, msg: "leadpulse run: " + err.Error()}
+	}
+	if r.Check {
+		enc := yaml.NewEncoder(e.stdout)
+		enc.SetIndent(2)
+		if err := enc.Encode(cfg.Redacted()); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "leadpulse run: %s is valid (rules %s: %d triggers, %d actions; %d sinks)\n", r.Config, cfg.Rules, len(rs.Triggers), len(rs.Actions), len(sinkCfg))
+		for _, w := range unknownSinks(rs, sinkCfg) {
+			fmt.Fprintln(e.stderr, "warning: "+w)
+		}
+		return nil
+	}
+	return runLive(e, cfg, scfg, rs, sinkCfg, log)
+}
+
+func runLive(e *env, cfg *config.Config, scfg stream.Config, rs *rules.Ruleset, sinkCfg sinks.Config, log *slog.Logger) error {
+	ctx := e.ctx
+	rdb, err := state.NewRedis(cfg.RedisOptions(log))
+	if err != nil {
+		return &exitError{code: 2, msg: "leadpulse run: " + err.Error()}
+	}
+	defer rdb.Close()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = rdb.Ping(pctx)
+	cancel()
+	switch {
+	case errors.Is(err, state.ErrConfig):
+		return &exitError{code: 2, msg: "leadpulse run: " + err.Error()}
+	case err != nil && ctx.Err() == nil:
+		log.Warn("leadpulse run: Redis is not reachable yet; partitions wait for it and /readyz says not ready", "err", err)
+	}
+
+	// Listen first, so that a port in use fails before anything starts.
+	httpLn, err := net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse run: http %s (%s): %v", cfg.HTTP, whereOr(cfg, "http"), err)}
+	}
+	defer httpLn.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := stream.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "leadpulse_rules_reloads_total",
+		Help: "Rules reloads asked by SIGHUP, by result: ok, or invalid (the last valid rules keep running).",
+	}, []string{"result"})
+	reg.MustRegister(reloads)
+	registerRedisStats(reg, rdb)
+
+	p, err := stream.New(scfg, stream.Scoring{Rules: rs, Redis: rdb, Cache: cfg.CacheOptions()}, metrics)
+	if err != nil {
+		return &exitError{code: 2, msg: "leadpulse run: " + err.Error()}
+	}
+	scfg = p.Config()
+	if err := stream.EnsureTopics(ctx, scfg); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("leadpulse run: %w", err)
+	}
+
+	var (
+		dispatch   *stream.Dispatch
+		dispatcher *sinks.Dispatcher
+	)
+	if len(sinkCfg) > 0 {
+		sinkClient, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(scfg.Brokers...), kgo.ClientID("leadpulse-sinks"),
+			kgo.ProducerLinger(0), kgo.RecordDeliveryTimeout(10 * time.Second)}, scfg.KafkaOptions...)...)
+		if err != nil {
+			return err
+		}
+		defer sinkClient.Close()
+		dispatcher, err = sinks.Open(sinkCfg, sinks.Deps{Kafka: sinkClient, Redis: rdb.Client(), Stdout: e.stdout}, sinks.Options{
+			Dedupe:     sinks.NewRedisDedupe(rdb.Client(), cfg.Redis.KeyPrefix+":delivered:", 0),
+			Registerer: reg,
+			Logger:     log,
+			DeadLetter: sinks.KafkaDeadLetter(sinkClient, scfg.Topics.ActionsDLQ),
+		})
+		if err != nil {
+			return &exitError{code: 2, msg: "leadpulse run: sinks: " + err.Error()}
+		}
+		if dispatch, err = stream.NewDispatch(scfg, dispatcher, metrics); err != nil {
+			return err
+		}
+	} else {
+		log.Info("leadpulse run: no sinks configured: actions stay on the actions topic (no dispatch stage)", "topic", scfg.Topics.Actions)
+	}
+	for _, w := range unknownSinks(rs, sinkCfg) {
+		log.Warn("leadpulse run: " + w)
+	}
+
+	ready := func(ctx context.Context) error {
+		if !p.Ready() {
+			return errors.New("the pipeline is not consuming yet (topics, brokers, consumer groups)")
+		}
+		if dispatch != nil && !dispatch.Ready() {
+			return errors.New("the dispatch stage is not consuming yet")
+		}
+		if p.Partitions() == 0 {
+			return fmt.Errorf("no partition of %s is assigned to this process (a rebalance in progress, or more processes than partitions)", scoreTopic(scfg))
+		}
+		return rdb.Ping(ctx)
+	}
+	srv := &http.Server{
+		Handler: admin.Handler(admin.Options{
+			Gatherer: reg, Ready: ready, Contacts: pipelineContacts{p}, Rules: p.Rules, Token: cfg.AdminToken, Logger: log,
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := srv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("leadpulse run: http server stopped", "err", err)
+		}
+	})
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		wg.Wait()
+	}()
+
+	pctx, stopPipeline := context.WithCancel(ctx)
+	defer stopPipeline()
+
+	// SIGHUP reloads the rules; a file that does not validate is logged
+	// problem by problem and the last valid rules keep running (SPEC §2).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var work sync.WaitGroup // joined before the HTTP server stops (wg)
+	work.Go(func() {
+		for {
+			select {
+			case <-pctx.Done():
+				return
+			case <-hup:
+				reloadRules(cfg.Rules, p, sinkCfg, reloads, log)
+			}
+		}
+	})
+
+	log.Info("leadpulse run: started", "config", cfg.File(), "brokers", strings.Join(scfg.Brokers, ","), "group", scfg.Group,
+		"topics", fmt.Sprintf("%s → %s → %s", scfg.Topics.Events, scoreTopic(scfg), scfg.Topics.Actions),
+		"redis", strings.Join(cfg.Redis.Addr, ","), "rules", cfg.Rules, "sinks", strings.Join(slices.Sorted(mapKeys(sinkCfg)), ","),
+		"http", httpLn.Addr().String(), "admin_token", cfg.AdminToken != "")
+
+	var dispatchErr error
+	if dispatch != nil {
+		work.Go(func() {
+			if dispatchErr = dispatch.Run(pctx); dispatchErr != nil {
+				// Without the dispatch stage no action reaches a sink: stop the
+				// process (and let its supervisor restart it) rather than
+				// score on unseen.
+				log.Error("leadpulse run: the dispatch stage failed; stopping", "err", dispatchErr)
+				stopPipeline()
+			}
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := dispatcher.Close(cctx); err != nil {
+				log.Warn("leadpulse run: sinks closed with work unsettled", "err", err)
+			}
+		})
+	}
+	err = p.Run(pctx)
+	stopPipeline()
+	work.Wait()
+	if err = errors.Join(err, dispatchErr); err != nil {
+		return err
+	}
+	log.Info("leadpulse run: stopped")
+	return nil
+}
+
+// reloadRules loads the rules file again and switches the pipeline to it,
+// or logs why not.
+func reloadRules(path string, p *stream.Pipeline, sinkCfg sinks.Config, reloads *prometheus.CounterVec, log *slog.Logger) {
+	rs, err := rules.LoadFile(path)
+	if err != nil {
+		reloads.WithLabelValues("invalid").Inc()
+		var ve *rules.ValidationError
+		if errors.As(err, &ve) {
+			log.Error("leadpulse run: SIGHUP: the rules file does not validate; keeping the last valid rules", "rules", path, "problems", len(ve.Problems))
+			for _, pr := range ve.Problems {
+				log.Error("leadpulse run: " + pr.String())
+			}
+			return
+		}
+		log.Error("leadpulse run: SIGHUP: cannot read the rules; keeping the last valid rules", "rules", path, "err", err)
+		return
+	}
+	if err := p.SetRules(rs); err != nil {
+		log.Error("leadpulse run: SIGHUP: rules not switched", "err", err)
+		return
+	}
+	reloads.WithLabelValues("ok").Inc()
+	log.Info("leadpulse run: SIGHUP: rules reloaded; each partition switches at its next batch", "rules", path,
+		"windows", len(rs.Windows), "triggers", len(rs.Triggers), "actions", len(rs.Actions))
+	for _, w := range unknownSinks(rs, sinkCfg) {
+		log.Warn("leadpulse run: " + w)
+	}
+}
+
+// unknownSinks lists the sinks the rules name that are not configured,
+// when no sink is the default to catch them.
+func unknownSinks(rs *rules.Ruleset, cfg sinks.Config) []string {
+	if len(cfg) == 0 || cfg.DefaultSink() != "" {
+		return nil
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, a := range rs.Actions {
+		names := []string{a.Sink}
+		for _, to := range a.RouteTo {
+			names = append(names, to)
+		}
+		for _, n := range names {
+			if _, ok := cfg[n]; ok || n == "" || seen[n] {
+				continue
+			}
+			seen[n] = true
+			out = append(out, fmt.Sprintf("action %q of %s routes to sink %q, which is not under sinks: and no sink is default: true; its actions will be dead-lettered", a.Name, rs.File, n))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func mapKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func scoreTopic(c stream.Config) string {
+	if c.InputKeyed {
+		return c.Topics.Events
+	}
+	return c.Topics.Keyed
+}
+
+func whereOr(cfg *config.Config, key string) string {
+	if w := cfg.Where(key); w != "" {
+		return w
+	}
+	return "default"
+}
+
+// registerRedisStats exports the store's counters.
+func registerRedisStats(reg prometheus.Registerer, rdb *state.Redis) {
+	for _, c := range []struct {
+		name, help string
+		get        func(state.RedisStats) uint64
+	}{
+		{"leadpulse_redis_commits_total", "Write round trips to Redis (partition commits with changed contacts).", func(s state.RedisStats) uint64 { return s.Commits }},
+		{"leadpulse_redis_contacts_written_total", "Contact writes Redis accepted.", func(s state.RedisStats) uint64 { return s.Written }},
+		{"leadpulse_redis_contacts_loaded_total", "Contacts read from Redis (cache misses, timers of new partitions).", func(s state.RedisStats) uint64 { return s.Loaded }},
+		{"leadpulse_redis_contacts_erased_total", "Contacts erased (forget).", func(s state.RedisStats) uint64 { return s.Erased }},
+		{"leadpulse_redis_errors_total", "Redis calls that failed (unavailable, misconfigured).", func(s state.RedisStats) uint64 { return s.Failed }},
+	} {
+		get := c.get
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, func() float64 {
+			return float64(get(rdb.Stats()))
+		}))
+	}
+}
+
+// pipelineContacts adapts the pipeline to the admin API.
+type pipelineContacts struct{ p *stream.Pipeline }
+
+func (c pipelineContacts) Inspect(ctx context.Context, id string) (*state.Stored, error) {
+	st, err := c.p.Inspect(ctx, id)
+	if errors.Is(err, stream.ErrNotRunning) {
+		err = fmt.Errorf("%w: %w", admin.ErrUnavailable, err)
+	}
+	return st, err
+}
+
+func (c pipelineContacts) Forget(ctx context.Context, id string) (bool, error) {
+	er, err := c.p.Forget(ctx, id)
+	if errors.Is(err, stream.ErrNotRunning) {
+		err = fmt.Errorf("%w: %w", admin.ErrUnavailable, err)
+	}
+	return er.Applied, err
+}
+
+// adminFlags locate a process' admin API.
+type adminFlags struct {
+	HTTP  string `name:"http" default:"127.0.0.1:8080" env:"LEADPULSE_HTTP" placeholder:"ADDR" help:"Admin API of the process: its http address (host:port, or a URL). Default: 127.0.0.1:8080."`
+	Token string `env:"LEADPULSE_ADMIN_TOKEN" placeholder:"TOKEN" help:"Bearer token of the admin API (the process' admin_token)."`
+}
+
+// call sends one request to the admin API and returns the status and body.
+func (f *adminFlags) call(ctx context.Context, method, path string) (int, []byte, error) {
+	base := f.HTTP
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(base, "/")+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	if f.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+f.Token)
+	}
+	cl := &http.Client{Timeout: 30 * time.Second}
+	resp, err := cl.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	return resp.StatusCode, b, err
+}
+
+// apiError turns an error answer into an exit: 1 for a contact not found,
+// 2 for everything else.
+func apiError(cmd string, code int, body []byte) error {
+	var e struct {
+		Error string `json:"error"`
+	}
+	msg := strings.TrimSpace(string(body))
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		msg = e.Error
+	}
+	exit := 2
+	if code == http.StatusNotFound {
+		exit = 1
+	}
+	return &exitError{code: exit, msg: fmt.Sprintf("leadpulse %s: %d %s: %s", cmd, code, http.StatusText(code), msg)}
+}
+
+// contactCmd is `leadpulse contact ID`.
+type contactCmd struct {
+	ID         string `arg:"" help:"The contact id (the events' userId, else anonymousId)."`
+	At         string `placeholder:"TIME" help:"Compute the scores at this RFC 3339 time (default: the contact's latest event time)."`
+	adminFlags `embed:""`
+}
+
+func (c *contactCmd) Run(e *env) error {
+	path := "/contacts/" + url.PathEscape(c.ID)
+	if c.At != "" {
+		path += "?at=" + url.QueryEscape(c.At)
+	}
+	code, body, err := c.call(e.ctx, http.MethodGet, path)
+	if err != nil {
+		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse contact: %v (is `leadpulse run` or `leadpulse dev` serving its admin API at --http %s?)", err, c.HTTP)}
+	}
+	if code != http.StatusOK {
+		return apiError("contact", code, body)
+	}
+	_, err = e.stdout.Write(body)
+	return err
+}
+
+// forgetCmd is `leadpulse forget ID`.
+type forgetCmd struct {
+	ID         string `arg:"" help:"The contact id to erase."`
+	adminFlags `embed:""`
+}
+
+func (c *forgetCmd) Run(e *env) error {
+	code, body, err := c.call(e.ctx, http.MethodDelete, "/contacts/"+url.PathEscape(c.ID))
+	if err != nil {
+		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse forget: %v (is `leadpulse run` or `leadpulse dev` serving its admin API at --http %s?)", err, c.HTTP)}
+	}
+	switch code {
+	case http.StatusOK:
+		fmt.Fprintf(e.stdout, "%s: erased\n", c.ID)
+	case http.StatusAccepted:
+		fmt.Fprintf(e.stdout, "%s: erasure queued; it is applied when the process that owns the contact's partition reaches it\n", c.ID)
+	default:
+		return apiError("forget", code, body)
+	}
+	return nil
+}
