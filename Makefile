@@ -5,7 +5,7 @@ PKGS    ?= ./...
 RULES   ?= examples/b2b-saas.yaml
 TRAFFIC ?= examples/traffic/b2b.jsonl
 
-.PHONY: run replay test deps vet lint bench fuzz build clean
+.PHONY: run replay test deps vet lint bench bench-micro fuzz build clean
 
 build:
 	$(GO) build -o bin/leadpulse ./cmd/leadpulse
@@ -38,8 +38,16 @@ lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	./bin/leadpulse rules check examples/*.yaml 2>/dev/null || $(GO) run ./cmd/leadpulse rules check examples/*.yaml
 
-# Engine micro-benchmarks (ns/event, allocs/event) and the 1M-event replay.
+# A short, representative run of `leadpulse bench`: 300,000 keyed B2B events
+# drained through the live pipeline (embedded broker, memory store) beside the
+# raw consume ceiling, then 5 s at 5,000 events/s for event-to-action latency.
+# BENCH_FLAGS adds flags, e.g. BENCH_FLAGS='--redis 127.0.0.1:6379 --rate 5000,20000'.
+BENCH_FLAGS ?=
 bench:
+	$(GO) run ./cmd/leadpulse bench $(BENCH_FLAGS)
+
+# Engine micro-benchmarks (ns/event, allocs/event) and the 1M-event replay.
+bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem ./engine/ ./rules/ ./event/
 
 fuzz:

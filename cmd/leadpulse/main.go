@@ -23,6 +23,7 @@ type cli struct {
 	Rules  rulesCmd  `cmd:"" help:"Check and test rules files."`
 	Dev    devCmd    `cmd:"" help:"Run everything embedded: a Kafka-compatible broker, the pipeline, demo traffic; print alerts as they fire."`
 	Live   runCmds   `embed:""` // run, contact, forget (run.go)
+	Bench  benchCmd  `cmd:"" help:"Measure throughput and event-to-action latency beside their ceilings (raw consume, raw Redis writes)."`
 }
 
 type rulesCmd struct {

@@ -1,0 +1,58 @@
+// Package bench is `leadpulse bench` (issue #6): throughput and latency of
+// the live pipeline, each beside its ceiling on the same hardware, the same
+// broker and the same data.
+//
+// # One run
+//
+//  1. Preload: Config.Events generated events (package traffic) are produced
+//     to the events topic, keyed by contact (murmur2, so the scoring stage
+//     reads them directly) or unkeyed (through the ingest stage).
+//  2. Raw consume ceiling: a plain franz-go consumer reads the same records
+//     from the same broker, no decoding, no commits.
+//  3. Drain (throughput): the pipeline (package stream, as `leadpulse dev`
+//     wires it) starts and applies the backlog; the consumer lag is sampled
+//     every 100ms, and the sustained rate is the slope from 90% to 10% of
+//     the backlog. CPU (getrusage, the whole process), heap allocation
+//     (runtime/metrics), peak heap and RSS, the scoring batches and, with
+//     Redis, the store's round trips (state.Redis stats) are taken over it.
+//  4. Latency phases, one per Config.Rates: open loop at the offered rate
+//     (Poisson arrivals) for Config.Duration. Every event carries its
+//     scheduled send time as its `timestamp`; the scoring stage stamps each
+//     action with the `at` of the event that caused it, so an action read
+//     from the actions topic at time T took T − at: the event-to-action
+//     latency, recorded in an HDR histogram. Actions of timer triggers
+//     (absence, inactivity) are counted apart. A probe then measures one
+//     produce→fetch hop of the same broker at the same rate: the floor of
+//     each of the pipeline's hops.
+//  5. Redis ceiling (with Config.Redis): pipelined SETs of as many real
+//     encoded contacts of the run, in pipelines of the size the pipeline's
+//     commits had, from as many connections as partitions.
+//
+// Event times are send times, so they follow the wall clock as in
+// production (live timers, windows and cooldowns see real time). With the
+// default 10,000 contacts every contact sends an event every few tens of
+// milliseconds at full speed, so per-contact windows fill far faster than on
+// a real site; raise Config.Contacts to thin them out.
+//
+// With the embedded broker (franz-go's kfake), the broker runs in this
+// process: its CPU is in the CPU figures, its memory in the RSS, and the raw
+// consume ceiling includes it too. The drained records are deleted from it
+// before the latency phases, so that their heap does not slow the process
+// beside them.
+//
+// # Output
+//
+// Result is the figures; Result.WriteTable prints them with every figure
+// beside its ceiling and their ratio (share of the ceiling reached), and
+// Result.WriteJSON is `leadpulse bench --json`. RunMatrix runs every
+// combination of partitions × batch size × rule count (ScaleRules) with a
+// latency phase per rate and writes a CSV and charts (gonum.org/v1/plot).
+//
+// # Goroutines
+//
+// Run's goroutine drives the phases and produces the load (the franz-go
+// client's goroutines deliver it); the pipeline runs in its own goroutines
+// (package stream); the action reader (collector.run) and the monitor
+// (monitor.run) have one goroutine each, started by Run and joined before it
+// returns. The collector's and the monitor's fields are guarded by their mu.
+package bench

@@ -1,0 +1,336 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Result is one bench run: its setup, its figures and their ceilings. It is
+// what `leadpulse bench --json` prints.
+//
+// The top-level figures summarise the phases: Events, Seconds and
+// EventsPerSec are the throughput phase's (EventsPerSec its sustained rate,
+// see Phase) or, when it was skipped, the latency phases' together; LatencyMS is the first latency phase's; every
+// Ratio is the share of the ceiling reached (1 = at the ceiling): a rate
+// divided by its ceiling, or a cost's floor divided by the cost.
+type Result struct {
+	Events              int64    `json:"events"`
+	Seconds             float64  `json:"seconds"`
+	EventsPerSec        float64  `json:"events_per_sec"`
+	CeilingEventsPerSec float64  `json:"ceiling_events_per_sec"`
+	Ratio               float64  `json:"ratio"`
+	LatencyMS           *Latency `json:"latency_ms"`
+	CPUMicrosPerEvent   float64  `json:"cpu_us_per_event"`
+	AllocBytesPerEvent  float64  `json:"alloc_bytes_per_event"`
+	PeakHeapBytes       uint64   `json:"peak_heap_bytes"`
+	PeakRSSBytes        uint64   `json:"peak_rss_bytes"`
+
+	Store      string  `json:"store"` // memory | redis
+	Rules      string  `json:"rules"`
+	RuleCopies int     `json:"rule_copies"`
+	Triggers   int     `json:"triggers"`
+	Scoring    int     `json:"scoring_rules"`
+	Partitions int     `json:"partitions"`
+	Batch      int     `json:"batch_records"`
+	Keyed      bool    `json:"keyed"`
+	Broker     string  `json:"broker"` // "embedded (kfake)" or the seed brokers
+	Contacts   int     `json:"contacts"`
+	Zipf       float64 `json:"zipf"`
+	Mix        string  `json:"mix"`
+	Anonymous  float64 `json:"anonymous_share"`
+	GOMAXPROCS int     `json:"gomaxprocs"`
+	Started    string  `json:"started"` // RFC 3339
+
+	// Preload is the producer's rate while loading the throughput phase's
+	// events (before the pipeline starts).
+	PreloadEventsPerSec float64 `json:"preload_events_per_sec,omitempty"`
+	// Ceiling is the raw consume of the same records from the same broker.
+	Ceiling *Ceiling `json:"ceiling"`
+	// Drain is the throughput phase; nil when skipped.
+	Drain *Phase `json:"drain,omitempty"`
+	// Rates are the latency phases, in the order run.
+	Rates []*Phase `json:"rates"`
+	// Redis holds the store's figures and the raw write ceiling; nil with
+	// the memory store.
+	Redis *RedisFigures `json:"redis,omitempty"`
+	// State describes the contacts the run left: count and encoded size.
+	State StateFigures `json:"state"`
+	// ActionsTotal counts every action read from the actions topic;
+	// ActionsFromTimers those of absence/inactivity triggers (not
+	// measured), ActionsUnmatched those whose `at` fell in no phase.
+	ActionsTotal     int64 `json:"actions_total"`
+	ActionsFromTimer int64 `json:"actions_from_timers"`
+	ActionsUnmatched int64 `json:"actions_unmatched"`
+}
+
+// Latency is a latency distribution in milliseconds.
+type Latency struct {
+	Count int64   `json:"count"`
+	P50   float64 `json:"p50"`
+	P90   float64 `json:"p90"`
+	P99   float64 `json:"p99"`
+	P999  float64 `json:"p999"`
+	Max   float64 `json:"max"`
+	Mean  float64 `json:"mean"`
+}
+
+func latencyOf(h *hdrhistogram.Histogram) *Latency {
+	if h == nil || h.TotalCount() == 0 {
+		return nil
+	}
+	ms := func(us int64) float64 { return float64(us) / 1000 }
+	return &Latency{
+		Count: h.TotalCount(),
+		P50:   ms(h.ValueAtQuantile(50)),
+		P90:   ms(h.ValueAtQuantile(90)),
+		P99:   ms(h.ValueAtQuantile(99)),
+		P999:  ms(h.ValueAtQuantile(99.9)),
+		Max:   ms(h.Max()),
+		Mean:  h.Mean() / 1000,
+	}
+}
+
+// Phase is one measured phase: the throughput drain, or a latency phase at
+// an offered rate.
+type Phase struct {
+	// Name is "drain" or "rate".
+	Name string `json:"name"`
+	// OfferedPerSec is the open-loop rate (latency phases).
+	OfferedPerSec float64 `json:"offered_events_per_sec,omitempty"`
+	Events        int64   `json:"events"`
+	// Seconds runs from the first record read (drain) or the first record
+	// sent (rate) to the moment the scoring stage had committed all of them.
+	Seconds float64 `json:"seconds"`
+	// EventsPerSec is, in the drain, the sustained rate: the slope of the
+	// consumer lag from 90% to 10% of the backlog (Sustained true), which
+	// leaves out the start (groups joining, cold contacts) and the tail
+	// (partitions finishing at different times); OverallPerSec is
+	// Events/Seconds. In a latency phase both are Events/Seconds.
+	EventsPerSec  float64 `json:"events_per_sec"`
+	OverallPerSec float64 `json:"overall_events_per_sec"`
+	Sustained     bool    `json:"sustained"`
+	Actions       int64   `json:"actions"`
+	// LatencyMS is event produce time → action read from the actions
+	// topic. In the drain every event waits in the preloaded backlog, so
+	// it mostly measures the backlog; the latency phases measure the
+	// pipeline.
+	LatencyMS *Latency `json:"latency_ms"`
+	// HopFloorMS is one produce→fetch hop of the same broker at the same
+	// rate with plain clients; the pipeline has two hops (three unkeyed).
+	HopFloorMS *Latency `json:"hop_floor_ms,omitempty"`
+	// ProducerBehindMS is how late the open-loop producer sent at worst.
+	ProducerBehindMS float64 `json:"producer_behind_ms,omitempty"`
+
+	CPUSeconds         float64 `json:"cpu_seconds"`
+	CPUMicrosPerEvent  float64 `json:"cpu_us_per_event"`
+	AllocBytesPerEvent float64 `json:"alloc_bytes_per_event"`
+	AllocsPerEvent     float64 `json:"allocs_per_event"`
+	PeakHeapBytes      uint64  `json:"peak_heap_bytes"`
+	PeakRSSBytes       uint64  `json:"peak_rss_bytes"`
+
+	// Batches is the scoring stage's batches; RecordsPerBatch their mean
+	// size and BatchMS their mean duration (apply + produce + commits).
+	Batches         int64   `json:"batches"`
+	RecordsPerBatch float64 `json:"records_per_batch"`
+	BatchMS         float64 `json:"batch_ms"`
+
+	LagMax   int64       `json:"lag_max_records"`
+	LagMean  float64     `json:"lag_mean_records"`
+	LagFinal int64       `json:"lag_final_records"`
+	Lag      []LagSample `json:"lag,omitempty"`
+
+	Redis *RedisPhase `json:"redis,omitempty"`
+}
+
+// RedisPhase is the Redis store's work in a phase (state.RedisStats).
+type RedisPhase struct {
+	// Commits is the write round trips (one pipelined compare-and-set per
+	// batch with changes).
+	Commits uint64 `json:"commits"`
+	Written uint64 `json:"contacts_written"`
+	Loaded  uint64 `json:"contacts_loaded"`
+	// WriteRoundTripsPerBatch is Commits per scoring batch; a batch also
+	// makes at most one read round trip (Prefetch of its cache misses),
+	// which state.Redis does not count.
+	WriteRoundTripsPerBatch float64 `json:"write_round_trips_per_batch"`
+	WrittenPerBatch         float64 `json:"contacts_written_per_batch"`
+	LoadedPerBatch          float64 `json:"contacts_loaded_per_batch"`
+	WrittenPerSec           float64 `json:"contacts_written_per_sec"`
+}
+
+// RedisFigures are the Redis store's figures beside the raw write ceiling.
+type RedisFigures struct {
+	Addr string `json:"addr"`
+	// Ceiling is the raw pipelined SET rate of as many real blobs.
+	Ceiling *Ceiling `json:"ceiling"`
+	// WrittenPerSec is the pipeline's contact writes per second in the
+	// throughput phase (or the first latency phase).
+	WrittenPerSec float64 `json:"contacts_written_per_sec"`
+	Ratio         float64 `json:"ratio"`
+}
+
+// StateFigures describe the stored contacts at the end of the run.
+type StateFigures struct {
+	Contacts  int `json:"contacts"` // memory store only
+	BlobBytes int `json:"mean_blob_bytes"`
+}
+
+// WriteJSON writes r as indented JSON.
+func (r *Result) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteTable writes r as a readable table: every figure beside its ceiling
+// and their ratio.
+func (r *Result) WriteTable(w io.Writer) error {
+	p := &printer{w: w}
+	keyed := "keyed by contact (ingest hop skipped)"
+	if !r.Keyed {
+		keyed = "unkeyed (through the ingest hop)"
+	}
+	skew := "uniform"
+	if r.Zipf > 0 {
+		skew = fmt.Sprintf("zipf %.2f", r.Zipf)
+	}
+	p.f("leadpulse bench  %s\n", r.Started)
+	p.f("  broker  %s, %d partitions; store %s; GOMAXPROCS %d\n", r.Broker, r.Partitions, r.Store, r.GOMAXPROCS)
+	p.f("  rules   %s ×%d (%d scoring rules, %d triggers); batch %d records\n", r.Rules, r.RuleCopies, r.Scoring, r.Triggers, r.Batch)
+	p.f("  load    %s contacts, %s, %s mix, %.0f%% anonymous, %s\n", num(float64(r.Contacts)), skew, r.Mix, r.Anonymous*100, keyed)
+	if r.State.BlobBytes > 0 {
+		if r.State.Contacts > 0 {
+			p.f("  state   %s contacts at the end, %s B per encoded contact (mean)\n", num(float64(r.State.Contacts)), num(float64(r.State.BlobBytes)))
+		} else {
+			p.f("  state   %s B per encoded contact (mean)\n", num(float64(r.State.BlobBytes)))
+		}
+	}
+	p.f("\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	if d := r.Drain; d != nil {
+		p.f("throughput: %s events produced first (%s events/s), then drained by the pipeline\n", num(float64(d.Events)), num(r.PreloadEventsPerSec))
+		fmt.Fprintf(tw, "figure\tpipeline\tceiling\tratio\t\n")
+		if c := r.Ceiling; c != nil {
+			fmt.Fprintf(tw, "events/s sustained\t%s\t%s\t%.2f\t\n", num(d.EventsPerSec), num(c.PerSec), ratio(d.EventsPerSec, c.PerSec))
+			fmt.Fprintf(tw, "events/s whole drain\t%s\t%s\t%.2f\t\n", num(d.OverallPerSec), num(c.PerSec), ratio(d.OverallPerSec, c.PerSec))
+			fmt.Fprintf(tw, "CPU µs/event\t%.1f\t%.1f\t%.2f\t\n", d.CPUMicrosPerEvent, c.CPUMicrosPerOp, ratio(c.CPUMicrosPerOp, d.CPUMicrosPerEvent))
+		} else {
+			fmt.Fprintf(tw, "events/s\t%s\t-\t-\t\n", num(d.EventsPerSec))
+			fmt.Fprintf(tw, "CPU µs/event\t%.1f\t-\t-\t\n", d.CPUMicrosPerEvent)
+		}
+		fmt.Fprintf(tw, "alloc B/event\t%s\t\t\t\n", num(d.AllocBytesPerEvent))
+		fmt.Fprintf(tw, "allocs/event\t%.1f\t\t\t\n", d.AllocsPerEvent)
+		fmt.Fprintf(tw, "peak heap\t%s\t\t\t\n", mib(d.PeakHeapBytes))
+		fmt.Fprintf(tw, "peak RSS (process)\t%s\t\t\t\n", mib(d.PeakRSSBytes))
+		fmt.Fprintf(tw, "batches (mean size, ms)\t%s (%.0f, %.2f ms)\t\t\t\n", num(float64(d.Batches)), d.RecordsPerBatch, d.BatchMS)
+		fmt.Fprintf(tw, "lag max / mean / end\t%s / %s / %s\t\t\t\n", num(float64(d.LagMax)), num(d.LagMean), num(float64(d.LagFinal)))
+		fmt.Fprintf(tw, "actions\t%s\t\t\t\n", num(float64(d.Actions)))
+		if rp := d.Redis; rp != nil {
+			redisRows(tw, rp, r.Redis)
+		}
+		tw.Flush()
+		if c := r.Ceiling; c != nil {
+			p.f("  ceiling: %s\n", c.What)
+		}
+		p.f("\n")
+	}
+	if len(r.Rates) > 0 {
+		p.f("latency: event produced → action read from the actions topic (open loop, Poisson arrivals), ms\n")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "offered/s\tachieved/s\tactions\tp50\tp90\tp99\tp99.9\tmax\thop p99\tCPU µs/ev\tlag max\t\n")
+		for _, ph := range r.Rates {
+			l := ph.LatencyMS
+			if l == nil {
+				l = &Latency{}
+			}
+			hop := "-"
+			if ph.HopFloorMS != nil {
+				hop = fmt.Sprintf("%.2f", ph.HopFloorMS.P99)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%.1f\t%s\t\n",
+				num(ph.OfferedPerSec), num(ph.EventsPerSec), num(float64(ph.Actions)),
+				l.P50, l.P90, l.P99, l.P999, l.Max, hop, ph.CPUMicrosPerEvent, num(float64(ph.LagMax)))
+		}
+		tw.Flush()
+		hops := 2
+		if !r.Keyed {
+			hops = 3
+		}
+		p.f("  hop p99: one produce→fetch hop of the same broker at the same rate (plain clients); the pipeline makes %d hops\n", hops)
+		if len(r.Rates) > 0 && r.Rates[0].Redis != nil && r.Drain == nil {
+			tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+			fmt.Fprintf(tw, "figure\tpipeline\tceiling\tratio\t\n")
+			redisRows(tw, r.Rates[0].Redis, r.Redis)
+			tw.Flush()
+		}
+		p.f("\n")
+	}
+	if r.Drain == nil && r.Ceiling != nil {
+		p.f("ceiling: %s: %s records/s (pipeline %s events/s, ratio %.2f)\n", r.Ceiling.What, num(r.Ceiling.PerSec), num(r.EventsPerSec), r.Ratio)
+	}
+	if r.Redis != nil && r.Redis.Ceiling != nil {
+		p.f("redis ceiling: %s\n", r.Redis.Ceiling.What)
+	}
+	p.f("actions read: %s (%s from timers, not measured; %s outside the phases)\n",
+		num(float64(r.ActionsTotal)), num(float64(r.ActionsFromTimer)), num(float64(r.ActionsUnmatched)))
+	return p.err
+}
+
+func redisRows(tw io.Writer, rp *RedisPhase, rf *RedisFigures) {
+	if rf != nil && rf.Ceiling != nil {
+		fmt.Fprintf(tw, "redis contact writes/s\t%s\t%s\t%.2f\t\n", num(rp.WrittenPerSec), num(rf.Ceiling.PerSec), ratio(rp.WrittenPerSec, rf.Ceiling.PerSec))
+	} else {
+		fmt.Fprintf(tw, "redis contact writes/s\t%s\t-\t-\t\n", num(rp.WrittenPerSec))
+	}
+	fmt.Fprintf(tw, "redis write round trips/batch\t%.2f\t\t\t\n", rp.WriteRoundTripsPerBatch)
+	fmt.Fprintf(tw, "redis contacts written/batch\t%.0f\t\t\t\n", rp.WrittenPerBatch)
+	fmt.Fprintf(tw, "redis contacts loaded/batch\t%.1f\t\t\t\n", rp.LoadedPerBatch)
+}
+
+type printer struct {
+	w   io.Writer
+	err error
+}
+
+func (p *printer) f(format string, args ...any) {
+	if p.err == nil {
+		_, p.err = fmt.Fprintf(p.w, format, args...)
+	}
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+func mib(b uint64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+
+// num formats with thousands separators and no decimals.
+func num(f float64) string {
+	neg := f < 0
+	if neg {
+		f = -f
+	}
+	s := fmt.Sprintf("%.0f", f)
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
