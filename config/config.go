@@ -147,7 +147,7 @@ type Kafka struct {
 	// rebalance.timeout.ms / max.poll.interval.ms). default: 60s
 	RebalanceTimeout Duration `yaml:"rebalance_timeout"`
 	// FetchMaxWait is how long a broker holds a fetch that has no new data
-	// (Kafka's fetch.max.wait.ms). default: 1s
+	// (Kafka's fetch.max.wait.ms). default: 100ms
 	FetchMaxWait Duration `yaml:"fetch_max_wait"`
 }
 
@@ -829,7 +829,7 @@ func (c *Config) validate(ps *problems) {
 	c.duration(ps, "kafka.session_timeout", &k.SessionTimeout, 45*time.Second)
 	c.duration(ps, "kafka.heartbeat_interval", &k.HeartbeatInterval, 3*time.Second)
 	c.duration(ps, "kafka.rebalance_timeout", &k.RebalanceTimeout, 60*time.Second)
-	c.duration(ps, "kafka.fetch_max_wait", &k.FetchMaxWait, time.Second)
+	c.duration(ps, "kafka.fetch_max_wait", &k.FetchMaxWait, 100*time.Millisecond)
 	if k.HeartbeatInterval >= k.SessionTimeout {
 		ps.add(c, []string{"kafka.heartbeat_interval", "kafka.session_timeout"}, "kafka.heartbeat_interval (%v) is not below kafka.session_timeout (%v): members would be evicted between heartbeats; keep the interval at most a third of the timeout", k.HeartbeatInterval, k.SessionTimeout)
 	}

@@ -83,7 +83,10 @@ type Config struct {
 	// FetchMaxWait is how long a broker holds a fetch that has no new data
 	// (corresponds to Kafka's fetch.max.wait.ms). It also bounds how long a
 	// partition whose fetching resumes after backpressure waits, because a
-	// client has one fetch in flight per broker. default: 1s
+	// client has one fetch in flight per broker: with 1s, caught-up
+	// partitions held a drain back for a second at a time (measured by
+	// `leadpulse bench`: 95k–165k events/s drained against 197k–212k with
+	// 50ms). default: 100ms
 	FetchMaxWait time.Duration `yaml:"fetch_max_wait"`
 
 	// TimerDelay is how long after its due time (wall clock) a timer of a
@@ -174,7 +177,7 @@ func (c Config) validate() (Config, error) {
 		c.PollRecords = 10000
 	}
 	if c.FetchMaxWait <= 0 {
-		c.FetchMaxWait = time.Second
+		c.FetchMaxWait = 100 * time.Millisecond
 	}
 	if c.QueueRecords < c.BatchRecords {
 		return c, configError("queue_records (%d) is below batch_records (%d): a partition could never fill a batch; raise queue_records or lower batch_records", c.QueueRecords, c.BatchRecords)
