@@ -224,20 +224,7 @@ Ctrl-C stops (after applying and committing what was read).
 		dispatchErr  error
 		dispatchDone sync.WaitGroup
 	)
-	dispatchDone.Go(func() {
-		if dispatchErr = dispatch.Run(pctx); dispatchErr != nil {
-			// Without the dispatch stage no action reaches a sink: stop the
-			// process (and let its supervisor restart it) rather than
-			// score on unseen.
-			log.Error("leadpulse dev: the dispatch stage failed; stopping", "err", dispatchErr)
-			stopPipeline()
-		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := dispatcher.Close(cctx); err != nil {
-			log.Warn("leadpulse dev: sinks closed with work unsettled", "err", err)
-		}
-	})
+	dispatchDone.Go(func() { dispatchErr = runDispatch(pctx, dispatch, dispatcher, stopPipeline, log, "dev") })
 	err = p.Run(pctx)
 	stopPipeline()
 	dispatchDone.Wait()

@@ -217,20 +217,7 @@ func runLive(e *env, cfg *config.Config, scfg stream.Config, rs *rules.Ruleset, 
 
 	var dispatchErr error
 	if dispatch != nil {
-		work.Go(func() {
-			if dispatchErr = dispatch.Run(pctx); dispatchErr != nil {
-				// Without the dispatch stage no action reaches a sink: stop the
-				// process (and let its supervisor restart it) rather than
-				// score on unseen.
-				log.Error("leadpulse run: the dispatch stage failed; stopping", "err", dispatchErr)
-				stopPipeline()
-			}
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if err := dispatcher.Close(cctx); err != nil {
-				log.Warn("leadpulse run: sinks closed with work unsettled", "err", err)
-			}
-		})
+		work.Go(func() { dispatchErr = runDispatch(pctx, dispatch, dispatcher, stopPipeline, log, "run") })
 	}
 	err = p.Run(pctx)
 	stopPipeline()
@@ -240,6 +227,24 @@ func runLive(e *env, cfg *config.Config, scfg stream.Config, rs *rules.Ruleset, 
 	}
 	log.Info("leadpulse run: stopped")
 	return nil
+}
+
+// runDispatch runs the dispatch stage until ctx is done, then closes the
+// sinks. If the stage fails, it stops the process through stop: without it
+// no action reaches a sink, and a supervisor should restart the process
+// rather than let it score on unseen.
+func runDispatch(ctx context.Context, dispatch *stream.Dispatch, dispatcher *sinks.Dispatcher, stop func(), log *slog.Logger, cmd string) error {
+	err := dispatch.Run(ctx)
+	if err != nil {
+		log.Error("leadpulse "+cmd+": the dispatch stage failed; stopping", "err", err)
+		stop()
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if cerr := dispatcher.Close(cctx); cerr != nil {
+		log.Warn("leadpulse "+cmd+": sinks closed with work unsettled", "err", cerr)
+	}
+	return err
 }
 
 // reloadRules loads the rules file again and switches the pipeline to it,
