@@ -75,7 +75,7 @@ func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOpti
 	})
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), MaxLine)
-	var dec event.Decoder
+	dec := event.Decoder{SkipContext: !rs.ReadsContext()}
 	for sc.Scan() {
 		sum.Lines++
 		line := sc.Bytes()

@@ -30,10 +30,19 @@ func TestDecoderMatchesDecode(t *testing.T) {
 	for _, l := range extra {
 		lines = append(lines, []byte(l))
 	}
-	var d Decoder
-	for round := 0; round < 2; round++ {
+	lines = append(lines,
+		[]byte(`{"type":"page","userId":"u1","context":5,"timestamp":"2026-03-02T09:00:00Z"}`),
+		[]byte(`{"type":"page","userId":"u1","context":null,"properties":{"a":1},"timestamp":"2026-03-02T09:00:00Z"}`),
+		[]byte(`{"type":"page","userId":"u1","context":{"ip":"1.2.3.4","nested":{"x":[1,2]}},"timestamp":"2026-03-02T09:00:00Z"}`),
+		[]byte(`{"type":"page","userId":"u1","context":{"ip":`),
+	)
+	for _, skip := range []bool{false, true} {
+		d := Decoder{SkipContext: skip}
 		for i, line := range lines {
 			want, wantErr := Decode(line, Auto, 7)
+			if skip && want != nil {
+				want.Context = nil // what SkipContext leaves out
+			}
 			got, gotErr := d.Decode(line, Auto, 7)
 			if (wantErr == nil) != (gotErr == nil) {
 				t.Fatalf("line %d: Decode error %v, Decoder error %v", i+1, wantErr, gotErr)

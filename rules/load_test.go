@@ -720,3 +720,29 @@ func TestParseDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestReadsContext(t *testing.T) {
+	for _, tc := range []struct {
+		cond string
+		want bool
+	}{
+		{`type == "page"`, false},
+		{`context.campaign.source == "ads"`, true},
+		{`properties.path startsWith "/p" && context.ip != nil`, true},
+	} {
+		rs, err := rules.Parse("c.yaml", []byte("version: 1\nwindows:\n  w:\n    match: '"+tc.cond+"'\n    over: 1h\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rs.ReadsContext(); got != tc.want {
+			t.Errorf("%s: ReadsContext %v, want %v", tc.cond, got, tc.want)
+		}
+	}
+	rs, err := rules.Parse("c.yaml", []byte("version: 1\ntriggers:\n  - id: t\n    when: event.context.ip == \"1\"\n    do: [a]\nactions:\n  a: { sink: s }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rs.ReadsContext() {
+		t.Error("event.context in a contact condition is not seen")
+	}
+}

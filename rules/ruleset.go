@@ -24,6 +24,21 @@ type Ruleset struct {
 	ctEnv       envBindings // names read by contact conditions
 }
 
+// ReadsContext reports whether any expression reads the event's `context`
+// (as `context…` in an event condition or `event.context…` in a contact
+// condition), so that a decoder may skip it when none does.
+func (rs *Ruleset) ReadsContext() bool {
+	for _, p := range rs.programs() {
+		for _, name := range p.names {
+			root, rest := splitPath(name)
+			if (!p.contactEnv && root == "context") || (p.contactEnv && root == "event" && len(rest) > 0 && rest[0] == "context") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // programs returns every compiled expression of the file.
 func (rs *Ruleset) programs() []*program {
 	var ps []*program
