@@ -69,6 +69,13 @@ func DecodeInto(e *Event, b []byte, f Format, fallback int64) error {
 	return decodeInto(e, b, f, fallback, false)
 }
 
+// DecodeIntoSkipContext is DecodeInto that leaves a JSON event's `context`
+// undecoded, as Decoder.SkipContext does, for rules that never read it.
+func DecodeIntoSkipContext(e *Event, b []byte, f Format, fallback int64) error {
+	*e = Event{}
+	return decodeInto(e, b, f, fallback, true)
+}
+
 func decodeInto(e *Event, b []byte, f Format, fallback int64, skipContext bool) error {
 	if f == Auto {
 		f = Detect(b)

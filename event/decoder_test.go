@@ -44,6 +44,13 @@ func TestDecoderMatchesDecode(t *testing.T) {
 				want.Context = nil // what SkipContext leaves out
 			}
 			got, gotErr := d.Decode(line, Auto, 7)
+			if skip {
+				var single Event
+				singleErr := DecodeIntoSkipContext(&single, line, Auto, 7)
+				if (singleErr == nil) != (gotErr == nil) || (singleErr == nil && !reflect.DeepEqual(&single, got)) {
+					t.Errorf("line %d: DecodeIntoSkipContext gave %+v, %v; the Decoder %+v, %v", i+1, single, singleErr, got, gotErr)
+				}
+			}
 			if (wantErr == nil) != (gotErr == nil) {
 				t.Fatalf("line %d: Decode error %v, Decoder error %v", i+1, wantErr, gotErr)
 			}

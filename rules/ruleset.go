@@ -17,17 +17,20 @@ type Ruleset struct {
 	Actions  []*Action
 	Tests    []*Test
 
-	names       state.Names
-	usesContact bool // some event condition reads `contact`
-	actionIdx   map[string]int
-	evEnv       envBindings // names read by event conditions
-	ctEnv       envBindings // names read by contact conditions
+	names        state.Names
+	usesContact  bool // some event condition reads `contact`
+	actionIdx    map[string]int
+	readsContext bool        // see ReadsContext
+	evEnv        envBindings // names read by event conditions
+	ctEnv        envBindings // names read by contact conditions
 }
 
 // ReadsContext reports whether any expression reads the event's `context`
 // (as `context…` in an event condition or `event.context…` in a contact
 // condition), so that a decoder may skip it when none does.
-func (rs *Ruleset) ReadsContext() bool {
+func (rs *Ruleset) ReadsContext() bool { return rs.readsContext }
+
+func (rs *Ruleset) findContextReads() bool {
 	for _, p := range rs.programs() {
 		for _, name := range p.names {
 			root, rest := splitPath(name)
@@ -83,6 +86,7 @@ func (rs *Ruleset) bindAll() {
 	}
 	rs.evEnv = rs.bind(ev, false)
 	rs.ctEnv = rs.bind(ct, true)
+	rs.readsContext = rs.findContextReads()
 	for _, p := range rs.programs() {
 		env := &rs.evEnv
 		if p.contactEnv {
