@@ -201,7 +201,7 @@ type SASL struct {
 // Pipeline tunes the live pipeline (stream.Config).
 type Pipeline struct {
 	// BatchRecords is the most records a partition applies before it
-	// produces their actions and commits state and offset. default: 1000
+	// produces their actions and commits state and offset. default: 4000
 	BatchRecords int `yaml:"batch_records"`
 	// QueueRecords bounds the records fetched and waiting for one
 	// partition; a full queue pauses fetching that partition. default: 4096
@@ -835,7 +835,7 @@ func (c *Config) validate(ps *problems) {
 	}
 
 	p := &c.Pipeline
-	c.positive(ps, "pipeline.batch_records", &p.BatchRecords, 1000)
+	c.positive(ps, "pipeline.batch_records", &p.BatchRecords, 4000)
 	c.positive(ps, "pipeline.queue_records", &p.QueueRecords, 4096)
 	c.positive(ps, "pipeline.poll_records", &p.PollRecords, 10000)
 	if p.QueueRecords < p.BatchRecords {

@@ -81,7 +81,7 @@ func TestDefaults(t *testing.T) {
 			check("kafka.heartbeat_interval", k.HeartbeatInterval.D(), 3*time.Second)
 			check("kafka.rebalance_timeout", k.RebalanceTimeout.D(), time.Minute)
 			check("kafka.fetch_max_wait", k.FetchMaxWait.D(), 100*time.Millisecond)
-			check("pipeline", c.Pipeline, config.Pipeline{BatchRecords: 1000, QueueRecords: 4096, PollRecords: 10000,
+			check("pipeline", c.Pipeline, config.Pipeline{BatchRecords: 4000, QueueRecords: 4096, PollRecords: 10000,
 				TimerDelay: config.Duration(500 * time.Millisecond), Tick: config.Duration(200 * time.Millisecond),
 				TimerHorizon: config.Duration(time.Minute), DrainTimeout: config.Duration(30 * time.Second)})
 			check("redis.addr", []string(c.Redis.Addr), []string{"127.0.0.1:6379"})

@@ -70,7 +70,11 @@ type Config struct {
 
 	// BatchRecords is the most records a partition applies before it
 	// produces the batch's actions, commits the store and commits the
-	// offset. default: 1000
+	// offset. It bounds a batch under a backlog only: a caught-up partition
+	// applies what it has. Larger batches coalesce more writes of one
+	// contact into one store write (leadpulse bench with Redis: 81k events/s
+	// at 1,000, 134k at 4,000; p99 at 5,000 events/s unchanged).
+	// default: 4000
 	BatchRecords int `yaml:"batch_records"`
 	// QueueRecords bounds the records buffered for one partition between
 	// the poll loop and the partition's goroutine. When a queue holds this
@@ -168,7 +172,7 @@ func (c Config) validate() (Config, error) {
 		c.ReplicationFactor = -1
 	}
 	if c.BatchRecords <= 0 {
-		c.BatchRecords = 1000
+		c.BatchRecords = 4000
 	}
 	if c.QueueRecords <= 0 {
 		c.QueueRecords = 4096

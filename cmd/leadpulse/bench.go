@@ -29,7 +29,7 @@ type benchCmd struct {
 
 	RuleCopies   []int         `default:"1" sep:"," placeholder:"N" help:"Repeat every scoring rule and trigger N times (distinct ids). Default: 1."`
 	Partitions   []int32       `default:"6" sep:"," placeholder:"N" help:"Partitions of the bench topics. Default: 6."`
-	Batch        []int         `default:"1000" sep:"," placeholder:"N" help:"Records a partition applies per produce/commit round (stream batch_records). Default: 1000."`
+	Batch        []int         `default:"4000" sep:"," placeholder:"N" help:"Records a partition applies per produce/commit round (stream batch_records). Default: 4000."`
 	FetchMaxWait time.Duration `placeholder:"D" help:"How long the broker holds a fetch of partitions without new data (stream fetch_max_wait). Default: the pipeline's (1s)."`
 
 	JSON       bool   `name:"json" help:"Print the result as JSON instead of a table."`
