@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 	"runtime/trace"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -306,43 +308,20 @@ func (r *run) measure(ctx context.Context) error {
 	go func() { defer close(monDone); r.mon.run(mctx) }()
 	r.defers = append(r.defers, func() { stopMon(); <-monDone })
 
-	if cfg.CPUProfile != "" {
-		f, err := os.Create(cfg.CPUProfile)
+	for _, prof := range []struct {
+		path, flag string
+		start      func(io.Writer) error
+		stop       func()
+	}{
+		{cfg.CPUProfile, "--cpuprofile", pprof.StartCPUProfile, pprof.StopCPUProfile},
+		{cfg.Trace, "--trace", trace.Start, trace.Stop},
+	} {
+		if prof.path == "" {
+			continue
+		}
+		stop, err := startProfile(prof.path, prof.start, prof.stop)
 		if err != nil {
-			return fmt.Errorf("bench: --cpuprofile: %w", err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			f.Close()
-			return fmt.Errorf("bench: --cpuprofile: %w", err)
-		}
-		stopped := false
-		stop := func() {
-			if !stopped {
-				stopped = true
-				pprof.StopCPUProfile()
-				f.Close()
-			}
-		}
-		defer stop()
-		r.defers = append(r.defers, stop)
-	}
-
-	if cfg.Trace != "" {
-		f, err := os.Create(cfg.Trace)
-		if err != nil {
-			return fmt.Errorf("bench: --trace: %w", err)
-		}
-		if err := trace.Start(f); err != nil {
-			f.Close()
-			return fmt.Errorf("bench: --trace: %w", err)
-		}
-		stopped := false
-		stop := func() {
-			if !stopped {
-				stopped = true
-				trace.Stop()
-				f.Close()
-			}
+			return fmt.Errorf("bench: %s: %w", prof.flag, err)
 		}
 		defer stop()
 		r.defers = append(r.defers, stop)
@@ -817,4 +796,19 @@ func downsample(s []LagSample, n int) []LagSample {
 		out = append(out, s[i*len(s)/n])
 	}
 	return append(out, s[len(s)-1])
+}
+
+// startProfile starts a CPU profile or an execution trace into a new file at
+// path and returns an idempotent stop that also closes the file.
+func startProfile(path string, start func(io.Writer) error, stop func()) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := start(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(func() { stop(); f.Close() }) }, nil
 }

@@ -175,18 +175,7 @@ func (d *devCmd) Run(e *env) error {
 	srv := &http.Server{Handler: admin.Handler(admin.Options{
 		Gatherer: reg, Ready: devReady(p, rdb), Contacts: pipelineContacts{p}, Rules: p.Rules, Logger: log,
 	}), ReadHeaderTimeout: 5 * time.Second}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := srv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("leadpulse dev: http server stopped", "err", err)
-		}
-	})
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		wg.Wait()
-	}()
+	defer serveHTTP(ctx, srv, httpLn, log, "dev")()
 
 	store := "in memory"
 	if rdb != nil {
@@ -213,8 +202,9 @@ Ctrl-C stops (after applying and committing what was read).
 	defer stopPipeline()
 	if !d.NoDemo {
 		dctx, stopDemo := context.WithCancel(ctx)
-		defer stopDemo()
-		wg.Go(func() {
+		var demoDone sync.WaitGroup
+		defer func() { stopDemo(); demoDone.Wait() }()
+		demoDone.Go(func() {
 			if err := runDemo(dctx, addr, cfg.Topics.Events, d.DemoRate, log); err != nil {
 				log.Error("leadpulse dev: demo traffic stopped", "err", err)
 			}

@@ -177,18 +177,7 @@ func runLive(e *env, cfg *config.Config, scfg stream.Config, rs *rules.Ruleset, 
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := srv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("leadpulse run: http server stopped", "err", err)
-		}
-	})
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		wg.Wait()
-	}()
+	defer serveHTTP(ctx, srv, httpLn, log, "run")()
 
 	pctx, stopPipeline := context.WithCancel(ctx)
 	defer stopPipeline()
@@ -227,6 +216,23 @@ func runLive(e *env, cfg *config.Config, scfg stream.Config, rs *rules.Ruleset, 
 	}
 	log.Info("leadpulse run: stopped")
 	return nil
+}
+
+// serveHTTP serves the admin/metrics server on ln until the returned
+// function, which shuts it down (within 5s) and waits for it.
+func serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener, log *slog.Logger, cmd string) (shutdown func()) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("leadpulse "+cmd+": http server stopped", "err", err)
+		}
+	})
+	return func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		wg.Wait()
+	}
 }
 
 // runDispatch runs the dispatch stage until ctx is done, then closes the
