@@ -496,6 +496,9 @@ func (r *run) drain(ctx context.Context, n int64, win *window) (*Phase, error) {
 		return nil, err
 	}
 	t1 := time.Now()
+	// The lag at the end of the phase, read now: the ticker's last sample
+	// may be older than the end.
+	end, endOK := r.mon.sample(ctx)
 	b := r.stats()
 	if err := r.waitActions(ctx); err != nil {
 		return nil, err
@@ -504,6 +507,9 @@ func (r *run) drain(ctx context.Context, n int64, win *window) (*Phase, error) {
 	ph := &Phase{Name: "drain", Events: n, Seconds: t1.Sub(t0).Seconds(), Actions: actions, LatencyMS: latencyOf(h)}
 	ph.OverallPerSec = float64(n) / ph.Seconds
 	r.fill(ph, a, b, lagFrom)
+	if endOK {
+		ph.LagFinal = end.Records
+	}
 	ph.EventsPerSec = ph.OverallPerSec
 	if rate, ok := sustained(r.mon.lagSince(lagFrom), n); ok {
 		ph.EventsPerSec, ph.Sustained = rate, true
@@ -552,6 +558,9 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 		return nil, err
 	}
 	t1 := time.Now()
+	// The lag at the end of the phase, read now: the ticker's last sample
+	// may be older than the end.
+	end, endOK := r.mon.sample(ctx)
 	b := r.stats()
 	if err := r.waitActions(ctx); err != nil {
 		return nil, err
@@ -568,6 +577,9 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 	ph.EventsPerSec = float64(ph.Events) / ph.Seconds
 	ph.OverallPerSec = ph.EventsPerSec
 	r.fill(ph, a, b, lagFrom)
+	if endOK {
+		ph.LagFinal = end.Records
+	}
 	if behind > 100*time.Millisecond {
 		r.logf("the load generator fell %v behind its schedule at %.0f events/s: the machine is saturated; latencies include that wait", behind, rate)
 	}
