@@ -43,6 +43,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -58,6 +59,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	yaml "go.yaml.in/yaml/v3"
 
+	"github.com/leadpulse/leadpulse/internal/suggest"
 	"github.com/leadpulse/leadpulse/state"
 	"github.com/leadpulse/leadpulse/stream"
 )
@@ -482,10 +484,18 @@ func yamlProblems(file string, err error) []Problem {
 		}
 		if sm := unknownRe.FindStringSubmatch(m); sm != nil {
 			in := sectionOf[strings.TrimPrefix(sm[2], "config.")]
+			keys := keysOf(reflect.TypeFor[Config]())
+			if in != "" {
+				keys = keysOf(typeOfSection[in])
+			}
+			hint := ""
+			if s := suggest.Closest(sm[1], keys); s != "" {
+				hint = fmt.Sprintf("did you mean %q? ", s)
+			}
 			if in == "" {
-				m = fmt.Sprintf("unknown key %q at the top level; the keys are %s", sm[1], strings.Join(keysOf(reflect.TypeFor[Config]()), ", "))
+				m = fmt.Sprintf("unknown key %q at the top level; %sthe keys are %s", sm[1], hint, strings.Join(keys, ", "))
 			} else {
-				m = fmt.Sprintf("unknown key %q in %s:; the keys there are %s", sm[1], in, strings.Join(keysOf(typeOfSection[in]), ", "))
+				m = fmt.Sprintf("unknown key %q in %s:; %sthe keys there are %s", sm[1], in, hint, strings.Join(keys, ", "))
 			}
 		}
 		ps = append(ps, Problem{Where: where, Msg: m})
@@ -632,7 +642,7 @@ func (c *Config) applyEnv(environ []string, ps *problems) {
 	slices.Sort(unknown)
 	for _, k := range unknown {
 		msg := "unknown variable: every LEADPULSE_ variable names a config key (see `leadpulse run --help` and the README)"
-		if s := closest(k, known); s != "" {
+		if s := suggest.Closest(k, slices.Collect(maps.Keys(known))); s != "" {
 			msg = fmt.Sprintf("unknown variable; did you mean %s?", s)
 		}
 		*ps = append(*ps, Problem{Where: "$" + k, Msg: msg})
@@ -704,36 +714,6 @@ func (c *Config) setFromEnv(fv reflect.Value, name, raw string) error {
 }
 
 // closest returns the known name nearest to name, if it is near.
-func closest(name string, known map[string]bool) string {
-	best, bestD := "", 4
-	for k := range known {
-		if d := editDistance(name, k); d < bestD || (d == bestD && k < best) {
-			best, bestD = k, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
-
 // resolvePaths makes relative file paths that come from the file (or are
 // defaults) relative to the file's directory.
 func (c *Config) resolvePaths() {
