@@ -8,7 +8,8 @@
 //	GET    /contacts/{id}  the contact as the rules see it (rules.ContactView) and
 //	                       where it is stored; ?at=RFC3339 computes the scores
 //	                       at that time (default: the contact's latest event)
-//	DELETE /contacts/{id}  erase everything held about the contact
+//	DELETE /contacts/{id}  erase everything held about the contact; 404 when
+//	                       it is not stored
 //
 // When Options.Token is set, /contacts/… requires the header
 // `Authorization: Bearer TOKEN` (401 otherwise); /metrics, /healthz and
@@ -131,18 +132,22 @@ func (h *handler) auth(next http.HandlerFunc) http.HandlerFunc {
 // ContactResponse is the body of GET /contacts/{id}.
 type ContactResponse struct {
 	rules.ContactView
-	// Stored says where the state lives: the Kafka position of its last
-	// write, and with Redis its version, remaining TTL and size.
+	// Stored says where the state lives: with Redis, the Kafka position of
+	// its last write, its version, remaining TTL and size; in memory (dev),
+	// its partition.
 	Stored StoredInfo `json:"stored"`
 }
 
 // StoredInfo is the storage side of a contact.
 type StoredInfo struct {
+	Store     string `json:"store"` // "redis", or "memory" (leadpulse dev without --redis)
 	Partition int32  `json:"partition"`
-	Offset    int64  `json:"offset"`
-	Version   int64  `json:"version,omitempty"`
-	TTL       string `json:"ttl,omitempty"` // "" when unknown, "none" when it never expires
-	Bytes     int    `json:"bytes,omitempty"`
+	// Offset is the position of the last accepted write in Partition;
+	// absent for the memory store, which keeps none.
+	Offset  *int64 `json:"offset,omitempty"`
+	Version int64  `json:"version,omitempty"`
+	TTL     string `json:"ttl,omitempty"` // "" when unknown, "none" when it never expires
+	Bytes   int    `json:"bytes,omitempty"`
 }
 
 func (h *handler) getContact(w http.ResponseWriter, r *http.Request) {
@@ -165,9 +170,12 @@ func (h *handler) getContact(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, "inspect", id, err)
 		return
 	}
-	resp := ContactResponse{
-		ContactView: h.o.Rules().Inspect(st.Contact, at),
-		Stored:      StoredInfo{Partition: st.Pos.Partition, Offset: st.Pos.Offset, Version: st.Version, Bytes: st.Size},
+	resp := ContactResponse{ContactView: h.o.Rules().Inspect(st.Contact, at)}
+	if st.Memory {
+		resp.Stored = StoredInfo{Store: "memory", Partition: st.Pos.Partition}
+	} else {
+		off := st.Pos.Offset
+		resp.Stored = StoredInfo{Store: "redis", Partition: st.Pos.Partition, Offset: &off, Version: st.Version, Bytes: st.Size}
 	}
 	switch {
 	case st.TTL < 0:
@@ -194,6 +202,15 @@ func (h *handler) deleteContact(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	ctx, cancel := context.WithTimeout(r.Context(), h.o.ForgetTimeout)
 	defer cancel()
+	// A contact that is not stored is 404, like GET: nothing to erase, and
+	// a mistyped id does not pass for an erasure. Only a definite "not
+	// stored" answers so; when the store cannot tell (the partition is
+	// elsewhere, the pipeline is starting), the erasure goes ahead, since
+	// it is ordered with the contact's events wherever they are.
+	if _, err := h.o.Contacts.Inspect(ctx, id); errors.Is(err, state.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "contact "+quote(id)+" is not stored (never seen, erased, or expired): nothing to erase")
+		return
+	}
 	applied, err := h.o.Contacts.Forget(ctx, id)
 	if err != nil {
 		h.fail(w, "forget", id, err)
