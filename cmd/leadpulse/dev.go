@@ -39,7 +39,7 @@ type devCmd struct {
 	NoDemo     bool    `help:"Produce no demo traffic: send your own events to the events topic."`
 	DemoRate   float64 `default:"100" placeholder:"N" help:"Demo events per second (a realistic B2B site, 1,000 visitors). Default: 100."`
 	Partitions int32   `default:"6" placeholder:"N" help:"Partitions of each topic. Default: 6."`
-	Sinks      string  `type:"existingfile" placeholder:"FILE" help:"YAML file with a sinks: block of the deployment config (SPEC §4). Default: every action to standard output (log: {type: stdout, format: text, default: true})."`
+	Sinks      string  `type:"existingfile" placeholder:"FILE" help:"YAML file with a sinks: block of the deployment config (docs/config.md). Default: every action to standard output (log: {type: stdout, format: text, default: true})."`
 }
 
 // bannerEvent is the event the banner's kcat example sends: a demo request

@@ -7,7 +7,8 @@ package main
 //	    A rules file (it has `version:`) must validate, and its tests pass;
 //	    with check=fail it must not validate or a test must fail (what
 //	    leadpulse says is shown next). Any
-//	    other YAML (a deployment config, a sinks file) needs file=NAME and a
+//	    YAML with only a sinks: block must be a valid sinks file (dev
+//	    --sinks). Any other YAML (a deployment config) needs file=NAME and a
 //	    console example of the same page that uses NAME.
 //	```json / ```jsonl [check=bad]
 //	    One object per line: an event (it must decode) or, with an "action"
@@ -146,10 +147,28 @@ func TestDocExamples(t *testing.T) {
 	}
 }
 
-var topLevelVersion = regexp.MustCompile(`(?m)^version:`)
+var (
+	topLevelVersion = regexp.MustCompile(`(?m)^version:`)
+	onlySinks       = regexp.MustCompile(`^sinks:\n(( .*)?\n)*$`) // one top-level key: sinks
+)
 
 func checkDocYAML(t *testing.T, where string, b docBlock, commands string) {
 	t.Helper()
+	if onlySinks.MatchString(b.body) {
+		// A sinks file (leadpulse dev --sinks): read as dev reads it.
+		name := filepath.Join(t.TempDir(), "sinks.yaml")
+		if err := os.WriteFile(name, []byte(b.body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := loadSinks(name)
+		if err == nil {
+			_, err = cfg.Validate()
+		}
+		if err != nil {
+			t.Errorf("%s: the sinks example does not validate: %v", where, err)
+		}
+		return
+	}
 	if !topLevelVersion.MatchString(b.body) {
 		name := b.opts["file"]
 		if name == "" || !strings.Contains(commands, name) {

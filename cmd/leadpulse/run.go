@@ -40,7 +40,7 @@ type runCmds struct {
 
 // runCmd is `leadpulse run --config FILE` (SPEC §4).
 type runCmd struct {
-	Config string `required:"" type:"existingfile" placeholder:"FILE" help:"Deployment config (YAML: kafka, redis, rules, http, sinks; SPEC §4). Every key can be set by an environment variable LEADPULSE_<PATH>, e.g. LEADPULSE_KAFKA_BROKERS=k1:9092,k2:9092, LEADPULSE_REDIS_ADDR, LEADPULSE_RULES, LEADPULSE_HTTP, LEADPULSE_ADMIN_TOKEN."`
+	Config string `required:"" type:"existingfile" placeholder:"FILE" help:"Deployment config (YAML: kafka, redis, rules, http, sinks; see docs/config.md). Every key can be set by an environment variable LEADPULSE_<PATH>, e.g. LEADPULSE_KAFKA_BROKERS=k1:9092,k2:9092, LEADPULSE_REDIS_ADDR, LEADPULSE_RULES, LEADPULSE_HTTP, LEADPULSE_ADMIN_TOKEN."`
 	Check  bool   `help:"Check the config, the rules and the sinks without connecting to anything, print the effective config (secrets redacted) and exit: 0 when valid."`
 }
 
