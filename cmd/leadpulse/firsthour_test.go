@@ -4,10 +4,15 @@ package main
 // rough edges met on a fresh clone.
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"regexp"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vmihailenco/msgpack/v5"
@@ -48,6 +53,13 @@ func TestReplayInputErrors(t *testing.T) {
 	code, _, errs := runCLI(t, "", "replay", "--rules", "../../examples/spec.yaml", dir)
 	if code != 2 || !strings.Contains(errs, dir+" is a directory") || strings.Contains(errs, "bytes") {
 		t.Errorf("a directory: exit %d, want 2 with %q; stderr: %s", code, "is a directory", errs)
+	}
+	// Input that fails while it is read is unreadable input too: exit 2.
+	in := io.MultiReader(strings.NewReader(pricingEvent("2026-03-02T09:00:00Z")+"\n"), iotest.ErrReader(errors.New("disk on fire")))
+	var out, errb bytes.Buffer
+	code = run(context.Background(), []string{"replay", "--rules", "../../examples/spec.yaml"}, in, &out, &errb)
+	if code != 2 || !strings.Contains(errb.String(), "leadpulse replay: standard input: read events at line 2: disk on fire") {
+		t.Errorf("a failing read: exit %d, want 2; stderr: %s", code, errb.String())
 	}
 }
 
