@@ -2,6 +2,7 @@ package rules
 
 import (
 	"math"
+	"slices"
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
@@ -362,25 +363,16 @@ func mergeSeen(u, a state.Seen) state.Seen {
 		return u
 	}
 	all := make([]uint64, 0, len(u.H)+len(a.H))
-	all = appendRing(all, a)
-	for _, h := range ringOrder(u) {
-		dup := false
-		for _, x := range a.H {
-			if x == h {
-				dup = true
-				break
-			}
-		}
-		if !dup {
+	for _, h := range ringOrder(a) {
+		if !slices.Contains(u.H, h) {
 			all = append(all, h)
 		}
 	}
-	var out state.Seen
+	all = append(all, ringOrder(u)...)
 	if over := len(all) - state.MaxSeenIDs; over > 0 {
 		all = all[over:]
 	}
-	out.H = all
-	return out
+	return state.Seen{H: all}
 }
 
 // ringOrder returns the ring's hashes oldest first.
@@ -390,5 +382,3 @@ func ringOrder(s state.Seen) []uint64 {
 	}
 	return append(append([]uint64(nil), s.H[s.Pos:]...), s.H[:s.Pos]...)
 }
-
-func appendRing(dst []uint64, s state.Seen) []uint64 { return append(dst, ringOrder(s)...) }
