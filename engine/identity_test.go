@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -751,5 +752,122 @@ actions:
 	want := 8*math.Exp2(-0.7) + 8*math.Exp2(-0.4)
 	if len(r.Records) != 1 || math.Abs(r.Records[0].Engagement-round3(want)) > 1e-9 {
 		t.Fatalf("records %+v: want engagement %.3f", r.Records, want)
+	}
+}
+
+// TestIdentityInvariants drives random identity traffic (few ids, blocked
+// ones, aliases, repeats, late events, erasures) and checks after every
+// event that the link table and the states agree: a linked id is on its
+// user's list and nowhere else, no user exceeds max_anonymous, and a merged
+// anonymous id keeps no state of its own (unless it has been a userId).
+func TestIdentityInvariants(t *testing.T) {
+	ctx := context.Background()
+	rs := mustParse(t, "identity: { max_anonymous: 3 }\n"+idWindow+`
+scoring:
+  engagement:
+    half_life: 1d
+    rules:
+      - { id: p, on: type == "page", points: 10, limit: { points: 25, per: 1h } }
+`)
+	users := []string{"u0", "u1", "u2", "null", ""}
+	anons := []string{"a0", "a1", "a2", "a3", "a4", "a5", "u1", "guest", ""}
+	types := []string{"page", "page", "track", "identify", "alias"}
+	var total rules.Stats
+	for seed := uint64(1); seed <= 300; seed++ {
+		rng := newRand(seed)
+		store, links := state.NewMemory(), state.NewMemoryLinks()
+		p := engine.NewPartition(rs, store, nil)
+		p.UseLinks(links)
+		for i := 0; i < 40; i++ {
+			kv := []any{"type", types[rng(len(types))], "messageId", fmt.Sprint("m", rng(30))}
+			kv = append(kv, as(users[rng(len(users))], anons[rng(len(anons))])...)
+			if kv[1] == "alias" {
+				kv = append(kv, "previousId", anons[rng(len(anons))])
+			}
+			if kv[1] == "track" {
+				kv = append(kv, "event", "probe")
+			}
+			line := ev(time.Duration(i-rng(5))*time.Minute, kv...)
+			e, err := event.Decode([]byte(line), event.JSON, 0)
+			if err != nil {
+				continue // no id at all: bad at decode
+			}
+			if err := p.Apply(ctx, e); err != nil && event.ReasonOf(err) == "" {
+				t.Fatalf("seed %d event %d: %v", seed, i, err)
+			}
+			if rng(25) == 0 {
+				if _, err := p.Erase(ctx, users[rng(3)]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			checkLinks(t, seed, i, store, links)
+		}
+		st := p.Stats()
+		total.Links += st.Links
+		total.Merges += st.Merges
+		for k := range st.Conflicts {
+			total.Conflicts[k] += st.Conflicts[k]
+		}
+	}
+	// The traffic reaches every case (or the test proves nothing).
+	if total.Links == 0 || total.Merges == 0 || total.Conflicts[rules.ConflictMerged] == 0 ||
+		total.Conflicts[rules.ConflictKnown] == 0 || total.Conflicts[rules.ConflictMaxAnonymous] == 0 {
+		t.Errorf("random traffic made %d links, %d merges, conflicts %v: some case never happened", total.Links, total.Merges, total.Conflicts)
+	}
+	t.Logf("%d links, %d merges, conflicts %v", total.Links, total.Merges, total.Conflicts)
+}
+
+func checkLinks(t *testing.T, seed uint64, i int, store *state.Memory, links *state.MemoryLinks) {
+	t.Helper()
+	ctx := context.Background()
+	onList := map[string]string{}
+	store.Range(func(c *state.Contact) bool {
+		if len(c.Merged) > 3 {
+			t.Fatalf("seed %d event %d: %s absorbed %d ids", seed, i, c.ID, len(c.Merged))
+		}
+		for _, a := range c.Merged {
+			if prev, dup := onList[a]; dup {
+				t.Fatalf("seed %d event %d: %s on the lists of %s and %s", seed, i, a, prev, c.ID)
+			}
+			onList[a] = c.ID
+			if owner, _ := links.Owner(ctx, a); owner != c.ID {
+				t.Fatalf("seed %d event %d: %s lists %s, which belongs to %q", seed, i, c.ID, a, owner)
+			}
+		}
+		return true
+	})
+	links.Range(func(a, u string) bool {
+		if onList[a] != u {
+			t.Fatalf("seed %d event %d: link %s→%s not on %s's list", seed, i, a, u, u)
+		}
+		if c := storedContact(store, a); c != nil {
+			if known, _ := links.Known(ctx, a); !known {
+				t.Fatalf("seed %d event %d: merged anonymous %s keeps state %+v", seed, i, a, c)
+			}
+		}
+		return true
+	})
+}
+
+func storedContact(store *state.Memory, id string) *state.Contact {
+	var found *state.Contact
+	store.Range(func(c *state.Contact) bool {
+		if c.ID == id {
+			found = c
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+// newRand returns a small deterministic generator of ints in [0, n).
+func newRand(seed uint64) func(n int) int {
+	x := seed*0x9e3779b97f4a7c15 + 1
+	return func(n int) int {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		return int(x % uint64(n))
 	}
 }
