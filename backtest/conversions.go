@@ -54,7 +54,6 @@ func ReadConversions(file string, r io.Reader) (*Conversions, error) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
@@ -62,6 +61,7 @@ func ReadConversions(file string, r io.Reader) (*Conversions, error) {
 			}
 			return nil, fmt.Errorf("read %s: %w", file, err)
 		}
+		line, _ := cr.FieldPos(0)
 		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
 			continue // a blank line
 		}

@@ -39,7 +39,10 @@ import (
 // one whose `when` is not one comparison of `score` with a number.
 type SweepError struct {
 	File, Trigger, Reason string
+	Err                   error // ErrNoTrigger for an unknown trigger
 }
+
+func (e *SweepError) Unwrap() error { return e.Err }
 
 func (e *SweepError) Error() string {
 	return fmt.Sprintf("%s: %s: --sweep needs a trigger whose `when` is one comparison `score >= N` or `score > N`: %s", e.File, e.Trigger, e.Reason)
@@ -137,7 +140,7 @@ type comparison struct {
 func (d *doc) sweepTarget(id string) (comparison, error) {
 	t := d.triggerNode(id)
 	if t == nil {
-		return comparison{}, &SweepError{File: d.file, Trigger: id, Reason: fmt.Sprintf("the file has no trigger %q (%v)", id, ErrNoTrigger)}
+		return comparison{}, &SweepError{File: d.file, Trigger: id, Reason: fmt.Sprintf("the file has no trigger %q", id), Err: ErrNoTrigger}
 	}
 	w := mapValue(t, "when")
 	if w == nil || w.Kind != yaml.ScalarNode {
