@@ -154,7 +154,7 @@ func TestDefinitions(t *testing.T) {
 		name: "recall counts a later firing within the horizon, precision only the first",
 		events: []ev{
 			{"u1", "pricing", 0}, {"u1", "pricing", day}, // fires at day 1
-			{"u1", "careers", 2 * day},                                // re-arms
+			{"u1", "careers", 2 * day},                             // re-arms
 			{"u1", "pricing", 40 * day}, {"u1", "order", 45 * day}, // fires at day 40; converts at 45
 		},
 		pop: 1, conv: 1, base: f(1),
