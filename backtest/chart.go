@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"image/color"
+	"math"
 	"path/filepath"
 	"strings"
 
@@ -40,8 +41,19 @@ func (r *Report) WriteChart(path string) error {
 		"converted within %s of the alert; %s converters among %s contacts (base rate %s)",
 		r.Sweep.Trigger, Duration(r.Horizon.Seconds()), count(m0.Converters), count(m0.Population), pct(m0.BaseRate))
 	p.X.Label.Text = fmt.Sprintf("threshold N (%s fires when its score reaches N)", r.Sweep.Trigger)
-	p.Y.Label.Text = "share (0 to 1)"
-	p.Y.Min, p.Y.Max = 0, 1.05
+	p.Y.Label.Text = "precision, recall (share, 0 to 1)"
+	// Zoom on the data, with room above it for the legend.
+	top := 0.0
+	for _, m := range r.Models {
+		for _, f := range m.Sweep {
+			for _, v := range []*float64{f.Precision, f.Recall, m.BaseRate} {
+				if v != nil {
+					top = max(top, *v)
+				}
+			}
+		}
+	}
+	p.Y.Min, p.Y.Max = 0, min(1.0, max(0.1, math.Ceil(top*1.6*20)/20))
 	p.X.Min, p.X.Max = r.Sweep.From, r.Sweep.To
 	if p.X.Min == p.X.Max {
 		p.X.Min, p.X.Max = p.X.Min-1, p.X.Max+1
@@ -85,15 +97,20 @@ func (r *Report) WriteChart(path string) error {
 			p.Add(l, pts)
 			p.Legend.Add("recall, "+name, l, pts)
 		}
-		if m.SweepAt != nil && *m.SweepAt >= p.X.Min && *m.SweepAt <= p.X.Max {
-			v, err := plotter.NewLine(plotter.XYs{{X: *m.SweepAt, Y: 0}, {X: *m.SweepAt, Y: 1.05}})
+		same := i > 0 && m0.SweepAt != nil && m.SweepAt != nil && *m0.SweepAt == *m.SweepAt && m0.SweepOp == m.SweepOp
+		if m.SweepAt != nil && *m.SweepAt >= p.X.Min && *m.SweepAt <= p.X.Max && !same {
+			v, err := plotter.NewLine(plotter.XYs{{X: *m.SweepAt, Y: 0}, {X: *m.SweepAt, Y: p.Y.Max}})
 			if err != nil {
 				return err
 			}
 			v.Color = col
 			v.Dashes = []vg.Length{vg.Points(1), vg.Points(3)}
 			p.Add(v)
-			p.Legend.Add(fmt.Sprintf("today's threshold in %s: %s %s", name, m.SweepOp, formatNumber(*m.SweepAt)), v)
+			in := name
+			if i == 0 && len(r.Models) > 1 && sameThreshold(r.Models) {
+				in = "both files"
+			}
+			p.Legend.Add(fmt.Sprintf("today's threshold in %s: score %s %s", in, m.SweepOp, formatNumber(*m.SweepAt)), v)
 		}
 		if i == 0 && m.BaseRate != nil {
 			b, err := plotter.NewLine(plotter.XYs{{X: p.X.Min, Y: *m.BaseRate}, {X: p.X.Max, Y: *m.BaseRate}})
@@ -107,4 +124,14 @@ func (r *Report) WriteChart(path string) error {
 		}
 	}
 	return p.Save(24*vg.Centimeter, 15*vg.Centimeter, path)
+}
+
+// sameThreshold reports whether every file sweeps from the same comparison.
+func sameThreshold(ms []*Model) bool {
+	for _, m := range ms[1:] {
+		if m.SweepAt == nil || ms[0].SweepAt == nil || *m.SweepAt != *ms[0].SweepAt || m.SweepOp != ms[0].SweepOp {
+			return false
+		}
+	}
+	return true
 }
