@@ -94,7 +94,9 @@ func main() {
 	for _, d := range best {
 		deals = append(deals, d)
 	}
-	sort.Slice(deals, func(i, j int) bool { return deals[i].at.Before(deals[j].at) || deals[i].at.Equal(deals[j].at) && deals[i].id < deals[j].id })
+	sort.Slice(deals, func(i, j int) bool {
+		return deals[i].at.Before(deals[j].at) || deals[i].at.Equal(deals[j].at) && deals[i].id < deals[j].id
+	})
 	cf, err := os.Create("examples/backtest/closed-deals.csv")
 	check(err)
 	cw := bufio.NewWriter(cf)
