@@ -32,6 +32,11 @@ func (c *backtestCmd) Run(e *env) error {
 	if (c.Conversion == "") == (c.Conversions == "") {
 		return usage("give the conversions: --conversion EXPR or --conversions FILE.csv (one of them)")
 	}
+	for _, f := range []string{c.Rules, c.Compare} {
+		if _, err := os.Stat(f); f != "" && err != nil {
+			return usage("%v", err)
+		}
+	}
 	h, err := rules.ParseDuration(c.Horizon)
 	if err != nil {
 		return usage("--horizon: %v", err)
