@@ -29,11 +29,11 @@ const b2bRules = "../examples/b2b-saas.yaml"
 const demoRequested = `type == "track" && event == "Form Submitted" && properties.form == "demo"`
 
 var generated = sync.OnceValue(func() []byte {
-	// A minute between events on average: 30,000 events span about three
+	// 2.5 minutes between events on average: 12,000 events span about three
 	// weeks, long enough for scores to build, decay and convert.
-	g := traffic.New(traffic.Config{Contacts: 600, Seed: 5, Step: time.Minute})
+	g := traffic.New(traffic.Config{Contacts: 300, Seed: 5, Step: 150 * time.Second})
 	var b bytes.Buffer
-	for range 30_000 {
+	for range 12_000 {
 		b.Write(g.AppendJSON(nil))
 		b.WriteByte('\n')
 	}
