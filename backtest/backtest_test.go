@@ -519,3 +519,55 @@ func TestDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestIdentity: contacts count as they stand at the end of the replay. An
+// anonymous visitor's firing before it identified is its user's, and a
+// conversion row keyed by the cookie's anonymous id resolves to the user
+// through the identity links; with `identity: {merge: false}` the two ids
+// stay two contacts.
+func TestIdentity(t *testing.T) {
+	events := strings.Join([]string{
+		`{"type":"page","anonymousId":"a1","properties":{"path":"/pricing"},"timestamp":"2026-03-01T00:00:00Z"}`,
+		`{"type":"page","anonymousId":"a1","properties":{"path":"/pricing"},"timestamp":"2026-03-01T01:00:00Z"}`, // hot fires for a1
+		`{"type":"identify","userId":"u1","anonymousId":"a1","timestamp":"2026-03-01T02:00:00Z"}`,                // a1 becomes u1
+		`{"type":"page","anonymousId":"a2","properties":{"path":"/blog"},"timestamp":"2026-03-01T00:00:00Z"}`,
+		`{"type":"page","anonymousId":"a1","properties":{"path":"/blog"},"timestamp":"2026-03-02T00:00:00Z"}`, // u1's
+	}, "\n") + "\n"
+	deals := "contact,closed\na1,2026-03-04T01:00:00Z\na2,2026-03-05T00:00:00Z\nnobody,2026-03-05T00:00:00Z\n"
+	data, err := os.ReadFile("testdata/rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	noMerge := filepath.Join(t.TempDir(), "no-merge.yaml")
+	if err := os.WriteFile(noMerge, append(data, "\nidentity:\n  merge: false\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, rules        string
+		pop, conv, ignored int
+		hot                want
+	}{
+		{"merged", "testdata/rules.yaml", 2, 2, 1,
+			// u1 (with a1's history) fired at 01:00 and converted 3 days later.
+			want{alerted: 1, predicted: 1, caught: 1, precision: f(1), recall: f(0.5), lift: f(1), lead: f((3 * day).Seconds())}},
+		{"merge: false", noMerge, 3, 2, 1,
+			// a1 fired and converted (the row names a1); u1 is a contact of its own.
+			want{alerted: 1, predicted: 1, caught: 1, precision: f(1), recall: f(0.5), lift: f(1.5), lead: f((3 * day).Seconds())}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cv, err := ReadConversions("deals.csv", strings.NewReader(deals))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := Run(context.Background(), Options{Rules: tc.rules, Events: fromString(events), Conversions: cv})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := rep.Models[0]
+			if m.Population != tc.pop || m.Converters != tc.conv || m.Ignored != tc.ignored {
+				t.Errorf("population %d, converters %d, ignored %d; want %d, %d, %d", m.Population, m.Converters, m.Ignored, tc.pop, tc.conv, tc.ignored)
+			}
+			check(t, trigger(t, m, "hot"), tc.hot)
+		})
+	}
+}

@@ -87,8 +87,9 @@ func stripGuards(t *testing.T, path string) *rules.Ruleset {
 }
 
 // independent computes the backtest's figures from replay's action lines
-// and the events themselves, sharing nothing with the package but the
-// engine.
+// and the events themselves (contacts as they stand at the end: an
+// anonymous id linked to a user is the user), sharing nothing with the
+// package but the engine.
 type independent struct {
 	population, converters int
 	baseRate               *float64
@@ -114,6 +115,35 @@ func computeIndependently(t *testing.T, traffic []byte, horizon time.Duration) i
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Identity links, from the events: the first event that carries both a
+	// userId and an anonymousId links the anonymous id to the user. The
+	// generated traffic has no conflicts (an anonymous id belongs to one
+	// visitor), which replay's summary confirms below.
+	owner := map[string]string{}
+	lines := bufio.NewScanner(bytes.NewReader(traffic))
+	lines.Buffer(nil, 1<<20)
+	for lines.Scan() {
+		var e struct{ UserID, AnonymousID string }
+		if err := json.Unmarshal(lines.Bytes(), &e); err != nil {
+			t.Fatal(err)
+		}
+		if e.UserID != "" && e.AnonymousID != "" && e.UserID != e.AnonymousID && owner[e.AnonymousID] == "" {
+			owner[e.AnonymousID] = e.UserID
+		}
+	}
+	resolve := func(id string) string {
+		if u := owner[id]; u != "" {
+			return u
+		}
+		return id
+	}
+	var conflicts uint64
+	for _, n := range sum.Conflicts {
+		conflicts += n
+	}
+	if conflicts != 0 || sum.Links != uint64(len(owner)) || len(owner) == 0 {
+		t.Fatalf("replay made %d links with %d conflicts; the events have %d links", sum.Links, conflicts, len(owner))
+	}
 	firstAction := map[string]string{}
 	for _, tr := range orig.Triggers {
 		firstAction[tr.ID] = orig.Actions[tr.Do[0]].Name
@@ -136,7 +166,8 @@ func computeIndependently(t *testing.T, traffic []byte, horizon time.Duration) i
 		if firings[rec.Trigger] == nil {
 			firings[rec.Trigger] = map[string][]int64{}
 		}
-		firings[rec.Trigger][rec.Contact] = append(firings[rec.Trigger][rec.Contact], at.UnixNano())
+		c := resolve(rec.Contact)
+		firings[rec.Trigger][c] = append(firings[rec.Trigger][c], at.UnixNano())
 		counted[rec.Trigger]++
 	}
 	for id, n := range sum.ByTrigger {
@@ -161,6 +192,7 @@ func computeIndependently(t *testing.T, traffic []byte, horizon time.Duration) i
 		if id == "" {
 			id = e.AnonymousID
 		}
+		id = resolve(id)
 		pop[id] = true
 		if e.Type == "track" && e.Event == "Form Submitted" && e.Properties["form"] == "demo" {
 			ts, err := time.Parse(time.RFC3339Nano, e.Timestamp)

@@ -21,7 +21,7 @@ func TestBacktestCommand(t *testing.T) {
 		t.Fatalf("exit %d, stderr:\n%s", code, errs)
 	}
 	for _, want := range []string{
-		"[A] " + btRules + ": 951 contacts, 42 converters, base rate 4.4%; 4 conversion rows ignored",
+		"[A] " + btRules + ": 700 contacts, 43 converters, base rate 6.1%; 3 conversion rows ignored",
 		"[B] " + btChanged,
 		"hot-lead", "Sweep of hot-lead", "100 *A *B",
 	} {
@@ -52,7 +52,7 @@ func TestBacktestJSONAndChart(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &j); err != nil {
 		t.Fatalf("%v:\n%s", err, out)
 	}
-	if j.Population != 951 || j.Converters == 0 || j.BaseRate == nil || j.HorizonSeconds != 14*86400 || len(j.Triggers) != 8 || len(j.Sweep) != 3 {
+	if j.Population != 700 || j.Converters == 0 || j.BaseRate == nil || j.HorizonSeconds != 14*86400 || len(j.Triggers) != 8 || len(j.Sweep) != 3 {
 		t.Errorf("unexpected JSON:\n%s", out)
 	}
 	for _, k := range []string{"trigger", "alerted", "precision", "recall", "lift", "lead_time_median_seconds"} {
