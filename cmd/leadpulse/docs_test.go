@@ -14,6 +14,11 @@ package main
 //	    One object per line: an event (it must decode) or, with an "action"
 //	    field, an action record (it must have every field of one). With
 //	    check=bad: one good event, then bad input only.
+//	```text
+//	    A synopsis or a diagram, not an example: not checked.
+//	```json holding one indented document
+//	    A command's JSON output: it must be valid JSON (and complete, if
+//	    it is an action record).
 //	```console [exit=N]
 //	    "$ leadpulse ARGS" lines, each followed by its expected output:
 //	    standard output, then standard error. An expected line "…" stands
@@ -139,8 +144,10 @@ func TestDocExamples(t *testing.T) {
 					}
 				case "console":
 					checkDocConsole(t, where, b)
+				case "text":
+					// A synopsis or a diagram: words, not an example to copy.
 				default:
-					t.Errorf("%s: a %q block cannot be checked; use yaml, json, jsonl or console", where, b.lang)
+					t.Errorf("%s: a %q block cannot be checked; use yaml, json, jsonl or console (or text for a synopsis that is not an example)", where, b.lang)
 				}
 			}
 		})
@@ -200,7 +207,23 @@ var actionFields = []string{"id", "action", "trigger", "contact", "at", "score",
 
 func checkDocJSON(t *testing.T, where string, b docBlock) {
 	t.Helper()
-	for i, line := range strings.Split(strings.TrimSpace(b.body), "\n") {
+	body := strings.TrimSpace(b.body)
+	if strings.Contains(body, "\n") && json.Valid([]byte(body)) {
+		// One indented document (a command's JSON output): it must be JSON;
+		// an action record must be complete.
+		var m map[string]any
+		if json.Unmarshal([]byte(body), &m) == nil {
+			if _, isAction := m["action"]; isAction {
+				for _, f := range actionFields {
+					if _, ok := m[f]; !ok {
+						t.Errorf("%s: the action record lacks %q", where, f)
+					}
+				}
+			}
+		}
+		return
+	}
+	for i, line := range strings.Split(body, "\n") {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Errorf("%s: line %d is not a JSON object: %v", where, i+1, err)

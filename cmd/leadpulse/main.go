@@ -24,11 +24,14 @@ import (
 )
 
 type cli struct {
-	Replay  replayCmd  `cmd:"" help:"Run the rules over recorded events offline, deterministically."`
-	Rules   rulesCmd   `cmd:"" help:"Check and test rules files."`
-	Dev     devCmd     `cmd:"" help:"Run everything embedded: a Kafka-compatible broker, the pipeline, demo traffic, metrics and the admin API; print alerts as they fire."`
-	Live    runCmds    `embed:""` // run, contact, forget (run.go)
-	Bench   benchCmd   `cmd:"" help:"Measure throughput and event-to-action latency beside their ceilings (raw consume, raw Redis writes)."`
+	Replay replayCmd `cmd:"" help:"Run the rules over recorded events offline, deterministically."`
+	Rules  rulesCmd  `cmd:"" help:"Check and test rules files."`
+	Dev    devCmd    `cmd:"" help:"Run everything embedded: a Kafka-compatible broker, the pipeline, demo traffic, metrics and the admin API; print alerts as they fire."`
+	Live   runCmds   `embed:""` // run, contact, forget (run.go)
+	Bench  benchCmd  `cmd:"" help:"Measure throughput and event-to-action latency beside their ceilings (raw consume, raw Redis writes)."`
+
+	Backtest backtestCmd `cmd:"" help:"Replay recorded traffic and measure each trigger against what converted: precision, recall, lift, lead time; sweep a score threshold; compare two rules files."`
+
 	Help    helpCmd    `cmd:"" help:"Show the help of a command, e.g. leadpulse help rules test."`
 	Version versionCmd `cmd:"" help:"Print the version of this binary."`
 
