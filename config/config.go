@@ -37,8 +37,6 @@ package config
 
 import (
 	"bytes"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -58,6 +56,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	yaml "go.yaml.in/yaml/v3"
 
+	"github.com/leadpulse/leadpulse/internal/tlsconf"
 	"github.com/leadpulse/leadpulse/state"
 	"github.com/leadpulse/leadpulse/stream"
 )
@@ -166,24 +165,10 @@ type Topics struct {
 	ActionsDLQ string `yaml:"actions_dlq"`
 }
 
-// TLS configures TLS to Kafka or Redis.
-type TLS struct {
-	// Enabled turns TLS on; the other fields need it. default: false
-	Enabled bool `yaml:"enabled"`
-	// CAFile is a PEM file of the CAs that sign the server certificates.
-	// default: "" (the system's roots)
-	CAFile string `yaml:"ca_file"`
-	// CertFile and KeyFile are a PEM client certificate and its key (mutual
-	// TLS; Kafka's ssl.keystore). Set both or neither. default: none
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
-	// ServerName is the name verified in the server certificate.
-	// default: "" (the host dialled)
-	ServerName string `yaml:"server_name"`
-	// InsecureSkipVerify accepts any server certificate: for tests only.
-	// default: false
-	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
-}
+// TLS configures TLS to Kafka or Redis: the one TLS setting, shared with
+// state.RedisOptions (its fields, checks and builder live in
+// internal/tlsconf).
+type TLS = tlsconf.Options
 
 // SASL configures SASL authentication to Kafka.
 type SASL struct {
@@ -481,7 +466,7 @@ func yamlProblems(file string, err error) []Problem {
 			where, m = file+":"+sm[1], sm[2]
 		}
 		if sm := unknownRe.FindStringSubmatch(m); sm != nil {
-			in := sectionOf[strings.TrimPrefix(sm[2], "config.")]
+			in := sectionOf[sm[2]]
 			if in == "" {
 				m = fmt.Sprintf("unknown key %q at the top level; the keys are %s", sm[1], strings.Join(keysOf(reflect.TypeFor[Config]()), ", "))
 			} else {
@@ -510,12 +495,13 @@ func init() {
 				continue
 			}
 			path := join(prefix, name)
-			if _, ok := sectionOf[f.Type.Name()]; !ok {
-				sectionOf[f.Type.Name()] = path
+			tn := f.Type.String() // as yaml names it: config.Kafka, tlsconf.Options
+			if _, ok := sectionOf[tn]; !ok {
+				sectionOf[tn] = path
 				typeOfSection[path] = f.Type
 			} else {
-				sectionOf[f.Type.Name()] += " or " + path
-				typeOfSection[sectionOf[f.Type.Name()]] = f.Type
+				sectionOf[tn] += " or " + path
+				typeOfSection[sectionOf[tn]] = f.Type
 			}
 			walk(f.Type, path)
 		}
@@ -760,19 +746,17 @@ func (c *Config) resolvePaths() {
 	}
 }
 
-// Defaults.
-const (
-	DefaultBroker = "127.0.0.1:9092"
-	DefaultGroup  = "leadpulse"
-	DefaultRedis  = "127.0.0.1:6379"
-	DefaultHTTP   = "127.0.0.1:8080"
-)
+// DefaultHTTP is the default of http. The defaults of the kafka, pipeline
+// and redis keys are those of stream.Defaults and state.DefaultRedisOptions,
+// which own them.
+const DefaultHTTP = "127.0.0.1:8080"
 
 // validate fills the defaults and records every contradiction or bad value.
 func (c *Config) validate(ps *problems) {
 	k := &c.Kafka
+	sd, rd := stream.Defaults(), state.DefaultRedisOptions()
 	if len(k.Brokers) == 0 {
-		k.Brokers = StringList{DefaultBroker}
+		k.Brokers = StringList(sd.Brokers)
 	}
 	for _, b := range k.Brokers {
 		if _, _, err := net.SplitHostPort(b); err != nil {
@@ -780,13 +764,13 @@ func (c *Config) validate(ps *problems) {
 		}
 	}
 	if k.Group == "" {
-		k.Group = DefaultGroup
+		k.Group = sd.Group
 	}
 	t := &k.Topics
 	for _, d := range []struct {
 		p   *string
 		def string
-	}{{&t.Events, "events"}, {&t.Keyed, "events.keyed"}, {&t.Actions, "actions"}, {&t.DLQ, "events.dlq"}, {&t.ActionsDLQ, "actions.dlq"}} {
+	}{{&t.Events, sd.Topics.Events}, {&t.Keyed, sd.Topics.Keyed}, {&t.Actions, sd.Topics.Actions}, {&t.DLQ, sd.Topics.DLQ}, {&t.ActionsDLQ, sd.Topics.ActionsDLQ}} {
 		if *d.p == "" {
 			*d.p = d.def
 		}
@@ -805,7 +789,7 @@ func (c *Config) validate(ps *problems) {
 		seen[n.topic] = n.key
 	}
 	if k.Partitions == 0 {
-		k.Partitions = 6
+		k.Partitions = sd.Partitions
 	} else if k.Partitions < 0 {
 		ps.add(c, []string{"kafka.partitions"}, "%d: give the partition count of created topics, 1 or more", k.Partitions)
 	}
@@ -829,22 +813,22 @@ func (c *Config) validate(ps *problems) {
 	c.duration(ps, "kafka.session_timeout", &k.SessionTimeout, 45*time.Second)
 	c.duration(ps, "kafka.heartbeat_interval", &k.HeartbeatInterval, 3*time.Second)
 	c.duration(ps, "kafka.rebalance_timeout", &k.RebalanceTimeout, 60*time.Second)
-	c.duration(ps, "kafka.fetch_max_wait", &k.FetchMaxWait, 100*time.Millisecond)
+	c.duration(ps, "kafka.fetch_max_wait", &k.FetchMaxWait, sd.FetchMaxWait)
 	if k.HeartbeatInterval >= k.SessionTimeout {
 		ps.add(c, []string{"kafka.heartbeat_interval", "kafka.session_timeout"}, "kafka.heartbeat_interval (%v) is not below kafka.session_timeout (%v): members would be evicted between heartbeats; keep the interval at most a third of the timeout", k.HeartbeatInterval, k.SessionTimeout)
 	}
 
 	p := &c.Pipeline
-	c.positive(ps, "pipeline.batch_records", &p.BatchRecords, 4000)
-	c.positive(ps, "pipeline.queue_records", &p.QueueRecords, 4096)
-	c.positive(ps, "pipeline.poll_records", &p.PollRecords, 10000)
+	c.positive(ps, "pipeline.batch_records", &p.BatchRecords, sd.BatchRecords)
+	c.positive(ps, "pipeline.queue_records", &p.QueueRecords, sd.QueueRecords)
+	c.positive(ps, "pipeline.poll_records", &p.PollRecords, sd.PollRecords)
 	if p.QueueRecords < p.BatchRecords {
 		ps.add(c, []string{"pipeline.queue_records", "pipeline.batch_records"}, "pipeline.queue_records (%d) is below pipeline.batch_records (%d): a partition could never fill a batch; raise the first or lower the second", p.QueueRecords, p.BatchRecords)
 	}
-	c.duration(ps, "pipeline.timer_delay", &p.TimerDelay, 500*time.Millisecond)
-	c.duration(ps, "pipeline.tick", &p.Tick, 200*time.Millisecond)
-	c.duration(ps, "pipeline.timer_horizon", &p.TimerHorizon, time.Minute)
-	c.duration(ps, "pipeline.drain_timeout", &p.DrainTimeout, 30*time.Second)
+	c.duration(ps, "pipeline.timer_delay", &p.TimerDelay, sd.TimerDelay)
+	c.duration(ps, "pipeline.tick", &p.Tick, sd.Tick)
+	c.duration(ps, "pipeline.timer_horizon", &p.TimerHorizon, sd.TimerHorizon)
+	c.duration(ps, "pipeline.drain_timeout", &p.DrainTimeout, sd.DrainTimeout)
 	if p.TimerHorizon < p.Tick {
 		ps.add(c, []string{"pipeline.timer_horizon", "pipeline.tick"}, "pipeline.timer_horizon (%v) is shorter than pipeline.tick (%v): timers would be loaded after they are due", p.TimerHorizon, p.Tick)
 	}
@@ -854,7 +838,7 @@ func (c *Config) validate(ps *problems) {
 
 	r := &c.Redis
 	if len(r.Addr) == 0 {
-		r.Addr = StringList{DefaultRedis}
+		r.Addr = StringList(rd.Addrs)
 	}
 	for _, a := range r.Addr {
 		if _, _, err := net.SplitHostPort(a); err != nil {
@@ -868,26 +852,26 @@ func (c *Config) validate(ps *problems) {
 		ps.add(c, []string{"redis.db"}, "%d: want 0 or more", r.DB)
 	}
 	if r.KeyPrefix == "" {
-		r.KeyPrefix = "lp"
+		r.KeyPrefix = rd.KeyPrefix
 	}
 	if strings.ContainsAny(r.KeyPrefix, "{}") {
 		ps.add(c, []string{"redis.key_prefix"}, "%q must not contain '{' or '}' (Redis Cluster hash tags)", r.KeyPrefix)
 	}
 	switch {
 	case r.TTL == 0:
-		r.TTL = Duration(state.DefaultTTL)
+		r.TTL = Duration(rd.TTL)
 	case r.TTL > 0 && r.TTL.D() < time.Millisecond:
 		ps.add(c, []string{"redis.ttl"}, "%v: want at least 1ms, or a negative duration to keep contacts forever", r.TTL)
 	}
-	c.duration(ps, "redis.dial_timeout", &r.DialTimeout, 5*time.Second)
-	c.duration(ps, "redis.read_timeout", &r.ReadTimeout, 3*time.Second)
-	c.duration(ps, "redis.write_timeout", &r.WriteTimeout, 3*time.Second)
+	c.duration(ps, "redis.dial_timeout", &r.DialTimeout, rd.DialTimeout)
+	c.duration(ps, "redis.read_timeout", &r.ReadTimeout, rd.ReadTimeout)
+	c.duration(ps, "redis.write_timeout", &r.WriteTimeout, rd.WriteTimeout)
 	if r.PoolSize < 0 {
 		ps.add(c, []string{"redis.pool_size"}, "%d: want 1 or more, or 0 for the default", r.PoolSize)
 	}
 	switch {
 	case r.MaxRetries == 0:
-		r.MaxRetries = 3
+		r.MaxRetries = rd.MaxRetries
 	case r.MaxRetries < -1:
 		ps.add(c, []string{"redis.max_retries"}, "%d: want -1 (no retries) or more", r.MaxRetries)
 	}
@@ -924,21 +908,8 @@ func (c *Config) validate(ps *problems) {
 }
 
 func (c *Config) validateTLS(ps *problems, at string, t *TLS) {
-	if !t.Enabled {
-		for _, f := range []struct{ name, v string }{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}, {"server_name", t.ServerName}} {
-			if f.v != "" {
-				ps.add(c, []string{at + "." + f.name, at + ".enabled"}, "%s.%s is set but %s.enabled is false: enable TLS or remove %s.%s", at, f.name, at, at, f.name)
-			}
-		}
-		if t.InsecureSkipVerify {
-			ps.add(c, []string{at + ".insecure_skip_verify", at + ".enabled"}, "%s.insecure_skip_verify is set but %s.enabled is false", at, at)
-		}
-	}
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		ps.add(c, []string{at + ".cert_file", at + ".key_file"}, "%s.cert_file %q and %s.key_file %q: set both (a client certificate and its key) or neither", at, t.CertFile, at, t.KeyFile)
-	}
-	if t.InsecureSkipVerify && (t.CAFile != "" || t.ServerName != "") {
-		ps.add(c, []string{at + ".insecure_skip_verify", at + ".ca_file", at + ".server_name"}, "%s.insecure_skip_verify contradicts %s.ca_file/%s.server_name: verification is either skipped or configured", at, at, at)
+	for _, p := range t.Check(at) {
+		ps.add(c, p.Keys, "%s", p.Msg)
 	}
 	for _, f := range []struct{ name, v string }{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
 		if f.v == "" {
@@ -1012,9 +983,9 @@ func (c *Config) KafkaOptions() ([]kgo.Opt, error) {
 	k := &c.Kafka
 	var opts []kgo.Opt
 	if k.TLS.Enabled {
-		tc, err := tlsConfig("kafka.tls", &k.TLS)
+		tc, err := k.TLS.Config("kafka.tls")
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 		opts = append(opts, kgo.DialTLSConfig(tc))
 	}
@@ -1033,30 +1004,6 @@ func (c *Config) KafkaOptions() ([]kgo.Opt, error) {
 		kgo.RebalanceTimeout(k.RebalanceTimeout.D()),
 	)
 	return opts, nil
-}
-
-// tlsConfig builds a client TLS config; kgo sets the server name per broker
-// when it is empty.
-func tlsConfig(at string, t *TLS) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s.ca_file: %w", ErrInvalid, at, err)
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: %s.ca_file %s: no PEM certificate in it", ErrInvalid, at, t.CAFile)
-		}
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s.cert_file/key_file: %w", ErrInvalid, at, err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
 }
 
 // Stream returns the pipeline's configuration, with the Kafka options of
@@ -1099,15 +1046,12 @@ func (c *Config) Stream(log *slog.Logger) (stream.Config, error) {
 func (c *Config) RedisOptions(log *slog.Logger) state.RedisOptions {
 	r := &c.Redis
 	return state.RedisOptions{
-		Addrs:    slices.Clone(r.Addr),
-		Cluster:  r.Cluster,
-		Username: r.Username,
-		Password: r.Password,
-		DB:       r.DB,
-		TLS: state.TLSOptions{
-			Enabled: r.TLS.Enabled, CAFile: r.TLS.CAFile, CertFile: r.TLS.CertFile, KeyFile: r.TLS.KeyFile,
-			ServerName: r.TLS.ServerName, InsecureSkipVerify: r.TLS.InsecureSkipVerify,
-		},
+		Addrs:        slices.Clone(r.Addr),
+		Cluster:      r.Cluster,
+		Username:     r.Username,
+		Password:     r.Password,
+		DB:           r.DB,
+		TLS:          r.TLS,
 		KeyPrefix:    r.KeyPrefix,
 		TTL:          r.TTL.D(),
 		DialTimeout:  r.DialTimeout.D(),

@@ -4,12 +4,10 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/leadpulse/leadpulse/internal/tlsconf"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 )
@@ -34,102 +33,102 @@ type RedisOptions struct {
 	// server (or a proxy in front of one); two or more are seed nodes of a
 	// Redis Cluster.
 	// default: ["127.0.0.1:6379"]
-	Addrs []string `yaml:"addrs"`
+	Addrs []string
 
 	// Cluster uses the Cluster protocol with a single seed address (a
 	// managed cluster's configuration endpoint).
 	// default: false (cluster only with two or more addrs)
-	Cluster bool `yaml:"cluster"`
+	Cluster bool
 
 	// Username is the ACL user, as in `AUTH username password` (Redis 6+).
 	// default: "" (the "default" user)
-	Username string `yaml:"username"`
+	Username string
 
 	// Password authenticates the user; corresponds to Redis' requirepass for
 	// the default user.
 	// default: "" (no AUTH)
-	Password string `yaml:"password"`
+	Password string
 
 	// DB is the database number of a standalone server (SELECT). Redis
 	// Cluster only has database 0.
 	// default: 0
-	DB int `yaml:"db"`
+	DB int
 
 	// TLS secures the connections.
 	// default: plain TCP
-	TLS TLSOptions `yaml:"tls"`
+	TLS TLSOptions
 
 	// KeyPrefix starts every key the store writes, so that several
 	// deployments (or other applications) can share one Redis. It must not
 	// contain '{' or '}', which Redis Cluster reads as a hash tag.
 	// default: "lp"
-	KeyPrefix string `yaml:"key_prefix"`
+	KeyPrefix string
 
 	// TTL is the retention of an idle contact: its state expires TTL after
 	// its last write. A negative TTL keeps contacts forever.
 	// default: DefaultTTL (90 days)
-	TTL time.Duration `yaml:"ttl"`
+	TTL time.Duration
 
 	// DialTimeout bounds opening a connection.
 	// default: 5s (go-redis' default)
-	DialTimeout time.Duration `yaml:"dial_timeout"`
+	DialTimeout time.Duration
 
 	// ReadTimeout bounds waiting for a reply; WriteTimeout bounds sending a
 	// command. A commit of a large batch is one reply per contact, so keep
 	// them above a large batch's round trip.
 	// default: 3s each
-	ReadTimeout  time.Duration `yaml:"read_timeout"`
-	WriteTimeout time.Duration `yaml:"write_timeout"`
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
 
 	// PoolSize is the most connections per Redis node. Each partition's
 	// Commit and Prefetch hold one connection per node while they run.
 	// default: 10 per GOMAXPROCS (go-redis' default)
-	PoolSize int `yaml:"pool_size"`
+	PoolSize int
 
 	// MaxRetries is how often go-redis retries a command or pipeline that
 	// failed on the network (redialling once per retry), with backoff from
 	// 8ms to 512ms, before the store reports ErrUnavailable. Retries are
 	// safe: every write is idempotent. -1 disables retries.
 	// default: 3
-	MaxRetries int `yaml:"max_retries"`
+	MaxRetries int
 
 	// Logger receives the store's warnings (rejected stale writes, a script
 	// reloaded after a Redis restart); never a line per contact.
 	// default: slog.Default()
-	Logger *slog.Logger `yaml:"-"`
+	Logger *slog.Logger
 }
 
-// TLSOptions configures TLS to Redis.
-type TLSOptions struct {
-	// Enabled turns TLS on; the other fields need it.
-	// default: false
-	Enabled bool `yaml:"enabled"`
+// TLSOptions configures TLS to Redis (the same setting as Kafka's TLS in
+// config: one type, one check, one builder).
+type TLSOptions = tlsconf.Options
 
-	// CAFile is a PEM file of the CAs that sign the server's certificate.
-	// default: "" (the system's roots)
-	CAFile string `yaml:"ca_file"`
+// redisDefaults are the values a zero field of RedisOptions takes: the one
+// place they are written (config reads them through DefaultRedisOptions).
+// DialTimeout and MaxRetries are go-redis' own defaults, written out so that
+// config can show them.
+var redisDefaults = RedisOptions{
+	Addrs:        []string{"127.0.0.1:6379"},
+	KeyPrefix:    "lp",
+	TTL:          DefaultTTL,
+	DialTimeout:  5 * time.Second,
+	ReadTimeout:  3 * time.Second,
+	WriteTimeout: 3 * time.Second,
+	MaxRetries:   3,
+}
 
-	// CertFile and KeyFile are a PEM client certificate and its key, for
-	// servers that verify clients (tls-auth-clients yes). Set both or neither.
-	// default: "" (no client certificate)
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
-
-	// ServerName is the name verified in the server's certificate.
-	// default: "" (the host of the address dialled)
-	ServerName string `yaml:"server_name"`
-
-	// InsecureSkipVerify accepts any server certificate. For tests only: it
-	// defeats TLS against an active attacker.
-	// default: false
-	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+// DefaultRedisOptions returns the RedisOptions whose every field holds its
+// default: what a zero field means. Logger stays nil.
+func DefaultRedisOptions() RedisOptions {
+	d := redisDefaults
+	d.Addrs = slices.Clone(redisDefaults.Addrs)
+	return d
 }
 
 // validate fills the defaults and rejects contradictions, naming both
 // settings.
 func (o RedisOptions) validate() (RedisOptions, error) {
 	if len(o.Addrs) == 0 {
-		o.Addrs = []string{"127.0.0.1:6379"}
+		o.Addrs = slices.Clone(redisDefaults.Addrs)
 	}
 	for i, a := range o.Addrs {
 		if _, _, err := net.SplitHostPort(a); err != nil {
@@ -144,13 +143,13 @@ func (o RedisOptions) validate() (RedisOptions, error) {
 		return o, configError("redis db %d: want 0 or more", o.DB)
 	}
 	if o.KeyPrefix == "" {
-		o.KeyPrefix = "lp"
+		o.KeyPrefix = redisDefaults.KeyPrefix
 	}
 	if strings.ContainsAny(o.KeyPrefix, "{}") {
 		return o, configError("redis key_prefix %q: must not contain '{' or '}' (Redis Cluster hash tags)", o.KeyPrefix)
 	}
 	if o.TTL == 0 {
-		o.TTL = DefaultTTL
+		o.TTL = redisDefaults.TTL
 	} else if o.TTL > 0 && o.TTL < time.Millisecond {
 		return o, configError("redis ttl %v: want at least 1ms, or negative for no expiry", o.TTL)
 	}
@@ -162,64 +161,31 @@ func (o RedisOptions) validate() (RedisOptions, error) {
 			return o, configError("redis %s %v: want a positive duration, or 0 for the default", d.name, d.v)
 		}
 	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = redisDefaults.DialTimeout
+	}
 	if o.ReadTimeout == 0 {
-		o.ReadTimeout = 3 * time.Second
+		o.ReadTimeout = redisDefaults.ReadTimeout
 	}
 	if o.WriteTimeout == 0 {
-		o.WriteTimeout = 3 * time.Second
+		o.WriteTimeout = redisDefaults.WriteTimeout
 	}
 	if o.PoolSize < 0 {
 		return o, configError("redis pool_size %d: want 1 or more, or 0 for the default", o.PoolSize)
 	}
+	if o.MaxRetries == 0 {
+		o.MaxRetries = redisDefaults.MaxRetries
+	}
 	if o.MaxRetries < -1 {
 		return o, configError("redis max_retries %d: want -1 (no retries), 0 (default 3) or more", o.MaxRetries)
 	}
-	t := o.TLS
-	if !t.Enabled {
-		for _, f := range []struct{ name, v string }{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}, {"server_name", t.ServerName}} {
-			if f.v != "" {
-				return o, configError("redis tls.%s is set but tls.enabled is false: enable TLS or remove tls.%s", f.name, f.name)
-			}
-		}
-		if t.InsecureSkipVerify {
-			return o, configError("redis tls.insecure_skip_verify is set but tls.enabled is false")
-		}
-	}
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		return o, configError("redis tls.cert_file %q and tls.key_file %q: set both (client certificate and its key) or neither", t.CertFile, t.KeyFile)
-	}
-	if t.InsecureSkipVerify && (t.CAFile != "" || t.ServerName != "") {
-		return o, configError("redis tls.insecure_skip_verify contradicts tls.ca_file/tls.server_name: verification is either skipped or configured")
+	if ps := o.TLS.Check("tls"); len(ps) > 0 {
+		return o, configError("redis %s", ps[0].Msg)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
 	return o, nil
-}
-
-func (t TLSOptions) config() (*tls.Config, error) {
-	if !t.Enabled {
-		return nil, nil
-	}
-	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, configError("redis tls.ca_file: %w", err)
-		}
-		c.RootCAs = x509.NewCertPool()
-		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, configError("redis tls.ca_file %s: no PEM certificate in it", t.CAFile)
-		}
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, configError("redis tls.cert_file/tls.key_file: %w", err)
-		}
-		c.Certificates = []tls.Certificate{cert}
-	}
-	return c, nil
 }
 
 // ACLRules are the Redis ACL rules the store needs, besides a password and
@@ -281,9 +247,9 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc, err := o.TLS.config()
+	tc, err := o.TLS.Config("tls")
 	if err != nil {
-		return nil, err
+		return nil, configError("redis %w", err)
 	}
 	uo := &redis.UniversalOptions{
 		Addrs:         o.Addrs,
