@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/leadpulse/leadpulse/examples"
+	"github.com/leadpulse/leadpulse/internal/app"
 	"github.com/leadpulse/leadpulse/rules"
 	"github.com/leadpulse/leadpulse/state"
 	"github.com/leadpulse/leadpulse/stream"
@@ -172,11 +173,7 @@ func (r *run) setup(ctx context.Context) error {
 		sc.Memory = r.mem
 	}
 	r.reg = prometheus.NewRegistry()
-	m, err := stream.NewMetrics(r.reg)
-	if err != nil {
-		return err
-	}
-	p, err := stream.New(r.scfg, sc, m)
+	p, _, err := app.NewPipeline(r.reg, r.scfg, sc)
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
