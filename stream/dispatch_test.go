@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/leadpulse/leadpulse/internal/testenv"
 	"github.com/leadpulse/leadpulse/sinks"
 	"github.com/leadpulse/leadpulse/stream"
 	"github.com/leadpulse/leadpulse/traffic"
@@ -136,10 +138,12 @@ func TestDispatchDeliversOnceInOrder(t *testing.T) {
 	stop := startDispatch(t, cfg, srv.URL, dedupe)
 	dlq := newConsumer(t, addr, "actions.dlq")
 	dlq.until(1, 10*time.Second)
-	deadline := time.Now().Add(10 * time.Second)
-	for h.count() < 60 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := h.count(); n < 60 {
+			return fmt.Errorf("webhook received %d requests, want 60", n)
+		}
+		return nil
+	})
 	stop()
 
 	if h.count() != 60 {
@@ -157,7 +161,11 @@ func TestDispatchDeliversOnceInOrder(t *testing.T) {
 	// Another group reads every action again; the dedupe store has them.
 	cfg.Group = "replayed"
 	stop = startDispatch(t, cfg, srv.URL, dedupe)
-	time.Sleep(500 * time.Millisecond)
+	// The positive signal that the second group has read and settled every
+	// record (60 actions, the repeat, the bad value): its committed offsets
+	// reach the end of the topic. Only then does "nothing more arrived" say
+	// anything.
+	waitGroupCommitted(t, addr, cfg.DispatchGroup(), "actions", int64(len(recs)), 10*time.Second)
 	stop()
 	if h.count() != 60 {
 		t.Errorf("after re-reading the actions the webhook has %d requests, want still 60", h.count())
@@ -211,4 +219,27 @@ func TestHangingSinkDoesNotHoldScoring(t *testing.T) {
 	hanging := run(true)
 	t.Logf("%d events → %d actions on the topic: %v without a dispatch stage, %v with a dispatch stage whose sink hangs (%.2fx)",
 		len(in.recs), len(want), base.Round(time.Millisecond), hanging.Round(time.Millisecond), hanging.Seconds()/base.Seconds())
+}
+
+// waitGroupCommitted waits until group has committed n records of topic
+// (the sum of its committed offsets over the partitions).
+func waitGroupCommitted(t *testing.T, addr, group, topic string, n int64, timeout time.Duration) {
+	t.Helper()
+	adm := kadm.NewClient(client(t, addr))
+	testenv.Eventually(t, timeout, func() error {
+		ofs, err := adm.FetchOffsets(context.Background(), group)
+		if err != nil {
+			return err
+		}
+		var sum int64
+		ofs.Each(func(o kadm.OffsetResponse) {
+			if o.Topic == topic && o.Err == nil {
+				sum += o.At
+			}
+		})
+		if sum < n {
+			return fmt.Errorf("group %s committed %d records of %s, want %d", group, sum, topic, n)
+		}
+		return nil
+	})
 }
