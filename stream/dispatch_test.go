@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/leadpulse/leadpulse/internal/testenv"
@@ -165,7 +164,7 @@ func TestDispatchDeliversOnceInOrder(t *testing.T) {
 	// record (60 actions, the repeat, the bad value): its committed offsets
 	// reach the end of the topic. Only then does "nothing more arrived" say
 	// anything.
-	waitGroupCommitted(t, addr, cfg.DispatchGroup(), "actions", int64(len(recs)), 10*time.Second)
+	waitCommitted(t, addr, cfg.DispatchGroup(), "actions", int64(len(recs)))
 	stop()
 	if h.count() != 60 {
 		t.Errorf("after re-reading the actions the webhook has %d requests, want still 60", h.count())
@@ -219,27 +218,4 @@ func TestHangingSinkDoesNotHoldScoring(t *testing.T) {
 	hanging := run(true)
 	t.Logf("%d events → %d actions on the topic: %v without a dispatch stage, %v with a dispatch stage whose sink hangs (%.2fx)",
 		len(in.recs), len(want), base.Round(time.Millisecond), hanging.Round(time.Millisecond), hanging.Seconds()/base.Seconds())
-}
-
-// waitGroupCommitted waits until group has committed n records of topic
-// (the sum of its committed offsets over the partitions).
-func waitGroupCommitted(t *testing.T, addr, group, topic string, n int64, timeout time.Duration) {
-	t.Helper()
-	adm := kadm.NewClient(client(t, addr))
-	testenv.Eventually(t, timeout, func() error {
-		ofs, err := adm.FetchOffsets(context.Background(), group)
-		if err != nil {
-			return err
-		}
-		var sum int64
-		ofs.Each(func(o kadm.OffsetResponse) {
-			if o.Topic == topic && o.Err == nil {
-				sum += o.At
-			}
-		})
-		if sum < n {
-			return fmt.Errorf("group %s committed %d records of %s, want %d", group, sum, topic, n)
-		}
-		return nil
-	})
 }
