@@ -26,8 +26,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/leadpulse/leadpulse/internal/testenv"
 	"github.com/leadpulse/leadpulse/action"
+	"github.com/leadpulse/leadpulse/internal/testenv"
 )
 
 // peer is a sink under the conformance suite, with its real peer: what the
@@ -95,13 +95,12 @@ func testDispatcher(t *testing.T, sinks map[string]Sink, opts Options) (*Dispatc
 // untilTrue polls cond every millisecond for up to 10s.
 func untilTrue(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if !cond() {
+			return fmt.Errorf("waiting until %s", what)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 }
 
 var seq atomic.Int64
