@@ -255,12 +255,8 @@ func (r *run) drain(ctx context.Context, n int64, win *window) (*Phase, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: the pipeline read nothing: %w", err)
 	}
-	if err := r.waitCommitted(ctx, r.load.acked.Load(), 10*time.Minute); err != nil {
-		return nil, err
-	}
-	t1 := time.Now()
-	b := r.stats()
-	if err := r.waitActions(ctx); err != nil {
+	t1, b, err := r.settled(ctx)
+	if err != nil {
 		return nil, err
 	}
 	h, actions := r.col.snapshot(win)
@@ -311,12 +307,8 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 		return nil, err
 	}
 	r.col.setBounds(win, first, last)
-	if err := r.waitCommitted(ctx, r.load.acked.Load(), 10*time.Minute); err != nil {
-		return nil, err
-	}
-	t1 := time.Now()
-	b := r.stats()
-	if err := r.waitActions(ctx); err != nil {
+	t1, b, err := r.settled(ctx)
+	if err != nil {
 		return nil, err
 	}
 	h, actions := r.col.snapshot(win)

@@ -68,3 +68,14 @@ func (r *run) waitActions(ctx context.Context) error {
 		return r.col.caughtUp(end), nil
 	})
 }
+
+// settled waits until the pipeline has committed every acknowledged event
+// (t1 is then, b the pipeline's stats then) and the actions of the phase
+// have arrived.
+func (r *run) settled(ctx context.Context) (t1 time.Time, b pipelineStats, err error) {
+	if err := r.waitCommitted(ctx, r.load.acked.Load(), 10*time.Minute); err != nil {
+		return t1, b, err
+	}
+	t1, b = time.Now(), r.stats()
+	return t1, b, r.waitActions(ctx)
+}

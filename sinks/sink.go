@@ -261,3 +261,17 @@ func Reason(err error) string {
 		return ReasonRejected
 	}
 }
+
+// batchError is the error of a batch whose per-action errors are errs (nil
+// when every action was accepted): one action's error as it is, several as
+// a *BatchError.
+func batchError(errs []error) error {
+	switch {
+	case errs == nil:
+		return nil
+	case len(errs) == 1:
+		return errs[0]
+	default:
+		return &BatchError{Errs: errs}
+	}
+}
