@@ -22,4 +22,3 @@ type Record struct {
 
 	AtNanos int64 `json:"-"`
 }
-
