@@ -44,6 +44,7 @@ import (
 	"github.com/leadpulse/leadpulse/engine"
 	"github.com/leadpulse/leadpulse/event"
 	"github.com/leadpulse/leadpulse/rules"
+	"github.com/leadpulse/leadpulse/sinks"
 )
 
 type docBlock struct {
@@ -167,7 +168,7 @@ func checkDocYAML(t *testing.T, where string, b docBlock, commands string) {
 		if err := os.WriteFile(name, []byte(b.body), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		cfg, err := loadSinks(name)
+		cfg, err := sinks.LoadFile(name)
 		if err == nil {
 			_, err = cfg.Validate()
 		}
