@@ -30,6 +30,7 @@ type RulesSource struct {
 	mu      sync.Mutex // serialises reloads; guards the fields below
 	version RulesVersion
 	last    *ReloadResult
+	refused string // hash of the last content refused, counted once
 }
 
 // RulesVersion identifies the rules running: the file, the SHA-256 of its
@@ -83,7 +84,7 @@ func NewRulesSource(o RulesSourceOptions) (*RulesSource, error) {
 	if o.Registerer != nil {
 		s.count = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "leadpulse_rules_reloads_total",
-			Help: "Rules reloads (SIGHUP, file change, POST /rules/reload), by result: ok, or invalid (the last valid rules keep running).",
+			Help: "Rules reloads (SIGHUP, file change, POST /rules/reload), by result: ok, or invalid (the last valid rules keep running; a content refused again is counted once).",
 		}, []string{"result"})
 		if err := o.Registerer.Register(s.count); err != nil {
 			return nil, err
@@ -141,7 +142,10 @@ func (s *RulesSource) Reload(via string) ReloadResult {
 	rs, err := rules.Parse(s.path, data)
 	if err != nil {
 		res.Result = "invalid"
-		s.counted("invalid")
+		if s.refused != res.Hash {
+			s.refused = res.Hash
+			s.counted("invalid")
+		}
 		var ve *rules.ValidationError
 		if errors.As(err, &ve) {
 			for _, p := range ve.Problems {

@@ -284,3 +284,74 @@ func fmtDur(ns int64) string {
 	}
 	return d.String()
 }
+
+// Text renders the view for a terminal (`leadpulse contact ID --why
+// TRIGGER`): the verdict first, then the details.
+func (v WhyView) Text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s for %s (%s trigger), at %s\n", v.Trigger, v.Contact, v.Kind, orDash(v.At))
+	verdict := v.Verdict
+	if verdict == "" {
+		verdict = "nothing holds it back"
+	}
+	fmt.Fprintf(&b, "  why:      %s\n", verdict)
+	if v.Condition != "" {
+		fmt.Fprintf(&b, "  when:     %s  → %v\n", v.Condition, *v.Holds)
+		for _, w := range v.Values {
+			fmt.Fprintf(&b, "            %s = %s\n", w.Name, showValue(w.Value))
+		}
+		fmt.Fprintf(&b, "  armed:    %v\n", *v.Armed)
+	}
+	for i, s := range v.Steps {
+		mark := "waiting"
+		if s.Matched {
+			mark = "matched, first at " + s.FirstAt
+		}
+		fmt.Fprintf(&b, "  step %d:   %s  (%s)\n", i+1, s.Condition, mark)
+	}
+	if len(v.Steps) > 0 {
+		fmt.Fprintf(&b, "  within:   %s%s\n", v.Within, prefixed(", deadline ", v.Deadline))
+	}
+	if v.After != "" {
+		fmt.Fprintf(&b, "  after:    %s\n", v.After)
+		if v.Unless != "" {
+			fmt.Fprintf(&b, "  unless:   %s\n", v.Unless)
+		}
+		fmt.Fprintf(&b, "  within:   %s\n", v.Within)
+	}
+	if v.Quiet != "" {
+		fmt.Fprintf(&b, "  inactive: %s\n", v.Quiet)
+	}
+	if v.Kind == Absence.String() || v.Kind == Inactive.String() {
+		fmt.Fprintf(&b, "  timer:    %s\n", orDash(v.TimerDue))
+	}
+	fmt.Fprintf(&b, "  fired:    %d%s\n", v.Fired, prefixed(", last ", v.LastFired))
+	if v.Cooldown != "" {
+		fmt.Fprintf(&b, "  cooldown: %s%s\n", v.Cooldown, prefixed(", running until ", v.CooldownUntil))
+	}
+	for _, a := range v.Actions {
+		fmt.Fprintf(&b, "  action:   %s → %s", a.Name, a.Sink)
+		if a.Guard != "" {
+			fmt.Fprintf(&b, "; guard %s → %v (%s)", a.Guard, *a.GuardHolds, describeValues(a.GuardValues))
+		}
+		if a.CapMax > 0 {
+			fmt.Fprintf(&b, "; cap %d/%d per %s%s", a.CapUsed, a.CapMax, a.CapPer, prefixed(", full until ", a.CapFreeAt))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func prefixed(p, s string) string {
+	if s == "" {
+		return ""
+	}
+	return p + s
+}
