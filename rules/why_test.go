@@ -118,7 +118,7 @@ func TestWhy(t *testing.T) {
 			if !strings.Contains(v.Verdict, "score = 18.885") {
 				t.Errorf("verdict %q does not give score's value", v.Verdict)
 			}
-			if txt := v.Text(); !strings.Contains(txt, "score >= 100 && windows.pricing_7d >= 1  → false") || !strings.Contains(txt, "score = 18.885") || !strings.Contains(txt, "cooldown: 24h") {
+			if txt := v.Text(); !strings.Contains(txt, "score >= 100 && windows.pricing_7d >= 1  → false") || !strings.Contains(txt, "score = 18.885") || !strings.Contains(txt, "cooldown: 1d") {
 				t.Errorf("text:\n%s", txt)
 			}
 		}},
