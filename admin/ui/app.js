@@ -11,6 +11,7 @@ const COLORS = ["#2f6fde", "#e67e22", "#16a085", "#8e44ad", "#c0392b", "#2c3e50"
 // Figures the browser test reads (and anyone curious, in the console).
 const lp = (window.__lp = {
   received: 0, rendered: 0, dropped: 0, frames: 0, maxLagMs: 0, lagSamples: [],
+  feedMs: 0, // time the page's own feed code ran (parsing and rendering)
   arrivals: {}, // contact -> Date.now() of the first action seen for it
   connected: false, contactLoaded: null,
 });
@@ -67,7 +68,10 @@ function table(id, head, rows) {
   if (!rows.length) { t.append(el("tr", {}, el("td", { class: "muted", colspan: String(head ? head.length : 2) }, "none"))); return; }
   for (const r of rows) t.append(el("tr", {}, ...r.map((c) => (c instanceof Node && c.tagName === "TD") ? c : el("td", typeof c === "number" ? { class: "num" } : {}, c))));
 }
-const fmt = (n) => (n == null ? "—" : Number(n).toLocaleString(undefined, { maximumFractionDigits: 3 }));
+// Formatters made once: Intl objects are costly to make per call.
+const numFmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 3 });
+const clockFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+const fmt = (n) => (n == null ? "—" : numFmt.format(Number(n)));
 const when = (s) => (s ? new Date(s).toLocaleString() : "—");
 const show = (v) => (v === null || v === undefined ? "null" : typeof v === "object" ? JSON.stringify(v) : typeof v === "number" ? fmt(v) : JSON.stringify(v));
 
@@ -225,7 +229,8 @@ function drawChart(s, times, series, score, fit, color, awards, firings, dashed)
     const t = Date.parse(f.at);
     if (t < t0 || t > t1) continue;
     s.append(svg("line", { x1: x(t), x2: x(t), y1: T, y2: H - B, stroke: "#c0392b", "stroke-dasharray": "2 2", class: "firing" }));
-    const lab = svgText(x(t) + 3, T + 9, f.trigger, "start"); lab.setAttribute("fill", "#c0392b"); s.append(lab);
+    const right = x(t) > W - 120;
+    const lab = svgText(x(t) + (right ? -3 : 3), T + 9, f.trigger, right ? "end" : "start"); lab.setAttribute("fill", "#c0392b"); s.append(lab);
   }
   for (const a of awards || []) {
     if (a.at < t0 || a.at > t1) continue;
@@ -299,31 +304,52 @@ function onAction(a) {
   pending.push(a);
   if (!scheduled) { scheduled = true; requestAnimationFrame(renderFeed); }
 }
-function feedItem(a) {
-  const li = el("li", { class: "fresh", "data-contact": a.contact, "data-trigger": a.trigger },
-    el("a", { href: "#contact=" + encodeURIComponent(a.contact) }, a.contact), " ",
-    el("b", {}, a.trigger), " → ", a.action, a.sink ? ` @${a.sink}` : "",
-    el("span", { class: "meta" }, ` score ${fmt(a.score)} · ${new Date(a.at).toLocaleTimeString()}`),
-    a.message ? el("span", { class: "msg" }, a.message) : "");
-  return li;
+// feedHTML renders actions (newest first) as list items. One HTML string
+// per batch, parsed once, costs far less than building each node by hand.
+const esc = (v) => String(v == null ? "" : v).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+function feedHTML(actions) {
+  let h = "";
+  for (let i = actions.length - 1; i >= 0; i--) {
+    const a = actions[i];
+    h += `<li data-contact="${esc(a.contact)}" data-trigger="${esc(a.trigger)}"><a href="#contact=${esc(encodeURIComponent(a.contact))}">${esc(a.contact)}</a> ` +
+      `<b>${esc(a.trigger)}</b> → ${esc(a.action)}${a.sink ? " @" + esc(a.sink) : ""}` +
+      `<span class="meta"> score ${esc(fmt(a.score))} · ${esc(clockFmt.format(new Date(a.at)))}</span>` +
+      (a.message ? `<span class="msg">${esc(a.message)}</span>` : "") + "</li>";
+  }
+  return h;
 }
+// A click on a contact in the feed opens it, even when it is the one shown
+// (no hashchange then).
+$("feed-list").addEventListener("click", (ev) => {
+  const a = ev.target.closest("a");
+  if (!a) return;
+  const id = a.parentElement.dataset.contact;
+  if (location.hash === "#contact=" + encodeURIComponent(id)) { ev.preventDefault(); loadContact(id); }
+});
 function renderFeed() {
+  const t0 = performance.now();
   scheduled = false;
   const list = $("feed-list");
-  const show = pending.filter(passes).slice(-FEED_MAX);
+  const t = $("f-trigger").value, sk = $("f-sink").value;
+  const show = pending.filter((a) => (!t || a.trigger === t) && (!sk || a.sink === sk)).slice(-FEED_MAX);
   pending = [];
   if (show.length) {
-    for (const li of list.querySelectorAll("li.fresh")) li.classList.remove("fresh");
-    const frag = document.createDocumentFragment();
-    for (let i = show.length - 1; i >= 0; i--) frag.append(feedItem(show[i]));
-    list.prepend(frag);
-    while (list.childElementCount > FEED_MAX) list.lastElementChild.remove();
+    list.insertAdjacentHTML("afterbegin", feedHTML(show));
+    trim(list);
     lp.rendered += show.length;
   }
+  lp.feedMs += performance.now() - t0;
+}
+// trim removes the items past FEED_MAX in one operation.
+function trim(list) {
+  if (list.childElementCount <= FEED_MAX) return;
+  const r = document.createRange();
+  r.setStartBefore(list.children[FEED_MAX]);
+  r.setEndAfter(list.lastElementChild);
+  r.deleteContents();
 }
 function refilter() {
-  const list = $("feed-list");
-  list.replaceChildren(...buffer.filter(passes).slice(-FEED_MAX).reverse().map(feedItem));
+  $("feed-list").innerHTML = feedHTML(buffer.filter(passes).slice(-FEED_MAX));
 }
 $("f-trigger").onchange = refilter;
 $("f-sink").onchange = refilter;
@@ -340,11 +366,12 @@ async function connectFeed() {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
-        buf += value;
-        let i;
-        while ((i = buf.indexOf("\n\n")) >= 0) {
-          const block = buf.slice(0, i);
-          buf = buf.slice(i + 2);
+        // One split per chunk: a chunk may hold hundreds of events, and
+        // slicing the rest off after each would copy it each time.
+        const t0 = performance.now();
+        const blocks = (buf + value).split("\n\n");
+        buf = blocks.pop();
+        for (const block of blocks) {
           let type = "message", data = "";
           for (const line of block.split("\n")) {
             if (line.startsWith("event: ")) type = line.slice(7);
@@ -353,6 +380,7 @@ async function connectFeed() {
           if (type === "action" && data) onAction(JSON.parse(data));
           else if (type === "dropped") lp.dropped = Number(data);
         }
+        lp.feedMs += performance.now() - t0;
       }
     } catch (e) {
       console.warn(e);
