@@ -90,20 +90,6 @@ type Options struct {
 	History *History
 	// RulesSource serves /rules and /rules/reload. default: nil (501)
 	RulesSource *RulesSource
-	// Merged returns the ids merged into a contact and, for a merged
-	// anonymous id, the user it belongs to (SPEC §6). It is the hook for
-	// identity: nil while the process has no identity links, and the page
-	// says so. default: nil
-	Merged func(ctx context.Context, id string) (Merged, error)
-}
-
-// Merged is a contact's identity links, as the timeline shows them.
-type Merged struct {
-	// IDs are the anonymous ids merged into the contact.
-	IDs []string `json:"ids"`
-	// BelongsTo is the user a merged anonymous id now belongs to, "" when
-	// the id is not merged.
-	BelongsTo string `json:"belongs_to,omitempty"`
 }
 
 // Handler returns the admin HTTP handler.

@@ -154,7 +154,10 @@ func (h *History) Applied(res *rules.Result) {
 	}
 	email, _ := e.Traits["email"].(string)
 	email = strings.ToLower(strings.TrimSpace(email))
-	id := e.Contact()
+	id := res.Contact // as identity resolved it
+	if id == "" {
+		id = e.Contact()
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	c := h.get(id)

@@ -43,8 +43,6 @@ type Timeline struct {
 	Events  []HistoryEvent   `json:"recent_events"`
 	Firings []rules.Record   `json:"recent_firings"`
 	Chart   rules.ScoreChart `json:"chart"`
-	// Merged is nil when the process has no identity hook.
-	Merged *Merged `json:"merged"`
 	// Email is the contact's email trait, if any.
 	Email string `json:"email,omitempty"`
 }
@@ -90,17 +88,6 @@ func (h *handler) timeline(w http.ResponseWriter, r *http.Request) {
 	}
 	if e, ok := tl.Traits["email"].(string); ok {
 		tl.Email = e
-	}
-	if h.o.Merged != nil {
-		m, err := h.o.Merged(r.Context(), id)
-		if err != nil {
-			h.fail(w, "merged ids", id, err)
-			return
-		}
-		if m.IDs == nil {
-			m.IDs = []string{}
-		}
-		tl.Merged = &m
 	}
 	writeJSON(w, http.StatusOK, tl)
 }

@@ -129,9 +129,6 @@ func TestTimelineAndSearch(t *testing.T) {
 	if n := len(tl.Chart.Score); n == 0 || tl.Chart.Score[n-1] != tl.Score || len(tl.Chart.Awards) != 2 || len(tl.Chart.ProjScore) == 0 {
 		t.Errorf("chart: score %v (view %v), awards %v", tl.Chart.Score, tl.Score, tl.Chart.Awards)
 	}
-	if tl.Merged != nil {
-		t.Errorf("merged without an identity hook: %+v", tl.Merged)
-	}
 	var sr admin.SearchResponse
 	if code := getJSON(t, e.srv.URL+"/contacts?email=ada@example.COM", "", &sr); code != 200 || len(sr.IDs) != 1 || sr.IDs[0] != "u1" {
 		t.Errorf("search by email: %d %+v", code, sr)
@@ -148,6 +145,33 @@ func TestTimelineAndSearch(t *testing.T) {
 	}
 	if len(e.hist.Contact("u1").Events) != 0 {
 		t.Error("history kept after erasure")
+	}
+}
+
+// With identity links, the timeline shows the merged ids, and the events
+// of a merged anonymous id are the user's (SPEC §6).
+func TestTimelineMergedIDs(t *testing.T) {
+	e := newUIEnv(t, "")
+	e.part.UseLinks(state.NewMemoryLinks())
+	e.apply(t,
+		`{"type":"page","anonymousId":"a1","properties":{"path":"/pricing"},"timestamp":"2031-01-01T09:00:00Z"}`,
+		`{"type":"identify","userId":"u1","anonymousId":"a1","traits":{"email":"u1@x.io"},"timestamp":"2031-01-01T10:00:00Z"}`,
+		`{"type":"page","anonymousId":"a1","properties":{"path":"/pricing/team"},"timestamp":"2031-01-01T11:00:00Z"}`,
+	)
+	var tl admin.Timeline
+	if code := getJSON(t, e.srv.URL+"/contacts/u1/timeline", "", &tl); code != 200 {
+		t.Fatalf("timeline: %d", code)
+	}
+	if len(tl.Merged) != 1 || tl.Merged[0] != "a1" {
+		t.Errorf("merged ids %v, want [a1]", tl.Merged)
+	}
+	// The identify and the later anonymous page are u1's events.
+	if len(tl.Events) != 2 || tl.Events[1].Path != "/pricing/team" {
+		t.Errorf("u1's events %+v", tl.Events)
+	}
+	// Both pricing awards count in u1's score (10·0.5^(2/24) + 10).
+	if tl.Engagement < 19 || tl.Engagement > 20 {
+		t.Errorf("u1's engagement %v, want the merged points", tl.Engagement)
 	}
 }
 

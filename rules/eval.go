@@ -62,6 +62,9 @@ type Result struct {
 	// next call.
 	Event  *event.Event
 	Awards []Award
+	// Contact is the id of the contact applied to: the event's contact as
+	// identity resolved it (SPEC §6), or the timer's.
+	Contact string
 }
 
 // Award is engagement points one event earned from one scoring rule.
@@ -150,7 +153,7 @@ func (x *Evaluator) reset() *Result {
 	x.res.Records = x.res.Records[:0]
 	x.res.Firings = x.res.Firings[:0]
 	x.res.Timers = x.res.Timers[:0]
-	x.res.Event = nil
+	x.res.Event, x.res.Contact = nil, ""
 	x.res.Awards = x.res.Awards[:0]
 	return &x.res
 }
@@ -171,7 +174,7 @@ func (x *Evaluator) Apply(c *state.Contact, e *event.Event) *Result {
 		c.Seen.Add(e.MessageID)
 	}
 	x.Stats.Applied++
-	res.Event = e
+	res.Event, res.Contact = e, c.ID
 
 	x.cur = e
 	if rs.usesContact {

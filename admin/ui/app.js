@@ -175,15 +175,16 @@ function renderContact(c) {
     el("td", {}, el("button", { class: "link", type: "button", "data-why": t.id, onclick: () => why(c.id, t.id) }, "why?")),
   ]));
   const m = $("merged");
-  if (!c.merged) m.replaceChildren(el("span", { class: "muted" }, "identity merging is not reported by this process"));
-  else m.replaceChildren(
-    c.merged.belongs_to ? el("div", {}, "merged into ", contactLink(c.merged.belongs_to)) : "",
-    c.merged.ids.length ? el("div", {}, ...c.merged.ids.map((x) => el("div", {}, x))) : el("span", { class: "muted" }, "no ids merged"));
+  const merged = c.merged || [];
+  m.replaceChildren(
+    c.merged_into ? el("div", {}, "merged into ", contactLink(c.merged_into)) : "",
+    merged.length ? el("div", {}, ...merged.map((x) => el("div", {}, contactLink(x)))) : el("span", { class: "muted" }, "no anonymous ids merged"));
   table("t-firings", ["at", "trigger", "action", "sink", "score", "message"], c.recent_firings.slice().reverse().map((f) => [when(f.at), f.trigger, f.action, f.sink || "", f.score, f.message || ""]));
   table("t-events", ["at", "type", "event / path", "points", "traits"], c.recent_events.slice().reverse().map((e) => [
     when(e.at), e.type, e.event || e.path || e.name || "", (e.points || []).map((p) => `${p.Rule} ${p.Points > 0 ? "+" : ""}${fmt(p.Points)}`).join(", "), (e.traits || []).join(", ")]));
   $("why").hidden = true;
 }
+function contactLink(id) { return el("a", { href: "#contact=" + encodeURIComponent(id) }, id); }
 function dur(ms) {
   const d = ms / 86400000;
   return d >= 1 ? `${fmt(d)}d` : `${fmt(ms / 3600000)}h`;
