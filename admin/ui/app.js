@@ -12,7 +12,8 @@ const COLORS = ["#2f6fde", "#e67e22", "#16a085", "#8e44ad", "#c0392b", "#2c3e50"
 const lp = (window.__lp = {
   received: 0, rendered: 0, dropped: 0, frames: 0, maxLagMs: 0, lagSamples: [],
   feedMs: 0, // time the page's own feed code ran (parsing and rendering)
-  arrivals: {}, // contact -> Date.now() of the first action seen for it
+  arrivals: {}, // contact -> Date.now() when its first action was received
+  shown: {},    // contact -> Date.now() when its first action was rendered in the feed
   connected: false, contactLoaded: null,
 });
 
@@ -286,14 +287,14 @@ async function why(id, trigger) {
 // --- live feed --------------------------------------------------------------
 // The feed is read with fetch (not EventSource) so that the token travels
 // in the Authorization header, never in a URL. Actions are queued as they
-// arrive and rendered in batches in an animation frame, at most 10 times a
+// arrive and rendered in batches in an animation frame, at most 4 times a
 // second and at most FEED_MAX items, so that 1,000 actions/s cost a few DOM
-// updates a second.
+// updates a second, while a lone action shows at the next frame.
 const buffer = [];   // the last FEED_BUFFER actions, for re-filtering
 let pending = [];    // arrived, not yet rendered
 let scheduled = false;
 let lastRender = -1e9;
-const RENDER_EVERY = 100; // ms
+const RENDER_EVERY = 250; // ms
 let rateCount = 0, rate = 0;
 function passes(a) {
   const t = $("f-trigger").value, s = $("f-sink").value;
@@ -307,7 +308,7 @@ function onAction(a) {
   if (buffer.length > FEED_BUFFER) buffer.splice(0, buffer.length - FEED_BUFFER);
   pending.push(a);
   if (!scheduled) {
-    // At most 10 renders a second: each costs a layout and a paint of the
+    // At most 4 renders a second: each costs a layout and a paint of the
     // list whatever its size, so under a flood fewer, larger batches keep
     // the tab responsive; a lone action still shows at the next frame.
     scheduled = true;
@@ -349,6 +350,8 @@ function renderFeed() {
   if (show.length) {
     list.insertAdjacentHTML("afterbegin", feedHTML(show));
     trim(list);
+    const now = Date.now();
+    for (const a of show) if (!(a.contact in lp.shown)) lp.shown[a.contact] = now;
     lp.rendered += show.length;
   }
   lp.feedMs += performance.now() - t0;

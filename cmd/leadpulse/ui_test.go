@@ -233,12 +233,13 @@ func TestWebUIBrowser(t *testing.T) {
 	sent := time.Now()
 	d.send(t, "ada", `{"type":"track","event":"Form Submitted","properties":{"form":"demo"},"timestamp":"`+ts(0)+`"}`)
 	until("the alert in the live feed", `!!document.querySelector('#feed-list li[data-contact="ada"][data-trigger="hot-lead"]')`, 60*time.Second)
-	var arrived float64
+	var arrived, shown float64
 	eval(`__lp.arrivals["ada"]`, &arrived)
-	latency := time.Duration((arrived - float64(sent.UnixMilli())) * float64(time.Millisecond))
-	t.Logf("FIGURE: event produced → alert shown in the browser's live feed: %v", latency)
-	if latency < 0 || latency > time.Minute {
-		t.Errorf("arrival measured %v after the event: clocks or the measure are wrong", latency)
+	eval(`__lp.shown["ada"]`, &shown)
+	ms := func(v float64) time.Duration { return time.Duration((v - float64(sent.UnixMilli())) * float64(time.Millisecond)) }
+	t.Logf("FIGURE: event produced → alert received by the page %v, shown in the live feed %v", ms(arrived), ms(shown))
+	if ms(arrived) < 0 || ms(shown) < ms(arrived) || ms(shown) > time.Minute {
+		t.Errorf("arrival measured at %v, shown at %v after the event: clocks or the measure are wrong", ms(arrived), ms(shown))
 	}
 
 	// Following the feed's link shows the firing and the new score.
