@@ -236,7 +236,9 @@ func TestWebUIBrowser(t *testing.T) {
 	var arrived, shown float64
 	eval(`__lp.arrivals["ada"]`, &arrived)
 	eval(`__lp.shown["ada"]`, &shown)
-	ms := func(v float64) time.Duration { return time.Duration((v - float64(sent.UnixMilli())) * float64(time.Millisecond)) }
+	ms := func(v float64) time.Duration {
+		return time.Duration((v - float64(sent.UnixMilli())) * float64(time.Millisecond))
+	}
 	t.Logf("FIGURE: event produced → alert received by the page %v, shown in the live feed %v", ms(arrived), ms(shown))
 	if ms(arrived) < 0 || ms(shown) < ms(arrived) || ms(shown) > time.Minute {
 		t.Errorf("arrival measured at %v, shown at %v after the event: clocks or the measure are wrong", ms(arrived), ms(shown))
