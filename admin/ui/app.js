@@ -353,6 +353,7 @@ function renderFeed() {
     const now = Date.now();
     for (const a of show) if (!(a.contact in lp.shown)) lp.shown[a.contact] = now;
     lp.rendered += show.length;
+    showStats();
   }
   lp.feedMs += performance.now() - t0;
 }
@@ -377,6 +378,7 @@ async function connectFeed() {
       if (r.status === 401) { sessionStorage.removeItem("leadpulse-token"); await askToken(); continue; }
       if (!r.ok || !r.body) throw new Error("feed: " + r.status);
       lp.connected = true;
+      showStats();
       const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
       let buf = "";
       for (;;) {
@@ -405,10 +407,10 @@ async function connectFeed() {
     await new Promise((r) => setTimeout(r, 2000));
   }
 }
-setInterval(() => {
-  rate = rateCount; rateCount = 0;
+function showStats() {
   $("feed-stats").textContent = `${lp.connected ? "live" : "reconnecting…"} · ${rate}/s · ${lp.received} received · ${$("feed-list").childElementCount} shown` + (lp.dropped ? ` · ${lp.dropped} dropped by the server (tab too slow)` : "");
-}, 1000);
+}
+setInterval(() => { rate = rateCount; rateCount = 0; showStats(); }, 1000);
 
 // Responsiveness figures: frames drawn, and the event loop's lag (how late
 // a 50 ms timer runs).

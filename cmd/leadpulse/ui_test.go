@@ -250,7 +250,7 @@ func TestWebUIBrowser(t *testing.T) {
 	until("the chart with the demo award", `document.querySelectorAll("#chart circle.award").length === 3 && document.querySelectorAll("#chart line.firing").length >= 1`, 30*time.Second)
 
 	var shot []byte
-	run("screenshot", chromedp.CaptureScreenshot(&shot))
+	run("screenshot", chromedp.FullScreenshot(&shot, 100)) // 100: PNG, the whole page
 	path := filepath.Join(os.TempDir(), "leadpulse-ui.png")
 	if err := os.WriteFile(path, shot, 0o644); err != nil {
 		t.Fatal(err)
