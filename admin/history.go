@@ -4,7 +4,6 @@ import (
 	"container/list"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/leadpulse/leadpulse/rules"
@@ -24,14 +23,23 @@ import (
 // has). It is bounded: at most HistoryOptions.Contacts contacts, the least
 // recently active forgotten first, and a fixed number of entries each.
 type History struct {
-	o    HistoryOptions
-	feed *Feed
+	o      HistoryOptions
+	feed   *Feed
+	shards []historyShard
+}
 
+// historyShards spreads the contacts over locks, so that partitions
+// recording at once rarely wait for each other; each shard forgets its
+// least recently active contacts first. A History of fewer than 1,024
+// contacts has one shard (exact LRU).
+const historyShards = 16
+
+type historyShard struct {
 	mu       sync.Mutex
+	max      int // contacts kept in this shard
 	contacts map[string]*contactHistory
 	lru      list.List         // *contactHistory, most recent at the front
 	emails   map[string]string // lower-cased email → contact id
-	recorded atomic.Uint64
 }
 
 // HistoryOptions bound a History. Zero values take the defaults.
@@ -56,10 +64,29 @@ type HistoryEvent struct {
 	Applied   string        `json:"applied"` // wall-clock time it was applied
 }
 
+// histEvent is a HistoryEvent as recorded: times unformatted, strings
+// shared with the event (they are immutable), so that recording costs
+// little on the partition goroutine.
+type histEvent struct {
+	at, applied              int64
+	typ, ev, name, path, mid string
+	traits                   []string
+	points                   []rules.Award
+}
+
+func (e *histEvent) view() HistoryEvent {
+	return HistoryEvent{
+		At: formatNs(e.at), Type: e.typ, Event: e.ev, Name: e.name, Path: e.path, MessageID: e.mid,
+		Traits: e.traits, Points: e.points, Applied: formatNs(e.applied),
+	}
+}
+
+func formatNs(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
+
 type contactHistory struct {
 	id      string
 	email   string
-	events  ring[HistoryEvent]
+	events  ring[histEvent]
 	firings ring[rules.Record]
 	awards  ring[rules.AwardAt]
 	elem    *list.Element
@@ -101,29 +128,50 @@ func NewHistory(o HistoryOptions) *History {
 	if o.Awards <= 0 {
 		o.Awards = 200
 	}
-	return &History{o: o, feed: NewFeed(0), contacts: map[string]*contactHistory{}, emails: map[string]string{}}
+	n := historyShards
+	if o.Contacts < 1024 {
+		n = 1
+	}
+	h := &History{o: o, feed: NewFeed(0), shards: make([]historyShard, n)}
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.max = o.Contacts / n
+		sh.contacts, sh.emails = map[string]*contactHistory{}, map[string]string{}
+	}
+	return h
 }
 
 // Feed returns the live feed of actions the History fans out.
 func (h *History) Feed() *Feed { return h.feed }
 
-// get returns the contact's history, made and moved to the front; h.mu held.
-func (h *History) get(id string) *contactHistory {
-	c := h.contacts[id]
+func (h *History) shard(id string) *historyShard {
+	// FNV-1a: cheap and spreads ids well enough.
+	x := uint32(2166136261)
+	for i := 0; i < len(id); i++ {
+		x ^= uint32(id[i])
+		x *= 16777619
+	}
+	return &h.shards[x%uint32(len(h.shards))]
+}
+
+// get returns the contact's history, made and moved to the front; sh.mu
+// held.
+func (sh *historyShard) get(id string) *contactHistory {
+	c := sh.contacts[id]
 	if c != nil {
-		h.lru.MoveToFront(c.elem)
+		sh.lru.MoveToFront(c.elem)
 		return c
 	}
-	for len(h.contacts) >= h.o.Contacts {
-		old := h.lru.Remove(h.lru.Back()).(*contactHistory)
-		delete(h.contacts, old.id)
-		if old.email != "" && h.emails[old.email] == old.id {
-			delete(h.emails, old.email)
+	for len(sh.contacts) >= sh.max {
+		old := sh.lru.Remove(sh.lru.Back()).(*contactHistory)
+		delete(sh.contacts, old.id)
+		if old.email != "" && sh.emails[old.email] == old.id {
+			delete(sh.emails, old.email)
 		}
 	}
 	c = &contactHistory{id: id}
-	c.elem = h.lru.PushFront(c)
-	h.contacts[id] = c
+	c.elem = sh.lru.PushFront(c)
+	sh.contacts[id] = c
 	return c
 }
 
@@ -135,68 +183,68 @@ func (h *History) Applied(res *rules.Result) {
 	if e == nil {
 		return
 	}
-	he := HistoryEvent{
-		At:        time.Unix(0, e.Time).UTC().Format(time.RFC3339Nano),
-		Type:      e.Type,
-		Event:     e.Event,
-		Name:      e.Name,
-		MessageID: e.MessageID,
-		Applied:   time.Now().UTC().Format(time.RFC3339Nano),
-	}
+	he := histEvent{at: e.Time, applied: time.Now().UnixNano(), typ: e.Type, ev: e.Event, name: e.Name, mid: e.MessageID}
 	if p, ok := e.Properties["path"].(string); ok {
-		he.Path = p
+		he.path = p
 	}
-	for k := range e.Traits {
-		he.Traits = append(he.Traits, k)
+	var email string
+	if len(e.Traits) > 0 {
+		he.traits = make([]string, 0, len(e.Traits))
+		for k := range e.Traits {
+			he.traits = append(he.traits, k)
+		}
+		if s, ok := e.Traits["email"].(string); ok {
+			email = strings.ToLower(strings.TrimSpace(s))
+		}
 	}
 	if len(res.Awards) > 0 {
-		he.Points = append([]rules.Award(nil), res.Awards...)
+		he.points = append([]rules.Award(nil), res.Awards...)
 	}
-	email, _ := e.Traits["email"].(string)
-	email = strings.ToLower(strings.TrimSpace(email))
 	id := res.Contact // as identity resolved it
 	if id == "" {
 		id = e.Contact()
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	c := h.get(id)
+	sh := h.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	c := sh.get(id)
 	c.events.add(he, h.o.Events)
 	for _, a := range res.Awards {
 		c.awards.add(rules.AwardAt{Rule: a.Rule, Points: a.Points, At: e.Time}, h.o.Awards)
 	}
 	if email != "" && email != c.email {
-		if c.email != "" && h.emails[c.email] == id {
-			delete(h.emails, c.email)
+		if c.email != "" && sh.emails[c.email] == id {
+			delete(sh.emails, c.email)
 		}
 		c.email = email
-		h.emails[email] = id
+		sh.emails[email] = id
 	}
-	h.recorded.Add(1)
 }
 
 // Action records an emitted action (stream.Scoring.OnAction) and publishes
 // it on the feed.
 func (h *History) Action(r *rules.Record) {
 	rec := *r
-	h.mu.Lock()
-	h.get(rec.Contact).firings.add(rec, h.o.Firings)
-	h.mu.Unlock()
+	sh := h.shard(rec.Contact)
+	sh.mu.Lock()
+	sh.get(rec.Contact).firings.add(rec, h.o.Firings)
+	sh.mu.Unlock()
 	h.feed.Publish(&rec)
 }
 
 // Forget drops what is kept about a contact (after an erasure).
 func (h *History) Forget(id string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	c := h.contacts[id]
+	sh := h.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	c := sh.contacts[id]
 	if c == nil {
 		return
 	}
-	h.lru.Remove(c.elem)
-	delete(h.contacts, id)
-	if c.email != "" && h.emails[c.email] == id {
-		delete(h.emails, c.email)
+	sh.lru.Remove(c.elem)
+	delete(sh.contacts, id)
+	if c.email != "" && sh.emails[c.email] == id {
+		delete(sh.emails, c.email)
 	}
 }
 
@@ -209,27 +257,45 @@ type ContactHistory struct {
 
 // Contact returns the contact's history (empty when none is kept).
 func (h *History) Contact(id string) ContactHistory {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	c := h.contacts[id]
+	sh := h.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	c := sh.contacts[id]
 	if c == nil {
 		return ContactHistory{Events: []HistoryEvent{}, Firings: []rules.Record{}}
 	}
-	return ContactHistory{Events: c.events.items(), Firings: c.firings.items(), Awards: c.awards.items()}
+	evs := c.events.items()
+	out := ContactHistory{Events: make([]HistoryEvent, len(evs)), Firings: c.firings.items(), Awards: c.awards.items()}
+	for i := range evs {
+		out.Events[i] = evs[i].view()
+	}
+	return out
 }
 
 // ByEmail returns the contact whose `email` trait is email (case
 // insensitive), among the contacts the History holds.
 func (h *History) ByEmail(email string) (string, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	id, ok := h.emails[strings.ToLower(strings.TrimSpace(email))]
-	return id, ok
+	email = strings.ToLower(strings.TrimSpace(email))
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		id, ok := sh.emails[email]
+		sh.mu.Unlock()
+		if ok {
+			return id, true
+		}
+	}
+	return "", false
 }
 
 // Len returns the number of contacts held.
 func (h *History) Len() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.contacts)
+	n := 0
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		n += len(sh.contacts)
+		sh.mu.Unlock()
+	}
+	return n
 }
