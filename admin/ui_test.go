@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,21 +20,20 @@ import (
 	"github.com/leadpulse/leadpulse/admin"
 	"github.com/leadpulse/leadpulse/engine"
 	"github.com/leadpulse/leadpulse/event"
+	"github.com/leadpulse/leadpulse/internal/testenv"
 	"github.com/leadpulse/leadpulse/rules"
 	"github.com/leadpulse/leadpulse/state"
 )
 
-// eventually waits for cond, checking every 20ms, up to timeout (generous:
-// the machine may be loaded).
+// eventually waits for cond up to timeout (testenv.Eventually).
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+	testenv.Eventually(t, timeout, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return errors.New("waiting for " + what)
+	})
 }
 
 // uiEnv is an admin server over a memory store fed through an engine

@@ -133,16 +133,15 @@ func (d *devUI) timeline(t *testing.T, id string) map[string]any {
 	return m
 }
 
-// waitFor waits for cond, checking every 25ms, up to timeout.
+// waitFor waits for cond up to timeout (testenv.Eventually).
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+	testenv.Eventually(t, timeout, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(25 * time.Millisecond)
-	}
+		return fmt.Errorf("waiting for %s", what)
+	})
 }
 
 func ts(d time.Duration) string { return time.Now().Add(d).UTC().Format(time.RFC3339Nano) }
