@@ -88,6 +88,7 @@ func (d *devCmd) Run(e *env) error {
 	addr := cluster.ListenAddrs()[0]
 
 	sc := stream.Scoring{Rules: rs}
+	ui := newWebUI(&sc)
 	var rdb *state.Redis
 	if d.Redis != "" {
 		if rdb, err = state.NewRedis(state.RedisOptions{Addrs: []string{d.Redis}}); err != nil {
@@ -124,6 +125,13 @@ func (d *devCmd) Run(e *env) error {
 	if err := app.EnsureTopics(ctx, p); err != nil {
 		return err
 	}
+	var bundled []byte
+	if d.Rules == "" {
+		bundled = examples.B2BSaaS
+	}
+	if err := ui.rules(d.Rules, bundled, p, sinkCfg, reg, log); err != nil {
+		return err
+	}
 
 	// The dispatch stage delivers the actions through the sinks.
 	out := &lineCounter{w: e.stdout}
@@ -135,9 +143,9 @@ func (d *devCmd) Run(e *env) error {
 	}
 	defer dispatch.Close()
 
-	srv := &http.Server{Handler: admin.Handler(admin.Options{
+	srv := &http.Server{Handler: admin.Handler(ui.options(admin.Options{
 		Gatherer: reg, Ready: app.Ready(p, dispatch.Stage, rdb), Contacts: app.Contacts{P: p}, Rules: p.Rules, Logger: log,
-	}), ReadHeaderTimeout: 5 * time.Second}
+	})), ReadHeaderTimeout: 5 * time.Second}
 	defer app.ServeHTTP(ctx, srv, httpLn, log, "dev")()
 
 	store := "in memory"
@@ -152,17 +160,20 @@ func (d *devCmd) Run(e *env) error {
   kafka    %s  topics %s → %s → %s, bad input on %s
   rules    %s
   state    %s
+  ui       %s  contacts, scores, why, live actions
   http     http://%s/metrics  /healthz  /readyz, admin API /contacts/ID (leadpulse contact ID, leadpulse forget ID)
   %s
 Alerts are printed below as they fire. Send your own events:
   echo '%s' | kcat -P -b %s -t %s
   kcat -C -b %s -t %s -o end        # watch the actions
 Ctrl-C stops (after applying and committing what was read).
-`, addr, cfg.Topics.Events, cfg.Topics.Keyed, cfg.Topics.Actions, cfg.Topics.DLQ, rulesName, store, httpLn.Addr(), demo,
+`, addr, cfg.Topics.Events, cfg.Topics.Keyed, cfg.Topics.Actions, cfg.Topics.DLQ, rulesName, store, uiURL(httpLn.Addr().String()), httpLn.Addr(), demo,
 		bannerEvent, addr, cfg.Topics.Events, addr, cfg.Topics.Actions)
 
 	pctx, stopPipeline := context.WithCancel(ctx)
 	defer stopPipeline()
+	ui.watch(pctx) // --rules FILE is reloaded when it changes
+	defer func() { stopPipeline(); ui.wait() }()
 	if !d.NoDemo {
 		dctx, stopDemo := context.WithCancel(ctx)
 		var demoDone sync.WaitGroup
