@@ -194,14 +194,9 @@ func (h *handler) getContact(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	at := state.NoTime
-	if s := r.URL.Query().Get("at"); s != "" {
-		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "at="+s+" is not an RFC 3339 time (e.g. 2026-03-02T09:00:00Z)")
-			return
-		}
-		at = t.UnixNano()
+	at, ok := parseAt(w, r)
+	if !ok {
+		return
 	}
 	st, err := h.o.Contacts.Inspect(r.Context(), id)
 	if err != nil {
@@ -281,4 +276,20 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, struct {
 		Error string `json:"error"`
 	}{strings.TrimSpace(msg)})
+}
+
+// parseAt reads the optional ?at=RFC3339 of a contact view: the time the
+// scores are computed at (state.NoTime, the contact's latest event, when
+// absent). On a bad value it answers 400 and returns false.
+func parseAt(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	s := r.URL.Query().Get("at")
+	if s == "" {
+		return state.NoTime, true
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "at="+s+" is not an RFC 3339 time (e.g. 2026-03-02T09:00:00Z)")
+		return 0, false
+	}
+	return t.UnixNano(), true
 }
