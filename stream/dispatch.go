@@ -52,6 +52,7 @@ func NewDispatch(cfg Config, d *sinks.Dispatcher, m *Metrics) (*Dispatch, error)
 			return nil, err
 		}
 	}
+	cfg.health = newHealth(cfg.Brokers, cfg.UnreachableAfter, cfg.Logger)
 	return &Dispatch{cfg: cfg, d: d, m: m, MaxInFlight: 256}, nil
 }
 
@@ -80,11 +81,8 @@ func (s *Dispatch) Run(ctx context.Context) error {
 		return fmt.Errorf("stream: dispatch: kafka client: %w", err)
 	}
 	defer cl.Close()
-	if err := cl.Ping(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("stream: dispatch: no broker of %v answers: %w (check the brokers and the network)", cfg.Brokers, err)
+	if !ping(ctx, cl, log, stageDispatch, cfg.Brokers) {
+		return nil
 	}
 	s.ready.Store(true)
 	defer s.ready.Store(false)
@@ -92,7 +90,7 @@ func (s *Dispatch) Run(ctx context.Context) error {
 
 	commits := map[string]map[int32]kgo.EpochOffset{}
 	for {
-		fs, ok := poll(ctx, cl, cfg.PollRecords, log, stageDispatch)
+		fs, ok := poll(ctx, cl, cfg.PollRecords, cfg.health, log, stageDispatch)
 		if !ok {
 			break
 		}
