@@ -116,16 +116,26 @@ func (h *handler) auth(next http.HandlerFunc) http.HandlerFunc {
 	if h.o.Token == "" {
 		return next
 	}
-	want := []byte("Bearer " + h.o.Token)
+	want := []byte(h.o.Token)
 	return func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		if subtle.ConstantTimeCompare(bearer(r.Header.Get("Authorization")), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="leadpulse admin"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token: send Authorization: Bearer TOKEN (admin_token, LEADPULSE_ADMIN_TOKEN; `leadpulse contact --token`)")
 			return
 		}
 		next(w, r)
 	}
+}
+
+// bearer returns the token of an Authorization header of the Bearer
+// scheme, or nil. The scheme is matched case-insensitively (RFC 9110,
+// 11.1: "bearer", "BEARER"), and spaces before the token are skipped.
+func bearer(h string) []byte {
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return nil
+	}
+	return []byte(strings.TrimLeft(token, " "))
 }
 
 // ContactResponse is the body of GET /contacts/{id}.
