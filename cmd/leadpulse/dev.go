@@ -34,7 +34,8 @@ import (
 type devCmd struct {
 	Rules      string  `type:"existingfile" placeholder:"FILE" help:"Rules file (YAML). Default: the bundled examples/b2b-saas.yaml."`
 	Kafka      string  `default:"127.0.0.1:9092" placeholder:"ADDR" help:"Address the embedded Kafka-compatible broker listens on (plain TCP, no auth). Default: 127.0.0.1:9092."`
-	HTTP       string  `name:"http" default:"127.0.0.1:8080" placeholder:"ADDR" help:"Address of /metrics, /healthz and /readyz. Default: 127.0.0.1:8080."`
+	HTTP       string  `name:"http" default:"127.0.0.1:8080" placeholder:"ADDR" help:"Address of /metrics, /healthz, /readyz and the admin API. Default: 127.0.0.1:8080. An address beyond loopback needs --admin-token."`
+	AdminToken string  `name:"admin-token" env:"LEADPULSE_ADMIN_TOKEN" placeholder:"TOKEN" help:"Require Authorization: Bearer TOKEN on the admin API (/contacts/…: read and erase contacts). Required when --http listens beyond loopback."`
 	Redis      string  `placeholder:"ADDR" help:"Keep contact state in the Redis at ADDR (host:port) instead of in memory."`
 	NoDemo     bool    `help:"Produce no demo traffic: send your own events to the events topic."`
 	DemoRate   float64 `default:"100" placeholder:"N" help:"Demo events per second (a realistic B2B site, 1,000 visitors). Default: 100."`
@@ -83,6 +84,11 @@ func (d *devCmd) Run(e *env) error {
 		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: --demo-rate %v: give events per second above 0, or --no-demo", d.DemoRate)}
 	}
 
+	// The admin API reads and erases contacts: beyond loopback, only with
+	// a token, as `run` requires.
+	if host, _, err := net.SplitHostPort(d.HTTP); err == nil && !isLoopback(host) && d.AdminToken == "" {
+		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: --http %s listens beyond loopback without a token: anyone who reaches it could read and erase contacts; pass --admin-token TOKEN (or LEADPULSE_ADMIN_TOKEN), or bind --http to 127.0.0.1", d.HTTP)}
+	}
 	// Listen first, so that a port in use fails before anything starts.
 	httpLn, err := net.Listen("tcp", d.HTTP)
 	if err != nil {
@@ -147,6 +153,11 @@ func (d *devCmd) Run(e *env) error {
 		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: %v", err)}
 	}
 	cfg = p.Config()
+	// HTTP first: /healthz and /readyz answer while the topics are made.
+	srv := &http.Server{Handler: admin.Handler(admin.Options{
+		Gatherer: reg, Ready: devReady(p, rdb), Contacts: pipelineContacts{p}, Rules: p.Rules, Token: d.AdminToken, Logger: log,
+	}), ReadHeaderTimeout: 5 * time.Second}
+	defer serveHTTP(ctx, srv, httpLn, log, "dev")()
 	if err := stream.EnsureTopics(ctx, cfg); err != nil {
 		return err
 	}
@@ -171,11 +182,6 @@ func (d *devCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-
-	srv := &http.Server{Handler: admin.Handler(admin.Options{
-		Gatherer: reg, Ready: devReady(p, rdb), Contacts: pipelineContacts{p}, Rules: p.Rules, Logger: log,
-	}), ReadHeaderTimeout: 5 * time.Second}
-	defer serveHTTP(ctx, srv, httpLn, log, "dev")()
 
 	store := "in memory"
 	if rdb != nil {
@@ -234,6 +240,16 @@ func (d *devCmd) loadRules(e *env) (*rules.Ruleset, string, error) {
 	return rs, examples.B2BSaaSName + " (bundled)", nil
 }
 
+// isLoopback reports whether host (of host:port) is a loopback address;
+// "" (every interface) is not.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func inUseHint(err error, alt string) string {
 	if errors.Is(err, syscall.EADDRINUSE) {
 		return fmt.Sprintf(" (is another Kafka or leadpulse dev running? choose another address, e.g. %s)", alt)
@@ -245,8 +261,8 @@ func inUseHint(err error, alt string) string {
 // (with --redis) answers.
 func devReady(p *stream.Pipeline, rdb *state.Redis) func(context.Context) error {
 	return func(ctx context.Context) error {
-		if !p.Ready() {
-			return errors.New("the pipeline is not consuming yet (topics, broker, consumer groups)")
+		if err := p.NotReady(); err != nil {
+			return err
 		}
 		if p.Partitions() == 0 {
 			return errors.New("no partition is assigned to the pipeline yet")

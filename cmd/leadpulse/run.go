@@ -121,13 +121,10 @@ func runLive(e *env, cfg *config.Config, scfg stream.Config, rs *rules.Ruleset, 
 	if err != nil {
 		return &exitError{code: 2, msg: "leadpulse run: " + err.Error()}
 	}
+	// The pipeline creates the missing topics when it starts (waiting, not
+	// ready, while the brokers do not answer): the HTTP server answers
+	// /healthz and /readyz meanwhile.
 	scfg = p.Config()
-	if err := stream.EnsureTopics(ctx, scfg); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("leadpulse run: %w", err)
-	}
 
 	var (
 		dispatch   *stream.Dispatch
@@ -160,11 +157,13 @@ func runLive(e *env, cfg *config.Config, scfg stream.Config, rs *rules.Ruleset, 
 	}
 
 	ready := func(ctx context.Context) error {
-		if !p.Ready() {
-			return errors.New("the pipeline is not consuming yet (topics, brokers, consumer groups)")
+		if err := p.NotReady(); err != nil {
+			return err
 		}
-		if dispatch != nil && !dispatch.Ready() {
-			return errors.New("the dispatch stage is not consuming yet")
+		if dispatch != nil {
+			if err := dispatch.NotReady(); err != nil {
+				return err
+			}
 		}
 		if p.Partitions() == 0 {
 			return fmt.Errorf("no partition of %s is assigned to this process (a rebalance in progress, or more processes than partitions)", scoreTopic(scfg))
