@@ -42,8 +42,8 @@ func sizedEvent(t testing.TB, contact string, n int) []byte {
 	return b
 }
 
-// bigProducer is a client whose batches take records of a few MiB.
-func bigProducer() kgo.Opt { return kgo.ProducerBatchMaxBytes(8 << 20) }
+// bigProducer is a client whose batches take records of up to 2 MiB.
+func bigProducer() kgo.Opt { return kgo.ProducerBatchMaxBytes(2 << 20) }
 
 // notExited fails the test if the pipeline's Run has returned.
 func (r *running) notExited(t *testing.T) {
