@@ -221,6 +221,16 @@ type Pipeline struct {
 	// DrainTimeout bounds the final flush and commit of the partitions on
 	// SIGTERM and on revoke. default: 30s
 	DrainTimeout Duration `yaml:"drain_timeout"`
+	// MaxEventBytes is the largest event (record value) taken; a larger one
+	// is dead-lettered with reason too_large, its first 16 KiB kept. The
+	// producers and the topics leadpulse creates take this + 128 KiB
+	// (max.message.bytes); topics that exist must take as much.
+	// default: 1048576 (1 MiB), from 1024 to 67108864
+	MaxEventBytes int `yaml:"max_event_bytes"`
+	// UnreachableAfter is how long the brokers may not answer before
+	// /readyz says not ready with the reason and a log line says so.
+	// default: 5s
+	UnreachableAfter Duration `yaml:"unreachable_after"`
 }
 
 // Redis configures the state store (state.RedisOptions; docs/redis.md).
@@ -845,6 +855,11 @@ func (c *Config) validate(ps *problems) {
 	c.duration(ps, "pipeline.tick", &p.Tick, 200*time.Millisecond)
 	c.duration(ps, "pipeline.timer_horizon", &p.TimerHorizon, time.Minute)
 	c.duration(ps, "pipeline.drain_timeout", &p.DrainTimeout, 30*time.Second)
+	c.positive(ps, "pipeline.max_event_bytes", &p.MaxEventBytes, stream.DefaultMaxEventBytes)
+	if p.MaxEventBytes > 0 && (p.MaxEventBytes < 1024 || p.MaxEventBytes > 64<<20) {
+		ps.add(c, []string{"pipeline.max_event_bytes"}, "%d: want a size from 1024 to %d bytes (default %d)", p.MaxEventBytes, 64<<20, stream.DefaultMaxEventBytes)
+	}
+	c.duration(ps, "pipeline.unreachable_after", &p.UnreachableAfter, 5*time.Second)
 	if p.TimerHorizon < p.Tick {
 		ps.add(c, []string{"pipeline.timer_horizon", "pipeline.tick"}, "pipeline.timer_horizon (%v) is shorter than pipeline.tick (%v): timers would be loaded after they are due", p.TimerHorizon, p.Tick)
 	}
@@ -1090,6 +1105,8 @@ func (c *Config) Stream(log *slog.Logger) (stream.Config, error) {
 		Tick:              p.Tick.D(),
 		TimerHorizon:      p.TimerHorizon.D(),
 		DrainTimeout:      p.DrainTimeout.D(),
+		MaxEventBytes:     p.MaxEventBytes,
+		UnreachableAfter:  p.UnreachableAfter.D(),
 		Logger:            log,
 		KafkaOptions:      opts,
 	}, nil
