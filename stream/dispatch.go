@@ -98,6 +98,7 @@ func (s *Dispatch) Run(ctx context.Context) error {
 	log := cfg.Logger
 	work, stopWork := drainContext(ctx, cfg.DrainTimeout)
 	defer stopWork()
+	cfg.health.start()
 	go cfg.health.watch(work)
 	var lanes sync.WaitGroup // every lane worker
 	r := &dispatchRun{s: s, log: log, work: work, wg: &lanes, parts: map[topicPart]*partTrack{}, lanes: map[string]*lane{}}

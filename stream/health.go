@@ -47,6 +47,15 @@ var (
 	_ kgo.HookBrokerE2E     = (*health)(nil)
 )
 
+// start counts the silence from now: a stage starts talking to the brokers.
+func (h *health) start() {
+	h.mu.Lock()
+	h.lastOK, h.lastErr, h.down = h.now(), nil, false
+	h.fetchSince, h.fetchErr = time.Time{}, nil
+	clear(h.stages)
+	h.mu.Unlock()
+}
+
 // OnBrokerConnect implements kgo.HookBrokerConnect: a failed dial.
 func (h *health) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
 	if err == nil {

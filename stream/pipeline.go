@@ -97,6 +97,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	cfg := &p.cfg
 	hctx, stopHealth := context.WithCancel(ctx)
 	defer stopHealth()
+	cfg.health.start()
 	go cfg.health.watch(hctx)
 	if err := p.ensureTopics(ctx); err != nil {
 		if ctx.Err() != nil {
