@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/leadpulse/leadpulse/sinks"
@@ -215,7 +216,8 @@ type entry struct {
 type lane struct {
 	name    string
 	workers []*laneWorker
-	queued  int // actions queued or in flight (under dispatchRun.mu)
+	queued  int              // actions queued or in flight (under dispatchRun.mu)
+	gauge   prometheus.Gauge // queued, exported
 }
 
 type laneWorker struct {
@@ -263,6 +265,7 @@ func (r *dispatchRun) push(recs []*kgo.Record) {
 		}
 		w.q = append(w.q, j)
 		l.queued++
+		l.gauge.Inc()
 		select {
 		case w.wake <- struct{}{}:
 		default:
@@ -291,7 +294,7 @@ func (r *dispatchRun) laneLocked(name string) *lane {
 	if name == "" {
 		n = 1
 	}
-	l := &lane{name: name, workers: make([]*laneWorker, n)}
+	l := &lane{name: name, workers: make([]*laneWorker, n), gauge: r.s.m.dispatchQueued.WithLabelValues(name)}
 	for i := range l.workers {
 		w := &laneWorker{wake: make(chan struct{}, 1)}
 		l.workers[i] = w
@@ -329,6 +332,7 @@ func (r *dispatchRun) runWorker(l *lane, w *laneWorker) {
 		w.q[0] = job{}
 		w.q = w.q[1:]
 		l.queued--
+		l.gauge.Dec()
 		if ok && !gone {
 			j.e.settled = true
 			j.p.advance()

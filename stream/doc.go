@@ -122,6 +122,7 @@
 //	leadpulse_store_cas_rejections_total              contact writes refused as stale by the store
 //	leadpulse_offset_commits_total{stage,result}      ok | error
 //	leadpulse_produce_errors_total{topic}             records Kafka did not acknowledge
+//	leadpulse_dispatch_queued_actions{sink}           actions read by dispatch and not yet settled, per sink lane
 //	leadpulse_dead_letters_refused_total              input records Kafka refused as keyed records and as cut dead letters (logged, skipped)
 //	leadpulse_score_batch_seconds                     histogram: apply + produce + commits of one batch
 //	leadpulse_score_partitions                        partitions assigned to this process

@@ -32,6 +32,7 @@ type Metrics struct {
 	pauses         prometheus.Counter     //
 	produceErrors  *prometheus.CounterVec // topic
 	deadLetterLost prometheus.Counter     //
+	dispatchQueued *prometheus.GaugeVec   // sink
 	eventsInStage  map[string]prometheus.Counter
 	badByStage     map[string]map[event.Reason]prometheus.Counter
 	rebalanceCount *prometheus.CounterVec // kind
@@ -134,6 +135,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "leadpulse_produce_errors_total",
 			Help: "Records Kafka did not acknowledge, by topic.",
 		}, []string{"topic"}),
+		dispatchQueued: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "leadpulse_dispatch_queued_actions",
+			Help: "Actions read and not yet settled (delivered, deduplicated or dead-lettered), by sink lane of the dispatch stage; \"\" is the lane of actions no sink takes.",
+		}, []string{"sink"}),
 		deadLetterLost: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "leadpulse_dead_letters_refused_total",
 			Help: "Input records Kafka refused both as keyed records and as (cut) dead letters: logged and skipped.",
@@ -173,7 +178,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.eventsIn, m.badEvents, m.latency, m.timerDelay, m.lag, m.queueDepth, m.queueCap,
 		m.firings, m.actions, m.suppressed, m.storeCommits, m.casRejections, m.offsetCommits, m.batchDuration,
-		m.partitions, m.pauses, m.produceErrors, m.deadLetterLost, m.rebalanceCount}
+		m.partitions, m.pauses, m.produceErrors, m.deadLetterLost, m.dispatchQueued, m.rebalanceCount}
 }
 
 func (m *Metrics) bad(stage string, r event.Reason) {
