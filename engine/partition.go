@@ -32,6 +32,11 @@ type Partition struct {
 	clock  int64
 	timers timerHeap
 	order  uint64
+
+	// Identity (see identity.go): nil links until UseLinks; then every
+	// event is resolved through them.
+	links state.Links
+	ident *rules.Identity
 }
 
 // NewPartition returns a partition driver over store. emit may be nil.
@@ -60,17 +65,34 @@ func (p *Partition) NextDue() (int64, bool) {
 }
 
 // Apply applies one resolved event: timers that the event's time makes due
-// fire first, then the event is applied to its contact.
+// fire first, then (with UseLinks) the event's ids are linked and merged,
+// then the event is applied to its contact. An event whose every id is
+// blocked (identity.blocked) is bad input: Apply returns an *event.Error
+// with ReasonNoContact and changes nothing.
 func (p *Partition) Apply(ctx context.Context, e *event.Event) error {
+	id := e.Contact()
+	var user, anon string
+	if p.links != nil {
+		user, anon = p.ident.Usable(e.UserID, e.AnonymousID)
+		if user == "" && anon == "" {
+			return noUsableID(e)
+		}
+	}
 	if p.clock == state.NoTime || e.Time > p.clock {
 		if err := p.fireDue(ctx, e.Time); err != nil {
 			return err
 		}
 		p.clock = e.Time
 	}
-	c, err := p.store.Get(ctx, e.Contact())
+	if p.links != nil {
+		var err error
+		if id, err = p.identify(ctx, e, user, anon); err != nil {
+			return err
+		}
+	}
+	c, err := p.store.Get(ctx, id)
 	if err != nil {
-		return fmt.Errorf("engine: load contact %q: %w", e.Contact(), err)
+		return fmt.Errorf("engine: load contact %q: %w", id, err)
 	}
 	res := p.ev.Apply(c, e)
 	if !res.Duplicate {
@@ -186,7 +208,7 @@ func (t *timerHeap) set(r timerRef) {
 		t.pos = make(map[timerKey]int)
 	}
 	if i, ok := t.pos[r.key]; ok {
-		if cur := &t.h[i]; r.due >= cur.due {
+		if cur := &t.h[i]; r.due > cur.due || (r.due == cur.due && r.order >= cur.order) {
 			cur.moved, cur.next, cur.nextOrder = true, r.due, r.order
 			return
 		}
@@ -197,6 +219,20 @@ func (t *timerHeap) set(r timerRef) {
 	t.h = append(t.h, r)
 	t.pos[r.key] = len(t.h) - 1
 	t.up(len(t.h) - 1)
+}
+
+// get returns where the key's timer is due and its set order, following a
+// move.
+func (t *timerHeap) get(k timerKey) (due int64, order uint64, ok bool) {
+	i, ok := t.pos[k]
+	if !ok {
+		return 0, 0, false
+	}
+	r := &t.h[i]
+	if r.moved {
+		return r.next, r.nextOrder, true
+	}
+	return r.due, r.order, true
 }
 
 func (t *timerHeap) pop() timerRef {

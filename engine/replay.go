@@ -30,9 +30,15 @@ type Summary struct {
 	Suppressed uint64 // actions suppressed by a guard or a cap
 	Timers     uint64
 	ByTrigger  map[string]uint64 // firings per trigger id
-	Contacts   int
-	Clock      int64
-	Elapsed    time.Duration
+	// Identity (SPEC §6): anonymous ids linked to a user, the links that
+	// merged state, and linking events with a refused link (once per
+	// event) by kind (rules.ConflictKind's names).
+	Links     uint64
+	Merges    uint64
+	Conflicts map[string]uint64
+	Contacts  int
+	Clock     int64
+	Elapsed   time.Duration
 }
 
 func (s *Summary) String() string {
@@ -40,8 +46,23 @@ func (s *Summary) String() string {
 	if s.Clock != state.NoTime {
 		clock = time.Unix(0, s.Clock).UTC().Format(time.RFC3339)
 	}
-	return fmt.Sprintf("replay: %d lines, %d events applied, %d bad, %d duplicates, %d contacts; %d firings, %d actions emitted, %d actions suppressed by guards or caps, %d edges inside a cooldown, %d timers fired; clock %s; %.2fs (%.0f events/s)",
-		s.Lines, s.Applied, s.Bad, s.Duplicates, s.Contacts, s.Firings, s.Emitted, s.Suppressed, s.Cooldown, s.Timers, clock,
+	var conflicts uint64
+	detail := ""
+	for _, k := range rules.ConflictKinds {
+		if n := s.Conflicts[k.String()]; n > 0 {
+			conflicts += n
+			if detail != "" {
+				detail += ", "
+			}
+			detail += fmt.Sprintf("%d %s", n, k)
+		}
+	}
+	if detail != "" {
+		detail = " (" + detail + ")"
+	}
+	return fmt.Sprintf("replay: %d lines, %d events applied, %d bad, %d duplicates, %d contacts; %d links, %d merges, %d conflicts%s; %d firings, %d actions emitted, %d actions suppressed by guards or caps, %d edges inside a cooldown, %d timers fired; clock %s; %.2fs (%.0f events/s)",
+		s.Lines, s.Applied, s.Bad, s.Duplicates, s.Contacts, s.Links, s.Merges, conflicts, detail,
+		s.Firings, s.Emitted, s.Suppressed, s.Cooldown, s.Timers, clock,
 		s.Elapsed.Seconds(), float64(s.Lines)/max(s.Elapsed.Seconds(), 1e-9))
 }
 
@@ -54,6 +75,11 @@ type ReplayOptions struct {
 	Out io.Writer
 	// Errs receives one line per bad input line: "LINE: reason".
 	Errs io.Writer
+	// NoLinks resolves every event to its userId, else its anonymousId,
+	// without identity links, merges or blocked ids, as a live process
+	// does until the cross-partition hand-over is in (DESIGN.md). For
+	// tests that compare live output with replay's.
+	NoLinks bool
 }
 
 // Replay runs the rules over recorded events, one JSON (or msgpack-free
@@ -73,6 +99,9 @@ func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOpti
 			writeErr = writeRecord(out, &res.Records[i])
 		}
 	})
+	if !opt.NoLinks {
+		p.UseLinks(state.NewMemoryLinks())
+	}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), MaxLine)
 	dec := event.Decoder{SkipContext: !rs.ReadsContext()}
@@ -90,6 +119,12 @@ func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOpti
 			continue
 		}
 		if err := p.Apply(ctx, e); err != nil {
+			if r := event.ReasonOf(err); r != "" { // no usable id
+				sum.Bad++
+				sum.BadReasons[r]++
+				fmt.Fprintf(errs, "line %d: %v\n", sum.Lines, err)
+				continue
+			}
 			return sum, err
 		}
 		if writeErr != nil {
@@ -122,6 +157,11 @@ func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOpti
 	sum.ByTrigger = make(map[string]uint64, len(rs.Triggers))
 	for i, t := range rs.Triggers {
 		sum.ByTrigger[t.ID] = st.ByTrigger[i]
+	}
+	sum.Links, sum.Merges = st.Links, st.Merges
+	sum.Conflicts = make(map[string]uint64, len(rules.ConflictKinds))
+	for _, k := range rules.ConflictKinds {
+		sum.Conflicts[k.String()] = st.Conflicts[k]
 	}
 	sum.Contacts = store.Len()
 	sum.Clock = p.Clock()

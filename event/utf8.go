@@ -19,13 +19,13 @@ const ReasonBadUTF8 Reason = "bad_utf8"
 
 // checkedFields are the fields whose text must be valid UTF-8: the ids that
 // key contacts and repeats, and the names rules compare.
-var checkedFields = [...]string{"type", "userId", "anonymousId", "event", "messageId"}
+var checkedFields = [...]string{"type", "userId", "anonymousId", "previousId", "event", "messageId"}
 
 // checkUTF8 returns a bad_utf8 *Error when one of the checkedFields of the
-// decoded e was not valid UTF-8 in b. It costs a scan of five strings for
+// decoded e was not valid UTF-8 in b. It costs a scan of six strings for
 // U+FFFD; only an event that holds one is read again.
 func checkUTF8(e *Event, b []byte, f Format) error {
-	if !strings.ContainsRune(e.Type+e.UserID+e.AnonymousID+e.Event+e.MessageID, utf8.RuneError) {
+	if !strings.ContainsRune(e.Type+e.UserID+e.AnonymousID+e.PreviousID+e.Event+e.MessageID, utf8.RuneError) {
 		return nil
 	}
 	var field string
@@ -45,6 +45,7 @@ type rawTexts struct {
 	Type        json.RawMessage `json:"type"`
 	UserID      json.RawMessage `json:"userId"`
 	AnonymousID json.RawMessage `json:"anonymousId"`
+	PreviousID  json.RawMessage `json:"previousId"`
 	Event       json.RawMessage `json:"event"`
 	MessageID   json.RawMessage `json:"messageId"`
 }
@@ -56,7 +57,7 @@ func jsonBadText(b []byte) string {
 	if json.Unmarshal(bytes.TrimPrefix(bytes.TrimSpace(b), []byte("\xef\xbb\xbf")), &raw) != nil {
 		return ""
 	}
-	for i, tok := range [...]json.RawMessage{raw.Type, raw.UserID, raw.AnonymousID, raw.Event, raw.MessageID} {
+	for i, tok := range [...]json.RawMessage{raw.Type, raw.UserID, raw.AnonymousID, raw.PreviousID, raw.Event, raw.MessageID} {
 		if !validJSONString(tok) {
 			return checkedFields[i]
 		}

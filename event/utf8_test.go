@@ -25,6 +25,7 @@ func TestBadUTF8(t *testing.T) {
 		{"lone low surrogate escape", `{"type":"page","userId":"u\udc00"` + ts + `}`, true},
 		{"high surrogate at the end", `{"type":"page","userId":"u\ud83d"` + ts + `}`, true},
 		{"event name", `{"type":"track","userId":"u1","event":"Sign` + "\xff" + `up"` + ts + `}`, true},
+		{"previousId of an alias", `{"type":"alias","userId":"u1","previousId":"a` + "\xff" + `"` + ts + `}`, true},
 		{"messageId", `{"type":"page","userId":"u1","messageId":"m` + "\xc0" + `"` + ts + `}`, true},
 		{"key case-insensitive", `{"type":"page","USERID":"u` + "\xff" + `"` + ts + `}`, true},
 		{"type", `{"type":"pa` + "\xff" + `ge","userId":"u1"` + ts + `}`, true},
