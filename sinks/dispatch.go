@@ -19,7 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
-	"github.com/leadpulse/leadpulse/rules"
+	"github.com/leadpulse/leadpulse/action"
 )
 
 // Options configure a Dispatcher. The zero value is usable: every field
@@ -210,7 +210,7 @@ func (d *Dispatcher) Default() string {
 // it names, else the default — or "" when no sink takes it (Dispatch
 // dead-letters it). A caller that keeps a queue per sink routes with it, so
 // that a slow sink holds back only its own actions.
-func (d *Dispatcher) SinkOf(r *rules.Record) string {
+func (d *Dispatcher) SinkOf(r *action.Record) string {
 	if rt := d.routes[r.Sink]; rt != nil {
 		return rt.name
 	}

@@ -65,14 +65,7 @@ func (s *RedisStream) Write(parent context.Context, batch []Action) error {
 			errs[i] = s.classify(err)
 		}
 	}
-	switch {
-	case errs == nil:
-		return nil
-	case len(batch) == 1:
-		return errs[0]
-	default:
-		return &BatchError{Errs: errs}
-	}
+	return batchError(errs)
 }
 
 // busyReplies are the error replies of a server that will serve again.

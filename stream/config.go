@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,18 +22,18 @@ func configError(format string, args ...any) error {
 // Topics names the topics of SPEC §5. The zero value is the default.
 type Topics struct {
 	// Events is the input: tracking events keyed any way. default: "events"
-	Events string `yaml:"events"`
+	Events string
 	// Keyed is the contact-keyed topic the ingest stage writes and the
 	// scoring stage reads. default: "events.keyed"
-	Keyed string `yaml:"keyed"`
+	Keyed string
 	// Actions receives one JSON record per fired action (SPEC §3), keyed by
 	// contact. default: "actions"
-	Actions string `yaml:"actions"`
+	Actions string
 	// DLQ receives bad input with its reason in headers. default: "events.dlq"
-	DLQ string `yaml:"dlq"`
+	DLQ string
 	// ActionsDLQ receives the actions the dispatch stage could not deliver,
 	// with the reason in headers. default: "actions.dlq"
-	ActionsDLQ string `yaml:"actions_dlq"`
+	ActionsDLQ string
 }
 
 // Config configures the live pipeline. The zero value (with Brokers) runs
@@ -40,12 +41,12 @@ type Topics struct {
 type Config struct {
 	// Brokers are the seed brokers. default: 127.0.0.1:9092
 	// (corresponds to Kafka's bootstrap.servers)
-	Brokers []string `yaml:"brokers"`
+	Brokers []string
 	// Group is the scoring stage's consumer group; the ingest stage uses
 	// Group + "-ingest". default: "leadpulse" (Kafka's group.id)
-	Group string `yaml:"group"`
+	Group string
 	// Topics names the topics. default: see Topics.
-	Topics Topics `yaml:"topics"`
+	Topics Topics
 
 	// InputKeyed skips the ingest hop: the scoring stage reads Topics.Events
 	// directly, which every producer must then key by contact (userId, else
@@ -55,18 +56,18 @@ type Config struct {
 	// partitioner=murmur2_random`). A record found in another partition than
 	// murmur2 of its contact says goes to the DLQ with reason "misrouted",
 	// so that one contact is never scored in two places. default: false
-	InputKeyed bool `yaml:"input_keyed"`
+	InputKeyed bool
 
 	// Partitions is the partition count of topics this process creates
 	// because they are missing. Existing topics are used as they are.
 	// default: 6 (Kafka's num.partitions for CreateTopics)
-	Partitions int32 `yaml:"partitions"`
+	Partitions int32
 	// ReplicationFactor of created topics. default: -1, the broker's
 	// default.replication.factor
-	ReplicationFactor int16 `yaml:"replication_factor"`
+	ReplicationFactor int16
 	// TopicConfigs are the configs of created topics, e.g. retention.ms and
 	// segment.bytes. default: none (the broker's defaults)
-	TopicConfigs map[string]string `yaml:"topic_configs"`
+	TopicConfigs map[string]string
 
 	// BatchRecords is the most records a partition applies before it
 	// produces the batch's actions, commits the store and commits the
@@ -75,15 +76,15 @@ type Config struct {
 	// contact into one store write (leadpulse bench with Redis: 81k events/s
 	// at 1,000, 134k at 4,000; p99 at 5,000 events/s unchanged).
 	// default: 4000
-	BatchRecords int `yaml:"batch_records"`
+	BatchRecords int
 	// QueueRecords bounds the records buffered for one partition between
 	// the poll loop and the partition's goroutine. When a queue holds this
 	// many, fetching that partition pauses (PauseFetchPartitions) until it
 	// is half empty; one poll's records may land on top. default: 4096
-	QueueRecords int `yaml:"queue_records"`
+	QueueRecords int
 	// PollRecords is the most records one poll takes from the client.
 	// default: 10000
-	PollRecords int `yaml:"poll_records"`
+	PollRecords int
 	// FetchMaxWait is how long a broker holds a fetch that has no new data
 	// (corresponds to Kafka's fetch.max.wait.ms). It also bounds how long a
 	// partition whose fetching resumes after backpressure waits, because a
@@ -91,24 +92,24 @@ type Config struct {
 	// partitions held a drain back for a second at a time (measured by
 	// `leadpulse bench`: 95k–165k events/s drained against 197k–212k with
 	// 50ms). default: 100ms
-	FetchMaxWait time.Duration `yaml:"fetch_max_wait"`
+	FetchMaxWait time.Duration
 
 	// TimerDelay is how long after its due time (wall clock) a timer of a
 	// caught-up partition fires: the allowance for events stamped before the
 	// due time that are still on their way to the partition (producer linger,
 	// the ingest hop). default: 500ms
-	TimerDelay time.Duration `yaml:"timer_delay"`
+	TimerDelay time.Duration
 	// Tick is how often an idle partition checks whether timers are due.
 	// default: 200ms
-	Tick time.Duration `yaml:"tick"`
+	Tick time.Duration
 	// TimerHorizon is how far ahead of a partition's clock the timers stored
 	// in Redis are loaded into the partition's timer index (on assignment,
 	// then again as the clock moves); memory stores load all at once.
 	// default: 1m
-	TimerHorizon time.Duration `yaml:"timer_horizon"`
+	TimerHorizon time.Duration
 	// DrainTimeout bounds the final flush and commit of each partition on
 	// shutdown and revoke. default: 30s
-	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	DrainTimeout time.Duration
 
 	// MaxEventBytes is the largest record value taken as an event. A larger
 	// record is dead-lettered with reason too_large before anything is
@@ -120,30 +121,59 @@ type Config struct {
 	// headers; topics that already exist must allow as much (Kafka's broker
 	// default, message.max.bytes, is 1,048,588 bytes). default: 1 MiB
 	// (1,048,576)
-	MaxEventBytes int `yaml:"max_event_bytes"`
+	MaxEventBytes int
 	// UnreachableAfter is how long the brokers may fail to answer (failed
 	// connections or requests, no reply, fetch errors) before /readyz says
 	// not ready with the reason and a log line says so. default: 5s
-	UnreachableAfter time.Duration `yaml:"unreachable_after"`
+	UnreachableAfter time.Duration
 
 	// Clock is the wall clock of live time (SPEC §2); tests inject theirs.
 	// default: time.Now
-	Clock func() time.Time `yaml:"-"`
+	Clock func() time.Time
 	// Logger receives the pipeline's logs (never one per event).
 	// default: slog.Default()
-	Logger *slog.Logger `yaml:"-"`
+	Logger *slog.Logger
 	// KafkaOptions are extra franz-go options for every client the
 	// pipeline makes (TLS, SASL, timeouts). default: none
-	KafkaOptions []kgo.Opt `yaml:"-"`
+	KafkaOptions []kgo.Opt
 
 	// health is told by every client's hooks whether the brokers answer;
 	// set by New and NewDispatch.
 	health *health
 }
 
+// defaults are the values a zero field of Config takes: the one place they
+// are written (config reads them through Defaults).
+var defaults = Config{
+	Brokers:           []string{"127.0.0.1:9092"},
+	Group:             "leadpulse",
+	Topics:            Topics{Events: "events", Keyed: "events.keyed", Actions: "actions", DLQ: "events.dlq", ActionsDLQ: "actions.dlq"},
+	Partitions:        6,
+	ReplicationFactor: -1,
+	BatchRecords:      4000,
+	QueueRecords:      4096,
+	PollRecords:       10000,
+	FetchMaxWait:      100 * time.Millisecond,
+	TimerDelay:        500 * time.Millisecond,
+	Tick:              200 * time.Millisecond,
+	TimerHorizon:      time.Minute,
+	DrainTimeout:      30 * time.Second,
+	MaxEventBytes:     DefaultMaxEventBytes,
+	UnreachableAfter:  5 * time.Second,
+}
+
+// Defaults returns the Config whose every field holds its default: what a
+// zero field means. Clock, Logger and KafkaOptions stay nil.
+func Defaults() Config {
+	d := defaults
+	d.Brokers = slices.Clone(defaults.Brokers)
+	return d
+}
+
+// validate fills the defaults and rejects contradictions.
 func (c Config) validate() (Config, error) {
 	if len(c.Brokers) == 0 {
-		c.Brokers = []string{"127.0.0.1:9092"}
+		c.Brokers = slices.Clone(defaults.Brokers)
 	}
 	for _, b := range c.Brokers {
 		if strings.TrimSpace(b) == "" {
@@ -151,22 +181,22 @@ func (c Config) validate() (Config, error) {
 		}
 	}
 	if c.Group == "" {
-		c.Group = "leadpulse"
+		c.Group = defaults.Group
 	}
 	if c.Topics.Events == "" {
-		c.Topics.Events = "events"
+		c.Topics.Events = defaults.Topics.Events
 	}
 	if c.Topics.Keyed == "" {
-		c.Topics.Keyed = "events.keyed"
+		c.Topics.Keyed = defaults.Topics.Keyed
 	}
 	if c.Topics.Actions == "" {
-		c.Topics.Actions = "actions"
+		c.Topics.Actions = defaults.Topics.Actions
 	}
 	if c.Topics.DLQ == "" {
-		c.Topics.DLQ = "events.dlq"
+		c.Topics.DLQ = defaults.Topics.DLQ
 	}
 	if c.Topics.ActionsDLQ == "" {
-		c.Topics.ActionsDLQ = "actions.dlq"
+		c.Topics.ActionsDLQ = defaults.Topics.ActionsDLQ
 	}
 	t := c.Topics
 	names := map[string]string{}
@@ -183,55 +213,55 @@ func (c Config) validate() (Config, error) {
 		names[n.topic] = n.key
 	}
 	if c.Partitions == 0 {
-		c.Partitions = 6
+		c.Partitions = defaults.Partitions
 	}
 	if c.Partitions < 0 {
 		return c, configError("partitions is %d: give the partition count of created topics (1 or more)", c.Partitions)
 	}
 	if c.ReplicationFactor == 0 {
-		c.ReplicationFactor = -1
+		c.ReplicationFactor = defaults.ReplicationFactor
 	}
 	if c.BatchRecords <= 0 {
-		c.BatchRecords = 4000
+		c.BatchRecords = defaults.BatchRecords
 	}
 	if c.QueueRecords <= 0 {
-		c.QueueRecords = 4096
+		c.QueueRecords = defaults.QueueRecords
 	}
 	if c.PollRecords <= 0 {
-		c.PollRecords = 10000
+		c.PollRecords = defaults.PollRecords
 	}
 	if c.FetchMaxWait <= 0 {
-		c.FetchMaxWait = 100 * time.Millisecond
+		c.FetchMaxWait = defaults.FetchMaxWait
 	}
 	if c.QueueRecords < c.BatchRecords {
 		return c, configError("queue_records (%d) is below batch_records (%d): a partition could never fill a batch; raise queue_records or lower batch_records", c.QueueRecords, c.BatchRecords)
 	}
 	if c.TimerDelay == 0 {
-		c.TimerDelay = 500 * time.Millisecond
+		c.TimerDelay = defaults.TimerDelay
 	}
 	if c.TimerDelay < 0 {
 		return c, configError("timer_delay is %v: it is a wait after the due time, 0 or more", c.TimerDelay)
 	}
 	if c.Tick <= 0 {
-		c.Tick = 200 * time.Millisecond
+		c.Tick = defaults.Tick
 	}
 	if c.TimerHorizon <= 0 {
-		c.TimerHorizon = time.Minute
+		c.TimerHorizon = defaults.TimerHorizon
 	}
 	if c.TimerHorizon < c.Tick {
 		return c, configError("timer_horizon (%v) is shorter than tick (%v): timers would be loaded after they are due; raise timer_horizon", c.TimerHorizon, c.Tick)
 	}
 	if c.DrainTimeout <= 0 {
-		c.DrainTimeout = 30 * time.Second
+		c.DrainTimeout = defaults.DrainTimeout
 	}
 	if c.MaxEventBytes == 0 {
-		c.MaxEventBytes = DefaultMaxEventBytes
+		c.MaxEventBytes = defaults.MaxEventBytes
 	}
 	if c.MaxEventBytes < 1024 || c.MaxEventBytes > maxMaxEventBytes {
 		return c, configError("max_event_bytes is %d: give a size from 1024 to %d bytes (default %d)", c.MaxEventBytes, maxMaxEventBytes, DefaultMaxEventBytes)
 	}
 	if c.UnreachableAfter <= 0 {
-		c.UnreachableAfter = 5 * time.Second
+		c.UnreachableAfter = defaults.UnreachableAfter
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/leadpulse/leadpulse/engine"
 	"github.com/leadpulse/leadpulse/event"
+	"github.com/leadpulse/leadpulse/internal/testenv"
 	"github.com/leadpulse/leadpulse/rules"
 	"github.com/leadpulse/leadpulse/stream"
 	"github.com/leadpulse/leadpulse/traffic"
@@ -204,21 +206,18 @@ func (c *consumer) poll(d time.Duration) {
 func waitEndOffsets(t testing.TB, addr, topic string, n int64, timeout time.Duration) {
 	t.Helper()
 	adm := kadm.NewClient(client(t, addr))
-	deadline := time.Now().Add(timeout)
-	for {
+	testenv.Eventually(t, timeout, func() error {
 		eo, err := adm.ListEndOffsets(context.Background(), topic)
+		if err != nil {
+			return err
+		}
 		var sum int64
-		if err == nil {
-			eo.Each(func(o kadm.ListedOffset) { sum += o.Offset })
+		eo.Each(func(o kadm.ListedOffset) { sum += o.Offset })
+		if sum < n {
+			return fmt.Errorf("topic %s holds %d records, want %d", topic, sum, n)
 		}
-		if sum >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("topic %s holds %d records, want %d within %v (err %v)", topic, sum, n, timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // decodeActions decodes action record values and checks their key and
