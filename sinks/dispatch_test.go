@@ -638,7 +638,7 @@ func TestExhaustedActionReachesDeadLetterTopic(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = d.Close(context.Background()) })
-	a := withJSON(action("a"))
+	a := withJSON(newAction("a"))
 	produced := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
 	a.Origin = &kgo.Record{Topic: "actions", Partition: 0, Offset: 7, Key: []byte(a.Record.Contact), Value: a.JSON, Timestamp: produced}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
