@@ -152,11 +152,11 @@ func (h *handler) authWith(next http.HandlerFunc, query bool) http.HandlerFunc {
 	if h.o.Token == "" {
 		return next
 	}
-	want := []byte("Bearer " + h.o.Token)
+	want := []byte(h.o.Token)
 	return func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if q := r.URL.Query().Get("token"); query && q != "" && len(got) == 0 {
-			got = []byte("Bearer " + q)
+		got := bearer(r.Header.Get("Authorization"))
+		if q := r.URL.Query().Get("token"); query && q != "" && r.Header.Get("Authorization") == "" {
+			got = []byte(q)
 		}
 		if subtle.ConstantTimeCompare(got, want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="leadpulse admin"`)
@@ -165,6 +165,17 @@ func (h *handler) authWith(next http.HandlerFunc, query bool) http.HandlerFunc {
 		}
 		next(w, r)
 	}
+}
+
+// bearer returns the token of an Authorization header of the Bearer
+// scheme, or nil. The scheme is matched case-insensitively (RFC 9110,
+// 11.1: "bearer", "BEARER"), and spaces before the token are skipped.
+func bearer(h string) []byte {
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return nil
+	}
+	return []byte(strings.TrimLeft(token, " "))
 }
 
 // ContactResponse is the body of GET /contacts/{id}.
