@@ -232,6 +232,23 @@ func configError(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
 }
 
+// settingError is an invalid setting of one sink. Parse sets where, the
+// sink's FILE:LINE, which then replaces ErrConfig's words in the message.
+type settingError struct {
+	sink  string
+	where string // "FILE:LINE"; "" for a Config built in code
+	err   error  // a configError
+}
+
+func (e *settingError) Error() string {
+	if e.where == "" {
+		return e.err.Error()
+	}
+	return e.where + ": " + strings.TrimPrefix(e.err.Error(), ErrConfig.Error()+": ")
+}
+
+func (e *settingError) Unwrap() error { return e.err }
+
 // validate fills the defaults of p and rejects impossible values; at names
 // the sink in messages ("sinks.sales").
 func (p Policy) validate(at string) (Policy, error) {
@@ -391,6 +408,24 @@ func (c SinkConfig) validate(name string) (SinkConfig, error) {
 	return c, nil
 }
 
+// Destination says where the sink delivers, for people: "webhook
+// https://hooks.slack.com/<redacted> (slack)", "kafka topic email-sends",
+// "redis stream leadpulse:audit", "standard output (text)". Secrets in a
+// webhook URL are redacted. c is a validated SinkConfig (Validate).
+func (c SinkConfig) Destination() string {
+	switch c.Type {
+	case TypeWebhook:
+		return fmt.Sprintf("webhook %s (%s)", redactURL(c.URL), c.Format)
+	case TypeKafka:
+		return "kafka topic " + c.Topic
+	case TypeRedisStream:
+		return "redis stream " + c.Stream
+	case TypeStdout:
+		return fmt.Sprintf("standard output (%s)", c.Format)
+	}
+	return c.Type
+}
+
 func validHeaderName(k string) bool {
 	if k == "" {
 		return false
@@ -412,11 +447,11 @@ func (c Config) Validate() (Config, error) {
 	for _, name := range c.names() {
 		sc, err := c[name].validate(name)
 		if err != nil {
-			return nil, err
+			return nil, &settingError{sink: name, err: err}
 		}
 		if sc.Default {
 			if def != "" {
-				return nil, configError("sinks.%s and sinks.%s both say default: true; only one sink can be the default", def, name)
+				return nil, &settingError{sink: name, err: configError("sinks.%s and sinks.%s both say default: true; only one sink can be the default", def, name)}
 			}
 			def = name
 		}

@@ -51,16 +51,17 @@ func (r *runCmd) Run(e *env) error {
 		return &exitError{code: 2, msg: "leadpulse run: the deployment config does not validate:\n" + err.Error()}
 	}
 	log := cfg.Logger(e.stderr)
+	state.SetRedisLogger(log) // go-redis' own lines through slog, not beside it
 	rs, err := loadRules(e, cfg.Rules)
 	if err != nil {
 		return err // FILE:LINE: RULE-ID: message lines, exit 1
 	}
-	sinkCfg, err := config.DecodeSinks[sinks.Config](cfg)
-	if err == nil && len(sinkCfg) > 0 {
-		sinkCfg, err = sinkCfg.Validate()
-	}
-	if err != nil {
-		return &exitError{code: 2, msg: "leadpulse run: sinks: " + err.Error()}
+	var sinkCfg sinks.Config
+	if len(cfg.Sinks) > 0 {
+		// FILE:LINE (or $LEADPULSE_SINKS:LINE): sinks.NAME: message
+		if sinkCfg, err = sinks.Parse(cfg.SinksSource()); err != nil {
+			return &exitError{code: 2, msg: "leadpulse run: " + err.Error()}
+		}
 	}
 	scfg, err := cfg.Stream(log)
 	if err != nil {
@@ -131,7 +132,7 @@ func runLive(e *env, r *runCmd, cfg *config.Config, scfg stream.Config, rs *rule
 			Logger:     log,
 		})
 		if err != nil {
-			return &exitError{code: 2, msg: "leadpulse run: sinks: " + err.Error()}
+			return &exitError{code: 2, msg: "leadpulse run: " + err.Error()} // it names the sinks
 		}
 		defer dispatch.Close()
 	} else {
