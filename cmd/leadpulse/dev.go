@@ -219,7 +219,7 @@ func (d *devCmd) loadRules(e *env) (*rules.Ruleset, string, error) {
 	}
 	rs, err := rules.Parse(examples.B2BSaaSName, examples.B2BSaaS)
 	if err != nil {
-		return nil, "", fmt.Errorf("leadpulse dev: the bundled rules do not load (a bug): %w", err)
+		return nil, "", fmt.Errorf("the bundled rules do not load (a bug): %w", err)
 	}
 	return rs, examples.B2BSaaSName + " (bundled)", nil
 }
