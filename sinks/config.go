@@ -216,17 +216,30 @@ func (r Rate) PerSecond() float64 {
 	return r.N / r.Per.Seconds()
 }
 
-// Defaults.
-const (
-	DefaultTimeout       = 10 * time.Second
-	DefaultMaxLen        = 1_000_000
-	DefaultConcurrency   = 4
-	DefaultBatch         = 100
-	DefaultRetryInitial  = 200 * time.Millisecond
-	DefaultRetryMax      = 30 * time.Second
-	DefaultRetryFor      = 10 * time.Minute
-	DefaultMaxRetryAfter = 5 * time.Minute
-)
+// defaults are the values a zero field of SinkConfig takes: the one place
+// they are written (Defaults returns them, validate fills them, the sink
+// constructors read them). Format applies to webhook and stdout, Timeout to
+// all but stdout, MaxLen to redis-stream; a webhook's Batch is always 1.
+var defaults = SinkConfig{
+	Format:  FormatJSON,
+	Timeout: 10 * time.Second,
+	MaxLen:  1_000_000,
+	Policy: Policy{
+		Concurrency: 4,
+		Batch:       100,
+		Retry: Retry{
+			Initial:       200 * time.Millisecond,
+			Max:           30 * time.Second,
+			For:           10 * time.Minute,
+			MaxRetryAfter: 5 * time.Minute,
+		},
+	},
+}
+
+// Defaults returns the SinkConfig whose every field with a default holds
+// it: what a zero field means (see the field's doc for the types it
+// applies to). Type, URL, Topic and Stream have none of their own.
+func Defaults() SinkConfig { return defaults }
 
 func configError(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
@@ -253,10 +266,10 @@ func (e *settingError) Unwrap() error { return e.err }
 // the sink in messages ("sinks.sales").
 func (p Policy) validate(at string) (Policy, error) {
 	if p.Concurrency < 0 {
-		return p, configError("%s: concurrency is %d; give the most writes at once (1 or more), or leave it out for %d", at, p.Concurrency, DefaultConcurrency)
+		return p, configError("%s: concurrency is %d; give the most writes at once (1 or more), or leave it out for %d", at, p.Concurrency, defaults.Concurrency)
 	}
 	if p.Concurrency == 0 {
-		p.Concurrency = DefaultConcurrency
+		p.Concurrency = defaults.Concurrency
 	}
 	if p.Rate.N < 0 || p.Rate.Per < 0 {
 		return p, configError("%s: rate %v is negative; write e.g. 10/s, or leave it out for no limit", at, p.Rate)
@@ -274,7 +287,7 @@ func (p Policy) validate(at string) (Policy, error) {
 		return p, configError("%s: batch is %d; give the most actions per write (1 or more)", at, p.Batch)
 	}
 	if p.Batch == 0 {
-		p.Batch = DefaultBatch
+		p.Batch = defaults.Batch
 	}
 	r := &p.Retry
 	if r.Initial < 0 || r.Max < 0 || r.MaxRetryAfter < 0 {
@@ -284,19 +297,19 @@ func (p Policy) validate(at string) (Policy, error) {
 		return p, configError("%s: retry.attempts is %d; give the most attempts (1 or more), or leave it out for no cap but retry.for", at, r.Attempts)
 	}
 	if r.Initial == 0 {
-		r.Initial = DefaultRetryInitial
+		r.Initial = defaults.Retry.Initial
 	}
 	if r.Max == 0 {
-		r.Max = max(DefaultRetryMax, r.Initial)
+		r.Max = max(defaults.Retry.Max, r.Initial)
 	}
 	if r.Initial > r.Max {
 		return p, configError("%s: retry.initial (%v) is more than retry.max (%v): raise retry.max or lower retry.initial", at, r.Initial, r.Max)
 	}
 	if r.For == 0 {
-		r.For = DefaultRetryFor
+		r.For = defaults.Retry.For
 	}
 	if r.MaxRetryAfter == 0 {
-		r.MaxRetryAfter = DefaultMaxRetryAfter
+		r.MaxRetryAfter = defaults.Retry.MaxRetryAfter
 	}
 	return p, nil
 }
@@ -339,10 +352,10 @@ func (c SinkConfig) validate(name string) (SinkConfig, error) {
 		}
 	}
 	if c.Timeout < 0 {
-		return c, configError("%s: timeout is %v; give how long one attempt may take (e.g. 5s), or leave it out for %v", at, c.Timeout, DefaultTimeout)
+		return c, configError("%s: timeout is %v; give how long one attempt may take (e.g. 5s), or leave it out for %v", at, c.Timeout, defaults.Timeout)
 	}
 	if c.Timeout == 0 && t != TypeStdout {
-		c.Timeout = DefaultTimeout
+		c.Timeout = defaults.Timeout
 	}
 	switch t {
 	case TypeWebhook:
@@ -355,7 +368,7 @@ func (c SinkConfig) validate(name string) (SinkConfig, error) {
 		}
 		switch c.Format {
 		case "":
-			c.Format = FormatJSON
+			c.Format = defaults.Format
 		case FormatJSON, FormatSlack:
 		case FormatText:
 			return c, configError("%s: format text is for type stdout, but type is webhook; use json or slack", at)
@@ -378,7 +391,7 @@ func (c SinkConfig) validate(name string) (SinkConfig, error) {
 	case TypeStdout:
 		switch c.Format {
 		case "":
-			c.Format = FormatJSON
+			c.Format = defaults.Format
 		case FormatJSON, FormatText:
 		case FormatSlack:
 			return c, configError("%s: format slack is for type webhook, but type is stdout; use json or text", at)
@@ -397,7 +410,7 @@ func (c SinkConfig) validate(name string) (SinkConfig, error) {
 			return c, configError("%s: maxlen is %d; give the stream's approximate cap, or -1 for none", at, c.MaxLen)
 		}
 		if c.MaxLen == 0 {
-			c.MaxLen = DefaultMaxLen
+			c.MaxLen = defaults.MaxLen
 		}
 	}
 	p, err := c.Policy.validate(at)
