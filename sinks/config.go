@@ -366,14 +366,8 @@ func (c SinkConfig) validate(name string) (SinkConfig, error) {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return c, configError("%s: url %q is not an http or https address", at, redactURL(c.URL))
 		}
-		switch c.Format {
-		case "":
-			c.Format = defaults.Format
-		case FormatJSON, FormatSlack:
-		case FormatText:
-			return c, configError("%s: format text is for type stdout, but type is webhook; use json or slack", at)
-		default:
-			return c, configError("%s: unknown format %q for a webhook; use json or slack", at, c.Format)
+		if c.Format, err = checkFormat(at, t, c.Format); err != nil {
+			return c, err
 		}
 		for k := range c.Headers {
 			if !validHeaderName(k) {
@@ -389,14 +383,9 @@ func (c SinkConfig) validate(name string) (SinkConfig, error) {
 		}
 		c.Batch = 1
 	case TypeStdout:
-		switch c.Format {
-		case "":
-			c.Format = defaults.Format
-		case FormatJSON, FormatText:
-		case FormatSlack:
-			return c, configError("%s: format slack is for type webhook, but type is stdout; use json or text", at)
-		default:
-			return c, configError("%s: unknown format %q for stdout; use json or text", at, c.Format)
+		var err error
+		if c.Format, err = checkFormat(at, t, c.Format); err != nil {
+			return c, err
 		}
 	case TypeKafka:
 		if c.Topic == "" {
@@ -437,6 +426,31 @@ func (c SinkConfig) Destination() string {
 		return fmt.Sprintf("standard output (%s)", c.Format)
 	}
 	return c.Type
+}
+
+// formatsOf are the formats of the types that take one.
+var formatsOf = map[string][]string{
+	TypeWebhook: {FormatJSON, FormatSlack},
+	TypeStdout:  {FormatJSON, FormatText},
+}
+
+// checkFormat checks a sink's format against its type, and fills the
+// default.
+func checkFormat(at, typ, format string) (string, error) {
+	ok := formatsOf[typ]
+	switch {
+	case format == "":
+		return defaults.Format, nil
+	case slices.Contains(ok, format):
+		return format, nil
+	}
+	use := strings.Join(ok, " or ")
+	for other, fs := range formatsOf {
+		if other != typ && slices.Contains(fs, format) {
+			return "", configError("%s: format %s is for type %s, but type is %s; use %s", at, format, other, typ, use)
+		}
+	}
+	return "", configError("%s: unknown format %q for type %s; use %s", at, format, typ, use)
 }
 
 func validHeaderName(k string) bool {
