@@ -73,6 +73,7 @@ type worker struct {
 	meta    []outMeta     // parallel to out
 	cause   int64         // the Kafka timestamp (ns) of the record being applied; 0 while the wall clock fires timers
 	stats   rules.Stats   // the evaluator's counters at the last flush
+	skipped uint64        // eng.Skipped() at the last batch
 	firings []prometheus.Counter
 	fatal   error // set by emit when an action cannot be encoded
 }
@@ -381,12 +382,19 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 		}
 		w.cause = recordTime(w.src[i])
 		e := &w.evs[i]
-		if err := w.retry(ctx, "apply event", func() error { return w.eng.Apply(ctx, e) }); err != nil {
+		// ApplyAt skips a record whose contact already holds it (a re-read
+		// after a crash or rebalance), and is safe to retry.
+		pos := state.Position{Partition: w.part, Offset: w.src[i].Offset}
+		if err := w.retry(ctx, "apply event", func() error { return w.eng.ApplyAt(ctx, e, pos) }); err != nil {
 			return err
 		}
 		if w.fatal != nil {
 			return w.fatal
 		}
+	}
+	if sk := w.eng.Skipped(); sk > w.skipped {
+		w.m.skipped.Add(float64(sk - w.skipped))
+		w.skipped = sk
 	}
 	last := batch[len(batch)-1]
 	if err := w.flush(ctx, last.Offset); err != nil {
@@ -582,7 +590,7 @@ func (w *worker) caughtUp(ctx context.Context) (bool, error) {
 }
 
 // retry runs f until it succeeds, retrying with backoff while the store is
-// unavailable; other errors end the partition.
+// unavailable (retryable); other errors end the partition.
 func (w *worker) retry(ctx context.Context, what string, f func() error) error {
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -593,7 +601,7 @@ func (w *worker) retry(ctx context.Context, what string, f func() error) error {
 			}
 			return nil
 		}
-		if !errors.Is(err, state.ErrUnavailable) {
+		if !retryable(err) {
 			return fmt.Errorf("stream: partition %d: %s: %w", w.part, what, err)
 		}
 		if attempt == 1 || attempt%20 == 0 {
