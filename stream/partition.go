@@ -324,7 +324,12 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 	w.erase = w.erase[:0]
 	n := 0
 	maxT := int64(math.MinInt64)
+	markers := 0
 	for _, r := range batch {
+		if r.Attrs.IsControl() {
+			markers++ // a transaction's commit marker: only its offset counts
+			continue
+		}
 		if ctl, ok := controlOf(r); ok {
 			if w.control(r, ctl) {
 				w.src = append(w.src, r)
@@ -357,7 +362,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 		w.erase = append(w.erase, "")
 		n++
 	}
-	w.m.eventsInStage[stageScore].Add(float64(len(batch)))
+	w.m.eventsInStage[stageScore].Add(float64(len(batch) - markers))
 	if w.cache != nil && n > 0 {
 		if err := w.loadTimers(ctx, maxT+int64(cfg.TimerHorizon)); err != nil {
 			return err
