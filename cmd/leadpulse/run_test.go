@@ -557,8 +557,9 @@ func compareActions(t *testing.T, recs []*kgo.Record, x *expected) (dups int) {
 }
 
 // compareState checks that Redis holds, for every contact, the state the
-// replay left, and no other contact.
-func compareState(t *testing.T, redisAddr string, x *expected) {
+// replay left, and no other contact; it returns the number of contacts
+// whose state differs.
+func compareState(t *testing.T, redisAddr string, x *expected) (differ int) {
 	t.Helper()
 	ctx := context.Background()
 	st, err := state.NewRedis(state.RedisOptions{Addrs: []string{redisAddr}})
@@ -566,7 +567,7 @@ func compareState(t *testing.T, redisAddr string, x *expected) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	n, differ := 0, 0
+	n := 0
 	x.state.Range(func(c *state.Contact) bool {
 		n++
 		want := roundTrip(t, c)
@@ -600,6 +601,7 @@ func compareState(t *testing.T, redisAddr string, x *expected) {
 	if differ > 0 {
 		t.Errorf("%d of %d contacts differ from replay", differ, n)
 	}
+	return differ
 }
 
 func roundTrip(t *testing.T, c *state.Contact) *state.Contact {
