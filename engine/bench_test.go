@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"flag"
 	"io"
 	"testing"
 
@@ -38,27 +39,42 @@ func loadB2B(b *testing.B) *rules.Ruleset {
 // again, each round shifted later in time by the ring's span (and without
 // messageIds, so that the repeats are not duplicates), so the heap holds the
 // contacts, not b.N events.
+//
+// links=on resolves every event through a memory link table (identity, SPEC
+// §6) as replay does; links=off keys by userId else anonymousId, as live
+// processes do today.
 func BenchmarkApply(b *testing.B) {
-	rs := loadB2B(b)
-	evs := benchEvents(b, 20_000)
-	span := evs[len(evs)-1].Time - evs[0].Time + 1
-	for _, e := range evs {
-		e.MessageID = ""
-	}
-	p := NewPartition(rs, state.NewMemory(), nil)
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		e := evs[i%len(evs)]
-		if i > 0 && i%len(evs) == 0 {
+	for _, links := range []bool{false, true} {
+		name := "links=off"
+		if links {
+			name = "links=on"
+		}
+		b.Run(name, func(b *testing.B) {
+			rs := loadB2B(b)
+			evs := benchEvents(b, 20_000)
+			span := evs[len(evs)-1].Time - evs[0].Time + 1
 			for _, e := range evs {
-				e.Time += span
+				e.MessageID = ""
 			}
-		}
-		if err := p.Apply(ctx, e); err != nil {
-			b.Fatal(err)
-		}
+			p := NewPartition(rs, state.NewMemory(), nil)
+			if links {
+				p.UseLinks(state.NewMemoryLinks())
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				e := evs[i%len(evs)]
+				if i > 0 && i%len(evs) == 0 {
+					for _, e := range evs {
+						e.Time += span
+					}
+				}
+				if err := p.Apply(ctx, e); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
@@ -82,6 +98,8 @@ func BenchmarkDecodeJSON(b *testing.B) {
 	}
 }
 
+var noLinks = flag.Bool("nolinks", false, "BenchmarkReplay1M: replay without identity links, as live processes do today")
+
 // BenchmarkReplay1M replays 1,000,000 generated events (JSON lines) through
 // the B2B rules end to end — decode, apply, timers, action output — and
 // reports events/s. Run it with -benchtime 1x.
@@ -101,7 +119,7 @@ func BenchmarkReplay1M(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		sum, err := Replay(context.Background(), rs, bytes.NewReader(data), ReplayOptions{Out: io.Discard})
+		sum, err := Replay(context.Background(), rs, bytes.NewReader(data), ReplayOptions{Out: io.Discard, NoLinks: *noLinks})
 		if err != nil {
 			b.Fatal(err)
 		}

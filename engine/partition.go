@@ -42,6 +42,11 @@ type Partition struct {
 	timers  timerHeap
 	order   uint64
 	skipped uint64 // records ApplyAt found already applied
+
+	// Identity (see identity.go): nil links until UseLinks; then every
+	// event is resolved through them.
+	links state.Links
+	ident *rules.Identity
 }
 
 // NewPartition returns a partition driver over store. emit may be nil.
@@ -70,13 +75,16 @@ func (p *Partition) NextDue() (int64, bool) {
 }
 
 // Apply applies one resolved event: timers that the event's time makes due
-// fire first, then the event is applied to its contact. Replay and rules
-// tests use it; a live driver, whose records have positions, uses ApplyAt.
+// fire first, then (with UseLinks) the event's ids are linked and merged,
+// then the event is applied to its contact. An event whose every id is
+// blocked (identity.blocked) is bad input: Apply returns an *event.Error
+// with ReasonNoContact and changes nothing. Replay and rules tests use
+// Apply; a live driver, whose records have positions, uses ApplyAt.
 //
 // An error wrapping ErrDiverged is fatal for the partition's state. Any
-// other error came from the store's Get (the event, or a timer, could not
-// load its contact); the event may have been applied already when the
-// error came from a timer it made due, so only ApplyAt is safe to retry.
+// other store error came from a Get (the event, or a timer, could not load
+// its contact); the event may have been applied already when the error
+// came from a timer it made due, so only ApplyAt is safe to retry.
 func (p *Partition) Apply(ctx context.Context, e *event.Event) error {
 	return p.apply(ctx, e, nil)
 }
@@ -100,6 +108,14 @@ func (p *Partition) ApplyAt(ctx context.Context, e *event.Event, pos state.Posit
 func (p *Partition) Skipped() uint64 { return p.skipped }
 
 func (p *Partition) apply(ctx context.Context, e *event.Event, pos *state.Position) error {
+	id := e.Contact()
+	var user, anon string
+	if p.links != nil {
+		user, anon = p.ident.Usable(e.UserID, e.AnonymousID)
+		if user == "" && anon == "" {
+			return noUsableID(e)
+		}
+	}
 	// Timers left due by a failed call (their contact could not be
 	// loaded) fire before anything else, as they would have.
 	if err := p.fireDue(ctx, p.clock); err != nil {
@@ -111,9 +127,15 @@ func (p *Partition) apply(ctx context.Context, e *event.Event, pos *state.Positi
 		}
 		p.clock = e.Time
 	}
-	c, err := p.store.Get(ctx, e.Contact())
+	if p.links != nil {
+		var err error
+		if id, err = p.identify(ctx, e, user, anon); err != nil {
+			return err
+		}
+	}
+	c, err := p.store.Get(ctx, id)
 	if err != nil {
-		return fmt.Errorf("engine: load contact %q: %w", e.Contact(), err)
+		return fmt.Errorf("engine: load contact %q: %w", id, err)
 	}
 	if pos != nil {
 		if c.Covers(*pos) {
@@ -236,7 +258,7 @@ func (t *timerHeap) set(r timerRef) {
 		t.pos = make(map[timerKey]int)
 	}
 	if i, ok := t.pos[r.key]; ok {
-		if cur := &t.h[i]; r.due >= cur.due {
+		if cur := &t.h[i]; r.due > cur.due || (r.due == cur.due && r.order >= cur.order) {
 			cur.moved, cur.next, cur.nextOrder = true, r.due, r.order
 			return
 		}
@@ -247,6 +269,20 @@ func (t *timerHeap) set(r timerRef) {
 	t.h = append(t.h, r)
 	t.pos[r.key] = len(t.h) - 1
 	t.up(len(t.h) - 1)
+}
+
+// get returns where the key's timer is due and its set order, following a
+// move.
+func (t *timerHeap) get(k timerKey) (due int64, order uint64, ok bool) {
+	i, ok := t.pos[k]
+	if !ok {
+		return 0, 0, false
+	}
+	r := &t.h[i]
+	if r.moved {
+		return r.next, r.nextOrder, true
+	}
+	return r.due, r.order, true
 }
 
 func (t *timerHeap) pop() timerRef {

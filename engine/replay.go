@@ -30,9 +30,22 @@ type Summary struct {
 	Suppressed uint64 // actions suppressed by a guard or a cap
 	Timers     uint64
 	ByTrigger  map[string]uint64 // firings per trigger id
-	Contacts   int
-	Clock      int64
-	Elapsed    time.Duration
+	// Identity (SPEC §6): anonymous ids linked to a user, the links that
+	// merged state, and linking events with a refused link (once per
+	// event) by kind (rules.ConflictKind's names).
+	Links     uint64
+	Merges    uint64
+	Conflicts map[string]uint64
+	Contacts  int
+	Clock     int64
+	Elapsed   time.Duration
+
+	// Resolve maps an id to the contact it stands for at the end of the
+	// replay, through the identity links as they stand then (SPEC §6):
+	// the id itself when it has been a userId or is linked to nobody, else
+	// the user it was merged into (Partition.Resolve). Backtest attributes
+	// firings and conversions with it.
+	Resolve func(id string) string `json:"-"`
 }
 
 func (s *Summary) String() string {
@@ -40,8 +53,23 @@ func (s *Summary) String() string {
 	if s.Clock != state.NoTime {
 		clock = time.Unix(0, s.Clock).UTC().Format(time.RFC3339)
 	}
-	return fmt.Sprintf("replay: %d lines, %d events applied, %d bad, %d duplicates, %d contacts; %d firings, %d actions emitted, %d actions suppressed by guards or caps, %d edges inside a cooldown, %d timers fired; clock %s; %.2fs (%.0f events/s)",
-		s.Lines, s.Applied, s.Bad, s.Duplicates, s.Contacts, s.Firings, s.Emitted, s.Suppressed, s.Cooldown, s.Timers, clock,
+	var conflicts uint64
+	detail := ""
+	for _, k := range rules.ConflictKinds {
+		if n := s.Conflicts[k.String()]; n > 0 {
+			conflicts += n
+			if detail != "" {
+				detail += ", "
+			}
+			detail += fmt.Sprintf("%d %s", n, k)
+		}
+	}
+	if detail != "" {
+		detail = " (" + detail + ")"
+	}
+	return fmt.Sprintf("replay: %d lines, %d events applied, %d bad, %d duplicates, %d contacts; %d links, %d merges, %d conflicts%s; %d firings, %d actions emitted, %d actions suppressed by guards or caps, %d edges inside a cooldown, %d timers fired; clock %s; %.2fs (%.0f events/s)",
+		s.Lines, s.Applied, s.Bad, s.Duplicates, s.Contacts, s.Links, s.Merges, conflicts, detail,
+		s.Firings, s.Emitted, s.Suppressed, s.Cooldown, s.Timers, clock,
 		s.Elapsed.Seconds(), float64(s.Lines)/max(s.Elapsed.Seconds(), 1e-9))
 }
 
@@ -54,13 +82,30 @@ type ReplayOptions struct {
 	Out io.Writer
 	// Errs receives one line per bad input line: "LINE: reason".
 	Errs io.Writer
+	// NoLinks resolves every event to its userId, else its anonymousId,
+	// without identity links, merges or blocked ids, as a live process
+	// does until the cross-partition hand-over is in (DESIGN.md). For
+	// tests that compare live output with replay's.
+	NoLinks bool
+	// Observe, if set, sees every Result of the replay (applied events,
+	// repeats and fired timers) after its records are written; the Result
+	// is reused afterwards. Its Firings include the firings whose actions
+	// were all suppressed by guards or caps, which backtest counts.
+	Observe func(*rules.Result)
+	// Store, if set, is the store the replay uses instead of a new
+	// in-memory one, so that the caller can read the contacts as they
+	// stand at the end.
+	Store *state.Memory
 }
 
 // Replay runs the rules over recorded events, one JSON (or msgpack-free
 // JSON-lines) event per line, deterministically, with the in-memory store.
 func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOptions) (*Summary, error) {
 	start := time.Now()
-	store := state.NewMemory()
+	store := opt.Store
+	if store == nil {
+		store = state.NewMemory()
+	}
 	out := bufio.NewWriterSize(orDiscard(opt.Out), 64<<10)
 	errs := orDiscard(opt.Errs)
 	sum := &Summary{BadReasons: map[event.Reason]int{}}
@@ -72,7 +117,13 @@ func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOpti
 			}
 			writeErr = writeRecord(out, &res.Records[i])
 		}
+		if opt.Observe != nil {
+			opt.Observe(res)
+		}
 	})
+	if !opt.NoLinks {
+		p.UseLinks(state.NewMemoryLinks())
+	}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), MaxLine)
 	dec := event.Decoder{SkipContext: !rs.ReadsContext()}
@@ -90,6 +141,12 @@ func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOpti
 			continue
 		}
 		if err := p.Apply(ctx, e); err != nil {
+			if r := event.ReasonOf(err); r != "" { // no usable id
+				sum.Bad++
+				sum.BadReasons[r]++
+				fmt.Fprintf(errs, "line %d: %v\n", sum.Lines, err)
+				continue
+			}
 			return sum, err
 		}
 		if writeErr != nil {
@@ -123,9 +180,15 @@ func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOpti
 	for i, t := range rs.Triggers {
 		sum.ByTrigger[t.ID] = st.ByTrigger[i]
 	}
+	sum.Links, sum.Merges = st.Links, st.Merges
+	sum.Conflicts = make(map[string]uint64, len(rules.ConflictKinds))
+	for _, k := range rules.ConflictKinds {
+		sum.Conflicts[k.String()] = st.Conflicts[k]
+	}
 	sum.Contacts = store.Len()
 	sum.Clock = p.Clock()
 	sum.Elapsed = time.Since(start)
+	sum.Resolve = p.Resolve
 	return sum, nil
 }
 

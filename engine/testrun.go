@@ -41,6 +41,7 @@ func runTest(ctx context.Context, rs *rules.Ruleset, t *rules.Test) TestResult {
 			r.Got = append(r.Got, f)
 		}
 	})
+	p.UseLinks(state.NewMemoryLinks())
 	for _, te := range t.Events {
 		e, err := event.FromMap(te.Fields)
 		if err != nil {
@@ -48,6 +49,10 @@ func runTest(ctx context.Context, rs *rules.Ruleset, t *rules.Test) TestResult {
 			continue
 		}
 		if err := p.Apply(ctx, e); err != nil {
+			if event.ReasonOf(err) != "" { // no usable id: bad input, as in replay
+				r.Errors = append(r.Errors, fmt.Sprintf("%s:%d: %s: bad test event: %v", rs.File, te.Line, t.Name, err))
+				continue
+			}
 			r.Errors = append(r.Errors, fmt.Sprintf("%s:%d: %s: %v", rs.File, te.Line, t.Name, err))
 			return r
 		}

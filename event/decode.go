@@ -161,7 +161,7 @@ func wantType(field string) string {
 }
 
 // fieldNames are the Event's encoded names, for case-insensitive matching.
-var fieldNames = []string{"type", "userId", "anonymousId", "event", "name", "messageId",
+var fieldNames = []string{"type", "userId", "anonymousId", "previousId", "event", "name", "messageId",
 	"properties", "traits", "context", "timestamp", "originalTimestamp"}
 
 // canonicalField returns the Event field name that name matches as
@@ -257,6 +257,8 @@ func (m *msgpackDecoder) event(e *Event) error {
 			err = m.str(&e.UserID, k)
 		case "anonymousId":
 			err = m.str(&e.AnonymousID, k)
+		case "previousId":
+			err = m.str(&e.PreviousID, k)
 		case "event":
 			err = m.str(&e.Event, k)
 		case "name":

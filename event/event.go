@@ -22,6 +22,7 @@ type Event struct {
 	Type        string         `json:"type" msgpack:"type"`
 	UserID      string         `json:"userId,omitempty" msgpack:"userId,omitempty"`
 	AnonymousID string         `json:"anonymousId,omitempty" msgpack:"anonymousId,omitempty"`
+	PreviousID  string         `json:"previousId,omitempty" msgpack:"previousId,omitempty"` // on `alias`: the earlier id userId now stands for
 	Event       string         `json:"event,omitempty" msgpack:"event,omitempty"`
 	Name        string         `json:"name,omitempty" msgpack:"name,omitempty"`
 	MessageID   string         `json:"messageId,omitempty" msgpack:"messageId,omitempty"`

@@ -210,6 +210,11 @@ func TestDecodeJSONAndMsgpackGiveTheSameEvent(t *testing.T) {
 					"tags": []any{"a", 1.0, true, nil, map[string]any{"k": []any{}}}, "vip": false, "manager": nil, "address": map[string]any{}}},
 		},
 		{
+			name: "alias with previousId",
+			json: `{"type":"alias","userId":"u1","previousId":"a-old","PreviousID":"a-prev","timestamp":"2026-03-02T09:00:00Z"}`,
+			want: event.Event{Type: "alias", UserID: "u1", PreviousID: "a-prev", RawTimestamp: "2026-03-02T09:00:00Z", Time: at},
+		},
+		{
 			name: "unknown fields are skipped",
 			json: `{"type":"group","userId":"u5","sentAt":"2026-03-02T09:00:01Z","integrations":{"All":true,"x":[[1,{"a":[2]}]]},
 				"version":2,"_metadata":null,"timestamp":"2026-03-02T09:00:00Z"}`,

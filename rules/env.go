@@ -146,6 +146,8 @@ func (rs *Ruleset) eventGetter(path string) getter {
 		return str(func(e *event.Event) string { return e.UserID }, false)
 	case "anonymousId":
 		return str(func(e *event.Event) string { return e.AnonymousID }, false)
+	case "previousId":
+		return str(func(e *event.Event) string { return e.PreviousID }, false)
 	case "messageId":
 		return str(func(e *event.Event) string { return e.MessageID }, false)
 	case "timestamp":

@@ -69,6 +69,24 @@ type Stats struct {
 	SuppressedCap      uint64 // actions over their `cap`
 	Emitted            uint64
 	ByTrigger          []uint64 // firings per trigger, in file order
+
+	// Identity (SPEC §6), counted by the driver that resolves ids, and by
+	// Merge. Links are accepted links of an anonymous id to a user, with or
+	// without state; Merges are the links that brought state. Conflicts
+	// counts linking events with a refused link, once per event, by the
+	// kind of its first refused link.
+	Links     uint64
+	Merges    uint64
+	Conflicts [numConflictKinds]uint64
+}
+
+// ConflictsTotal is the number of linking events with a refused link.
+func (s *Stats) ConflictsTotal() uint64 {
+	var n uint64
+	for _, c := range s.Conflicts {
+		n += c
+	}
+	return n
 }
 
 // Evaluator applies events and timers to contacts under one Ruleset. It
@@ -90,6 +108,7 @@ type Evaluator struct {
 	interned  map[string]any
 	fitOn     []bool
 	seen      map[string]struct{}
+	moved     []MovedTimer // Merge's result, reused
 	res       Result
 	Stats     Stats
 }

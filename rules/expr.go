@@ -24,6 +24,7 @@ type EventEnv struct {
 	Name        string         `expr:"name"`
 	UserID      string         `expr:"userId"`
 	AnonymousID string         `expr:"anonymousId"`
+	PreviousID  string         `expr:"previousId"`
 	MessageID   string         `expr:"messageId"`
 	Timestamp   time.Time      `expr:"timestamp"`
 	Properties  map[string]any `expr:"properties"`

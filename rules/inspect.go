@@ -38,6 +38,12 @@ type ContactView struct {
 	// last, and for a `when` trigger whether its condition held at the last
 	// evaluation (it fires again only after it was false).
 	Triggers []ViewTrigger `json:"triggers"`
+	// Merged are the anonymous ids linked to this user (SPEC §6), in link
+	// order; omitted when none.
+	Merged []string `json:"merged,omitempty"`
+	// MergedInto is, for an anonymous id whose state was merged, the user
+	// it now belongs to; omitted otherwise.
+	MergedInto string `json:"merged_into,omitempty"`
 }
 
 // ViewPoints are the points of a ContactView by scoring rule.
@@ -85,6 +91,9 @@ func (rs *Ruleset) Inspect(c *state.Contact, at int64) ContactView {
 		Windows:  make(map[string]float64, len(rs.Windows)),
 		Timers:   []ViewTimer{},
 		Triggers: make([]ViewTrigger, 0, len(rs.Triggers)),
+
+		Merged:     slices.Clone(c.Merged),
+		MergedInto: c.MergedInto,
 	}
 	if v.Traits == nil {
 		v.Traits = map[string]any{}

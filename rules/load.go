@@ -53,7 +53,7 @@ func LoadFile(path string) (*Ruleset, error) {
 
 // Parse compiles a rules file held in memory; name is used in messages.
 func Parse(name string, data []byte) (*Ruleset, error) {
-	l := &loader{file: name, rs: &Ruleset{File: name, actionIdx: map[string]int{}}}
+	l := &loader{file: name, rs: &Ruleset{File: name, actionIdx: map[string]int{}, identity: defaultIdentity()}}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		line := 1
@@ -203,7 +203,7 @@ func (l *loader) cond(f field, env any, rule, what string) *program {
 }
 
 func (l *loader) load(root *yaml.Node) {
-	top := l.mapping(root, "-", "the rules file", "version", "windows", "scoring", "stages", "triggers", "actions", "tests")
+	top := l.mapping(root, "-", "the rules file", "version", "windows", "scoring", "stages", "triggers", "actions", "identity", "tests")
 	if v, ok := top["version"]; !ok {
 		l.add(root.Line, "-", "missing `version: 1`")
 	} else if v.val.Value != "1" {
@@ -224,6 +224,9 @@ func (l *loader) load(root *yaml.Node) {
 	}
 	if f, ok := top["triggers"]; ok {
 		l.triggers(f.val)
+	}
+	if f, ok := top["identity"]; ok {
+		l.identity(f.val)
 	}
 	if f, ok := top["tests"]; ok {
 		l.tests(f.val)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -627,6 +628,40 @@ tests:
 			},
 		},
 		{
+			name: "identity section",
+			src: `version: 1
+identity:
+  merge: yes
+  max_anonymous: 0
+  blocked: [guest, { a: 1 }, GUEST]
+  link: true
+`,
+			want: []string{
+				`t.yaml:3: identity: merge must be true or false, not "yes"`,
+				`t.yaml:4: identity: max_anonymous must be a whole number from 1 to 10000 (to keep anonymous and known ids apart, set ` + "`merge: false`" + `)`,
+				`t.yaml:5: identity: a blocked id must be a string`,
+				`t.yaml:5: identity: blocked id "GUEST" listed twice (first at line 5; ids match without regard to case)`,
+				`t.yaml:6: identity: unknown key "link" in identity; expected one of merge, max_anonymous, blocked`,
+			},
+		},
+		{
+			name: "identity values of the wrong shape",
+			src: `version: 1
+identity:
+  max_anonymous: 2.5
+  blocked: guest
+`,
+			want: []string{
+				`t.yaml:3: identity: max_anonymous must be a whole number from 1 to 10000`,
+				`t.yaml:4: identity: blocked must be a list`,
+			},
+		},
+		{
+			name: "identity not a mapping",
+			src:  "version: 1\nidentity: [merge]\n",
+			want: []string{`t.yaml:2: identity: identity must be a mapping`},
+		},
+		{
 			name: "not YAML",
 			src:  "version: 1\nwindows: [\n",
 			want: []string{`t.yaml:2: -: not valid YAML: line 2: `},
@@ -744,5 +779,53 @@ func TestReadsContext(t *testing.T) {
 	}
 	if !rs.ReadsContext() {
 		t.Error("event.context in a contact condition is not seen")
+	}
+}
+
+// TestIdentitySection: defaults without the section; a `blocked` list
+// replaces the default and matches without regard to case.
+func TestIdentitySection(t *testing.T) {
+	def, err := rules.Parse("d.yaml", []byte("version: 1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := def.Identity()
+	if !id.Merge || id.MaxAnonymous != 100 || id.Line != 0 {
+		t.Errorf("default identity: %+v", id)
+	}
+	for _, s := range []string{"", "null", "NULL", "Undefined", "anonymous", "unknown", "Guest", "none", "0", "-1"} {
+		if !id.IsBlocked(s) {
+			t.Errorf("default list: %q not blocked", s)
+		}
+	}
+	for _, s := range []string{"u1", "guest1", "nul", "00", "anon-1"} {
+		if id.IsBlocked(s) {
+			t.Errorf("default list: %q blocked", s)
+		}
+	}
+
+	rs, err := rules.Parse("i.yaml", []byte(`version: 1
+identity:
+  merge: false
+  max_anonymous: 3
+  blocked: [Visitor, "n/a", null]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id = rs.Identity()
+	if id.Merge || id.MaxAnonymous != 3 || id.Line != 3 {
+		t.Errorf("identity: %+v", id)
+	}
+	if want := []string{"Visitor", "n/a", "null"}; !reflect.DeepEqual(id.Blocked, want) {
+		t.Errorf("blocked = %q, want %q", id.Blocked, want)
+	}
+	for s, want := range map[string]bool{"visitor": true, "VISITOR": true, "N/A": true, "null": true, "guest": false, "0": false, "": true} {
+		if got := id.IsBlocked(s); got != want {
+			t.Errorf("IsBlocked(%q) = %v, want %v (the file's list replaces the default)", s, got, want)
+		}
+	}
+	if u, a := id.Usable("VISITOR", "a1"); u != "" || a != "a1" {
+		t.Errorf("Usable(VISITOR, a1) = %q, %q", u, a)
 	}
 }

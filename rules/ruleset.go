@@ -17,6 +17,7 @@ type Ruleset struct {
 	Actions  []*Action
 	Tests    []*Test
 
+	identity     Identity // see Identity()
 	names        state.Names
 	usesContact  bool // some event condition reads `contact`
 	actionIdx    map[string]int

@@ -119,7 +119,8 @@ func count(always int, optional ...bool) int {
 func (c *Contact) EncodeMsgpack(enc *msgpack.Encoder) error {
 	x := &w{enc: enc}
 	x.mapLen(count(6, c.Stage != "", len(c.Traits) > 0, len(c.Windows) > 0, len(c.Points) > 0,
-		len(c.Triggers) > 0, len(c.Timers) > 0, len(c.Caps) > 0, c.Applied != Position{}))
+		len(c.Triggers) > 0, len(c.Timers) > 0, len(c.Caps) > 0, len(c.Merged) > 0, c.MergedInto != "",
+		c.Applied != Position{}))
 	x.str("v")
 	x.i64(int64(c.V))
 	x.str("id")
@@ -236,6 +237,17 @@ func (c *Contact) EncodeMsgpack(enc *msgpack.Encoder) error {
 			x.str("t")
 			x.ints(cp.T)
 		}
+	}
+	if len(c.Merged) > 0 {
+		x.str("mi")
+		x.arrLen(len(c.Merged))
+		for _, id := range c.Merged {
+			x.str(id)
+		}
+	}
+	if c.MergedInto != "" {
+		x.str("mt")
+		x.str(c.MergedInto)
 	}
 	x.str("d")
 	x.mapLen(count(0, len(c.Seen.H) > 0, c.Seen.Pos != 0))
@@ -538,6 +550,13 @@ func (c *Contact) decode(dec *msgpack.Decoder, limit int) error {
 					return true
 				})
 			}
+		case "mi":
+			c.Merged = make([]string, x.arrLen())
+			for i := range c.Merged {
+				c.Merged[i] = x.str()
+			}
+		case "mt":
+			c.MergedInto = x.str()
 		case "d":
 			x.fields(func(k string) bool {
 				switch k {
@@ -599,6 +618,9 @@ func (c *Contact) decode(dec *msgpack.Decoder, limit int) error {
 	}
 	if len(c.Seen.H) == 0 {
 		c.Seen.H = nil
+	}
+	if len(c.Merged) == 0 {
+		c.Merged = nil
 	}
 	return x.err
 }

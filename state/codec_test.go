@@ -30,8 +30,19 @@ func typical() *Contact {
 	return c
 }
 
+// merged returns a user that absorbed two anonymous ids, and the retired
+// tombstone of one of them.
+func merged() (*Contact, *Contact) {
+	u := typical()
+	u.Merged = []string{"anon-1", "anon-2"}
+	a := New("anon-1")
+	a.MergedInto = "u-42"
+	return u, a
+}
+
 func TestEncodeDecodeRoundTrip(t *testing.T) {
-	for _, c := range []*Contact{New("empty"), typical()} {
+	u, a := merged()
+	for _, c := range []*Contact{New("empty"), typical(), u, a} {
 		b, err := Encode(c)
 		if err != nil {
 			t.Fatal(err)
@@ -134,7 +145,7 @@ func TestBindKeepsSlotsByName(t *testing.T) {
 type legacyContact Contact
 
 func TestDecodeReflectionWrittenBlob(t *testing.T) {
-	c := typical()
+	c, _ := merged()
 	b, err := msgpack.Marshal((*legacyContact)(c))
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +164,8 @@ func TestDecodeReflectionWrittenBlob(t *testing.T) {
 	if err := msgpack.Unmarshal(fast, &back); err != nil {
 		t.Fatal(err)
 	}
-	if back.ID != c.ID || len(back.Windows) != 3 || back.Windows[2].V[0] != 12.5 || back.Pos != c.Pos || back.Applied != c.Applied || back.Seen.H[2] != c.Seen.H[2] {
+	if back.ID != c.ID || len(back.Windows) != 3 || back.Windows[2].V[0] != 12.5 || back.Pos != c.Pos || back.Applied != c.Applied || back.Seen.H[2] != c.Seen.H[2] ||
+		!reflect.DeepEqual(back.Merged, c.Merged) {
 		t.Errorf("hand-written blob read by reflection: %+v", back)
 	}
 }
@@ -214,5 +226,41 @@ func TestAppliedPosition(t *testing.T) {
 	}
 	if New("x").Covers(Position{}) {
 		t.Error("a new contact covers partition 0 offset 0")
+	}
+}
+
+// TestMergedFieldsAreOptional: a contact without identity fields writes no
+// `mi`/`mt` keys (blobs of contacts that never merged keep their size), and
+// a blob with them decodes in older code that ignores unknown keys.
+func TestMergedFieldsAreOptional(t *testing.T) {
+	plain, err := Encode(typical())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := msgpack.Unmarshal(plain, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"mi", "mt"} {
+		if _, ok := m[k]; ok {
+			t.Errorf("a contact that never merged writes key %q", k)
+		}
+	}
+	u, a := merged()
+	for _, c := range []*Contact{u, a} {
+		b, err := Encode(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := msgpack.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case c.MergedInto != "" && m["mt"] != c.MergedInto:
+			t.Errorf("tombstone: mt = %v, want %q", m["mt"], c.MergedInto)
+		case len(c.Merged) > 0 && len(m["mi"].([]any)) != len(c.Merged):
+			t.Errorf("user: mi = %v, want %v", m["mi"], c.Merged)
+		}
 	}
 }

@@ -55,6 +55,16 @@ type Contact struct {
 	Caps     []Cap          `msgpack:"c,omitempty"`
 	Seen     Seen           `msgpack:"d"`
 
+	// Merged lists the anonymous ids linked to this user (SPEC §6), in link
+	// order, whether or not they had state: every accepted link counts
+	// toward the rules' identity.max_anonymous, which bounds the list.
+	Merged []string `msgpack:"mi,omitempty"`
+	// MergedInto is set on a retired anonymous contact: the user its state
+	// was merged into. The memory store deletes a merged contact instead;
+	// a store that hands state over between owners keeps it as a tombstone
+	// so that a late or repeated hand-over is recognised.
+	MergedInto string `msgpack:"mt,omitempty"`
+
 	// Pos is the Kafka position of the last record applied, for the store's
 	// compare-and-set; zero in replay.
 	Pos Position `msgpack:"o"`

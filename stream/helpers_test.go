@@ -130,7 +130,7 @@ func makeInput(t testing.TB, n int, cfg traffic.Config) *input {
 func replay(t testing.TB, rs *rules.Ruleset, lines [][]byte) ([]map[string]any, map[event.Reason]int) {
 	t.Helper()
 	var out bytes.Buffer
-	sum, err := engine.Replay(context.Background(), rs, bytes.NewReader(bytes.Join(lines, []byte("\n"))), engine.ReplayOptions{Out: &out})
+	sum, err := engine.Replay(context.Background(), rs, bytes.NewReader(bytes.Join(lines, []byte("\n"))), engine.ReplayOptions{Out: &out, NoLinks: true}) // live does not merge yet (issue 12, item 2)
 	if err != nil {
 		t.Fatalf("replay: %v", err)
 	}

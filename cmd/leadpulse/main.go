@@ -24,6 +24,8 @@ type cli struct {
 	Dev    devCmd    `cmd:"" help:"Run everything embedded: a Kafka-compatible broker, the pipeline, demo traffic; print alerts as they fire."`
 	Live   runCmds   `embed:""` // run, contact, forget (run.go)
 	Bench  benchCmd  `cmd:"" help:"Measure throughput and event-to-action latency beside their ceilings (raw consume, raw Redis writes)."`
+
+	Backtest backtestCmd `cmd:"" help:"Replay recorded traffic and measure each trigger against what converted: precision, recall, lift, lead time; sweep a score threshold; compare two rules files."`
 }
 
 type rulesCmd struct {

@@ -320,7 +320,7 @@ func replayInput(t *testing.T, rulesPath string, in *liveInput) *expected {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	sum, err := engine.Replay(context.Background(), rs, bytes.NewReader(bytes.Join(in.lines, []byte("\n"))), engine.ReplayOptions{Out: &out})
+	sum, err := engine.Replay(context.Background(), rs, bytes.NewReader(bytes.Join(in.lines, []byte("\n"))), engine.ReplayOptions{Out: &out, NoLinks: true}) // live does not merge yet (issue 12, item 2)
 	if err != nil {
 		t.Fatal(err)
 	}

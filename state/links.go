@@ -1,0 +1,123 @@
+package state
+
+import (
+	"context"
+	"sync"
+)
+
+// Links is the identity link table of SPEC §6: which ids have been a
+// `userId` (known ids, never merged into another user) and which anonymous
+// id was linked to which user. The engine asks it on every event that
+// carries an anonymousId without a userId (to find the contact) and on every
+// linking event.
+//
+// The user side of a link is also kept in the user's state
+// (Contact.Merged), which is what counts toward identity.max_anonymous and
+// what inspection and erasure read; Links holds the anonymous side, the one
+// an event's anonymousId is resolved through.
+//
+// A Links is used by one goroutine at a time unless its doc says otherwise.
+// Memory is the implementation of replay, rules tests and the engine's
+// tests; a store shared between processes (Redis, or a compacted Kafka
+// topic) can implement the same contract for live mode.
+type Links interface {
+	// Owner returns the user that the anonymous id was linked to, or "".
+	Owner(ctx context.Context, anon string) (string, error)
+	// Known reports whether id has been the `userId` of a valid event.
+	Known(ctx context.Context, id string) (bool, error)
+	// MarkKnown records that id is the `userId` of a valid event.
+	MarkKnown(ctx context.Context, id string) error
+	// Link records that anon now belongs to user.
+	Link(ctx context.Context, anon, user string) error
+	// Unlink forgets anon's link (erasure): a later event of anon starts a
+	// new anonymous contact.
+	Unlink(ctx context.Context, anon string) error
+	// Forget forgets that id was known (erasure of the user).
+	Forget(ctx context.Context, id string) error
+}
+
+// MemoryLinks is the in-memory link table. It is safe for concurrent use.
+type MemoryLinks struct {
+	mu    sync.RWMutex
+	owner map[string]string   // anonymous id → user
+	known map[string]struct{} // ids that have been a userId
+}
+
+// NewMemoryLinks returns an empty link table.
+func NewMemoryLinks() *MemoryLinks {
+	return &MemoryLinks{owner: map[string]string{}, known: map[string]struct{}{}}
+}
+
+// Owner implements Links.
+func (l *MemoryLinks) Owner(_ context.Context, anon string) (string, error) {
+	l.mu.RLock()
+	u := l.owner[anon]
+	l.mu.RUnlock()
+	return u, nil
+}
+
+// Known implements Links.
+func (l *MemoryLinks) Known(_ context.Context, id string) (bool, error) {
+	l.mu.RLock()
+	_, ok := l.known[id]
+	l.mu.RUnlock()
+	return ok, nil
+}
+
+// MarkKnown implements Links. It is called on every event with a userId,
+// so the common case (already known) takes only the read lock.
+func (l *MemoryLinks) MarkKnown(_ context.Context, id string) error {
+	l.mu.RLock()
+	_, ok := l.known[id]
+	l.mu.RUnlock()
+	if ok {
+		return nil
+	}
+	l.mu.Lock()
+	l.known[id] = struct{}{}
+	l.mu.Unlock()
+	return nil
+}
+
+// Link implements Links.
+func (l *MemoryLinks) Link(_ context.Context, anon, user string) error {
+	l.mu.Lock()
+	l.owner[anon] = user
+	l.mu.Unlock()
+	return nil
+}
+
+// Unlink implements Links.
+func (l *MemoryLinks) Unlink(_ context.Context, anon string) error {
+	l.mu.Lock()
+	delete(l.owner, anon)
+	l.mu.Unlock()
+	return nil
+}
+
+// Forget implements Links.
+func (l *MemoryLinks) Forget(_ context.Context, id string) error {
+	l.mu.Lock()
+	delete(l.known, id)
+	l.mu.Unlock()
+	return nil
+}
+
+// Len returns the number of links (anonymous ids linked to a user).
+func (l *MemoryLinks) Len() int {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return len(l.owner)
+}
+
+// Range calls f for each link, in no particular order, until f returns
+// false.
+func (l *MemoryLinks) Range(f func(anon, user string) bool) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	for a, u := range l.owner {
+		if !f(a, u) {
+			return
+		}
+	}
+}
