@@ -71,14 +71,7 @@ func (s *RedisStream) Write(parent context.Context, batch []Action) error {
 			errs[i] = s.classify(err)
 		}
 	}
-	switch {
-	case errs == nil:
-		return nil
-	case len(batch) == 1:
-		return errs[0]
-	default:
-		return &BatchError{Errs: errs}
-	}
+	return batchError(errs)
 }
 
 // appendOnce appends an action to the stream unless its marker exists, and

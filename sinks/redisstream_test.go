@@ -22,7 +22,7 @@ func TestRedisStreamAppendsEachIDOnce(t *testing.T) {
 		{"{tenant-7}:audit", "{tenant-7}:delivered:"},
 	} {
 		s := NewRedisStream(rc, tc.stream, 1000, 5*time.Second)
-		a, b := action("audit"), action("audit")
+		a, b := newAction("audit"), newAction("audit")
 		for _, batch := range [][]Action{{a}, {a, b}, {b, a}} {
 			for i := range batch {
 				batch[i].JSON, _ = json.Marshal(batch[i].Record)

@@ -1,5 +1,7 @@
-// Command leadpulse is the one binary of leadpulse: offline replay and rules
-// checks today; see the README for the commands and SPEC §4 for the contract.
+// Command leadpulse is the one binary of leadpulse: replay, rules check and
+// test, dev, run, bench, contact and forget (see the README and docs/). It is
+// wiring only: flags, messages and exit codes; the parts are composed in
+// internal/app.
 package main
 
 import (
