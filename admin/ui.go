@@ -97,14 +97,9 @@ func (h *handler) why(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	at := state.NoTime
-	if s := r.URL.Query().Get("at"); s != "" {
-		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "at="+s+" is not an RFC 3339 time (e.g. 2026-03-02T09:00:00Z)")
-			return
-		}
-		at = t.UnixNano()
+	at, ok := parseAt(w, r)
+	if !ok {
+		return
 	}
 	v, err := rs.Why(st.Contact, r.PathValue("trigger"), at)
 	var nt *rules.ErrNoTrigger

@@ -117,13 +117,10 @@ func runLive(e *env, r *runCmd, cfg *config.Config, scfg stream.Config, rs *rule
 	if err := ui.rules(cfg.Rules, nil, p, sinkCfg, reg, log); err != nil {
 		return &exitError{code: 2, msg: "leadpulse run: " + err.Error()}
 	}
+	// The pipeline creates the missing topics when it starts (waiting, not
+	// ready, while the brokers do not answer): the HTTP server answers
+	// /healthz and /readyz meanwhile.
 	scfg = p.Config()
-	if err := app.EnsureTopics(ctx, p); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("leadpulse run: %w", err)
-	}
 
 	var dispatch *app.Dispatch
 	if len(sinkCfg) > 0 {
