@@ -165,12 +165,8 @@ func (h *handler) rulesStatus(w http.ResponseWriter, _ *http.Request) {
 	}
 	seen := map[string]bool{}
 	for _, a := range rs.Actions {
-		names := []string{a.Sink}
-		for _, to := range a.RouteTo {
-			names = append(names, to)
-		}
-		for _, n := range names {
-			if n != "" && !seen[n] {
+		for _, n := range a.Sinks() {
+			if !seen[n] {
 				seen[n] = true
 				resp.Sinks = append(resp.Sinks, n)
 			}

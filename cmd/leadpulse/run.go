@@ -205,12 +205,8 @@ func unknownSinks(rs *rules.Ruleset, cfg sinks.Config) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, a := range rs.Actions {
-		names := []string{a.Sink}
-		for _, to := range a.RouteTo {
-			names = append(names, to)
-		}
-		for _, n := range names {
-			if _, ok := cfg[n]; ok || n == "" || seen[n] {
+		for _, n := range a.Sinks() {
+			if _, ok := cfg[n]; ok || seen[n] {
 				continue
 			}
 			seen[n] = true
@@ -276,10 +272,10 @@ type contactCmd struct {
 }
 
 func (c *contactCmd) Run(e *env) error {
-	if c.Why != "" {
-		return c.why(e)
-	}
 	path := "/contacts/" + url.PathEscape(c.ID)
+	if c.Why != "" {
+		path += "/why/" + url.PathEscape(c.Why)
+	}
 	if c.At != "" {
 		path += "?at=" + url.QueryEscape(c.At)
 	}
@@ -290,27 +286,11 @@ func (c *contactCmd) Run(e *env) error {
 	if code != http.StatusOK {
 		return apiError("contact", code, body)
 	}
-	_, err = e.stdout.Write(body)
-	return err
-}
-
-// why is `leadpulse contact ID --why TRIGGER`.
-func (c *contactCmd) why(e *env) error {
-	path := "/contacts/" + url.PathEscape(c.ID) + "/why/" + url.PathEscape(c.Why)
-	if c.At != "" {
-		path += "?at=" + url.QueryEscape(c.At)
-	}
-	code, body, err := c.call(e.ctx, http.MethodGet, path)
-	if err != nil {
-		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse contact: %v (is `leadpulse run` or `leadpulse dev` serving its admin API at --http %s?)", err, c.HTTP)}
-	}
-	if code != http.StatusOK {
-		return apiError("contact", code, body)
-	}
-	if c.JSON {
+	if c.Why == "" || c.JSON {
 		_, err = e.stdout.Write(body)
 		return err
 	}
+	// --why without --json: the why view as text.
 	var v rules.WhyView
 	if err := json.Unmarshal(body, &v); err != nil {
 		return fmt.Errorf("leadpulse contact: the answer is not a why view: %w", err)
