@@ -149,6 +149,19 @@ type Kafka struct {
 	// FetchMaxWait is how long a broker holds a fetch that has no new data
 	// (Kafka's fetch.max.wait.ms). default: 100ms
 	FetchMaxWait Duration `yaml:"fetch_max_wait"`
+	// TransactionalID is the ingest stage's Kafka transactional.id: each
+	// process needs its own, kept across its restarts (see
+	// stream.Config.TransactionalID). default: "" → Group + "-ingest-" +
+	// the host name
+	TransactionalID string `yaml:"transactional_id"`
+	// TransactionTimeout is Kafka's transaction.timeout.ms for the ingest
+	// transactions: how long a crashed process' open transaction can hold
+	// back the keyed topic. default: 10s
+	TransactionTimeout Duration `yaml:"transaction_timeout"`
+	// NoTransactions produces the keyed topic without transactions
+	// (brokers without them): after a crash some keyed records repeat, and
+	// only their messageId dedupes them. default: false
+	NoTransactions bool `yaml:"no_transactions"`
 }
 
 // Topics names the topics of SPEC §5.
@@ -830,6 +843,10 @@ func (c *Config) validate(ps *problems) {
 	c.duration(ps, "kafka.heartbeat_interval", &k.HeartbeatInterval, 3*time.Second)
 	c.duration(ps, "kafka.rebalance_timeout", &k.RebalanceTimeout, 60*time.Second)
 	c.duration(ps, "kafka.fetch_max_wait", &k.FetchMaxWait, 100*time.Millisecond)
+	c.duration(ps, "kafka.transaction_timeout", &k.TransactionTimeout, 10*time.Second)
+	if k.TransactionTimeout.D() < time.Second {
+		ps.add(c, []string{"kafka.transaction_timeout"}, "%v: want 1s or more (the broker aborts an ingest transaction open longer)", k.TransactionTimeout.D())
+	}
 	if k.HeartbeatInterval >= k.SessionTimeout {
 		ps.add(c, []string{"kafka.heartbeat_interval", "kafka.session_timeout"}, "kafka.heartbeat_interval (%v) is not below kafka.session_timeout (%v): members would be evicted between heartbeats; keep the interval at most a third of the timeout", k.HeartbeatInterval, k.SessionTimeout)
 	}
@@ -1078,20 +1095,23 @@ func (c *Config) Stream(log *slog.Logger) (stream.Config, error) {
 			Events: k.Topics.Events, Keyed: k.Topics.Keyed, Actions: k.Topics.Actions,
 			DLQ: k.Topics.DLQ, ActionsDLQ: k.Topics.ActionsDLQ,
 		},
-		InputKeyed:        k.InputKeyed,
-		Partitions:        k.Partitions,
-		ReplicationFactor: rf,
-		TopicConfigs:      k.TopicConfigs,
-		BatchRecords:      p.BatchRecords,
-		QueueRecords:      p.QueueRecords,
-		PollRecords:       p.PollRecords,
-		FetchMaxWait:      k.FetchMaxWait.D(),
-		TimerDelay:        p.TimerDelay.D(),
-		Tick:              p.Tick.D(),
-		TimerHorizon:      p.TimerHorizon.D(),
-		DrainTimeout:      p.DrainTimeout.D(),
-		Logger:            log,
-		KafkaOptions:      opts,
+		InputKeyed:         k.InputKeyed,
+		Partitions:         k.Partitions,
+		ReplicationFactor:  rf,
+		TopicConfigs:       k.TopicConfigs,
+		BatchRecords:       p.BatchRecords,
+		QueueRecords:       p.QueueRecords,
+		PollRecords:        p.PollRecords,
+		FetchMaxWait:       k.FetchMaxWait.D(),
+		NoTransactions:     k.NoTransactions,
+		TransactionalID:    k.TransactionalID,
+		TransactionTimeout: k.TransactionTimeout.D(),
+		TimerDelay:         p.TimerDelay.D(),
+		Tick:               p.Tick.D(),
+		TimerHorizon:       p.TimerHorizon.D(),
+		DrainTimeout:       p.DrainTimeout.D(),
+		Logger:             log,
+		KafkaOptions:       opts,
 	}, nil
 }
 

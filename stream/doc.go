@@ -101,6 +101,7 @@
 //	leadpulse_actions_suppressed_total                cooldown edges, false guards, caps reached
 //	leadpulse_store_commits_total{result}             ok | error | conflict
 //	leadpulse_store_cas_rejections_total              contact writes refused as stale by the store
+//	leadpulse_records_skipped_total                   records read again whose contact already held them
 //	leadpulse_offset_commits_total{stage,result}      ok | error
 //	leadpulse_produce_errors_total{topic}             records Kafka did not acknowledge
 //	leadpulse_score_batch_seconds                     histogram: apply + produce + commits of one batch

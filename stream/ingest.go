@@ -38,6 +38,7 @@ func (in *ingest) run(ctx, work context.Context, ready func()) error {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), // input written in transactions counts once committed
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			in.rebalanced("assigned", m)
 		}),
@@ -48,10 +49,11 @@ func (in *ingest) run(ctx, work context.Context, ready func()) error {
 			in.rebalanced("lost", m)
 		}),
 	)
-	cl, err := kgo.NewClient(opts...)
+	tx, err := newIngestTxn(cfg, opts)
 	if err != nil {
 		return fmt.Errorf("stream: ingest: kafka client: %w", err)
 	}
+	cl := tx.cl
 	defer cl.Close()
 	if err := cl.Ping(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -60,7 +62,7 @@ func (in *ingest) run(ctx, work context.Context, ready func()) error {
 		return fmt.Errorf("stream: ingest: no broker of %v answers: %w (check --kafka / brokers and the network)", cfg.Brokers, err)
 	}
 	ready()
-	in.log.Info("stream: ingest running", "topic", cfg.Topics.Events, "group", cfg.ingestGroup(), "to", cfg.Topics.Keyed)
+	in.log.Info("stream: ingest running", "topic", cfg.Topics.Events, "group", cfg.ingestGroup(), "to", cfg.Topics.Keyed, "transactional_id", tx.id())
 
 	var (
 		out     []*kgo.Record
@@ -100,16 +102,28 @@ func (in *ingest) run(ctx, work context.Context, ready func()) error {
 			in.m.eventsInStage[stageIngest].Add(float64(len(p.Records)))
 			in.m.lag.WithLabelValues(p.Topic, partLabel(p.Partition)).Set(float64(max(p.HighWatermark-last.Offset-1, 0)))
 		})
+		if err := tx.begin(len(out)); err != nil {
+			cl.AllowRebalance()
+			return fmt.Errorf("stream: ingest: %w", err)
+		}
 		if len(out) > 0 {
 			if err := cl.ProduceSync(work, out...).FirstErr(); err != nil {
+				tx.abort(work)
 				in.m.produceErrors.WithLabelValues(cfg.Topics.Keyed).Inc()
 				cl.AllowRebalance()
 				return fmt.Errorf("stream: ingest: produce to %q/%q: %w (the input offsets were not committed; they are read again on restart)",
-					cfg.Topics.Keyed, cfg.Topics.DLQ, err)
+					cfg.Topics.Keyed, cfg.Topics.DLQ, tx.explain(err))
 			}
 		}
-		commitPoll(work, cl, commits, in.m, stageIngest, in.log,
-			"the records may be read again (keyed records repeat, and the scoring stage drops repeats by messageId)")
+		if tx.sess != nil {
+			if err := tx.end(work, len(out), in.m, in.log); err != nil {
+				cl.AllowRebalance()
+				return fmt.Errorf("stream: ingest: %w", err)
+			}
+		} else {
+			commitPoll(work, cl, commits, in.m, stageIngest, in.log,
+				"the records may be read again (keyed records repeat, and the scoring stage drops repeats by messageId)")
+		}
 		cl.AllowRebalance()
 	}
 	in.log.Info("stream: ingest stopped")

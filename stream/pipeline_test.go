@@ -323,23 +323,29 @@ actions:
 
 func waitCommitted(t *testing.T, addr, group, topic string, n int64) {
 	t.Helper()
+	ends := waitEndOffsets(t, addr, topic, n, 10*time.Second)
 	adm := kadm.NewClient(client(t, addr))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		os, err := adm.FetchOffsets(context.Background(), group)
-		var sum int64
+		behind := 0
+		for _, end := range ends {
+			if end > 0 {
+				behind++
+			}
+		}
 		if err == nil {
 			os.Each(func(o kadm.OffsetResponse) {
-				if o.Topic == topic {
-					sum += o.At
+				if o.Topic == topic && ends[o.Partition] > 0 && o.At >= ends[o.Partition] {
+					behind--
 				}
 			})
 		}
-		if sum >= n {
+		if behind == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("group %s committed %d of %d records of %s (err %v)", group, sum, n, topic, err)
+			t.Fatalf("group %s has not committed the %d records of %s: %d partitions behind their end offsets %v (err %v)", group, n, topic, behind, ends, err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -453,6 +459,7 @@ func TestRebalanceHandsOver(t *testing.T) {
 	waitCommitted(t, addr, "leadpulse", "events.keyed", int64(half)-badHalf)
 	cfgB := cfg
 	cfgB.Logger = cfg.Logger.With("member", "b")
+	cfgB.TransactionalID = "leadpulse-ingest-b" // two processes never share one
 	regB := prometheus.NewRegistry()
 	b := start(t, cfgB, stream.Scoring{Rules: rs, Memory: mem}, regB)
 	deadline := time.Now().Add(20 * time.Second)
@@ -610,6 +617,7 @@ func TestRebalanceMovesTimers(t *testing.T) {
 	regB := prometheus.NewRegistry()
 	cfgB := cfg
 	cfgB.Logger = cfg.Logger.With("member", "b")
+	cfgB.TransactionalID = "leadpulse-ingest-b" // two processes never share one
 	start(t, cfgB, stream.Scoring{Rules: rs, Memory: mem}, regB)
 	deadline := time.Now().Add(20 * time.Second)
 	for gauge(t, regB, "leadpulse_score_partitions") == 0 {
