@@ -95,6 +95,16 @@ func (p *Partition) UseLiveLinks(held func(contact string) bool) {
 	p.held = held
 }
 
+// ContactOf returns the contact an event is applied to with live identity
+// (before links): its usable userId, else its usable anonymousId.
+func (p *Partition) ContactOf(e *event.Event) string {
+	user, anon := p.ident.Usable(e.UserID, e.AnonymousID)
+	if user != "" {
+		return user
+	}
+	return anon
+}
+
 // ApplyLive applies an event record, as ApplyAt does, with live identity.
 func (p *Partition) ApplyLive(ctx context.Context, le *LiveEvent) (LinkOutcome, error) {
 	var out LinkOutcome

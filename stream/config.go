@@ -135,6 +135,11 @@ type Config struct {
 	// DrainTimeout bounds the final flush and commit of each partition on
 	// shutdown and revoke. default: 30s
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// HandoverTimeout bounds how long a user's events wait behind a linking
+	// event for the anonymous id's partition to answer (SPEC §6, live). On
+	// expiry they are applied without the merge, which happens when the
+	// answer comes. default: 10s
+	HandoverTimeout time.Duration `yaml:"handover_timeout"`
 
 	// Clock is the wall clock of live time (SPEC §2); tests inject theirs.
 	// default: time.Now
@@ -239,6 +244,9 @@ func (c Config) validate() (Config, error) {
 	}
 	if c.TimerHorizon < c.Tick {
 		return c, configError("timer_horizon (%v) is shorter than tick (%v): timers would be loaded after they are due; raise timer_horizon", c.TimerHorizon, c.Tick)
+	}
+	if c.HandoverTimeout <= 0 {
+		c.HandoverTimeout = 10 * time.Second
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 30 * time.Second

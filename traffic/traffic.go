@@ -71,6 +71,11 @@ type Config struct {
 	// Mix is the kind of site: "b2b" or "ecommerce". default: "b2b"; an
 	// unknown value means "b2b".
 	Mix string
+	// SharedDevices is the share of identifies sent from a device another
+	// contact identified on before: the identify carries that contact's
+	// anonymousId, already merged into its user, which SPEC §6 counts as
+	// a conflict (merged_elsewhere). default: 0 (none)
+	SharedDevices float64
 }
 
 // DefaultStart is the default time of the first event.
@@ -645,6 +650,11 @@ func (g *Generator) emit(c *contact, o op) {
 		}
 		r.userID = c.userID
 		r.typ = "identify"
+		if g.cfg.SharedDevices > 0 && g.chance(g.cfg.SharedDevices) {
+			if o := g.contacts[g.rng.IntN(len(g.contacts))]; o != nil && o != c && o.userID != "" {
+				r.anonID = o.anonID
+			}
+		}
 		r.tstr("email", c.email)
 		r.tstr("first_name", firstNamesCap[c.first])
 		r.tstr("last_name", lastNamesCap[c.last])
