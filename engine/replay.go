@@ -80,13 +80,20 @@ type ReplayOptions struct {
 	// does until the cross-partition hand-over is in (DESIGN.md). For
 	// tests that compare live output with replay's.
 	NoLinks bool
+	// Store, when set, is the memory store replay keeps its contacts in,
+	// for a caller that reads the final state (tests that compare live
+	// state with replay's). default: a fresh one
+	Store *state.Memory
 }
 
 // Replay runs the rules over recorded events, one JSON (or msgpack-free
 // JSON-lines) event per line, deterministically, with the in-memory store.
 func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOptions) (*Summary, error) {
 	start := time.Now()
-	store := state.NewMemory()
+	store := opt.Store
+	if store == nil {
+		store = state.NewMemory()
+	}
 	out := bufio.NewWriterSize(orDiscard(opt.Out), 64<<10)
 	errs := orDiscard(opt.Errs)
 	sum := &Summary{BadReasons: map[event.Reason]int{}}
