@@ -215,6 +215,7 @@ func (w *worker) applyIdentity(ctx context.Context, ctl string, r *kgo.Record) e
 			return nil
 		}
 		ctlAns := [...]string{ControlHandover, ControlLinked, ControlRefused}[ans]
+		w.log.Debug("stream: link request answered", "anon", q.Anon, "user", q.User, "link", fmtPos(q.Link), "answer", ctlAns, "kind", kind.String(), "pos", fmtPos(pos))
 		a := w.control2(q.User, ctlAns, HeaderAnon, q.Anon, HeaderLink, fmtPos(q.Link), HeaderKind, kind.String())
 		a.Value = blob
 		w.out = append(w.out, a)

@@ -72,9 +72,10 @@ type Config struct {
 	// unknown value means "b2b".
 	Mix string
 	// SharedDevices is the share of identifies sent from a device another
-	// contact identified on before: the identify carries that contact's
-	// anonymousId, already merged into its user, which SPEC §6 counts as
-	// a conflict (merged_elsewhere). default: 0 (none)
+	// contact identified on before (at least 1,000 events before, as a
+	// shared device changes hands between sessions): the identify carries
+	// that contact's anonymousId, already merged into its user, which SPEC
+	// §6 counts as a conflict (merged_elsewhere). default: 0 (none)
 	SharedDevices float64
 }
 
@@ -296,8 +297,9 @@ type contact struct {
 	anonID   string
 	userID   string // set when identified
 	persona  uint8
-	known    bool // will identify
-	idQueued bool // an identify is planned or sent
+	known    bool   // will identify
+	idQueued bool   // an identify is planned or sent
+	idAt     uint64 // the event number of the identify
 	sessions int
 	pending  []op // the rest of the current session, from next
 	next     int
@@ -645,13 +647,14 @@ func (g *Generator) emit(c *contact, o op) {
 		c.prevPage = int(o.arg)
 	case opIdentify:
 		if c.userID == "" {
+			c.idAt = g.seq
 			c.userID = "u-" + c.anonID[len("anon-"):]
 			c.email = firstNames[c.first] + "." + lastNames[c.last] + "@" + companies[c.company].domain
 		}
 		r.userID = c.userID
 		r.typ = "identify"
 		if g.cfg.SharedDevices > 0 && g.chance(g.cfg.SharedDevices) {
-			if o := g.contacts[g.rng.IntN(len(g.contacts))]; o != nil && o != c && o.userID != "" {
+			if o := g.contacts[g.rng.IntN(len(g.contacts))]; o != nil && o != c && o.userID != "" && g.seq > o.idAt+1000 {
 				r.anonID = o.anonID
 			}
 		}

@@ -326,7 +326,7 @@ func BenchmarkNext(b *testing.B) {
 // SPEC §6); without, every identify carries the contact's own.
 func TestSharedDevices(t *testing.T) {
 	for _, share := range []float64{0, 0.3} {
-		g := New(Config{Contacts: 50, Seed: 7, AnonymousShare: 0.2, SharedDevices: share})
+		g := New(Config{Contacts: 400, Seed: 7, AnonymousShare: 0.2, SharedDevices: share})
 		shared := 0
 		for range 20_000 {
 			e := g.Next()
