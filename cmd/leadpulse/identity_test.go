@@ -1,7 +1,12 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -11,6 +16,7 @@ import (
 
 	"github.com/leadpulse/leadpulse/event"
 	"github.com/leadpulse/leadpulse/internal/testenv"
+	"github.com/leadpulse/leadpulse/state"
 	"github.com/leadpulse/leadpulse/traffic"
 )
 
@@ -94,6 +100,58 @@ func TestRunIdentityMatchesReplay(t *testing.T) {
 	}
 	n := sum("leadpulse_identity_handover_seconds_count", "")
 	t.Logf("hand-overs %v; latency buckets (le → count): %s", n, histogram("leadpulse_identity_handover_seconds_bucket", a, b))
+	inspectAndForget(t, e, a, x)
+}
+
+// inspectAndForget: GET /contacts/A of a merged anonymous id names its
+// user, GET /contacts/U lists the ids merged into it; DELETE /contacts/U
+// (leadpulse forget) erases U and the tombstones of its merged ids in
+// Redis, whichever partition holds them.
+func inspectAndForget(t *testing.T, e *liveEnv, p *proc, x *expected) {
+	t.Helper()
+	var anon, user string
+	for a, u := range x.retired {
+		if anon == "" || a < anon {
+			anon, user = a, u
+		}
+	}
+	var view struct {
+		Merged     []string `json:"merged"`
+		MergedInto string   `json:"merged_into"`
+	}
+	code, body := get("http://" + p.http + "/contacts/" + anon)
+	if err := json.Unmarshal([]byte(body), &view); code != http.StatusOK || err != nil || view.MergedInto != user {
+		t.Errorf("GET /contacts/%s: %d %s, want merged_into %s", anon, code, body, user)
+	}
+	code, body = get("http://" + p.http + "/contacts/" + user)
+	if err := json.Unmarshal([]byte(body), &view); code != http.StatusOK || err != nil || !slices.Contains(view.Merged, anon) {
+		t.Errorf("GET /contacts/%s: %d %s, want %s among merged", user, code, body, anon)
+	}
+	req, _ := http.NewRequest(http.MethodDelete, "http://"+p.http+"/contacts/"+user, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE /contacts/%s: %d", user, resp.StatusCode)
+	}
+	st, err := state.NewRedis(state.RedisOptions{Addrs: []string{e.redis.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, errU := st.Inspect(ctx, user)
+		_, errA := st.Inspect(ctx, anon)
+		if errors.Is(errU, state.ErrNotFound) && errors.Is(errA, state.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("forget %s: after 10s, %s: %v, its merged id %s: %v (want both erased)", user, user, errU, anon, errA)
+		}
+	}
 }
 
 // TestRunIdentitySIGKILL: a `leadpulse run` process SIGKILLed and started
