@@ -1,4 +1,4 @@
-// Package bench is `leadpulse bench` (issue #6): throughput and latency of
+// Package bench is `leadpulse bench`: throughput and latency of
 // the live pipeline, each beside its ceiling on the same hardware, the same
 // broker and the same data.
 //

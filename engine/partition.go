@@ -80,13 +80,13 @@ func (p *Partition) NextDue() (int64, bool) {
 // fire first, then (with UseLinks) the event's ids are linked and merged,
 // then the event is applied to its contact. An event whose every id is
 // blocked (identity.blocked) is bad input: Apply returns an *event.Error
-// with ReasonNoContact and changes nothing. Replay and rules tests use it;
-// a live driver, whose records have positions, uses ApplyAt.
+// with ReasonNoContact and changes nothing. Replay and rules tests use
+// Apply; a live driver, whose records have positions, uses ApplyAt.
 //
 // An error wrapping ErrDiverged is fatal for the partition's state. Any
-// other error came from the store's Get (the event, or a timer, could not
-// load its contact); the event may have been applied already when the
-// error came from a timer it made due, so only ApplyAt is safe to retry.
+// other store error came from a Get (the event, or a timer, could not load
+// its contact); the event may have been applied already when the error
+// came from a timer it made due, so only ApplyAt is safe to retry.
 func (p *Partition) Apply(ctx context.Context, e *event.Event) error {
 	return p.apply(ctx, e, nil)
 }

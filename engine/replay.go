@@ -39,6 +39,13 @@ type Summary struct {
 	Contacts  int
 	Clock     int64
 	Elapsed   time.Duration
+
+	// Resolve maps an id to the contact it stands for at the end of the
+	// replay, through the identity links as they stand then (SPEC §6):
+	// the id itself when it has been a userId or is linked to nobody, else
+	// the user it was merged into (Partition.Resolve). Backtest attributes
+	// firings and conversions with it.
+	Resolve func(id string) string `json:"-"`
 }
 
 func (s *Summary) String() string {
@@ -80,9 +87,14 @@ type ReplayOptions struct {
 	// does until the cross-partition hand-over is in (DESIGN.md). For
 	// tests that compare live output with replay's.
 	NoLinks bool
-	// Store, when set, is the memory store replay keeps its contacts in,
-	// for a caller that reads the final state (tests that compare live
-	// state with replay's). default: a fresh one
+	// Observe, if set, sees every Result of the replay (applied events,
+	// repeats and fired timers) after its records are written; the Result
+	// is reused afterwards. Its Firings include the firings whose actions
+	// were all suppressed by guards or caps, which backtest counts.
+	Observe func(*rules.Result)
+	// Store, if set, is the store the replay uses instead of a new
+	// in-memory one, so that the caller can read the contacts as they
+	// stand at the end.
 	Store *state.Memory
 }
 
@@ -104,6 +116,9 @@ func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOpti
 				return
 			}
 			writeErr = writeRecord(out, &res.Records[i])
+		}
+		if opt.Observe != nil {
+			opt.Observe(res)
 		}
 	})
 	if !opt.NoLinks {
@@ -173,6 +188,7 @@ func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOpti
 	sum.Contacts = store.Len()
 	sum.Clock = p.Clock()
 	sum.Elapsed = time.Since(start)
+	sum.Resolve = p.Resolve
 	return sum, nil
 }
 

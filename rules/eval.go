@@ -9,28 +9,14 @@ import (
 
 	"github.com/expr-lang/expr/vm"
 
+	"github.com/leadpulse/leadpulse/action"
 	"github.com/leadpulse/leadpulse/event"
 	"github.com/leadpulse/leadpulse/state"
 )
 
-// Record is one emitted action, as SPEC §3 defines it: a line of replay
-// output, a record value on the actions topic, a webhook body.
-type Record struct {
-	ID         string             `json:"id"`
-	Action     string             `json:"action"`
-	Trigger    string             `json:"trigger"`
-	Contact    string             `json:"contact"`
-	At         string             `json:"at"` // RFC 3339, UTC
-	Score      float64            `json:"score"`
-	Fit        float64            `json:"fit"`
-	Engagement float64            `json:"engagement"`
-	Stage      string             `json:"stage"`
-	Message    string             `json:"message,omitempty"`
-	Sink       string             `json:"sink,omitempty"` // the sink chosen by `sink`/`route`
-	Explain    map[string]float64 `json:"explain"`
-
-	AtNanos int64 `json:"-"`
-}
+// Record is one emitted action (SPEC §3). It lives in the leaf package
+// action, so that its readers (sinks, stream) need not import rules.
+type Record = action.Record
 
 // Firing is one trigger firing that got past its cooldown. Actions lists the
 // actions it emitted (those not suppressed by a guard or a cap).

@@ -26,8 +26,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/leadpulse/leadpulse/action"
 	"github.com/leadpulse/leadpulse/internal/testenv"
-	"github.com/leadpulse/leadpulse/rules"
 )
 
 // peer is a sink under the conformance suite, with its real peer: what the
@@ -36,7 +36,7 @@ type peer struct {
 	sink Sink
 	// received returns the action records the peer holds, in the order
 	// received.
-	received func(t *testing.T) []rules.Record
+	received func(t *testing.T) []action.Record
 	// fail makes the next writes fail transiently until heal.
 	fail, heal func(t *testing.T)
 }
@@ -95,21 +95,20 @@ func testDispatcher(t *testing.T, sinks map[string]Sink, opts Options) (*Dispatc
 // untilTrue polls cond every millisecond for up to 10s.
 func untilTrue(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if !cond() {
+			return fmt.Errorf("waiting until %s", what)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 }
 
 var seq atomic.Int64
 
-// action returns an action record with a fresh id for sink.
-func action(sink string) Action {
+// newAction returns an action record with a fresh id for sink.
+func newAction(sink string) Action {
 	n := seq.Add(1)
-	return Action{Record: rules.Record{
+	return Action{Record: action.Record{
 		ID: fmt.Sprintf("act-%04d", n), Action: "sales-alert", Trigger: "pricing-3x",
 		Contact: fmt.Sprintf("u%d", n%7), At: "2026-03-06T09:00:00Z",
 		Score: 120, Fit: 25, Engagement: 95, Stage: "mql", Sink: sink,
@@ -118,7 +117,7 @@ func action(sink string) Action {
 	}}
 }
 
-func idsOf(recs []rules.Record) []string {
+func idsOf(recs []action.Record) []string {
 	out := make([]string, len(recs))
 	for i := range recs {
 		out[i] = recs[i].ID
@@ -126,7 +125,7 @@ func idsOf(recs []rules.Record) []string {
 	return out
 }
 
-func sameIDs(t *testing.T, got []rules.Record, want ...string) {
+func sameIDs(t *testing.T, got []action.Record, want ...string) {
 	t.Helper()
 	g := idsOf(got)
 	slices.Sort(g)
@@ -142,7 +141,7 @@ func testDelivery(t *testing.T, p *peer) {
 	var want []string
 	var batch []Action
 	for range 5 {
-		a := action(sinkName)
+		a := newAction(sinkName)
 		batch = append(batch, a)
 		want = append(want, a.Record.ID)
 	}
@@ -173,7 +172,7 @@ func testRetry(t *testing.T, p *peer) {
 	d, _ := testDispatcher(t, map[string]Sink{sinkName: p.sink}, Options{
 		Policies: map[string]Policy{sinkName: {Retry: Retry{Initial: time.Millisecond, For: -1}}},
 	})
-	a := action(sinkName)
+	a := newAction(sinkName)
 	p.fail(t)
 	done := make(chan error, 1)
 	go func() { done <- d.Dispatch(t.Context(), a) }()
@@ -196,7 +195,7 @@ func testRetry(t *testing.T, p *peer) {
 func testIdempotency(t *testing.T, p *peer) {
 	dedupe := NewMemoryDedupe(0)
 	d, _ := testDispatcher(t, map[string]Sink{sinkName: p.sink}, Options{Dedupe: dedupe})
-	a, b, c := action(sinkName), action(sinkName), action(sinkName)
+	a, b, c := newAction(sinkName), newAction(sinkName), newAction(sinkName)
 	ctx := t.Context()
 	// Twice in a row, twice in one call, and from four goroutines at once.
 	for _, call := range [][]Action{{a}, {a}, {b, b, a}} {
@@ -236,7 +235,7 @@ func testDrain(t *testing.T, p *peer) {
 	var want []string
 	errs := make(chan error, 3)
 	for range 3 {
-		a := action(sinkName)
+		a := newAction(sinkName)
 		want = append(want, a.Record.ID)
 		go func() { errs <- d.Dispatch(t.Context(), a) }()
 	}
@@ -253,7 +252,7 @@ func testDrain(t *testing.T, p *peer) {
 	dead, cancel := context.WithCancel(context.Background())
 	cancel()
 	untilTrue(t, "Close refuses new actions", func() bool {
-		return errors.Is(d.Dispatch(dead, action(sinkName)), ErrClosed)
+		return errors.Is(d.Dispatch(dead, newAction(sinkName)), ErrClosed)
 	})
 	select {
 	case err := <-closed:
@@ -297,10 +296,10 @@ func openWebhookPeer(t *testing.T) *peer {
 	t.Cleanup(srv.Close)
 	return &peer{
 		sink: NewWebhook(sinkName, SinkConfig{URL: srv.URL + "/hook", Timeout: 5 * time.Second}, srv.Client(), nil),
-		received: func(t *testing.T) []rules.Record {
+		received: func(t *testing.T) []action.Record {
 			mu.Lock()
 			defer mu.Unlock()
-			var out []rules.Record
+			var out []action.Record
 			for _, b := range bodies {
 				out = append(out, decodeRecord(t, b))
 			}
@@ -330,7 +329,7 @@ func openKafkaPeer(t *testing.T) *peer {
 	var fault *kfake.FaultHandle
 	return &peer{
 		sink:     NewKafka(cl, topic, 5*time.Second),
-		received: func(t *testing.T) []rules.Record { return consumeAll(t, c.ListenAddrs(), topic) },
+		received: func(t *testing.T) []action.Record { return consumeAll(t, c.ListenAddrs(), topic) },
 		fail: func(*testing.T) {
 			fault = c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: topic, Err: kerr.NotEnoughReplicas, Count: -1})
 		},
@@ -340,7 +339,7 @@ func openKafkaPeer(t *testing.T) *peer {
 
 // consumeAll reads every record of topic, checks its key and headers, and
 // returns the values.
-func consumeAll(t *testing.T, addrs []string, topic string) []rules.Record {
+func consumeAll(t *testing.T, addrs []string, topic string) []action.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -355,7 +354,7 @@ func consumeAll(t *testing.T, addrs []string, topic string) []rules.Record {
 	}
 	var total int64
 	ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
-	var out []rules.Record
+	var out []action.Record
 	for int64(len(out)) < total {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
@@ -396,12 +395,12 @@ func openRedisStreamPeer(t *testing.T) *peer {
 	}
 	return &peer{
 		sink: NewRedisStream(rc, stream, 1000, 5*time.Second),
-		received: func(t *testing.T) []rules.Record {
+		received: func(t *testing.T) []action.Record {
 			entries, err := rc.XRange(t.Context(), stream, "-", "+").Result()
 			if err != nil {
 				t.Fatal(err)
 			}
-			var out []rules.Record
+			var out []action.Record
 			for _, e := range entries {
 				rec := decodeRecord(t, []byte(e.Values["action"].(string)))
 				if e.Values["id"] != rec.ID {
@@ -444,8 +443,8 @@ func openStdoutPeer(t *testing.T) *peer {
 	w := &flakyWriter{}
 	return &peer{
 		sink: NewStdout(w, FormatJSON),
-		received: func(t *testing.T) []rules.Record {
-			var out []rules.Record
+		received: func(t *testing.T) []action.Record {
+			var out []action.Record
 			sc := bufio.NewScanner(bytes.NewBufferString(w.String()))
 			for sc.Scan() {
 				out = append(out, decodeRecord(t, sc.Bytes()))
@@ -457,7 +456,7 @@ func openStdoutPeer(t *testing.T) *peer {
 	}
 }
 
-func decodeRecord(t *testing.T, b []byte) rules.Record {
+func decodeRecord(t *testing.T, b []byte) action.Record {
 	t.Helper()
 	a, err := DecodeAction(b)
 	if err != nil {

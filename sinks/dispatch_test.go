@@ -94,7 +94,7 @@ func TestRouting(t *testing.T) {
 			a, b := &scriptSink{}, &scriptSink{}
 			var dl deadLetters
 			d, _ := testDispatcher(t, map[string]Sink{"a": a, "b": b}, Options{Default: tc.def, DeadLetter: dl.put})
-			act := action(tc.sink)
+			act := newAction(tc.sink)
 			if err := d.Dispatch(t.Context(), act); err != nil {
 				t.Fatal(err)
 			}
@@ -122,7 +122,7 @@ func TestInvalidAction(t *testing.T) {
 	s := &scriptSink{}
 	var dl deadLetters
 	d, _ := testDispatcher(t, map[string]Sink{"a": s}, Options{Default: "a", DeadLetter: dl.put})
-	bad := action("a")
+	bad := newAction("a")
 	bad.Record.ID = ""
 	if err := d.Dispatch(t.Context(), bad); err != nil {
 		t.Fatal(err)
@@ -148,7 +148,7 @@ func TestInvalidAction(t *testing.T) {
 // on its own: delivered ones are remembered, refused ones dead-lettered,
 // only the transient ones written again.
 func TestBatchOutcomes(t *testing.T) {
-	ok, refused, busy := action("a"), action("a"), action("a")
+	ok, refused, busy := newAction("a"), newAction("a"), newAction("a")
 	s := &scriptSink{script: []func([]Action) error{
 		func(batch []Action) error {
 			errs := make([]error, len(batch))
@@ -187,7 +187,7 @@ func TestBatching(t *testing.T) {
 	d, _ := testDispatcher(t, map[string]Sink{"a": s}, Options{Policies: map[string]Policy{"a": {Batch: 2}}})
 	var batch []Action
 	for range 5 {
-		batch = append(batch, action("a"))
+		batch = append(batch, newAction("a"))
 	}
 	if err := d.Dispatch(t.Context(), batch...); err != nil {
 		t.Fatal(err)
@@ -232,7 +232,7 @@ func TestRetriesExhausted(t *testing.T) {
 					return nil
 				},
 			})
-			if err := d.Dispatch(t.Context(), action("a")); err != nil {
+			if err := d.Dispatch(t.Context(), newAction("a")); err != nil {
 				t.Fatal(err)
 			}
 			n := len(s.calls())
@@ -264,7 +264,7 @@ func TestDeadLetterFailureLeavesUnsettled(t *testing.T) {
 	dl := deadLetters{fail: errors.New("kafka: not enough replicas")}
 	dedupe := NewMemoryDedupe(0)
 	d, _ := testDispatcher(t, map[string]Sink{"a": s}, Options{DeadLetter: dl.put, Dedupe: dedupe})
-	a := action("a")
+	a := newAction("a")
 	err := d.Dispatch(t.Context(), a)
 	if !errors.Is(err, ErrDeadLetter) || !strings.Contains(err.Error(), "not enough replicas") {
 		t.Fatalf("Dispatch = %v, want ErrDeadLetter with the cause", err)
@@ -284,7 +284,7 @@ func TestCancelledDispatch(t *testing.T) {
 	d, _ := testDispatcher(t, map[string]Sink{"a": s}, Options{Policies: map[string]Policy{"a": {Retry: Retry{For: -1}}}})
 	ctx, cancel := context.WithCancel(t.Context())
 	d.sleep = func(ctx context.Context, _ time.Duration) error { cancel(); <-ctx.Done(); return ctx.Err() }
-	err := d.Dispatch(ctx, action("a"))
+	err := d.Dispatch(ctx, newAction("a"))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Dispatch = %v, want context.Canceled: not settled", err)
 	}
@@ -301,7 +301,7 @@ func TestCloseIdempotentAndClosesSinks(t *testing.T) {
 	if !s.closed {
 		t.Error("the sink was not closed")
 	}
-	if err := d.Dispatch(t.Context(), action("a")); !errors.Is(err, ErrClosed) {
+	if err := d.Dispatch(t.Context(), newAction("a")); !errors.Is(err, ErrClosed) {
 		t.Errorf("Dispatch after Close = %v", err)
 	}
 }
@@ -311,7 +311,7 @@ func TestRateLimit(t *testing.T) {
 	d, _ := testDispatcher(t, map[string]Sink{"a": s}, Options{Policies: map[string]Policy{"a": {Rate: Rate{N: 20, Per: time.Second}, Batch: 1}}})
 	start := time.Now()
 	for range 5 {
-		if err := d.Dispatch(t.Context(), action("a")); err != nil {
+		if err := d.Dispatch(t.Context(), newAction("a")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -343,7 +343,7 @@ func TestNewDispatcherErrors(t *testing.T) {
 
 func TestMetricsLint(t *testing.T) {
 	d, reg := testDispatcher(t, map[string]Sink{"a": &scriptSink{}}, Options{})
-	if err := d.Dispatch(t.Context(), action("a")); err != nil {
+	if err := d.Dispatch(t.Context(), newAction("a")); err != nil {
 		t.Fatal(err)
 	}
 	problems, err := testutil.GatherAndLint(reg)
@@ -386,7 +386,7 @@ func TestKafkaPermanentError(t *testing.T) {
 	}
 	t.Cleanup(cl.Close)
 	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "email-sends", Err: kerr.TopicAuthorizationFailed})
-	err = NewKafka(cl, "email-sends", 5*time.Second).Write(t.Context(), []Action{withJSON(action("email"))})
+	err = NewKafka(cl, "email-sends", 5*time.Second).Write(t.Context(), []Action{withJSON(newAction("email"))})
 	if !IsPermanent(err) || !errors.Is(err, kerr.TopicAuthorizationFailed) || !strings.Contains(err.Error(), "email-sends") {
 		t.Errorf("Write = %v, want a permanent error naming the topic", err)
 	}
@@ -400,7 +400,7 @@ func TestRedisStreamErrors(t *testing.T) {
 	if err := rc.Set(t.Context(), "not-a-stream", "x", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	err := NewRedisStream(rc, "not-a-stream", 0, 0).Write(t.Context(), []Action{withJSON(action("audit")), withJSON(action("audit"))})
+	err := NewRedisStream(rc, "not-a-stream", 0, 0).Write(t.Context(), []Action{withJSON(newAction("audit")), withJSON(newAction("audit"))})
 	var be *BatchError
 	if !errors.As(err, &be) || len(be.Errs) != 2 || !IsPermanent(be.Errs[0]) || !strings.Contains(err.Error(), "WRONGTYPE") {
 		t.Errorf("Write to a key of another type = %v, want permanent WRONGTYPE per action", err)
@@ -410,7 +410,7 @@ func TestRedisStreamErrors(t *testing.T) {
 	for range 30 {
 		var batch []Action
 		for range 10 {
-			batch = append(batch, withJSON(action("audit")))
+			batch = append(batch, withJSON(newAction("audit")))
 		}
 		if err := s.Write(t.Context(), batch); err != nil {
 			t.Fatal(err)
@@ -420,7 +420,7 @@ func TestRedisStreamErrors(t *testing.T) {
 		t.Errorf("XLEN %d after 300 XADDs with maxlen ~10", n)
 	}
 	srv.Stop(t)
-	err = s.Write(t.Context(), []Action{withJSON(action("audit"))})
+	err = s.Write(t.Context(), []Action{withJSON(newAction("audit"))})
 	if err == nil || IsPermanent(err) || !errors.Is(err, ErrTransient) {
 		t.Errorf("Write to a stopped server = %v, want transient", err)
 	}
@@ -491,7 +491,7 @@ func TestRedisDedupe(t *testing.T) {
 			}
 			// Through two dispatchers sharing it (a restart): delivered once.
 			s := &scriptSink{}
-			a := action("a")
+			a := newAction("a")
 			for range 2 {
 				d, _ := testDispatcher(t, map[string]Sink{"a": s}, Options{Dedupe: dd})
 				if err := d.Dispatch(ctx, a); err != nil {
@@ -520,7 +520,7 @@ func TestDedupeLookupFailureRetries(t *testing.T) {
 	d, _ := testDispatcher(t, map[string]Sink{"a": s}, Options{Dedupe: NewRedisDedupe(rc, "", 0)})
 	srv.Stop(t)
 	done := make(chan error, 1)
-	go func() { done <- d.Dispatch(t.Context(), action("a")) }()
+	go func() { done <- d.Dispatch(t.Context(), newAction("a")) }()
 	untilTrue(t, "the lookup fails", func() bool {
 		return testutil.ToFloat64(d.m.dedupeErrors.WithLabelValues("lookup")) >= 2
 	})
@@ -551,7 +551,7 @@ func TestKafkaDeadLetter(t *testing.T) {
 		return Permanent(&StatusError{URL: "https://x", Status: 422, Body: "unknown field"})
 	}}}
 	d, _ := testDispatcher(t, map[string]Sink{"a": s}, Options{DeadLetter: KafkaDeadLetter(cl, "actions.dlq")})
-	a := withJSON(action("a"))
+	a := withJSON(newAction("a"))
 	a.Origin = &kgo.Record{Topic: "actions", Partition: 2, Offset: 41, Key: []byte(a.Record.Contact), Value: a.JSON,
 		Headers: []kgo.RecordHeader{{Key: "content-type", Value: []byte("application/json")}}}
 	if err := d.Dispatch(t.Context(), a); err != nil {

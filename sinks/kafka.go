@@ -68,14 +68,7 @@ func (k *Kafka) Write(parent context.Context, batch []Action) error {
 		}
 		errs[index[r.Record]] = k.classify(r.Err)
 	}
-	switch {
-	case errs == nil:
-		return nil
-	case len(batch) == 1:
-		return errs[0]
-	default:
-		return &BatchError{Errs: errs}
-	}
+	return batchError(errs)
 }
 
 func (k *Kafka) classify(err error) error {

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/leadpulse/leadpulse/rules"
+	"github.com/leadpulse/leadpulse/action"
 )
 
 // Sink delivers action records to one downstream system. It is the whole
@@ -43,7 +43,7 @@ type Sink interface {
 // its JSON (SPEC §3) as read from the actions topic, which sinks send as it
 // is so that no field is lost or reordered in transit.
 type Action struct {
-	Record rules.Record
+	Record action.Record
 	// JSON is the record's encoding. When nil, the Dispatcher fills it by
 	// marshalling Record.
 	JSON []byte
@@ -259,5 +259,19 @@ func Reason(err error) string {
 		return ReasonExhausted
 	default:
 		return ReasonRejected
+	}
+}
+
+// batchError is the error of a batch whose per-action errors are errs (nil
+// when every action was accepted): one action's error as it is, several as
+// a *BatchError.
+func batchError(errs []error) error {
+	switch {
+	case errs == nil:
+		return nil
+	case len(errs) == 1:
+		return errs[0]
+	default:
+		return &BatchError{Errs: errs}
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/leadpulse/leadpulse/rules"
+	"github.com/leadpulse/leadpulse/action"
 )
 
 // Stdout writes one line per action to a writer (the process's standard
@@ -61,7 +61,7 @@ func (s *Stdout) Write(ctx context.Context, batch []Action) error {
 	return nil
 }
 
-func appendText(b *bytes.Buffer, r *rules.Record) {
+func appendText(b *bytes.Buffer, r *action.Record) {
 	sink := r.Sink
 	if sink == "" {
 		sink = "-"

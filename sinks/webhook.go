@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/leadpulse/leadpulse/rules"
+	"github.com/leadpulse/leadpulse/action"
 )
 
 // Webhook request headers (see the package doc, "Webhook signatures").
@@ -146,7 +146,7 @@ type slackMessage struct {
 
 // SummaryText is what a person reads about an action: its rendered message,
 // or when it has none, "ACTION: TRIGGER fired for CONTACT (score N)".
-func SummaryText(r *rules.Record) string {
+func SummaryText(r *action.Record) string {
 	if r.Message != "" {
 		return r.Message
 	}

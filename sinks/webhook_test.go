@@ -103,7 +103,7 @@ func TestWebhookServerErrorsThenOK(t *testing.T) {
 		Sleep:    s.sleep,
 		Policies: map[string]Policy{"sales": {Retry: Retry{Initial: 100 * time.Millisecond}}},
 	})
-	a := action("sales")
+	a := newAction("sales")
 	if err := d.Dispatch(t.Context(), a); err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestWebhookRetryAfter(t *testing.T) {
 				Sleep:    s.sleep,
 				Policies: map[string]Policy{"sales": {Retry: Retry{MaxRetryAfter: tc.maxWait}}},
 			})
-			if err := d.Dispatch(t.Context(), action("sales")); err != nil {
+			if err := d.Dispatch(t.Context(), newAction("sales")); err != nil {
 				t.Fatal(err)
 			}
 			if waits := s.all(); len(waits) != 1 || waits[0] != tc.want {
@@ -183,7 +183,7 @@ func TestWebhookRetryAfterRealTime(t *testing.T) {
 	t.Parallel()
 	h := newHook(t, reply{status: 429, header: map[string]string{"Retry-After": "1"}})
 	d, _ := testDispatcher(t, map[string]Sink{"sales": webhookSink(h, SinkConfig{Type: TypeWebhook})}, Options{Sleep: sleepTimer})
-	if err := d.Dispatch(t.Context(), action("sales")); err != nil {
+	if err := d.Dispatch(t.Context(), newAction("sales")); err != nil {
 		t.Fatal(err)
 	}
 	reqs := h.requests()
@@ -210,7 +210,7 @@ func TestWebhookRefusedGoesToDeadLetter(t *testing.T) {
 			return nil
 		},
 	})
-	a := action("sales")
+	a := newAction("sales")
 	if err := d.Dispatch(t.Context(), a); err != nil {
 		t.Fatalf("Dispatch: %v; a dead-lettered action is settled", err)
 	}
@@ -257,7 +257,7 @@ func TestWebhookStatusClasses(t *testing.T) {
 	} {
 		h := newHook(t, reply{status: tc.status})
 		w := webhookSink(h, SinkConfig{Type: TypeWebhook})
-		err := w.Write(t.Context(), []Action{action("sales")})
+		err := w.Write(t.Context(), []Action{newAction("sales")})
 		var se *StatusError
 		if err == nil || !errors.As(err, &se) || se.Status != tc.status {
 			t.Errorf("%d: err %v, want a *StatusError", tc.status, err)
@@ -272,12 +272,12 @@ func TestWebhookStatusClasses(t *testing.T) {
 func TestWebhookSlackFormat(t *testing.T) {
 	h := newHook(t)
 	w := webhookSink(h, SinkConfig{Type: TypeWebhook, Format: FormatSlack})
-	withMessage := action("sales")
+	withMessage := newAction("sales")
 	withMessage.Record.Message = "Hot lead ann@example.com scored 120 (hot-lead)"
-	noMessage := action("sales")
+	noMessage := newAction("sales")
 	noMessage.Record.Message = ""
 	noMessage.Record.Contact = "u42"
-	hostile := action("sales")
+	hostile := newAction("sales")
 	hostile.Record.Message = "Hot lead <!channel> & <https://evil.example|click>"
 	for _, a := range []Action{withMessage, noMessage, hostile} {
 		if err := w.Write(t.Context(), []Action{a}); err != nil {
@@ -308,7 +308,7 @@ func TestWebhookSignature(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := NewWebhook("sales", cfg, h.srv.Client(), func() time.Time { return now })
-	a := action("sales")
+	a := newAction("sales")
 	if err := w.Write(t.Context(), []Action{a}); err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +381,7 @@ func TestWebhookHangingReceiver(t *testing.T) {
 		t.Fatal(err)
 	}
 	slow := NewWebhook("slow", cfg, client, nil)
-	err = slow.Write(t.Context(), []Action{action("slow")})
+	err = slow.Write(t.Context(), []Action{newAction("slow")})
 	if !errors.Is(err, ErrTransient) || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "timeout (50ms)") {
 		t.Fatalf("Write to a hanging receiver: %v; want a transient timeout naming the sink's timeout", err)
 	}
@@ -392,11 +392,11 @@ func TestWebhookHangingReceiver(t *testing.T) {
 	})
 	slowDone := make(chan error, 5)
 	for range 5 {
-		go func() { slowDone <- d.Dispatch(t.Context(), action("slow")) }()
+		go func() { slowDone <- d.Dispatch(t.Context(), newAction("slow")) }()
 	}
 	untilTrue(t, "the slow sink's slots are taken", func() bool { return ct.inside.Load() == 2 })
 	for range 20 {
-		if err := d.Dispatch(t.Context(), action("log")); err != nil {
+		if err := d.Dispatch(t.Context(), newAction("log")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -485,7 +485,7 @@ func TestWebhookRedirectIsRefused(t *testing.T) {
 	}
 	w := NewWebhook("sales", cfg, nil, nil) // its own client
 	defer w.Close(t.Context())
-	err = w.Write(t.Context(), []Action{withJSON(action("sales"))})
+	err = w.Write(t.Context(), []Action{withJSON(newAction("sales"))})
 	var se *StatusError
 	if !IsPermanent(err) || !errors.As(err, &se) || se.Status != http.StatusFound || !strings.Contains(err.Error(), "redirects") {
 		t.Errorf("Write = %v, want a permanent 302 that says to fix the url", err)

@@ -15,8 +15,11 @@ import (
 // keys at every level — so blobs written by the reflection-based encoder
 // and by this code read the same, and a decoder skips keys it does not know
 // (a later version's fields). Writing it by hand is what makes a contact
-// cheap to store: reflection over the nested slices cost about 6 µs to
-// encode and 11 µs to decode a typical B2B contact (BenchmarkCodec).
+// cheap to store: reflection over the nested slices costs several times the
+// time and allocations of this code for a typical B2B contact
+// (BenchmarkCodecReflect, the baseline, against BenchmarkCodecB2B; on the
+// 2-core dev machine 111 µs against 25 µs to encode, 134 µs against 69 µs to
+// decode).
 
 var encPool = sync.Pool{New: func() any {
 	enc := msgpack.NewEncoder(nil)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/leadpulse/leadpulse/internal/testenv"
 )
@@ -182,4 +183,37 @@ func BenchmarkCodecB2B(b *testing.B) {
 		}
 	})
 	b.Logf("typical contact: %d bytes encoded", len(blob))
+}
+
+// BenchmarkCodecReflect is the baseline of BenchmarkCodecB2B: the same
+// contact through msgpack's reflection (legacyContact has the struct tags
+// and not the hand-written codec). The gap between the two is why
+// codec_fast.go exists; if it closes, delete the hand codec.
+func BenchmarkCodecReflect(b *testing.B) {
+	c := (*legacyContact)(typicalContact("bench@example.com"))
+	c.V = Version
+	blob, err := msgpack.Marshal(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(blob)))
+		for b.Loop() {
+			if _, err := msgpack.Marshal(c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(blob)))
+		for b.Loop() {
+			var back legacyContact
+			if err := msgpack.Unmarshal(blob, &back); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Logf("typical contact by reflection: %d bytes encoded", len(blob))
 }

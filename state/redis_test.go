@@ -782,17 +782,13 @@ func TestRedisOutage(t *testing.T) {
 
 	srv.Start(t)
 	// The caller retries its commit, as after any ErrUnavailable.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		err := cache.Commit(t.Context(), Position{Partition: 0, Offset: 11})
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, ErrUnavailable) || time.Now().After(deadline) {
+		if err != nil && !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("commit after the restart: %v", err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 	acked["acked3"] = 1000
 
 	// Crash again; everything acknowledged is on disk.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,18 +23,18 @@ func configError(format string, args ...any) error {
 // Topics names the topics of SPEC §5. The zero value is the default.
 type Topics struct {
 	// Events is the input: tracking events keyed any way. default: "events"
-	Events string `yaml:"events"`
+	Events string
 	// Keyed is the contact-keyed topic the ingest stage writes and the
 	// scoring stage reads. default: "events.keyed"
-	Keyed string `yaml:"keyed"`
+	Keyed string
 	// Actions receives one JSON record per fired action (SPEC §3), keyed by
 	// contact. default: "actions"
-	Actions string `yaml:"actions"`
+	Actions string
 	// DLQ receives bad input with its reason in headers. default: "events.dlq"
-	DLQ string `yaml:"dlq"`
+	DLQ string
 	// ActionsDLQ receives the actions the dispatch stage could not deliver,
 	// with the reason in headers. default: "actions.dlq"
-	ActionsDLQ string `yaml:"actions_dlq"`
+	ActionsDLQ string
 }
 
 // Config configures the live pipeline. The zero value (with Brokers) runs
@@ -41,12 +42,12 @@ type Topics struct {
 type Config struct {
 	// Brokers are the seed brokers. default: 127.0.0.1:9092
 	// (corresponds to Kafka's bootstrap.servers)
-	Brokers []string `yaml:"brokers"`
+	Brokers []string
 	// Group is the scoring stage's consumer group; the ingest stage uses
 	// Group + "-ingest". default: "leadpulse" (Kafka's group.id)
-	Group string `yaml:"group"`
+	Group string
 	// Topics names the topics. default: see Topics.
-	Topics Topics `yaml:"topics"`
+	Topics Topics
 
 	// InputKeyed skips the ingest hop: the scoring stage reads Topics.Events
 	// directly, which every producer must then key by contact (userId, else
@@ -56,7 +57,7 @@ type Config struct {
 	// partitioner=murmur2_random`). A record found in another partition than
 	// murmur2 of its contact says goes to the DLQ with reason "misrouted",
 	// so that one contact is never scored in two places. default: false
-	InputKeyed bool `yaml:"input_keyed"`
+	InputKeyed bool
 
 	// NoTransactions turns off the ingest stage's Kafka transactions: the
 	// keyed records are produced, then the input offsets committed, so a
@@ -64,7 +65,7 @@ type Config struct {
 	// stage can drop such a repeat only by its messageId. For brokers
 	// without transactions (e.g. Azure Event Hubs). default: false: each
 	// poll's keyed records and input offsets commit in one transaction
-	NoTransactions bool `yaml:"no_transactions"`
+	NoTransactions bool
 	// TransactionalID is the ingest stage's Kafka transactional.id. Each
 	// process needs its own (two processes with one id fence each other),
 	// and keeping it across a restart lets the restarted process abort at
@@ -73,7 +74,7 @@ type Config struct {
 	// until TransactionTimeout. default: Group + "-ingest-" + the host
 	// name (stable for a StatefulSet pod or a VM; set one per process when
 	// several run on one host)
-	TransactionalID string `yaml:"transactional_id"`
+	TransactionalID string
 	// TransactionTimeout is how long the broker lets an ingest transaction
 	// stay open before aborting it (Kafka's transaction.timeout.ms): the
 	// longest a crashed process' open transaction blocks the keyed topic
@@ -81,18 +82,18 @@ type Config struct {
 	// time one poll takes to produce (milliseconds) and stay within the
 	// broker's transaction.max.timeout.ms. default: 10s (Kafka Streams'
 	// default under exactly-once)
-	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
+	TransactionTimeout time.Duration
 
 	// Partitions is the partition count of topics this process creates
 	// because they are missing. Existing topics are used as they are.
 	// default: 6 (Kafka's num.partitions for CreateTopics)
-	Partitions int32 `yaml:"partitions"`
+	Partitions int32
 	// ReplicationFactor of created topics. default: -1, the broker's
 	// default.replication.factor
-	ReplicationFactor int16 `yaml:"replication_factor"`
+	ReplicationFactor int16
 	// TopicConfigs are the configs of created topics, e.g. retention.ms and
 	// segment.bytes. default: none (the broker's defaults)
-	TopicConfigs map[string]string `yaml:"topic_configs"`
+	TopicConfigs map[string]string
 
 	// BatchRecords is the most records a partition applies before it
 	// produces the batch's actions, commits the store and commits the
@@ -101,15 +102,15 @@ type Config struct {
 	// contact into one store write (leadpulse bench with Redis: 81k events/s
 	// at 1,000, 134k at 4,000; p99 at 5,000 events/s unchanged).
 	// default: 4000
-	BatchRecords int `yaml:"batch_records"`
+	BatchRecords int
 	// QueueRecords bounds the records buffered for one partition between
 	// the poll loop and the partition's goroutine. When a queue holds this
 	// many, fetching that partition pauses (PauseFetchPartitions) until it
 	// is half empty; one poll's records may land on top. default: 4096
-	QueueRecords int `yaml:"queue_records"`
+	QueueRecords int
 	// PollRecords is the most records one poll takes from the client.
 	// default: 10000
-	PollRecords int `yaml:"poll_records"`
+	PollRecords int
 	// FetchMaxWait is how long a broker holds a fetch that has no new data
 	// (corresponds to Kafka's fetch.max.wait.ms). It also bounds how long a
 	// partition whose fetching resumes after backpressure waits, because a
@@ -117,44 +118,72 @@ type Config struct {
 	// partitions held a drain back for a second at a time (measured by
 	// `leadpulse bench`: 95k–165k events/s drained against 197k–212k with
 	// 50ms). default: 100ms
-	FetchMaxWait time.Duration `yaml:"fetch_max_wait"`
+	FetchMaxWait time.Duration
 
 	// TimerDelay is how long after its due time (wall clock) a timer of a
 	// caught-up partition fires: the allowance for events stamped before the
 	// due time that are still on their way to the partition (producer linger,
 	// the ingest hop). default: 500ms
-	TimerDelay time.Duration `yaml:"timer_delay"`
+	TimerDelay time.Duration
 	// Tick is how often an idle partition checks whether timers are due.
 	// default: 200ms
-	Tick time.Duration `yaml:"tick"`
+	Tick time.Duration
 	// TimerHorizon is how far ahead of a partition's clock the timers stored
 	// in Redis are loaded into the partition's timer index (on assignment,
 	// then again as the clock moves); memory stores load all at once.
 	// default: 1m
-	TimerHorizon time.Duration `yaml:"timer_horizon"`
+	TimerHorizon time.Duration
 	// DrainTimeout bounds the final flush and commit of each partition on
 	// shutdown and revoke. default: 30s
-	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	DrainTimeout time.Duration
 	// HandoverTimeout bounds how long a user's events wait behind a linking
 	// event for the anonymous id's partition to answer (SPEC §6, live). On
 	// expiry they are applied without the merge, which happens when the
 	// answer comes. default: 10s
-	HandoverTimeout time.Duration `yaml:"handover_timeout"`
+	HandoverTimeout time.Duration
 
 	// Clock is the wall clock of live time (SPEC §2); tests inject theirs.
 	// default: time.Now
-	Clock func() time.Time `yaml:"-"`
+	Clock func() time.Time
 	// Logger receives the pipeline's logs (never one per event).
 	// default: slog.Default()
-	Logger *slog.Logger `yaml:"-"`
+	Logger *slog.Logger
 	// KafkaOptions are extra franz-go options for every client the
 	// pipeline makes (TLS, SASL, timeouts). default: none
-	KafkaOptions []kgo.Opt `yaml:"-"`
+	KafkaOptions []kgo.Opt
 }
 
+// defaults are the values a zero field of Config takes: the one place they
+// are written (config reads them through Defaults).
+var defaults = Config{
+	Brokers:            []string{"127.0.0.1:9092"},
+	Group:              "leadpulse",
+	Topics:             Topics{Events: "events", Keyed: "events.keyed", Actions: "actions", DLQ: "events.dlq", ActionsDLQ: "actions.dlq"},
+	Partitions:         6,
+	ReplicationFactor:  -1,
+	BatchRecords:       4000,
+	QueueRecords:       4096,
+	PollRecords:        10000,
+	FetchMaxWait:       100 * time.Millisecond,
+	TimerDelay:         500 * time.Millisecond,
+	Tick:               200 * time.Millisecond,
+	TimerHorizon:       time.Minute,
+	DrainTimeout:       30 * time.Second,
+	TransactionTimeout: 10 * time.Second,
+}
+
+// Defaults returns the Config whose every field holds its default: what a
+// zero field means. Clock, Logger and KafkaOptions stay nil.
+func Defaults() Config {
+	d := defaults
+	d.Brokers = slices.Clone(defaults.Brokers)
+	return d
+}
+
+// validate fills the defaults and rejects contradictions.
 func (c Config) validate() (Config, error) {
 	if len(c.Brokers) == 0 {
-		c.Brokers = []string{"127.0.0.1:9092"}
+		c.Brokers = slices.Clone(defaults.Brokers)
 	}
 	for _, b := range c.Brokers {
 		if strings.TrimSpace(b) == "" {
@@ -162,22 +191,22 @@ func (c Config) validate() (Config, error) {
 		}
 	}
 	if c.Group == "" {
-		c.Group = "leadpulse"
+		c.Group = defaults.Group
 	}
 	if c.Topics.Events == "" {
-		c.Topics.Events = "events"
+		c.Topics.Events = defaults.Topics.Events
 	}
 	if c.Topics.Keyed == "" {
-		c.Topics.Keyed = "events.keyed"
+		c.Topics.Keyed = defaults.Topics.Keyed
 	}
 	if c.Topics.Actions == "" {
-		c.Topics.Actions = "actions"
+		c.Topics.Actions = defaults.Topics.Actions
 	}
 	if c.Topics.DLQ == "" {
-		c.Topics.DLQ = "events.dlq"
+		c.Topics.DLQ = defaults.Topics.DLQ
 	}
 	if c.Topics.ActionsDLQ == "" {
-		c.Topics.ActionsDLQ = "actions.dlq"
+		c.Topics.ActionsDLQ = defaults.Topics.ActionsDLQ
 	}
 	t := c.Topics
 	names := map[string]string{}
@@ -201,46 +230,46 @@ func (c Config) validate() (Config, error) {
 		c.TransactionalID = c.Group + "-ingest-" + host
 	}
 	if c.TransactionTimeout == 0 {
-		c.TransactionTimeout = 10 * time.Second
+		c.TransactionTimeout = defaults.TransactionTimeout
 	}
 	if c.TransactionTimeout < time.Second {
 		return c, configError("transaction_timeout is %v: give at least 1s (the broker aborts an ingest transaction open longer)", c.TransactionTimeout)
 	}
 	if c.Partitions == 0 {
-		c.Partitions = 6
+		c.Partitions = defaults.Partitions
 	}
 	if c.Partitions < 0 {
 		return c, configError("partitions is %d: give the partition count of created topics (1 or more)", c.Partitions)
 	}
 	if c.ReplicationFactor == 0 {
-		c.ReplicationFactor = -1
+		c.ReplicationFactor = defaults.ReplicationFactor
 	}
 	if c.BatchRecords <= 0 {
-		c.BatchRecords = 4000
+		c.BatchRecords = defaults.BatchRecords
 	}
 	if c.QueueRecords <= 0 {
-		c.QueueRecords = 4096
+		c.QueueRecords = defaults.QueueRecords
 	}
 	if c.PollRecords <= 0 {
-		c.PollRecords = 10000
+		c.PollRecords = defaults.PollRecords
 	}
 	if c.FetchMaxWait <= 0 {
-		c.FetchMaxWait = 100 * time.Millisecond
+		c.FetchMaxWait = defaults.FetchMaxWait
 	}
 	if c.QueueRecords < c.BatchRecords {
 		return c, configError("queue_records (%d) is below batch_records (%d): a partition could never fill a batch; raise queue_records or lower batch_records", c.QueueRecords, c.BatchRecords)
 	}
 	if c.TimerDelay == 0 {
-		c.TimerDelay = 500 * time.Millisecond
+		c.TimerDelay = defaults.TimerDelay
 	}
 	if c.TimerDelay < 0 {
 		return c, configError("timer_delay is %v: it is a wait after the due time, 0 or more", c.TimerDelay)
 	}
 	if c.Tick <= 0 {
-		c.Tick = 200 * time.Millisecond
+		c.Tick = defaults.Tick
 	}
 	if c.TimerHorizon <= 0 {
-		c.TimerHorizon = time.Minute
+		c.TimerHorizon = defaults.TimerHorizon
 	}
 	if c.TimerHorizon < c.Tick {
 		return c, configError("timer_horizon (%v) is shorter than tick (%v): timers would be loaded after they are due; raise timer_horizon", c.TimerHorizon, c.Tick)
@@ -249,7 +278,7 @@ func (c Config) validate() (Config, error) {
 		c.HandoverTimeout = 10 * time.Second
 	}
 	if c.DrainTimeout <= 0 {
-		c.DrainTimeout = 30 * time.Second
+		c.DrainTimeout = defaults.DrainTimeout
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now

@@ -13,6 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/leadpulse/leadpulse/internal/testenv"
 	"github.com/leadpulse/leadpulse/sinks"
 	"github.com/leadpulse/leadpulse/stream"
 	"github.com/leadpulse/leadpulse/traffic"
@@ -136,10 +137,12 @@ func TestDispatchDeliversOnceInOrder(t *testing.T) {
 	stop := startDispatch(t, cfg, srv.URL, dedupe)
 	dlq := newConsumer(t, addr, "actions.dlq")
 	dlq.until(1, 10*time.Second)
-	deadline := time.Now().Add(10 * time.Second)
-	for h.count() < 60 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := h.count(); n < 60 {
+			return fmt.Errorf("webhook received %d requests, want 60", n)
+		}
+		return nil
+	})
 	stop()
 
 	if h.count() != 60 {
@@ -157,7 +160,11 @@ func TestDispatchDeliversOnceInOrder(t *testing.T) {
 	// Another group reads every action again; the dedupe store has them.
 	cfg.Group = "replayed"
 	stop = startDispatch(t, cfg, srv.URL, dedupe)
-	time.Sleep(500 * time.Millisecond)
+	// The positive signal that the second group has read and settled every
+	// record (60 actions, the repeat, the bad value): its committed offsets
+	// reach the end of the topic. Only then does "nothing more arrived" say
+	// anything.
+	waitCommitted(t, addr, cfg.DispatchGroup(), "actions", int64(len(recs)))
 	stop()
 	if h.count() != 60 {
 		t.Errorf("after re-reading the actions the webhook has %d requests, want still 60", h.count())

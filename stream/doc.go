@@ -24,13 +24,31 @@
 // the wrong partition goes to the DLQ with reason "misrouted" rather than be
 // scored in two places.
 //
-// Per batch, a partition applies its records, produces the actions and dead
-// letters and waits until Kafka acknowledged them, then commits the store
-// (Redis: one pipelined compare-and-set as of the batch's last offset), and
-// only then commits the offset. A crash in between applies the batch again:
-// repeated events are dropped by messageId and re-emitted actions keep their
-// deterministic ids, so sinks deduplicate. Bad input never blocks a
-// partition: it is dead-lettered and its offset committed with the batch.
+// # Exactly once
+//
+// Ingest → keyed topic: each poll is one Kafka transaction (franz-go's
+// GroupTransactSession): the keyed records, the dead letters and the input
+// offsets commit together or not at all. A crash leaves an open transaction
+// that the broker aborts (at once when the process comes back with its
+// Config.TransactionalID, else after Config.TransactionTimeout); the scoring
+// stage reads read_committed, so it never sees the aborted copies.
+//
+// Keyed topic → state: per batch, a partition applies its records, produces
+// the actions and dead letters and waits until Kafka acknowledged them, then
+// commits the store (Redis: one pipelined compare-and-set as of the batch's
+// last offset), and only then commits the offset. Every contact remembers
+// the position of the last record applied to it (state.Contact.Applied), so
+// a crash in between — which reads the batch again — skips, record by
+// record, what the committed state already holds (engine ApplyAt), with or
+// without messageId; the messageId dedupe is left for producers' own
+// repeats. The skipped records still move the partition's clock.
+//
+// State → actions topic → sinks: at least once. A record re-read after a
+// crash whose contact was not yet committed is applied again from the
+// committed state and emits the same actions with the same deterministic
+// ids; the dispatch stage delivers an id once (sinks.Deduper). Bad input
+// never blocks a partition: it is dead-lettered and its offset committed
+// with the batch.
 //
 // # Live time
 //

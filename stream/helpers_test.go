@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/leadpulse/leadpulse/engine"
 	"github.com/leadpulse/leadpulse/event"
+	"github.com/leadpulse/leadpulse/internal/testenv"
 	"github.com/leadpulse/leadpulse/rules"
 	"github.com/leadpulse/leadpulse/stream"
 	"github.com/leadpulse/leadpulse/traffic"
@@ -222,17 +224,17 @@ func waitEndOffsets(t testing.TB, addr, topic string, n int64, timeout time.Dura
 	t.Helper()
 	cl := client(t, addr, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	deadline := time.Now().Add(timeout)
 	var got int64
-	for got < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("topic %s holds %d records, want %d within %v", topic, got, n, timeout)
-		}
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	testenv.Eventually(t, timeout, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		fs := cl.PollFetches(ctx)
 		cancel()
 		got += int64(fs.NumRecords())
-	}
+		if got < n {
+			return fmt.Errorf("topic %s holds %d records, want %d", topic, got, n)
+		}
+		return nil
+	})
 	adm := kadm.NewClient(cl)
 	eo, err := adm.ListEndOffsets(context.Background(), topic)
 	if err != nil {

@@ -3,6 +3,7 @@ package stream_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -53,19 +54,18 @@ func start(t *testing.T, cfg stream.Config, sc stream.Scoring, reg prometheus.Re
 	r := &running{p: p, stop: cancel, done: make(chan error, 1)}
 	go func() { r.done <- p.Run(ctx) }()
 	t.Cleanup(func() { r.shutdown(t) })
-	deadline := time.Now().Add(10 * time.Second)
-	for !p.Ready() {
+	testenv.Eventually(t, 10*time.Second, func() error {
 		select {
 		case err := <-r.done:
 			r.done <- err
 			t.Fatalf("pipeline stopped before it was ready: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("pipeline not ready within 10s")
+		if !p.Ready() {
+			return errors.New("pipeline not ready")
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	return r
 }
 
@@ -321,34 +321,33 @@ actions:
 	}
 }
 
+// waitCommitted waits until group has committed n records of topic (the
+// sum of its committed offsets over the partitions).
 func waitCommitted(t *testing.T, addr, group, topic string, n int64) {
 	t.Helper()
 	ends := waitEndOffsets(t, addr, topic, n, 10*time.Second)
 	adm := kadm.NewClient(client(t, addr))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		os, err := adm.FetchOffsets(context.Background(), group)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		ofs, err := adm.FetchOffsets(context.Background(), group)
+		if err != nil {
+			return err
+		}
 		behind := 0
 		for _, end := range ends {
 			if end > 0 {
 				behind++
 			}
 		}
-		if err == nil {
-			os.Each(func(o kadm.OffsetResponse) {
-				if o.Topic == topic && ends[o.Partition] > 0 && o.At >= ends[o.Partition] {
-					behind--
-				}
-			})
+		ofs.Each(func(o kadm.OffsetResponse) {
+			if o.Topic == topic && ends[o.Partition] > 0 && o.At >= ends[o.Partition] {
+				behind--
+			}
+		})
+		if behind > 0 {
+			return fmt.Errorf("group %s has not committed the %d records of %s: %d partitions behind their end offsets %v", group, n, topic, behind, ends)
 		}
-		if behind == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("group %s has not committed the %d records of %s: %d partitions behind their end offsets %v (err %v)", group, n, topic, behind, ends, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestInputKeyedMisrouted runs without the ingest hop: a record that is not
@@ -462,13 +461,12 @@ func TestRebalanceHandsOver(t *testing.T) {
 	cfgB.TransactionalID = "leadpulse-ingest-b" // two processes never share one
 	regB := prometheus.NewRegistry()
 	b := start(t, cfgB, stream.Scoring{Rules: rs, Memory: mem}, regB)
-	deadline := time.Now().Add(20 * time.Second)
-	for gauge(t, regB, "leadpulse_score_partitions") == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the second member got no partition within 20s")
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if gauge(t, regB, "leadpulse_score_partitions") == 0 {
+			return errors.New("the second member got no partition")
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	produce(t, addr, in.recs[half:])
 	waitEndOffsets(t, addr, "events.keyed", int64(len(in.recs)-nbad), 20*time.Second)
 	waitCommitted(t, addr, "leadpulse", "events.keyed", int64(len(in.recs)-nbad))
@@ -619,13 +617,12 @@ func TestRebalanceMovesTimers(t *testing.T) {
 	cfgB.Logger = cfg.Logger.With("member", "b")
 	cfgB.TransactionalID = "leadpulse-ingest-b" // two processes never share one
 	start(t, cfgB, stream.Scoring{Rules: rs, Memory: mem}, regB)
-	deadline := time.Now().Add(20 * time.Second)
-	for gauge(t, regB, "leadpulse_score_partitions") == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the second member got no partition within 20s")
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if gauge(t, regB, "leadpulse_score_partitions") == 0 {
+			return errors.New("the second member got no partition")
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	produce(t, addr, later)
 	acts := newConsumer(t, addr, "actions")
 	got := decodeActions(t, acts.until(n, 20*time.Second))

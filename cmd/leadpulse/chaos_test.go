@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -29,11 +30,15 @@ import (
 	"github.com/leadpulse/leadpulse/traffic"
 )
 
-var chaosFull = flag.Bool("chaos.full", false, "run TestChaosExactlyOnce at full size: 50,000 events (one contact 10,000 of them), 10 kills")
+var (
+	chaosFull = flag.Bool("chaos.full", false, "run TestChaosExactlyOnce at full size: 50,000 events (one contact 10,000 of them), 10 kills")
+	chaosEnv  = flag.String("chaos.env", "", "extra environment of the chaos test's processes, KEY=VALUE[,KEY=VALUE], e.g. LEADPULSE_KAFKA_NO_TRANSACTIONS=true to see the test fail without transactions")
+)
 
 // chaosSize is how big TestChaosExactlyOnce runs.
 type chaosSize struct {
-	events, hot, kills, rate int
+	events, hot, kills int
+	rate               int // events/s of the last burst, after the kills
 }
 
 // TestChaosExactlyOnce is the exactly-once test every change must pass
@@ -48,15 +53,18 @@ type chaosSize struct {
 //   - every contact's state in Redis equals replay's;
 //   - the actions topic holds every action replay emits, by id and content,
 //     and nothing else (repeats of an id are byte-for-byte copies);
-//   - the webhook sink's receiver got every action, and no id twice.
+//   - the redis-stream sink holds every action routed to it exactly once,
+//     and the webhook sinks' receiver got every action routed to them (a
+//     webhook repeat after a kill is the receiver's to drop by its
+//     Idempotency-Key; the count is logged).
 //
 // `make test` runs 5,000 events and 4 kills; -chaos.full runs 50,000 events
 // and 10 kills and logs the figures (records per topic, kills, actions
 // expected, found and delivered twice, state mismatches).
 func TestChaosExactlyOnce(t *testing.T) {
-	size := chaosSize{events: 5_000, hot: 1_000, kills: 4, rate: 400}
+	size := chaosSize{events: 5_000, hot: 1_000, kills: 4, rate: 1_000}
 	if *chaosFull {
-		size = chaosSize{events: 50_000, hot: 10_000, kills: 10, rate: 1_500}
+		size = chaosSize{events: 50_000, hot: 10_000, kills: 10, rate: 3_000}
 	}
 	const partitions = 3
 	rdb := testenv.StartRedis(t, testenv.RedisConfig{}) // skips loudly without redis-server (fails under CI=true)
@@ -86,8 +94,10 @@ redis:
   addr: %s
 rules: %s
 sinks:
-  hook: { type: webhook, url: %q, default: true, concurrency: 4 }
-%s`, e.kafka, rdb.Addr, e.rules, hook.srv.URL, testPipeline)
+  sales: { type: webhook, url: %q, concurrency: 4 }
+  log:   { type: webhook, url: %q, concurrency: 4 }
+  email: { type: redis-stream, stream: "chaos:email" }
+%s`, e.kafka, rdb.Addr, e.rules, hook.srv.URL, hook.srv.URL, testPipeline)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -95,21 +105,42 @@ sinks:
 	in, hotEvents, noID := makeChaosInput(t, size, partitions)
 	x := replayInput(t, e.rules, in)
 
-	procs := map[string]*proc{"a": e.start("a"), "b": e.start("b")}
+	var env []string
+	if *chaosEnv != "" {
+		env = strings.Split(*chaosEnv, ",")
+	}
+	// The traffic comes in bursts, one before each kill: each kill lands
+	// while the burst is being worked through (ingest mid-transaction,
+	// scoring mid-batch), at a random moment; every other kill comes right
+	// after the previous restart, while the groups are still rebalancing.
+	bursts := splitN(in.recs, size.kills+1)
+	procs := map[string]*proc{"a": e.start("a", env...), "b": e.start("b", env...)}
 	restarts := map[string]int{}
-	pr := e.produce(in.recs, size.rate)
 	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 11))
 	var kills []string
 	duringRebalance := 0
 	for k := range size.kills {
-		// Every other kill comes soon after the previous restart: the
-		// groups are then still moving partitions.
-		wait := time.Duration(800+rnd.IntN(2200)) * time.Millisecond
-		if k%2 == 1 {
-			wait = time.Duration(100+rnd.IntN(600)) * time.Millisecond
-			duringRebalance++
+		if k%2 == 0 {
+			// Let the groups settle (the killed member's session ends
+			// after 1.5s): this kill finds stable assignments.
+			time.Sleep(time.Duration(1500+rnd.IntN(1000)) * time.Millisecond)
+		} else {
+			duringRebalance++ // the restarted member is still being given partitions
 		}
-		time.Sleep(wait)
+		// Kill while both stages work through the burst (ingest between
+		// a produce and its commit, scoring between its actions, its state
+		// and its offset): once ingest has committed a random part of it.
+		base := e.committedSum("leadpulse-ingest", "events")
+		pr := e.produce(bursts[k], 1_000_000)
+		part := int64(len(bursts[k]) * (5 + rnd.IntN(60)) / 100)
+		t0 := time.Now()
+		for e.committedSum("leadpulse-ingest", "events") < base+part && time.Since(t0) < 10*time.Second {
+			time.Sleep(time.Millisecond)
+		}
+		// Not at once: a commit was just seen, and the next produce has
+		// not been acknowledged yet.
+		time.Sleep(time.Duration(rnd.IntN(30_000)) * time.Microsecond)
+		wait := time.Since(t0)
 		name := []string{"a", "b"}[rnd.IntN(2)]
 		p := procs[name]
 		if !p.running() {
@@ -118,11 +149,13 @@ sinks:
 		scored := e.scored()
 		p.signal(syscall.SIGKILL)
 		<-p.done
-		kills = append(kills, fmt.Sprintf("%s after %v at %d keyed offsets committed", p.name, wait.Round(time.Millisecond), scored))
-		time.Sleep(time.Duration(rnd.IntN(500)) * time.Millisecond)
+		kills = append(kills, fmt.Sprintf("%s %v into a burst of %d, at %d keyed offsets committed", p.name, wait.Round(time.Millisecond), len(bursts[k]), scored))
+		pr.wait(t)
+		time.Sleep(time.Duration(rnd.IntN(300)) * time.Millisecond)
 		restarts[name]++
-		procs[name] = e.start(fmt.Sprintf("%s%d", name, restarts[name]+1))
+		procs[name] = e.start(fmt.Sprintf("%s%d", name, restarts[name]+1), env...)
 	}
+	pr := e.produce(bursts[size.kills], size.rate)
 	pr.wait(t)
 	for _, p := range procs {
 		if !p.running() {
@@ -133,10 +166,11 @@ sinks:
 	e.waitCommitted("leadpulse", "events.keyed", 5*time.Minute)
 	e.waitCommitted("leadpulse-dispatch", "actions", 5*time.Minute)
 
-	compareState(t, rdb.Addr, x)
+	mismatches := compareState(t, rdb.Addr, x)
 	acts := e.readTopic("actions")
 	repeats := compareActions(t, acts, x)
-	twice, missing, unexpected := hook.check(t, x)
+	resent, missing, unexpected := hook.check(t, x)
+	streamTwice, streamMissing := checkStream(t, rdb.Addr, "chaos:email", x)
 
 	keyed := e.countRecords("events.keyed", kgo.ReadCommitted())
 	keyedAll := e.countRecords("events.keyed", kgo.ReadUncommitted())
@@ -148,8 +182,9 @@ sinks:
 	t.Logf("chaos: %d kills (%d soon after a restart, during a rebalance): %s", len(kills), duringRebalance, strings.Join(kills, "; "))
 	t.Logf("chaos: records: events %d, events.keyed %d committed (%d with aborted transactions' records), actions %d (%d repeats of an id), events.dlq %d, actions.dlq %d",
 		len(in.recs), keyed, keyedAll, len(acts), repeats, e.countRecords("events.dlq", kgo.ReadUncommitted()), e.countRecords("actions.dlq", kgo.ReadUncommitted()))
-	t.Logf("chaos: actions expected %d, found on the topic %d distinct; webhook received %d distinct, %d delivered twice, %d missing, %d unexpected",
-		len(x.byID), len(x.byID)-countMissing(acts, x), hook.distinct(), twice, missing, unexpected)
+	t.Logf("chaos: actions expected %d, found on the topic %d distinct; redis-stream sink (email): %d expected, %d delivered twice, %d missing; webhook sinks (sales, log): %d distinct, %d missing, %d unexpected, %d re-sent after a kill and dropped by the receiver's Idempotency-Key dedupe",
+		len(x.byID), len(x.byID)-countMissing(acts, x), countSink(x, "email"), streamTwice, streamMissing, hook.distinct(), missing, unexpected, resent)
+	t.Logf("chaos: final-state mismatches %d of %d contacts", mismatches, x.state.Len())
 }
 
 // chaosHot is the contact that sends a fifth of the chaos traffic.
@@ -230,6 +265,22 @@ func startBroker(t *testing.T) string {
 		t.Fatalf("testbroker said %q", line)
 	}
 	return addr
+}
+
+// committedSum is the sum of group's committed offsets on topic, 0 before
+// any commit.
+func (e *liveEnv) committedSum(group, topic string) int64 {
+	offs, err := e.adm.FetchOffsets(context.Background(), group)
+	if err != nil {
+		return 0
+	}
+	sum := int64(0)
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == topic && o.At > 0 {
+			sum += o.At
+		}
+	})
+	return sum
 }
 
 // scored is the sum of the scoring group's committed offsets (records and
@@ -316,30 +367,90 @@ func (h *hookReceiver) distinct() int {
 	return len(h.ids)
 }
 
-// check compares the deliveries with replay's actions: every one received,
-// none twice, nothing else.
-func (h *hookReceiver) check(t *testing.T, x *expected) (twice, missing, unexpected int) {
+// check compares the deliveries with replay's actions for the webhook
+// sinks: every one received, nothing else. A webhook cannot be exactly once
+// by itself: a kill between a delivery and the dispatcher remembering it
+// sends it again, and the receiver drops the repeat by its
+// Idempotency-Key, as the sinks package asks receivers to. resent counts
+// those repeats.
+func (h *hookReceiver) check(t *testing.T, x *expected) (resent, missing, unexpected int) {
 	t.Helper()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for id, n := range h.ids {
-		if _, ok := x.byID[id]; !ok {
+		if js, ok := x.byID[id]; !ok || sinkOf(js) == "email" {
 			if unexpected++; unexpected <= 5 {
-				t.Errorf("webhook received action %q, which replay never emits", id)
+				t.Errorf("webhook received action %q, which replay never sends there", id)
 			}
 		}
-		if n > 1 {
-			if twice++; twice <= 5 {
-				t.Errorf("webhook received action %s %d times", id, n)
-			}
-		}
+		resent += n - 1
 	}
-	for id := range x.byID {
-		if h.ids[id] == 0 {
+	for id, js := range x.byID {
+		if sinkOf(js) != "email" && h.ids[id] == 0 {
 			if missing++; missing <= 5 {
-				t.Errorf("webhook never received action %s", x.byID[id])
+				t.Errorf("webhook never received action %s", js)
 			}
 		}
 	}
-	return twice, missing, unexpected
+	return resent, missing, unexpected
+}
+
+// checkStream checks the redis-stream sink: every replay action routed to
+// it is in the stream exactly once (the sink appends an id once), nothing
+// else is.
+func checkStream(t *testing.T, addr, stream string, x *expected) (twice, missing int) {
+	t.Helper()
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	defer rc.Close()
+	entries, err := rc.XRange(context.Background(), stream, "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, e := range entries {
+		id, _ := e.Values["id"].(string)
+		if got[id]++; got[id] == 2 {
+			if twice++; twice <= 5 {
+				t.Errorf("stream %s holds action %s twice", stream, id)
+			}
+		}
+		if js, ok := x.byID[id]; !ok || sinkOf(js) != "email" {
+			t.Errorf("stream %s holds action %s, which replay never sends there", stream, id)
+		}
+	}
+	for id, js := range x.byID {
+		if sinkOf(js) == "email" && got[id] == 0 {
+			if missing++; missing <= 5 {
+				t.Errorf("stream %s lacks action %s", stream, js)
+			}
+		}
+	}
+	return twice, missing
+}
+
+func sinkOf(js string) string {
+	var m struct {
+		Sink string `json:"sink"`
+	}
+	_ = json.Unmarshal([]byte(js), &m)
+	return m.Sink
+}
+
+func countSink(x *expected, sink string) int {
+	n := 0
+	for _, js := range x.byID {
+		if sinkOf(js) == sink {
+			n++
+		}
+	}
+	return n
+}
+
+// splitN cuts recs into n runs of about the same length, in order.
+func splitN(recs []*kgo.Record, n int) [][]*kgo.Record {
+	out := make([][]*kgo.Record, n)
+	for i := range n {
+		out[i] = recs[i*len(recs)/n : (i+1)*len(recs)/n]
+	}
+	return out
 }

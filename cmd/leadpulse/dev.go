@@ -9,25 +9,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/twmb/franz-go/pkg/kfake" // embedded Kafka-compatible broker for dev
-	"github.com/twmb/franz-go/pkg/kgo"
-	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/leadpulse/leadpulse/admin"
-	"github.com/leadpulse/leadpulse/event"
 	"github.com/leadpulse/leadpulse/examples"
+	"github.com/leadpulse/leadpulse/internal/app"
 	"github.com/leadpulse/leadpulse/rules"
 	"github.com/leadpulse/leadpulse/sinks"
 	"github.com/leadpulse/leadpulse/state"
 	"github.com/leadpulse/leadpulse/stream"
-	"github.com/leadpulse/leadpulse/traffic"
 )
 
 // devCmd is `leadpulse dev` (SPEC §4): everything embedded for a first run.
@@ -44,26 +38,6 @@ type devCmd struct {
 
 // devSinks is the dev sinks block: every action printed as a readable line.
 var devSinks = sinks.Config{"log": {Type: sinks.TypeStdout, Format: sinks.FormatText, Default: true}}
-
-// loadSinks reads the sinks: block of a YAML file.
-func loadSinks(path string) (sinks.Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var doc struct {
-		Sinks sinks.Config `yaml:"sinks"`
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&doc); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(doc.Sinks) == 0 {
-		return nil, fmt.Errorf("%s: no sinks: block; write e.g. sinks: { log: { type: stdout, default: true } }", path)
-	}
-	return doc.Sinks, nil
-}
 
 // Dev topics are capped in time and size, because the embedded broker keeps
 // every record in memory: retention applies every 30s to 1 MiB segments.
@@ -125,57 +99,41 @@ func (d *devCmd) Run(e *env) error {
 	}
 	sinkCfg := devSinks
 	if d.Sinks != "" {
-		if sinkCfg, err = loadSinks(d.Sinks); err != nil {
+		if sinkCfg, err = sinks.LoadFile(d.Sinks); err != nil {
 			return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: --sinks: %v", err)}
 		}
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics, err := stream.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
+	reg := app.NewRegistry()
 	cfg := stream.Config{
 		Brokers:      []string{addr},
 		Partitions:   d.Partitions,
 		TopicConfigs: devTopicConfigs,
 		Logger:       log,
 	}
-	p, err := stream.New(cfg, sc, metrics)
+	p, metrics, err := app.NewPipeline(reg, cfg, sc)
 	if err != nil {
 		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: %v", err)}
 	}
 	cfg = p.Config()
-	if err := stream.EnsureTopics(ctx, cfg); err != nil {
+	if err := app.EnsureTopics(ctx, p); err != nil {
 		return err
 	}
 
 	// The dispatch stage delivers the actions through the sinks.
-	sinkClient, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID("leadpulse-sinks"), kgo.ProducerLinger(0),
-		kgo.RecordDeliveryTimeout(10*time.Second))
-	if err != nil {
-		return err
-	}
-	defer sinkClient.Close()
 	out := &lineCounter{w: e.stdout}
-	dispatcher, err := sinks.Open(sinkCfg, sinks.Deps{Kafka: sinkClient, Stdout: out}, sinks.Options{
-		Registerer: reg,
-		Logger:     log,
-		DeadLetter: sinks.KafkaDeadLetter(sinkClient, cfg.Topics.ActionsDLQ),
+	dispatch, err := app.OpenDispatch(cfg, sinkCfg, metrics, app.DispatchOptions{
+		Deps: sinks.Deps{Stdout: out}, Registerer: reg, Logger: log,
 	})
 	if err != nil {
 		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: sinks: %v", err)}
 	}
-	dispatch, err := stream.NewDispatch(cfg, dispatcher, metrics)
-	if err != nil {
-		return err
-	}
+	defer dispatch.Close()
 
 	srv := &http.Server{Handler: admin.Handler(admin.Options{
-		Gatherer: reg, Ready: devReady(p, rdb), Contacts: pipelineContacts{p}, Rules: p.Rules, Logger: log,
+		Gatherer: reg, Ready: app.Ready(p, dispatch.Stage, rdb), Contacts: app.Contacts{P: p}, Rules: p.Rules, Logger: log,
 	}), ReadHeaderTimeout: 5 * time.Second}
-	defer serveHTTP(ctx, srv, httpLn, log, "dev")()
+	defer app.ServeHTTP(ctx, srv, httpLn, log, "dev")()
 
 	store := "in memory"
 	if rdb != nil {
@@ -205,7 +163,7 @@ Ctrl-C stops (after applying and committing what was read).
 		var demoDone sync.WaitGroup
 		defer func() { stopDemo(); demoDone.Wait() }()
 		demoDone.Go(func() {
-			if err := runDemo(dctx, addr, cfg.Topics.Events, d.DemoRate, log); err != nil {
+			if err := app.RunDemo(dctx, addr, cfg.Topics.Events, d.DemoRate, log); err != nil {
 				log.Error("leadpulse dev: demo traffic stopped", "err", err)
 			}
 		})
@@ -214,7 +172,7 @@ Ctrl-C stops (after applying and committing what was read).
 		dispatchErr  error
 		dispatchDone sync.WaitGroup
 	)
-	dispatchDone.Go(func() { dispatchErr = runDispatch(pctx, dispatch, dispatcher, stopPipeline, log, "dev") })
+	dispatchDone.Go(func() { dispatchErr = dispatch.Run(pctx, stopPipeline, log, "dev") })
 	err = p.Run(pctx)
 	stopPipeline()
 	dispatchDone.Wait()
@@ -241,23 +199,6 @@ func inUseHint(err error, alt string) string {
 	return ""
 }
 
-// devReady is /readyz: the pipeline consumes, owns partitions, and Redis
-// (with --redis) answers.
-func devReady(p *stream.Pipeline, rdb *state.Redis) func(context.Context) error {
-	return func(ctx context.Context) error {
-		if !p.Ready() {
-			return errors.New("the pipeline is not consuming yet (topics, broker, consumer groups)")
-		}
-		if p.Partitions() == 0 {
-			return errors.New("no partition is assigned to the pipeline yet")
-		}
-		if rdb != nil {
-			return rdb.Ping(ctx)
-		}
-		return nil
-	}
-}
-
 // lineCounter counts the lines written through it: the actions the stdout
 // sink printed.
 type lineCounter struct {
@@ -277,69 +218,4 @@ func (c *lineCounter) count() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.n
-}
-
-// demoContacts is the size of the demo site's audience: small enough that
-// journeys progress (first alerts within seconds at 100 events/s), large
-// enough to keep alerts coming for an hour.
-const demoContacts = 1000
-
-// runDemo produces generated B2B traffic to topic at rate events/s until ctx
-// is done. Event times are wall-clock times: each event is produced when
-// the clock reaches its generated timestamp (a Poisson process of the rate).
-func runDemo(ctx context.Context, addr, topic string, rate float64, log *slog.Logger) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID("leadpulse-demo"), kgo.ProducerLinger(0))
-	if err != nil {
-		return err
-	}
-	defer func() {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = cl.Flush(fctx)
-		cl.Close()
-	}()
-	now := time.Now()
-	g := traffic.New(traffic.Config{
-		Contacts: demoContacts,
-		Seed:     now.UnixNano(), // fresh messageIds on every run (Redis remembers the old ones)
-		Start:    now,
-		Step:     time.Duration(float64(time.Second) / rate),
-	})
-	var (
-		failed    int
-		failMu    sync.Mutex
-		lastWarn  time.Time
-		timer     = time.NewTimer(0)
-		nextEvent = g.Next()
-	)
-	defer timer.Stop()
-	for {
-		if wait := time.Until(nextEvent.Timestamp()); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-timer.C:
-			}
-		} else if ctx.Err() != nil {
-			return nil
-		}
-		b, err := event.EncodeJSON(nextEvent)
-		if err != nil {
-			return err
-		}
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: []byte(nextEvent.Contact()), Value: b}, func(_ *kgo.Record, err error) {
-			if err == nil || errors.Is(err, context.Canceled) {
-				return
-			}
-			failMu.Lock()
-			defer failMu.Unlock()
-			failed++
-			if time.Since(lastWarn) > 10*time.Second {
-				lastWarn = time.Now()
-				log.Warn("leadpulse dev: demo events not produced", "failed", failed, "err", err)
-			}
-		})
-		nextEvent = g.Next()
-	}
 }

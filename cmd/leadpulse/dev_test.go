@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/leadpulse/leadpulse/internal/testenv"
 )
 
 // syncBuffer is a bytes.Buffer that the test reads while dev writes.
@@ -62,18 +65,17 @@ func TestDevCommand(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"dev", "--kafka", kafka, "--http", web, "--demo-rate", "1000"}, strings.NewReader(""), &out, &errs)
 	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(out.String(), " score ") {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		select {
 		case code := <-done:
 			t.Fatalf("dev exited %d before printing an alert; stderr:\n%s", code, errs.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no alert within 30s; stderr:\n%s", errs.String())
+		if !strings.Contains(out.String(), " score ") {
+			return fmt.Errorf("no alert; stderr:\n%s", errs.String())
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	line := strings.SplitN(out.String(), "\n", 2)[0]
 	if !strings.Contains(line, " → ") || !strings.Contains(line, "score") {
 		t.Errorf("alert line %q lacks the sink arrow or the score", line)

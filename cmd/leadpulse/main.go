@@ -1,5 +1,7 @@
-// Command leadpulse is the one binary of leadpulse: offline replay and rules
-// checks today; see the README for the commands and SPEC §4 for the contract.
+// Command leadpulse is the one binary of leadpulse: replay, rules check and
+// test, dev, run, bench, contact and forget (see the README and docs/). It is
+// wiring only: flags, messages and exit codes; the parts are composed in
+// internal/app.
 package main
 
 import (
@@ -24,6 +26,8 @@ type cli struct {
 	Dev    devCmd    `cmd:"" help:"Run everything embedded: a Kafka-compatible broker, the pipeline, demo traffic; print alerts as they fire."`
 	Live   runCmds   `embed:""` // run, contact, forget (run.go)
 	Bench  benchCmd  `cmd:"" help:"Measure throughput and event-to-action latency beside their ceilings (raw consume, raw Redis writes)."`
+
+	Backtest backtestCmd `cmd:"" help:"Replay recorded traffic and measure each trigger against what converted: precision, recall, lift, lead time; sweep a score threshold; compare two rules files."`
 }
 
 type rulesCmd struct {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,12 +18,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/twmb/franz-go/pkg/kgo"
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/leadpulse/leadpulse/admin"
 	"github.com/leadpulse/leadpulse/config"
+	"github.com/leadpulse/leadpulse/internal/app"
 	"github.com/leadpulse/leadpulse/rules"
 	"github.com/leadpulse/leadpulse/sinks"
 	"github.com/leadpulse/leadpulse/state"
@@ -104,54 +102,38 @@ func runLive(e *env, cfg *config.Config, scfg stream.Config, rs *rules.Ruleset, 
 	}
 	defer httpLn.Close()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics, err := stream.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
+	reg := app.NewRegistry()
 	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "leadpulse_rules_reloads_total",
 		Help: "Rules reloads asked by SIGHUP, by result: ok, or invalid (the last valid rules keep running).",
 	}, []string{"result"})
 	reg.MustRegister(reloads)
-	registerRedisStats(reg, rdb)
+	app.RegisterRedisStats(reg, rdb)
 
-	p, err := stream.New(scfg, stream.Scoring{Rules: rs, Redis: rdb, Cache: cfg.CacheOptions()}, metrics)
+	p, metrics, err := app.NewPipeline(reg, scfg, stream.Scoring{Rules: rs, Redis: rdb, Cache: cfg.CacheOptions()})
 	if err != nil {
 		return &exitError{code: 2, msg: "leadpulse run: " + err.Error()}
 	}
 	scfg = p.Config()
-	if err := stream.EnsureTopics(ctx, scfg); err != nil {
+	if err := app.EnsureTopics(ctx, p); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return fmt.Errorf("leadpulse run: %w", err)
 	}
 
-	var (
-		dispatch   *stream.Dispatch
-		dispatcher *sinks.Dispatcher
-	)
+	var dispatch *app.Dispatch
 	if len(sinkCfg) > 0 {
-		sinkClient, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(scfg.Brokers...), kgo.ClientID("leadpulse-sinks"),
-			kgo.ProducerLinger(0), kgo.RecordDeliveryTimeout(10 * time.Second)}, scfg.KafkaOptions...)...)
-		if err != nil {
-			return err
-		}
-		defer sinkClient.Close()
-		dispatcher, err = sinks.Open(sinkCfg, sinks.Deps{Kafka: sinkClient, Redis: rdb.Client(), Stdout: e.stdout}, sinks.Options{
+		dispatch, err = app.OpenDispatch(scfg, sinkCfg, metrics, app.DispatchOptions{
+			Deps:       sinks.Deps{Redis: rdb.Client(), Stdout: e.stdout},
 			Dedupe:     sinks.NewRedisDedupe(rdb.Client(), cfg.Redis.KeyPrefix+":delivered:", 0),
 			Registerer: reg,
 			Logger:     log,
-			DeadLetter: sinks.KafkaDeadLetter(sinkClient, scfg.Topics.ActionsDLQ),
 		})
 		if err != nil {
 			return &exitError{code: 2, msg: "leadpulse run: sinks: " + err.Error()}
 		}
-		if dispatch, err = stream.NewDispatch(scfg, dispatcher, metrics); err != nil {
-			return err
-		}
+		defer dispatch.Close()
 	} else {
 		log.Info("leadpulse run: no sinks configured: actions stay on the actions topic (no dispatch stage)", "topic", scfg.Topics.Actions)
 	}
@@ -159,25 +141,17 @@ func runLive(e *env, cfg *config.Config, scfg stream.Config, rs *rules.Ruleset, 
 		log.Warn("leadpulse run: " + w)
 	}
 
-	ready := func(ctx context.Context) error {
-		if !p.Ready() {
-			return errors.New("the pipeline is not consuming yet (topics, brokers, consumer groups)")
-		}
-		if dispatch != nil && !dispatch.Ready() {
-			return errors.New("the dispatch stage is not consuming yet")
-		}
-		if p.Partitions() == 0 {
-			return fmt.Errorf("no partition of %s is assigned to this process (a rebalance in progress, or more processes than partitions)", scoreTopic(scfg))
-		}
-		return rdb.Ping(ctx)
+	var stage *stream.Dispatch
+	if dispatch != nil {
+		stage = dispatch.Stage
 	}
 	srv := &http.Server{
 		Handler: admin.Handler(admin.Options{
-			Gatherer: reg, Ready: ready, Contacts: pipelineContacts{p}, Rules: p.Rules, Token: cfg.AdminToken, Logger: log,
+			Gatherer: reg, Ready: app.Ready(p, stage, rdb), Contacts: app.Contacts{P: p}, Rules: p.Rules, Token: cfg.AdminToken, Logger: log,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
-	defer serveHTTP(ctx, srv, httpLn, log, "run")()
+	defer app.ServeHTTP(ctx, srv, httpLn, log, "run")()
 
 	pctx, stopPipeline := context.WithCancel(ctx)
 	defer stopPipeline()
@@ -200,13 +174,13 @@ func runLive(e *env, cfg *config.Config, scfg stream.Config, rs *rules.Ruleset, 
 	})
 
 	log.Info("leadpulse run: started", "config", cfg.File(), "brokers", strings.Join(scfg.Brokers, ","), "group", scfg.Group,
-		"topics", fmt.Sprintf("%s → %s → %s", scfg.Topics.Events, scoreTopic(scfg), scfg.Topics.Actions),
+		"topics", fmt.Sprintf("%s → %s → %s", scfg.Topics.Events, app.ScoreTopic(scfg), scfg.Topics.Actions),
 		"redis", strings.Join(cfg.Redis.Addr, ","), "rules", cfg.Rules, "sinks", strings.Join(slices.Sorted(mapKeys(sinkCfg)), ","),
 		"http", httpLn.Addr().String(), "admin_token", cfg.AdminToken != "")
 
 	var dispatchErr error
 	if dispatch != nil {
-		work.Go(func() { dispatchErr = runDispatch(pctx, dispatch, dispatcher, stopPipeline, log, "run") })
+		work.Go(func() { dispatchErr = dispatch.Run(pctx, stopPipeline, log, "run") })
 	}
 	err = p.Run(pctx)
 	stopPipeline()
@@ -216,41 +190,6 @@ func runLive(e *env, cfg *config.Config, scfg stream.Config, rs *rules.Ruleset, 
 	}
 	log.Info("leadpulse run: stopped")
 	return nil
-}
-
-// serveHTTP serves the admin/metrics server on ln until the returned
-// function, which shuts it down (within 5s) and waits for it.
-func serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener, log *slog.Logger, cmd string) (shutdown func()) {
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("leadpulse "+cmd+": http server stopped", "err", err)
-		}
-	})
-	return func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		wg.Wait()
-	}
-}
-
-// runDispatch runs the dispatch stage until ctx is done, then closes the
-// sinks. If the stage fails, it stops the process through stop: without it
-// no action reaches a sink, and a supervisor should restart the process
-// rather than let it score on unseen.
-func runDispatch(ctx context.Context, dispatch *stream.Dispatch, dispatcher *sinks.Dispatcher, stop func(), log *slog.Logger, cmd string) error {
-	err := dispatch.Run(ctx)
-	if err != nil {
-		log.Error("leadpulse "+cmd+": the dispatch stage failed; stopping", "err", err)
-		stop()
-	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if cerr := dispatcher.Close(cctx); cerr != nil {
-		log.Warn("leadpulse "+cmd+": sinks closed with work unsettled", "err", cerr)
-	}
-	return err
 }
 
 // reloadRules loads the rules file again and switches the pipeline to it,
@@ -317,56 +256,11 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 	}
 }
 
-func scoreTopic(c stream.Config) string {
-	if c.InputKeyed {
-		return c.Topics.Events
-	}
-	return c.Topics.Keyed
-}
-
 func whereOr(cfg *config.Config, key string) string {
 	if w := cfg.Where(key); w != "" {
 		return w
 	}
 	return "default"
-}
-
-// registerRedisStats exports the store's counters.
-func registerRedisStats(reg prometheus.Registerer, rdb *state.Redis) {
-	for _, c := range []struct {
-		name, help string
-		get        func(state.RedisStats) uint64
-	}{
-		{"leadpulse_redis_commits_total", "Write round trips to Redis (partition commits with changed contacts).", func(s state.RedisStats) uint64 { return s.Commits }},
-		{"leadpulse_redis_contacts_written_total", "Contact writes Redis accepted.", func(s state.RedisStats) uint64 { return s.Written }},
-		{"leadpulse_redis_contacts_loaded_total", "Contacts read from Redis (cache misses, timers of new partitions).", func(s state.RedisStats) uint64 { return s.Loaded }},
-		{"leadpulse_redis_contacts_erased_total", "Contacts erased (forget).", func(s state.RedisStats) uint64 { return s.Erased }},
-		{"leadpulse_redis_errors_total", "Redis calls that failed (unavailable, misconfigured).", func(s state.RedisStats) uint64 { return s.Failed }},
-	} {
-		get := c.get
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, func() float64 {
-			return float64(get(rdb.Stats()))
-		}))
-	}
-}
-
-// pipelineContacts adapts the pipeline to the admin API.
-type pipelineContacts struct{ p *stream.Pipeline }
-
-func (c pipelineContacts) Inspect(ctx context.Context, id string) (*state.Stored, error) {
-	st, err := c.p.Inspect(ctx, id)
-	if errors.Is(err, stream.ErrNotRunning) {
-		err = fmt.Errorf("%w: %w", admin.ErrUnavailable, err)
-	}
-	return st, err
-}
-
-func (c pipelineContacts) Forget(ctx context.Context, id string) (bool, error) {
-	er, err := c.p.Forget(ctx, id)
-	if errors.Is(err, stream.ErrNotRunning) {
-		err = fmt.Errorf("%w: %w", admin.ErrUnavailable, err)
-	}
-	return er.Applied, err
 }
 
 // adminFlags locate a process' admin API.
@@ -377,25 +271,7 @@ type adminFlags struct {
 
 // call sends one request to the admin API and returns the status and body.
 func (f *adminFlags) call(ctx context.Context, method, path string) (int, []byte, error) {
-	base := f.HTTP
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(base, "/")+path, nil)
-	if err != nil {
-		return 0, nil, err
-	}
-	if f.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+f.Token)
-	}
-	cl := &http.Client{Timeout: 30 * time.Second}
-	resp, err := cl.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	return resp.StatusCode, b, err
+	return admin.Client{Addr: f.HTTP, Token: f.Token}.Do(ctx, method, path)
 }
 
 // apiError turns an error answer into an exit: 1 for a contact not found,

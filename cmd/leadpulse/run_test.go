@@ -231,19 +231,15 @@ func (p *proc) running() bool {
 // waitReady waits until /readyz answers 200.
 func (p *proc) waitReady(timeout time.Duration) {
 	p.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	testenv.Eventually(p.t, timeout, func() error {
 		if code, _ := get("http://" + p.http + "/readyz"); code == http.StatusOK {
-			return
+			return nil
 		}
 		if !p.running() {
 			p.t.Fatalf("%s exited %d before it was ready", p.name, p.exit)
 		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("%s not ready within %v", p.name, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("%s not ready", p.name)
+	})
 }
 
 // signal sends sig and, for SIGTERM and SIGKILL, waits for the exit.
@@ -437,13 +433,12 @@ func (e *liveEnv) produceChunks(recs []*kgo.Record, perSecond, chunk int) *produ
 // waitSent waits until at least n records are acknowledged.
 func (pr *producer) waitSent(t *testing.T, n int) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for pr.sent.Load() < int64(n) {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d records produced within 60s", pr.sent.Load(), n)
+	testenv.Eventually(t, 60*time.Second, func() error {
+		if got := pr.sent.Load(); got < int64(n) {
+			return fmt.Errorf("only %d of %d records produced", got, n)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func (pr *producer) wait(t *testing.T) {
@@ -596,8 +591,9 @@ func compareActions(t *testing.T, recs []*kgo.Record, x *expected) (dups int) {
 }
 
 // compareState checks that Redis holds, for every contact, the state the
-// replay left, and no other contact.
-func compareState(t *testing.T, redisAddr string, x *expected) {
+// replay left, and no other contact; it returns the number of contacts
+// whose state differs.
+func compareState(t *testing.T, redisAddr string, x *expected) (differ int) {
 	t.Helper()
 	ctx := context.Background()
 	st, err := state.NewRedis(state.RedisOptions{Addrs: []string{redisAddr}})
@@ -605,7 +601,7 @@ func compareState(t *testing.T, redisAddr string, x *expected) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	n, differ := 0, 0
+	n := 0
 	x.state.Range(func(c *state.Contact) bool {
 		n++
 		want := roundTrip(t, c)
@@ -657,6 +653,7 @@ func compareState(t *testing.T, redisAddr string, x *expected) {
 	if differ > 0 {
 		t.Errorf("%d of %d contacts differ from replay", differ, n)
 	}
+	return differ
 }
 
 func roundTrip(t *testing.T, c *state.Contact) *state.Contact {
@@ -759,17 +756,13 @@ func TestRunTwoProcessesMatchReplay(t *testing.T) {
 // waitShared waits until both processes own partitions and together all.
 func waitShared(t *testing.T, a, b *proc) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		na, nb := a.metric("leadpulse_score_partitions", ""), b.metric("leadpulse_score_partitions", "")
 		if na > 0 && nb > 0 && na+nb == testPartitions {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("partitions not shared within 30s: a %v, b %v", na, nb)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("partitions not shared: a %v, b %v", na, nb)
+	})
 }
 
 // TestRunSIGTERMHandsOver: stopping one of two processes mid-stream (SIGTERM)
@@ -966,13 +959,12 @@ func TestRunSIGHUPReloadsRules(t *testing.T) {
 
 func waitLog(t *testing.T, p *proc, s string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(p.stderr.String(), s) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not log %q %d times within 10s:\n%s", p.name, s, n, tail(p.stderr.String(), 3000))
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if out := p.stderr.String(); strings.Count(out, s) < n {
+			return fmt.Errorf("%s did not log %q %d times:\n%s", p.name, s, n, tail(out, 3000))
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // readTopicN reads the first n records of a topic (in partition order).

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/leadpulse/leadpulse/action"
 	"github.com/leadpulse/leadpulse/engine"
 	"github.com/leadpulse/leadpulse/event"
 	"github.com/leadpulse/leadpulse/rules"
@@ -83,7 +84,7 @@ type outMeta struct {
 	action string // "" for a dead letter
 	t0     int64  // cause: record timestamp (event) or due time (wall-clock timer), ns
 	timer  bool
-	rec    *rules.Record // a copy for Scoring.OnAction, if set
+	rec    *action.Record // a copy for Scoring.OnAction, if set
 }
 
 func newWorker(s *scorer, p int32, nparts int) *worker {
