@@ -175,7 +175,7 @@ func (c Config) validate() (Config, error) {
 		return c, configError("duration %v: each latency phase needs at least 100ms", c.Duration)
 	}
 	if c.Events == 0 && len(c.Rates) == 0 {
-		return c, configError("events is negative and rate is 0: both phases skipped, nothing to measure")
+		return c, configError("both phases are skipped (no events for the throughput phase, rate 0 for the latency phases): nothing to measure; keep one of them")
 	}
 	for _, b := range c.Brokers {
 		if strings.TrimSpace(b) == "" {

@@ -250,17 +250,18 @@ func (r *Result) WriteTable(w io.Writer) error {
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintf(tw, "offered/s\tachieved/s\tactions\tp50\tp90\tp99\tp99.9\tmax\thop p99\tCPU µs/ev\tlag max\t\n")
 		for _, ph := range r.Rates {
-			l := ph.LatencyMS
-			if l == nil {
-				l = &Latency{}
+			// A phase without actions measured no latency: n/a, not 0 ms.
+			p50, p90, p99, p999, pmax := "n/a", "n/a", "n/a", "n/a", "n/a"
+			if l := ph.LatencyMS; l != nil && l.Count > 0 {
+				p50, p90, p99, p999, pmax = ms2(l.P50), ms2(l.P90), ms2(l.P99), ms2(l.P999), ms2(l.Max)
 			}
 			hop := "-"
 			if ph.HopFloorMS != nil {
-				hop = fmt.Sprintf("%.2f", ph.HopFloorMS.P99)
+				hop = ms2(ph.HopFloorMS.P99)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%.1f\t%s\t\n",
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%s\t\n",
 				num(ph.OfferedPerSec), num(ph.EventsPerSec), num(float64(ph.Actions)),
-				l.P50, l.P90, l.P99, l.P999, l.Max, hop, ph.CPUMicrosPerEvent, num(float64(ph.LagMax)))
+				p50, p90, p99, p999, pmax, hop, ph.CPUMicrosPerEvent, num(float64(ph.LagMax)))
 		}
 		tw.Flush()
 		hops := 2
@@ -315,6 +316,8 @@ func ratio(a, b float64) float64 {
 	}
 	return a / b
 }
+
+func ms2(v float64) string { return fmt.Sprintf("%.2f", v) }
 
 func mib(b uint64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 

@@ -35,6 +35,12 @@ type Scoring struct {
 	// same time for different partitions, and must not keep r.
 	// default: nil
 	OnAction func(r *rules.Record)
+	// OnApplied, when set, sees the Result of every applied event and fired
+	// timer (Result.Event, Result.Awards) as soon as the engine produced it,
+	// before the batch is durable. It is called from the partition
+	// goroutines, at the same time for different partitions, must return
+	// quickly and must not keep res (it is reused). default: nil
+	OnApplied func(res *rules.Result)
 }
 
 // scorer is the second stage: a consumer group on the keyed topic with one

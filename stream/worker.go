@@ -437,6 +437,9 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 
 // emit receives what each applied event or fired timer produced.
 func (w *worker) emit(res *rules.Result) {
+	if f := w.s.sc.OnApplied; f != nil {
+		f(res)
+	}
 	for i := range res.Records {
 		r := &res.Records[i]
 		b, err := json.Marshal(r)
