@@ -197,6 +197,11 @@ type Pipeline struct {
 	// DrainTimeout bounds the final flush and commit of the partitions on
 	// SIGTERM and on revoke. default: 30s
 	DrainTimeout Duration `yaml:"drain_timeout"`
+	// HandoverTimeout bounds how long a user's events wait behind a linking
+	// event for the partition of its anonymous id to answer (SPEC §6, live
+	// identity); then they are applied without the merge, which follows the
+	// answer. default: 10s
+	HandoverTimeout Duration `yaml:"handover_timeout"`
 }
 
 // Redis configures the state store (state.RedisOptions; docs/redis.md).

@@ -97,6 +97,7 @@ func (c *Config) validate(ps *problems) {
 	c.duration(ps, "pipeline.tick", &p.Tick, sd.Tick)
 	c.duration(ps, "pipeline.timer_horizon", &p.TimerHorizon, sd.TimerHorizon)
 	c.duration(ps, "pipeline.drain_timeout", &p.DrainTimeout, sd.DrainTimeout)
+	c.duration(ps, "pipeline.handover_timeout", &p.HandoverTimeout, sd.HandoverTimeout)
 	if p.TimerHorizon < p.Tick {
 		ps.add(c, []string{"pipeline.timer_horizon", "pipeline.tick"}, "pipeline.timer_horizon (%v) is shorter than pipeline.tick (%v): timers would be loaded after they are due", p.TimerHorizon, p.Tick)
 	}

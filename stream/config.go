@@ -169,6 +169,7 @@ var defaults = Config{
 	Tick:               200 * time.Millisecond,
 	TimerHorizon:       time.Minute,
 	DrainTimeout:       30 * time.Second,
+	HandoverTimeout:    10 * time.Second,
 	TransactionTimeout: 10 * time.Second,
 }
 
@@ -275,7 +276,7 @@ func (c Config) validate() (Config, error) {
 		return c, configError("timer_horizon (%v) is shorter than tick (%v): timers would be loaded after they are due; raise timer_horizon", c.TimerHorizon, c.Tick)
 	}
 	if c.HandoverTimeout <= 0 {
-		c.HandoverTimeout = 10 * time.Second
+		c.HandoverTimeout = defaults.HandoverTimeout
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = defaults.DrainTimeout
