@@ -162,7 +162,7 @@ func (p *Partition) ApplyLive(ctx context.Context, le *LiveEvent) (LinkOutcome, 
 		if !c.Known {
 			c.Known, changed = true, true
 		}
-		if pl := c.Pending; pl != nil && pl.Link == le.Pos {
+		if pl := c.Pending; pl != nil && pl.Link == le.Pos && !pl.Late && !le.NoLink {
 			// Parked before a restart: the request is out.
 			out.Parked = true
 			return out, nil

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -55,6 +56,12 @@ func TestIdentityLiveMatchesReplay(t *testing.T) {
 		testIdentityLive(t, func(t *testing.T) (stream.Scoring, storeView) {
 			return redisScoring(t, []string{addr})
 		})
+	})
+	t.Run("timeout", func(t *testing.T) {
+		addr := testenv.RedisServer(t)
+		testIdentityLiveTimeout(t, func(t *testing.T) (stream.Scoring, storeView) {
+			return redisScoring(t, []string{addr})
+		}, time.Nanosecond)
 	})
 	t.Run("redis-cluster", func(t *testing.T) {
 		addrs := testenv.RedisCluster(t)
@@ -188,6 +195,15 @@ func roundTrip(t *testing.T, c *state.Contact) *state.Contact {
 }
 
 func testIdentityLive(t *testing.T, store func(*testing.T) (stream.Scoring, storeView)) {
+	testIdentityLiveTimeout(t, store, 0)
+}
+
+// testIdentityLiveTimeout is testIdentityLive with a handover timeout; a
+// tiny one gives up every hand-over before its answer: the users' events
+// are applied before their merge (actions and trigger state may then
+// differ from replay's), and the merge follows; windows, merged ids,
+// tombstones and counts still equal replay's.
+func testIdentityLiveTimeout(t *testing.T, store func(*testing.T) (stream.Scoring, storeView), timeout time.Duration) {
 	const partitions = 3
 	rs := loadRulesMerging(t, b2bRules)
 	g := traffic.New(identityTraffic(5))
@@ -263,6 +279,7 @@ func testIdentityLive(t *testing.T, store func(*testing.T) (stream.Scoring, stor
 	clock := newClock(traffic.DefaultStart.Add(-time.Hour)) // no wall-clock timers until the end
 	cfg := testConfig(t, addr, clock)
 	cfg.Partitions = partitions
+	cfg.HandoverTimeout = timeout
 	if err := stream.EnsureTopics(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -291,9 +308,11 @@ func testIdentityLive(t *testing.T, store func(*testing.T) (stream.Scoring, stor
 	}
 	actions := newConsumer(t, addr, "actions")
 	clock.set(last.Add(500 * time.Millisecond)) // replay ends at the last event's time
-	actions.until(len(x.actions), 30*time.Second)
-	actions.poll(300 * time.Millisecond) // nothing more may come
-	sameActions(t, decodeActions(t, actions.recs), x.actions)
+	if timeout == 0 {
+		actions.until(len(x.actions), 30*time.Second)
+		actions.poll(300 * time.Millisecond) // nothing more may come
+		sameActions(t, decodeActions(t, actions.recs), x.actions)
+	}
 	waitCommitted(t, addr, "leadpulse", "events.keyed", int64(len(recs)))
 	r.shutdown(t)
 
@@ -304,6 +323,13 @@ func testIdentityLive(t *testing.T, store func(*testing.T) (stream.Scoring, stor
 		switch {
 		case got == nil:
 			t.Errorf("contact %s: not stored live", want.ID)
+		case timeout > 0:
+			if g := roundTrip(t, got); got.Pending != nil || !reflect.DeepEqual(g.Windows, want.Windows) || !slices.Equal(got.Merged, want.Merged) {
+				if differ++; differ <= 3 {
+					t.Errorf("contact %s after late merges: windows %+v merged %v pending %+v; replay: windows %+v merged %v",
+						want.ID, g.Windows, got.Merged, got.Pending, want.Windows, want.Merged)
+				}
+			}
 		case !sameState(t, got, want):
 			if differ++; differ <= 3 {
 				gb, _ := json.Marshal(roundTrip(t, got))
@@ -371,6 +397,12 @@ func testIdentityLive(t *testing.T, store func(*testing.T) (stream.Scoring, stor
 		if got := count("leadpulse_identity_conflicts_total", kind); got != float64(want) {
 			t.Errorf("conflicts of kind %s: %v, replay counts %d", kind, got, want)
 		}
+	}
+	if timeout > 0 {
+		if got := count("leadpulse_identity_handover_timeouts_total", ""); got == 0 {
+			t.Error("no hand-over timed out")
+		}
+		return
 	}
 	if got := count("leadpulse_identity_handover_seconds", ""); got == 0 {
 		t.Error("no hand-over latency observed")
