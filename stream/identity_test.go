@@ -236,8 +236,12 @@ func testIdentityLiveTimeout(t *testing.T, store func(*testing.T) (stream.Scorin
 		}
 		for j := i + 300; j < len(gen); j++ {
 			if quiet(j, e.UserID, e.AnonymousID) {
-				later[j] = append(later[j], &event.Event{Type: "page", AnonymousID: e.AnonymousID,
-					Name: "Pricing", Properties: map[string]any{"path": "/pricing"}, MessageID: fmt.Sprintf("tab-%d", i)})
+				tab := &event.Event{Type: "page", AnonymousID: e.AnonymousID,
+					Name: "Pricing", Properties: map[string]any{"path": "/pricing"}, MessageID: fmt.Sprintf("tab-%d", i)}
+				if len(later)%3 == 0 {
+					tab.UserID = "null" // a blocked id (SPEC §6): the event is the cookie's
+				}
+				later[j] = append(later[j], tab)
 				break
 			}
 		}

@@ -360,11 +360,11 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 			continue
 		}
 		if w.nparts > 0 && !isCtl { // a forward is keyed by the user it goes to
-			if want := w.partitionOf(e.Contact()); want != r.Partition {
+			if want := w.partitionOf(contactKey(w.rs, e)); want != r.Partition {
 				w.m.bad(stageScore, ReasonMisrouted)
 				w.deadLetter(deadLetter(cfg.Topics.DLQ, r, ReasonMisrouted, fmt.Sprintf(
 					"contact %q belongs in partition %d of %d (murmur2 of the contact), not %d: key records by contact with Kafka's default partitioner, or send them to the events topic and let the ingest stage key them",
-					e.Contact(), want, w.nparts, r.Partition)))
+					contactKey(w.rs, e), want, w.nparts, r.Partition)))
 				continue
 			}
 		}
@@ -381,7 +381,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 		ids := make([]string, 0, n)
 		for i := range n {
 			if w.erase[i] == "" {
-				ids = append(ids, w.evs[i].Contact())
+				ids = append(ids, contactKey(w.rs, &w.evs[i]))
 			} else {
 				ids = append(ids, string(w.src[i].Key))
 			}
