@@ -77,6 +77,8 @@ func (c *Config) Stream(log *slog.Logger) (stream.Config, error) {
 		Tick:               p.Tick.D(),
 		TimerHorizon:       p.TimerHorizon.D(),
 		DrainTimeout:       p.DrainTimeout.D(),
+		MaxEventBytes:      p.MaxEventBytes,
+		UnreachableAfter:   p.UnreachableAfter.D(),
 		HandoverTimeout:    p.HandoverTimeout.D(),
 		Logger:             log,
 		KafkaOptions:       opts,
