@@ -182,7 +182,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	m.links = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "leadpulse_identity_links_total",
-		Help: "Anonymous ids linked to a user (SPEC §6), with or without state.",
+		Help: "Anonymous ids linked to a user (identity), with or without state.",
 	})
 	m.merges = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "leadpulse_identity_merges_total",

@@ -25,7 +25,7 @@ type benchCmd struct {
 	Keyed     bool    `default:"true" negatable:"" help:"Key records by contact and skip the ingest hop (--no-keyed: unkeyed records through the ingest stage). Default: keyed."`
 
 	Transactions string `default:"on" enum:"on,off,both" help:"With --no-keyed: the ingest hop in Kafka transactions (on), without (off), or both, one run after the other, to measure their cost. Default: on."`
-	Merge        string `default:"on" enum:"on,off,both" help:"Identity merging (SPEC §6): as the rules say (on), identity.merge false (off), or both, one run after the other, to measure its cost. Default: on."`
+	Merge        string `default:"on" enum:"on,off,both" help:"Identity merging (the rules' identity: section): as the rules say (on), identity.merge false (off), or both, one run after the other, to measure its cost. Default: on."`
 
 	Brokers []string `sep:"," placeholder:"ADDR,..." help:"Seed brokers of an external Kafka (bench topics are created and deleted there). Default: an embedded broker (kfake) over TCP in this process."`
 	Redis   string   `placeholder:"ADDR" help:"Keep contact state in the Redis at ADDR (keys lpbench-<run>:*, deleted afterwards) and measure its raw write ceiling. Default: memory."`
