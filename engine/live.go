@@ -167,8 +167,23 @@ func (p *Partition) ApplyLive(ctx context.Context, le *LiveEvent) (LinkOutcome, 
 			out.Parked = true
 			return out, nil
 		}
-		if le.NoLink || c.Pending != nil {
-			break // a late answer is awaited: no second link meanwhile
+		if le.NoLink {
+			break // the pending link's own event, applied without it
+		}
+		if pl := c.Pending; pl != nil {
+			// A late answer is awaited (the records are no longer held):
+			// this event's links are queued behind it and asked when it
+			// completes, in order, so that max_anonymous counts as in
+			// replay; the event is applied now, before its merges (SPEC
+			// §6's live allowance, as for the pending link's events).
+			// An id the pending link still asks is queued too: if it is
+			// refused, replay asks again at this event and counts the
+			// conflict again; if it is merged, the queued link drops it.
+			if ids := p.toLink(c, e, user, anon); len(ids) > 0 && pl.Late {
+				pl.Then = append(pl.Then, state.PendingLink{Link: le.Pos, Time: e.Time, IDs: ids, Late: true})
+				changed = true
+			}
+			break
 		}
 		if ids := p.toLink(c, e, user, anon); len(ids) > 0 {
 			c.Pending = &state.PendingLink{Link: le.Pos, Time: e.Time, IDs: ids}
@@ -320,14 +335,29 @@ func (p *Partition) Answer(ctx context.Context, user, anon string, link state.Po
 		}
 	}
 	pl.IDs = pl.IDs[1:]
-	if len(pl.IDs) > 0 {
-		out.Next = p.request(u)
-	} else {
+	for len(pl.IDs) == 0 {
+		// The linking event's links are done.
 		if pl.Conflict > 0 {
 			p.ev.Stats.Conflicts[pl.Conflict-1]++
 		}
-		out.Released, out.Late = true, pl.Late
-		u.Pending = nil
+		if pl.Late {
+			out.Late = true
+		}
+		if len(pl.Then) == 0 {
+			out.Released = true
+			u.Pending = nil
+			break
+		}
+		// A later linking event's links, queued while this one was late:
+		// its ids merged meanwhile need nothing.
+		next := pl.Then[0]
+		next.Then = pl.Then[1:]
+		next.IDs = slices.DeleteFunc(next.IDs, func(id string) bool { return slices.Contains(u.Merged, id) })
+		pl = &next
+		u.Pending = pl
+	}
+	if u.Pending != nil {
+		out.Next = p.request(u)
 	}
 	if err := p.store.Put(ctx, u); err != nil {
 		return out, fmt.Errorf("%w: contact %q: %w", ErrDiverged, u.ID, err)

@@ -471,3 +471,112 @@ func TestLiveHandoverTimeout(t *testing.T) {
 		t.Error("no hand-over timed out: the test proves nothing")
 	}
 }
+
+// TestLiveLateLinkQueuesNextLink: a user's linking event read while an
+// earlier link of the user is late (its hand-over timed out, its answer not
+// read yet) is not held, so its links are queued behind the late one and
+// asked when it completes. The interleaving lost the second link before:
+// the user's events were applied while its first, shared-device link
+// waited, and the answer — a conflict, or a merge — cleared the pending
+// link without asking the next id (stream's TestIdentityLiveMatchesReplay,
+// timeout, under load).
+func TestLiveLateLinkQueuesNextLink(t *testing.T) {
+	ctx := context.Background()
+	rs := mustParse(t, liveRules)
+	mustEvent := func(t *testing.T, s string) *event.Event {
+		e, err := event.Decode([]byte(s), event.JSON, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	page := func(d time.Duration, user, anon, id string) *event.Event {
+		return mustEvent(t, ev(d, append([]any{"type", "page", "messageId", id}, as(user, anon)...)...))
+	}
+	ident := func(d time.Duration, user, anon, id string) *event.Event {
+		return mustEvent(t, ev(d, append([]any{"type", "identify", "messageId", id}, as(user, anon)...)...))
+	}
+	for _, tc := range []struct {
+		name   string
+		before []*event.Event // applied to quiescence first
+		racing []*event.Event // the user's events, read before any answer
+		merged []string       // the user's list at the end (replay's)
+	}{
+		{
+			name: "conflict then own cookie", // the failure: a shared device first
+			before: []*event.Event{page(0, "", "a1", "m1"), ident(time.Minute, "v", "a1", "m2"),
+				page(2*time.Minute, "", "a2", "m3")},
+			racing: []*event.Event{ident(3*time.Minute, "u", "a1", "m4"), page(4*time.Minute, "u", "a2", "m5")},
+		},
+		{
+			name:   "two cookies",
+			before: []*event.Event{page(0, "", "a1", "m1"), page(time.Minute, "", "a2", "m2")},
+			racing: []*event.Event{ident(2*time.Minute, "u", "a1", "m3"), page(3*time.Minute, "u", "a2", "m4"),
+				page(4*time.Minute, "u", "a1", "m5")},
+		},
+		{
+			name: "refused twice", // replay asks again at the later event and counts it again
+			before: []*event.Event{page(0, "", "a1", "m1"), ident(time.Minute, "v", "a1", "m2"),
+				page(2*time.Minute, "", "a2", "m3")},
+			racing: []*event.Event{ident(3*time.Minute, "u", "a1", "m4"), page(4*time.Minute, "u", "a1", "m5"),
+				page(5*time.Minute, "u", "a2", "m6")},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ref := state.NewMemory()
+			rp := engine.NewPartition(rs, ref, nil)
+			rp.UseLinks(state.NewMemoryLinks())
+			s := newSim(t, rs, 3)
+			s.giveUp = true
+			for _, e := range append(slices.Clone(tc.before), tc.racing...) {
+				if err := rp.Apply(ctx, e); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, e := range tc.before {
+				s.pushEvent(e)
+				s.quiesce()
+			}
+			// The user's events are read one after the other, before any
+			// answer: the first parks the user and times out at once.
+			up := s.partOf("u")
+			for _, e := range tc.racing {
+				s.pushEvent(e)
+				for len(up.q) > 0 && up.q[0].kind == "event" {
+					s.process(up, up.q[0])
+					up.q = up.q[1:]
+				}
+			}
+			s.quiesce()
+			if s.late == 0 {
+				t.Fatal("no hand-over timed out: the test proves nothing")
+			}
+			want, _ := ref.Get(ctx, "u")
+			got, _ := s.store.Get(ctx, "u")
+			if got.Pending != nil {
+				t.Errorf("pending link at rest: %+v", got.Pending)
+			}
+			if !slices.Equal(got.Merged, want.Merged) || !reflect.DeepEqual(got.Windows, want.Windows) {
+				t.Errorf("u: live windows %+v merged %v\nreplay windows %+v merged %v", got.Windows, got.Merged, want.Windows, want.Merged)
+			}
+			for _, a := range want.Merged {
+				if c, _ := s.store.Get(ctx, a); c.MergedInto != "u" {
+					t.Errorf("%s: live holds %+v, want a tombstone naming u", a, c)
+				}
+			}
+			var live rules.Stats
+			for _, sp := range s.parts {
+				st := sp.p.Stats()
+				live.Links, live.Merges = live.Links+st.Links, live.Merges+st.Merges
+				for i := range live.Conflicts {
+					live.Conflicts[i] += st.Conflicts[i]
+				}
+			}
+			links, merges, conflicts := live.Links, live.Merges, live.Conflicts
+			rst := rp.Stats()
+			if links != rst.Links || merges != rst.Merges || conflicts != rst.Conflicts {
+				t.Errorf("live: %d links, %d merges, conflicts %v; replay: %d, %d, %v", links, merges, conflicts, rst.Links, rst.Merges, rst.Conflicts)
+			}
+		})
+	}
+}

@@ -258,20 +258,7 @@ func (c *Contact) EncodeMsgpack(enc *msgpack.Encoder) error {
 	}
 	if pl := c.Pending; pl != nil {
 		x.str("pl")
-		x.mapLen(5)
-		x.str("k")
-		x.pos(pl.Link)
-		x.str("t")
-		x.i64(pl.Time)
-		x.str("i")
-		x.arrLen(len(pl.IDs))
-		for _, id := range pl.IDs {
-			x.str(id)
-		}
-		x.str("c")
-		x.i64(int64(pl.Conflict))
-		x.str("l")
-		x.boolean(pl.Late)
+		x.pending(pl)
 	}
 	if len(c.Forwarded) > 0 {
 		x.str("fw")
@@ -332,6 +319,73 @@ func (x *r) pos() Position {
 		return true
 	})
 	return p
+}
+
+// pending writes a pending link; "n" (Then) only when it has links queued,
+// so that a blob without one is what it was before Then existed.
+func (x *w) pending(pl *PendingLink) {
+	n := 5
+	if len(pl.Then) > 0 {
+		n++
+	}
+	x.mapLen(n)
+	x.str("k")
+	x.pos(pl.Link)
+	x.str("t")
+	x.i64(pl.Time)
+	x.str("i")
+	x.arrLen(len(pl.IDs))
+	for _, id := range pl.IDs {
+		x.str(id)
+	}
+	x.str("c")
+	x.i64(int64(pl.Conflict))
+	x.str("l")
+	x.boolean(pl.Late)
+	if len(pl.Then) > 0 {
+		x.str("n")
+		x.arrLen(len(pl.Then))
+		for i := range pl.Then {
+			x.pending(&pl.Then[i])
+		}
+	}
+}
+
+// pending reads a pending link; a queued one (top false) has no Then of
+// its own, so a corrupt blob cannot nest them deeper.
+func (x *r) pending(top bool) *PendingLink {
+	pl := &PendingLink{}
+	x.fields(func(k string) bool {
+		switch k {
+		case "k":
+			pl.Link = x.pos()
+		case "t":
+			pl.Time = x.i64()
+		case "i":
+			pl.IDs = make([]string, x.arrLen())
+			for i := range pl.IDs {
+				pl.IDs[i] = x.str()
+			}
+		case "c":
+			pl.Conflict = int(x.i64())
+		case "l":
+			pl.Late = x.boolean()
+		case "n":
+			if !top {
+				return false
+			}
+			pl.Then = make([]PendingLink, x.arrLen())
+			for i := range pl.Then {
+				if q := x.pending(false); q != nil {
+					pl.Then[i] = *q
+				}
+			}
+		default:
+			return false
+		}
+		return true
+	})
+	return pl
 }
 
 // r reads with the first error kept, and bounds every declared length by
@@ -615,28 +669,7 @@ func (c *Contact) decode(dec *msgpack.Decoder, limit int) error {
 		case "kn":
 			c.Known = x.boolean()
 		case "pl":
-			pl := &PendingLink{}
-			x.fields(func(k string) bool {
-				switch k {
-				case "k":
-					pl.Link = x.pos()
-				case "t":
-					pl.Time = x.i64()
-				case "i":
-					pl.IDs = make([]string, x.arrLen())
-					for i := range pl.IDs {
-						pl.IDs[i] = x.str()
-					}
-				case "c":
-					pl.Conflict = int(x.i64())
-				case "l":
-					pl.Late = x.boolean()
-				default:
-					return false
-				}
-				return true
-			})
-			c.Pending = pl
+			c.Pending = x.pending(true)
 		case "fw":
 			c.Forwarded = make([]Position, x.arrLen())
 			for i := range c.Forwarded {

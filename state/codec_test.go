@@ -37,7 +37,8 @@ func merged() (*Contact, *Contact) {
 	u.Merged = []string{"anon-1", "anon-2"}
 	u.Known = true
 	u.Pending = &PendingLink{Link: Position{Partition: 3, Offset: 77}, Time: 1_700_000_000_000_000_000,
-		IDs: []string{"anon-3", "anon-4"}, Conflict: 2, Late: true}
+		IDs: []string{"anon-3", "anon-4"}, Conflict: 2, Late: true,
+		Then: []PendingLink{{Link: Position{Partition: 3, Offset: 80}, Time: 1_700_000_000_000_000_001, IDs: []string{"anon-5"}, Late: true}}}
 	u.Forwarded = []Position{{Partition: 1, Offset: 9}, {Partition: 4, Offset: 120}}
 	a := New("anon-1")
 	a.MergedInto = "u-42"

@@ -222,6 +222,11 @@ type PendingLink struct {
 	// Late is set when the hand-over timed out: the held events were
 	// applied without the merge, which happens when the answer comes.
 	Late bool `msgpack:"l"`
+	// Then are the links of the user's later linking events read while
+	// this late link waits for its answer, in order (each Late, without
+	// Then of its own): each is asked when the one before it completes,
+	// so that a late answer does not swallow the user's next link.
+	Then []PendingLink `msgpack:"n,omitempty"`
 }
 
 // ForwardSeen reports whether the event forwarded from pos (its record in
