@@ -59,6 +59,12 @@ type Config struct {
 	Rates []float64
 	// Duration is the length of each latency phase. default: 5s
 	Duration time.Duration
+	// Samples, when above 0, lengthens each latency phase beyond Duration
+	// until it should give this many samples of each latency: events
+	// (event → state applied) and actions (event → action read), by the
+	// actions per event measured before the phase; at most 10 minutes. A
+	// p99 needs about 10,000. default: 0 (Duration)
+	Samples int
 
 	// ---- where ----
 
@@ -169,6 +175,9 @@ func (c Config) validate() (Config, error) {
 	}
 	if c.Duration < 100*time.Millisecond {
 		return c, configError("duration %v: each latency phase needs at least 100ms", c.Duration)
+	}
+	if c.Samples < 0 {
+		return c, configError("samples %d: want 0 (phases of --duration) or the samples each latency phase should give", c.Samples)
 	}
 	if c.Events == 0 && len(c.Rates) == 0 {
 		return c, configError("events is negative and rate is 0: both phases skipped, nothing to measure")

@@ -159,8 +159,10 @@ func (r *run) measure(ctx context.Context) error {
 	}
 	if len(res.Rates) > 0 {
 		res.LatencyMS = res.Rates[0].LatencyMS
+		res.AppliedLatencyMS = res.Rates[0].AppliedMS
 	} else if res.Drain != nil {
 		res.LatencyMS = res.Drain.LatencyMS
+		res.AppliedLatencyMS = res.Drain.AppliedMS
 	}
 	if res.Ceiling != nil {
 		res.CeilingEventsPerSec = res.Ceiling.PerSec
@@ -169,6 +171,7 @@ func (r *run) measure(ctx context.Context) error {
 	// The pipeline is joined before its contacts are read.
 	r.stopP()
 	r.stateFigures(ctx)
+	res.StateBytesPerContact = res.State.BlobBytes
 	if r.rdb != nil {
 		if err := r.redisCeiling(ctx); err != nil {
 			return err
@@ -260,7 +263,8 @@ func (r *run) drain(ctx context.Context, n int64, win *window) (*Phase, error) {
 		return nil, err
 	}
 	h, actions := r.col.snapshot(win)
-	ph := &Phase{Name: "drain", Events: n, Seconds: t1.Sub(t0).Seconds(), Actions: actions, LatencyMS: latencyOf(h)}
+	ph := &Phase{Name: "drain", Events: n, Seconds: t1.Sub(t0).Seconds(), Actions: actions, LatencyMS: latencyOf(h),
+		AppliedMS: latencyOf(r.col.appliedSnapshot(win))}
 	ph.OverallPerSec = float64(n) / ph.Seconds
 	r.fill(ph, a, b, lagFrom)
 	ph.EventsPerSec = ph.OverallPerSec
@@ -302,7 +306,11 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 	// The window opens before the first event is stamped, so that no
 	// action escapes it; openLoop's stamps start 5ms from now.
 	r.col.setBounds(win, time.Now().UnixNano(), math.MaxInt64)
-	first, last, sent, behind, err := r.load.openLoop(ctx, rate, cfg.Duration)
+	d := r.phaseDuration(rate)
+	if d > cfg.Duration {
+		r.logf("latency: %.0f events/s runs %v for %d samples of each latency", rate, d.Round(time.Second), cfg.Samples)
+	}
+	first, last, sent, behind, err := r.load.openLoop(ctx, rate, d)
 	if err != nil {
 		return nil, err
 	}
@@ -315,6 +323,8 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 	ph := &Phase{
 		Name: "rate", OfferedPerSec: rate, Events: r.load.acked.Load() - before,
 		Seconds: t1.Sub(time.Unix(0, first)).Seconds(), Actions: actions, LatencyMS: latencyOf(h),
+		AppliedMS:        latencyOf(r.col.appliedSnapshot(win)),
+		SamplesWanted:    cfg.Samples,
 		ProducerBehindMS: float64(behind.Microseconds()) / 1000,
 	}
 	if int64(sent) != ph.Events {
@@ -335,6 +345,26 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 	}
 	return ph, nil
 }
+
+// phaseDuration is how long a latency phase at rate runs: Config.Duration,
+// or with Config.Samples long enough for that many events and, by the
+// actions per event measured so far (drain or warm-up), that many actions,
+// with a margin of a fifth; at most maxPhase.
+func (r *run) phaseDuration(rate float64) time.Duration {
+	d := r.cfg.Duration
+	if r.cfg.Samples <= 0 {
+		return d
+	}
+	events := float64(r.cfg.Samples)
+	if share := r.col.actionShare(); share > 0 {
+		events = max(events, float64(r.cfg.Samples)/share)
+	}
+	need := time.Duration(events / rate * 1.2 * float64(time.Second))
+	return min(max(d, need), maxPhase)
+}
+
+// maxPhase bounds a latency phase lengthened by Config.Samples.
+const maxPhase = 10 * time.Minute
 
 // trimTopics deletes the records every stage has read (DeleteRecords up to
 // the end offsets) and returns the memory to the system.

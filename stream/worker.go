@@ -68,6 +68,7 @@ type worker struct {
 	evs     []event.Event
 	src     []*kgo.Record // the record of each evs entry
 	erase   []string      // parallel to src: the contact a forget control record erases, "" for an event
+	applied []int64       // event times of the batch's applied events, for Scoring.OnApplied
 	next    int64         // next offset to apply; -1 until known
 	loaded  int64         // stored timers due up to here are indexed (Redis)
 	out     []*kgo.Record // the batch's actions and dead letters, in order
@@ -322,6 +323,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 	w.evs = slices.Grow(w.evs[:0], len(batch))[:len(batch)]
 	w.src = w.src[:0]
 	w.erase = w.erase[:0]
+	w.applied = w.applied[:0]
 	n := 0
 	maxT := int64(math.MinInt64)
 	for _, r := range batch {
@@ -382,12 +384,18 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 		}
 		w.cause = recordTime(w.src[i])
 		e := &w.evs[i]
+		if w.s.sc.OnApplied != nil {
+			w.applied = append(w.applied, e.Time)
+		}
 		if err := w.retry(ctx, "apply event", func() error { return w.eng.Apply(ctx, e) }); err != nil {
 			return err
 		}
 		if w.fatal != nil {
 			return w.fatal
 		}
+	}
+	if w.s.sc.OnApplied != nil && len(w.applied) > 0 {
+		w.s.sc.OnApplied(w.applied, time.Now().UnixNano())
 	}
 	last := batch[len(batch)-1]
 	if err := w.flush(ctx, last.Offset); err != nil {
