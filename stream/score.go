@@ -66,6 +66,7 @@ type scorer struct {
 	// partitions before kgo.NewClient returns, so the callbacks wait on it.
 	started chan struct{}
 	adm     *kadm.Client
+	commits *committer      // the partitions' offset commits; set with cl
 	work    context.Context // workers' I/O: outlives ctx by DrainTimeout
 	fail    func(error)     // reports a fatal error and stops the stage
 
@@ -103,9 +104,20 @@ func (s *scorer) run(ctx, work context.Context, fail func(error), ready func()) 
 		return fmt.Errorf("stream: score: kafka client: %w", err)
 	}
 	s.cl, s.adm = cl, kadm.NewClient(cl)
+	s.commits = newCommitter(cl, topic, cfg.CommitInterval, s.m, s.log)
 	close(s.started)
+	stopCommits, commitsDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(commitsDone)
+		s.commits.run(work, stopCommits)
+	}()
 	defer func() {
 		s.shutdown()
+		close(stopCommits)
+		<-commitsDone
+		if err := s.commits.flush(work); err != nil {
+			s.log.Warn("stream: score: final offset commit failed", "err", err)
+		}
 		cl.Close() // leaves the group; the revoke callback finds no workers left
 		s.shutdown()
 	}()

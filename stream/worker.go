@@ -192,6 +192,7 @@ func (w *worker) run() {
 		var mode stopMode
 		batch, mode = w.take(batch)
 		if mode == stopAbandon {
+			w.s.commits.drop(w.part)
 			w.log.Info("stream: partition lost: queued records dropped uncommitted")
 			return
 		}
@@ -203,7 +204,12 @@ func (w *worker) run() {
 			continue
 		}
 		if mode == stopDrain {
-			return // everything applied and committed
+			// Everything is applied; its offsets are committed before the
+			// partition's next owner starts.
+			if err := w.s.commits.flush(ctx); err != nil {
+				w.log.Warn("stream: final offset commit failed; the partition's next owner applies the records after the last committed offset again (repeats are dropped by messageId, actions keep their ids)", "err", err)
+			}
+			return
 		}
 		if err := w.tick(ctx); err != nil {
 			w.s.fail(err)
@@ -401,14 +407,9 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 	if err := w.flush(ctx, last.Offset); err != nil {
 		return err
 	}
-	if err := commitSync(ctx, w.s.cl, map[string]map[int32]kgo.EpochOffset{
-		w.topic: {w.part: {Epoch: last.LeaderEpoch, Offset: last.Offset + 1}},
-	}); err != nil {
-		w.m.offsetCommits.WithLabelValues(stageScore, "error").Inc()
-		w.log.Warn("stream: offset commit failed; the batch may be applied again after a restart or rebalance (repeats are dropped by messageId, actions keep their ids)", "offset", last.Offset+1, "err", err)
-	} else {
-		w.m.offsetCommits.WithLabelValues(stageScore, "ok").Inc()
-	}
+	// The offset is committed with the other partitions' at most every
+	// CommitInterval (committer), and synchronously when the worker stops.
+	w.s.commits.note(w.part, kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: last.Offset + 1})
 	w.next = last.Offset + 1
 	if _, hw := w.queued(); hw >= 0 {
 		w.m.lag.WithLabelValues(w.topic, w.label).Set(float64(max(hw-w.next, 0)))
