@@ -27,10 +27,15 @@
 // Per batch, a partition applies its records, produces the actions and dead
 // letters and waits until Kafka acknowledged them, then commits the store
 // (Redis: one pipelined compare-and-set as of the batch's last offset), and
-// only then commits the offset. A crash in between applies the batch again:
-// repeated events are dropped by messageId and re-emitted actions keep their
-// deterministic ids, so sinks deduplicate. Bad input never blocks a
-// partition: it is dead-lettered and its offset committed with the batch.
+// only then notes the offset as committable. The noted offsets of every
+// partition are committed together in one asynchronous request at most every
+// Config.CommitInterval (100ms), and synchronously when a partition is
+// revoked or the stage stops: a synchronous commit per batch cost a round
+// trip per batch and queued the workers behind each other on the client's
+// commit order. A crash applies again the records after the last committed
+// offset: repeated events are dropped by messageId and re-emitted actions
+// keep their deterministic ids, so sinks deduplicate. Bad input never blocks
+// a partition: it is dead-lettered and its offset committed with the batch.
 //
 // # Live time
 //
@@ -101,9 +106,9 @@
 //	leadpulse_actions_suppressed_total                cooldown edges, false guards, caps reached
 //	leadpulse_store_commits_total{result}             ok | error | conflict
 //	leadpulse_store_cas_rejections_total              contact writes refused as stale by the store
-//	leadpulse_offset_commits_total{stage,result}      ok | error
+//	leadpulse_offset_commits_total{stage,result}      ok | error (scoring: one per coalesced request)
 //	leadpulse_produce_errors_total{topic}             records Kafka did not acknowledge
-//	leadpulse_score_batch_seconds                     histogram: apply + produce + commits of one batch
+//	leadpulse_score_batch_seconds                     histogram: apply + produce + store commit of one batch
 //	leadpulse_score_partitions                        partitions assigned to this process
 //	leadpulse_partitions_rebalanced_total{stage,kind} assigned | revoked | lost | drained
 package stream
