@@ -22,7 +22,7 @@ replay: build
 	./bin/leadpulse rules test $(RULES)
 	./bin/leadpulse replay --rules $(RULES) $(TRAFFIC)
 
-# Installs missing test tools (redis-server, kcat) when it can, then vets and
+# Installs missing test tools (redis-server, kcat, prometheus, chromium) when it can, then vets and
 # runs every test with the race detector. With CI=true a missing tool fails
 # the tests that need it instead of skipping them.
 test: deps vet

@@ -8,12 +8,24 @@
 //	GET    /contacts/{id}  the contact as the rules see it (rules.ContactView) and
 //	                       where it is stored; ?at=RFC3339 computes the scores
 //	                       at that time (default: the contact's latest event)
-//	DELETE /contacts/{id}  erase everything held about the contact
+//	DELETE /contacts/{id}  erase everything held about the contact; 404 when
+//	                       it is not stored
+//	                       firings, score chart and merged ids (the page's view)
+//	GET    /contacts/{id}/why/{trigger}  why the trigger did (not) fire (rules.WhyView)
+//	GET    /contacts?email=ADDR  the contact ids whose email trait is ADDR
+//	GET    /feed           live feed of actions, Server-Sent Events (?trigger=, ?sink=)
+//	GET    /rules          the running rules' version, triggers, last reload
+//	POST   /rules/reload   reload the rules file now (422 with the problems
+//	                       when it does not validate; the running rules stay)
+//	GET    /ui/            the web UI: contact explorer and live feed (one
+//	                       page, embedded; GET / redirects to it)
 //
-// When Options.Token is set, /contacts/… requires the header
-// `Authorization: Bearer TOKEN` (401 otherwise); /metrics, /healthz and
-// /readyz never do, so that probes and scrapers need no secret. Errors are
-// JSON: {"error": "…"}.
+// When Options.Token is set, every route but /metrics, /healthz, /readyz
+// and the page itself requires the header `Authorization: Bearer TOKEN`
+// (401 otherwise), so that probes and scrapers need no secret. /feed also
+// takes the token as ?token=TOKEN, for EventSource clients, which cannot
+// set headers (the page itself streams with fetch and the header). Errors
+// are JSON: {"error": "…"}.
 package admin
 
 import (
@@ -73,6 +85,11 @@ type Options struct {
 	// Logger receives one line per erasure and per failed request.
 	// default: slog.Default()
 	Logger *slog.Logger
+	// History feeds the timeline's events and firings, the email search
+	// and the live feed. default: nil (empty timelines, /feed answers 501)
+	History *History
+	// RulesSource serves /rules and /rules/reload. default: nil (501)
+	RulesSource *RulesSource
 }
 
 // Handler returns the admin HTTP handler.
@@ -95,6 +112,16 @@ func Handler(o Options) http.Handler {
 	mux.HandleFunc("GET /readyz", h.readyz)
 	mux.HandleFunc("GET /contacts/{id}", h.auth(h.getContact))
 	mux.HandleFunc("DELETE /contacts/{id}", h.auth(h.deleteContact))
+	mux.HandleFunc("GET /contacts/{id}/timeline", h.auth(h.timeline))
+	mux.HandleFunc("GET /contacts/{id}/why/{trigger}", h.auth(h.why))
+	mux.HandleFunc("GET /contacts", h.auth(h.search))
+	mux.HandleFunc("GET /feed", h.authQuery(h.feed))
+	mux.HandleFunc("GET /rules", h.auth(h.rulesStatus))
+	mux.HandleFunc("POST /rules/reload", h.auth(h.rulesReload))
+	mux.Handle("GET /ui/", uiHandler())
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/ui/", http.StatusFound)
+	})
 	return mux
 }
 
@@ -113,12 +140,24 @@ func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) auth(next http.HandlerFunc) http.HandlerFunc {
+	return h.authWith(next, false)
+}
+
+// authQuery is auth that also takes ?token=TOKEN.
+func (h *handler) authQuery(next http.HandlerFunc) http.HandlerFunc {
+	return h.authWith(next, true)
+}
+
+func (h *handler) authWith(next http.HandlerFunc, query bool) http.HandlerFunc {
 	if h.o.Token == "" {
 		return next
 	}
 	want := []byte("Bearer " + h.o.Token)
 	return func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))
+		if q := r.URL.Query().Get("token"); query && q != "" && len(got) == 0 {
+			got = []byte("Bearer " + q)
+		}
 		if subtle.ConstantTimeCompare(got, want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="leadpulse admin"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token: send Authorization: Bearer TOKEN (admin_token, LEADPULSE_ADMIN_TOKEN; `leadpulse contact --token`)")
@@ -131,18 +170,22 @@ func (h *handler) auth(next http.HandlerFunc) http.HandlerFunc {
 // ContactResponse is the body of GET /contacts/{id}.
 type ContactResponse struct {
 	rules.ContactView
-	// Stored says where the state lives: the Kafka position of its last
-	// write, and with Redis its version, remaining TTL and size.
+	// Stored says where the state lives: with Redis, the Kafka position of
+	// its last write, its version, remaining TTL and size; in memory (dev),
+	// its partition.
 	Stored StoredInfo `json:"stored"`
 }
 
 // StoredInfo is the storage side of a contact.
 type StoredInfo struct {
+	Store     string `json:"store"` // "redis", or "memory" (leadpulse dev without --redis)
 	Partition int32  `json:"partition"`
-	Offset    int64  `json:"offset"`
-	Version   int64  `json:"version,omitempty"`
-	TTL       string `json:"ttl,omitempty"` // "" when unknown, "none" when it never expires
-	Bytes     int    `json:"bytes,omitempty"`
+	// Offset is the position of the last accepted write in Partition;
+	// absent for the memory store, which keeps none.
+	Offset  *int64 `json:"offset,omitempty"`
+	Version int64  `json:"version,omitempty"`
+	TTL     string `json:"ttl,omitempty"` // "" when unknown, "none" when it never expires
+	Bytes   int    `json:"bytes,omitempty"`
 }
 
 func (h *handler) getContact(w http.ResponseWriter, r *http.Request) {
@@ -165,16 +208,7 @@ func (h *handler) getContact(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, "inspect", id, err)
 		return
 	}
-	resp := ContactResponse{
-		ContactView: h.o.Rules().Inspect(st.Contact, at),
-		Stored:      StoredInfo{Partition: st.Pos.Partition, Offset: st.Pos.Offset, Version: st.Version, Bytes: st.Size},
-	}
-	switch {
-	case st.TTL < 0:
-		resp.Stored.TTL = "none"
-	case st.TTL > 0:
-		resp.Stored.TTL = st.TTL.Round(time.Second).String()
-	}
+	resp := ContactResponse{ContactView: h.o.Rules().Inspect(st.Contact, at), Stored: storedInfo(st)}
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -194,10 +228,22 @@ func (h *handler) deleteContact(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	ctx, cancel := context.WithTimeout(r.Context(), h.o.ForgetTimeout)
 	defer cancel()
+	// A contact that is not stored is 404, like GET: nothing to erase, and
+	// a mistyped id does not pass for an erasure. Only a definite "not
+	// stored" answers so; when the store cannot tell (the partition is
+	// elsewhere, the pipeline is starting), the erasure goes ahead, since
+	// it is ordered with the contact's events wherever they are.
+	if _, err := h.o.Contacts.Inspect(ctx, id); errors.Is(err, state.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "contact "+quote(id)+" is not stored (never seen, erased, or expired): nothing to erase")
+		return
+	}
 	applied, err := h.o.Contacts.Forget(ctx, id)
 	if err != nil {
 		h.fail(w, "forget", id, err)
 		return
+	}
+	if h.o.History != nil {
+		h.o.History.Forget(id)
 	}
 	if !applied {
 		h.o.Logger.Info("admin: contact erasure queued", "contact", id, "remote", r.RemoteAddr)

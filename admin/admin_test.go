@@ -56,15 +56,19 @@ actions:
 
 // memContacts serves contacts from a replayed memory store.
 type memContacts struct {
-	m         *state.Memory
-	forgotten []string
-	applied   bool
-	err       error
+	m          *state.Memory
+	forgotten  []string
+	applied    bool
+	err        error
+	inspectErr error // Inspect only
 }
 
 func (c *memContacts) Inspect(ctx context.Context, id string) (*state.Stored, error) {
 	if c.err != nil {
 		return nil, c.err
+	}
+	if c.inspectErr != nil {
+		return nil, c.inspectErr
 	}
 	x, _ := c.m.Get(ctx, id)
 	if x.Seq == 0 {
@@ -197,7 +201,7 @@ func TestContactView(t *testing.T) {
 	if string(got) != string(wb) {
 		t.Errorf("view\n got %s\nwant %s", got, wb)
 	}
-	if v.Stored != (admin.StoredInfo{Partition: 2, Offset: 41, Version: 3, TTL: "none", Bytes: v.Stored.Bytes}) || v.Stored.Bytes == 0 {
+	if st := v.Stored; st.Offset == nil || *st.Offset != 41 || st.Store != "redis" || st.Partition != 2 || st.Version != 3 || st.TTL != "none" || st.Bytes == 0 {
 		t.Errorf("stored %+v", v.Stored)
 	}
 	// ?at= decays the engagement further; windows stay as of the latest event.
@@ -233,12 +237,25 @@ func TestErrors(t *testing.T) {
 
 func TestForget(t *testing.T) {
 	srv, c, _ := setup(t, "")
-	code, body := do(t, "DELETE", srv.URL+"/contacts/a%2Fb", "")
-	if code != 200 || !strings.Contains(body, `"erased"`) || c.forgotten[0] != "a/b" {
+	code, body := do(t, "DELETE", srv.URL+"/contacts/u1", "")
+	if code != 200 || !strings.Contains(body, `"erased"`) || len(c.forgotten) != 1 || c.forgotten[0] != "u1" {
 		t.Errorf("DELETE: %d %s %v", code, body, c.forgotten)
 	}
 	c.applied = false
 	if code, body := do(t, "DELETE", srv.URL+"/contacts/u1", ""); code != 202 || !strings.Contains(body, `"queued"`) {
 		t.Errorf("DELETE queued: %d %s", code, body)
+	}
+	// A contact never seen: 404, and no erasure is sent.
+	c.forgotten = nil
+	code, body = do(t, "DELETE", srv.URL+"/contacts/a%2Fb", "")
+	if code != 404 || !strings.Contains(body, `contact \"a/b\" is not stored`) || len(c.forgotten) != 0 {
+		t.Errorf("DELETE of a contact not stored: %d %s, erasures sent %v", code, body, c.forgotten)
+	}
+	// When the store cannot tell, the erasure goes ahead.
+	c.inspectErr = fmt.Errorf("%w: partition elsewhere", admin.ErrUnavailable)
+	c.applied = true
+	code, body = do(t, "DELETE", srv.URL+"/contacts/a%2Fb", "")
+	if code != 200 || len(c.forgotten) != 1 || c.forgotten[0] != "a/b" {
+		t.Errorf("DELETE when Inspect cannot tell: %d %s %v", code, body, c.forgotten)
 	}
 }

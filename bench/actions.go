@@ -147,7 +147,7 @@ func (c *collector) record(v []byte, now int64) {
 }
 
 // appliedBatch measures event → state applied for a scoring batch
-// (stream.Scoring.OnApplied): every event of a measured window, from its
+// (stream.Scoring.OnBatchApplied): every event of a measured window, from its
 // time to the moment its batch was applied.
 func (c *collector) appliedBatch(times []int64, at int64) {
 	c.mu.Lock()

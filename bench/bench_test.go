@@ -105,6 +105,13 @@ func TestRunJSON(t *testing.T) {
 		t.Fatalf("rates: %d phases, want 1", len(rates))
 	}
 	ph := rates[0].(map[string]any)
+	// The lag's "end" is read when the phase has ended (everything
+	// committed), not at the monitor's last tick before that.
+	for name, p := range map[string]map[string]any{"drain": drain, "rates[0]": ph} {
+		if got := p["lag_final_records"]; got != float64(0) {
+			t.Errorf("%s.lag_final_records = %v, want 0 (sampled after the phase's last commit)", name, got)
+		}
+	}
 	if ph["offered_events_per_sec"] != float64(1000) {
 		t.Errorf("rates[0].offered_events_per_sec = %v, want 1000", ph["offered_events_per_sec"])
 	}

@@ -39,7 +39,7 @@ func rawConsume(ctx context.Context, brokers []string, topic string, n int64) (*
 		kgo.ClientID("leadpulse-bench-ceiling"),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(time.Second), // as the pipeline (stream.Config.FetchMaxWait)
+		kgo.FetchMaxWait(100*time.Millisecond), // the pipeline's default (stream.Config.FetchMaxWait); a backlog is fetched at once either way
 	)
 	if err != nil {
 		return nil, err

@@ -180,7 +180,7 @@ func (c Config) validate() (Config, error) {
 		return c, configError("samples %d: want 0 (phases of --duration) or the samples each latency phase should give", c.Samples)
 	}
 	if c.Events == 0 && len(c.Rates) == 0 {
-		return c, configError("events is negative and rate is 0: both phases skipped, nothing to measure")
+		return c, configError("both phases are skipped (no events for the throughput phase, rate 0 for the latency phases): nothing to measure; keep one of them")
 	}
 	for _, b := range c.Brokers {
 		if strings.TrimSpace(b) == "" {

@@ -22,7 +22,7 @@
 //     from the actions topic at time T took T − at: the event-to-action
 //     latency, recorded in an HDR histogram. Actions of timer triggers
 //     (absence, inactivity) are counted apart. The scoring stage also
-//     reports each batch it applied (stream.Scoring.OnApplied): every
+//     reports each batch it applied (stream.Scoring.OnBatchApplied): every
 //     event's time to the end of its batch's apply is the event-to-state
 //     latency, a second histogram with a sample per event. Config.Samples
 //     lengthens the phase until both should hold that many samples (by the

@@ -138,9 +138,10 @@ func writeCSV(path string, runs []*Result) error {
 			phases = append([]*Phase{r.Drain}, phases...)
 		}
 		for _, ph := range phases {
-			l := ph.LatencyMS
-			if l == nil {
-				l = &Latency{}
+			// No actions, no latency: empty cells, not zeros.
+			lat := []string{"", "", "", "", ""}
+			if l := ph.LatencyMS; l != nil && l.Count > 0 {
+				lat = []string{ff(l.P50), ff(l.P90), ff(l.P99), ff(l.P999), ff(l.Max)}
 			}
 			hop := ""
 			if ph.HopFloorMS != nil {
@@ -161,15 +162,17 @@ func writeCSV(path string, runs []*Result) error {
 			if ceil != "" {
 				ratioS = ff(ratio(ph.EventsPerSec, r.Ceiling.PerSec))
 			}
-			_ = w.Write([]string{
+			row := []string{
 				strconv.Itoa(r.Partitions), strconv.Itoa(r.Batch), strconv.Itoa(r.RuleCopies),
 				strconv.Itoa(r.Triggers), strconv.Itoa(r.Scoring), r.Store, strconv.FormatBool(r.Keyed),
 				ph.Name, ff(ph.OfferedPerSec), strconv.FormatInt(ph.Events, 10), ff(ph.EventsPerSec), ceil, ratioS,
-				ff(l.P50), ff(l.P90), ff(l.P99), ff(l.P999), ff(l.Max), hop,
+			}
+			row = append(row, lat...)
+			row = append(row, hop,
 				ff(ph.CPUMicrosPerEvent), ff(ph.AllocBytesPerEvent),
 				strconv.FormatUint(ph.PeakHeapBytes, 10), strconv.FormatUint(ph.PeakRSSBytes, 10), strconv.FormatInt(ph.LagMax, 10),
-				rt, wps, rc,
-			})
+				rt, wps, rc)
+			_ = w.Write(row)
 		}
 	}
 	w.Flush()
@@ -300,11 +303,11 @@ func (m *MatrixResult) WriteTable(w io.Writer) error {
 			fmt.Fprintf(tw, "%s\tdrain\t-\t%s\t%s\t%.2f\t-\t-\t-\t-\t%.1f\t\n", label(r), num(d.EventsPerSec), num(c), ratio(d.EventsPerSec, c), d.CPUMicrosPerEvent)
 		}
 		for _, ph := range r.Rates {
-			l := ph.LatencyMS
-			if l == nil {
-				l = &Latency{}
+			p50, p99, p999, pmax := "n/a", "n/a", "n/a", "n/a"
+			if l := ph.LatencyMS; l != nil && l.Count > 0 {
+				p50, p99, p999, pmax = ms2(l.P50), ms2(l.P99), ms2(l.P999), ms2(l.Max)
 			}
-			fmt.Fprintf(tw, "%s\trate\t%s\t%s\t-\t-\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t\n", label(r), num(ph.OfferedPerSec), num(ph.EventsPerSec), l.P50, l.P99, l.P999, l.Max, ph.CPUMicrosPerEvent)
+			fmt.Fprintf(tw, "%s\trate\t%s\t%s\t-\t-\t%s\t%s\t%s\t%s\t%.1f\t\n", label(r), num(ph.OfferedPerSec), num(ph.EventsPerSec), p50, p99, p999, pmax, ph.CPUMicrosPerEvent)
 		}
 	}
 	if err := tw.Flush(); err != nil {

@@ -115,16 +115,21 @@ func (m *monitor) run(ctx context.Context) {
 	}
 }
 
-func (m *monitor) sample(ctx context.Context) {
+// sample records the peaks and the lag now, and returns the lag sample (ok
+// false when the lag could not be read).
+func (m *monitor) sample(ctx context.Context) (LagSample, bool) {
 	h, r := heapBytes(), rssBytes()
 	lag, ok := m.lagNow(ctx)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.peakHeap = max(m.peakHeap, h)
 	m.peakRSS = max(m.peakRSS, r)
-	if ok {
-		m.lag = append(m.lag, LagSample{Seconds: time.Since(m.t0).Seconds(), Records: lag})
+	if !ok {
+		return LagSample{}, false
 	}
+	s := LagSample{Seconds: time.Since(m.t0).Seconds(), Records: lag}
+	m.lag = append(m.lag, s)
+	return s, true
 }
 
 func (m *monitor) lagNow(ctx context.Context) (int64, bool) {

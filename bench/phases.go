@@ -258,7 +258,7 @@ func (r *run) drain(ctx context.Context, n int64, win *window) (*Phase, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: the pipeline read nothing: %w", err)
 	}
-	t1, b, err := r.settled(ctx)
+	t1, b, end, err := r.settled(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -267,6 +267,9 @@ func (r *run) drain(ctx context.Context, n int64, win *window) (*Phase, error) {
 		AppliedMS: latencyOf(r.col.appliedSnapshot(win))}
 	ph.OverallPerSec = float64(n) / ph.Seconds
 	r.fill(ph, a, b, lagFrom)
+	if end.ok {
+		ph.LagFinal = end.Records
+	}
 	ph.EventsPerSec = ph.OverallPerSec
 	if rate, ok := sustained(r.mon.lagSince(lagFrom), n); ok {
 		ph.EventsPerSec, ph.Sustained = rate, true
@@ -315,7 +318,7 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 		return nil, err
 	}
 	r.col.setBounds(win, first, last)
-	t1, b, err := r.settled(ctx)
+	t1, b, end, err := r.settled(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -333,6 +336,9 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 	ph.EventsPerSec = float64(ph.Events) / ph.Seconds
 	ph.OverallPerSec = ph.EventsPerSec
 	r.fill(ph, a, b, lagFrom)
+	if end.ok {
+		ph.LagFinal = end.Records
+	}
 	if behind > 100*time.Millisecond {
 		r.logf("the load generator fell %v behind its schedule at %.0f events/s: the machine is saturated; latencies include that wait", behind, rate)
 	}

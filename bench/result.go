@@ -266,15 +266,18 @@ func (r *Result) WriteTable(w io.Writer) error {
 		for _, ph := range r.Rates {
 			hop := "-"
 			if ph.HopFloorMS != nil {
-				hop = fmt.Sprintf("%.2f", ph.HopFloorMS.P99)
+				hop = ms2(ph.HopFloorMS.P99)
 			}
 			for i, row := range []struct {
 				name string
 				l    *Latency
 			}{{"applied", ph.AppliedMS}, {"action", ph.LatencyMS}} {
-				l := row.l
-				if l == nil {
-					l = &Latency{}
+				// A phase without samples measured no latency: n/a, not 0 ms.
+				var n int64
+				p50, p90, p99, p999, pmax := "n/a", "n/a", "n/a", "n/a", "n/a"
+				if l := row.l; l != nil && l.Count > 0 {
+					n = l.Count
+					p50, p90, p99, p999, pmax = ms2(l.P50), ms2(l.P90), ms2(l.P99), ms2(l.P999), ms2(l.Max)
 				}
 				if i == 0 {
 					fmt.Fprintf(tw, "%s\t%s\t", num(ph.OfferedPerSec), num(ph.EventsPerSec))
@@ -282,10 +285,10 @@ func (r *Result) WriteTable(w io.Writer) error {
 					fmt.Fprintf(tw, "\t\t")
 				}
 				low := ""
-				if ph.SamplesWanted > 0 && l.Count < int64(ph.SamplesWanted) {
+				if ph.SamplesWanted > 0 && n < int64(ph.SamplesWanted) {
 					low = " (<" + num(float64(ph.SamplesWanted)) + ")"
 				}
-				fmt.Fprintf(tw, "%s\t%s%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t", row.name, num(float64(l.Count)), low, l.P50, l.P90, l.P99, l.P999, l.Max)
+				fmt.Fprintf(tw, "%s\t%s%s\t%s\t%s\t%s\t%s\t%s\t", row.name, num(float64(n)), low, p50, p90, p99, p999, pmax)
 				if i == 0 {
 					fmt.Fprintf(tw, "%s\t%.1f\t%.0f\t%s\t\n", hop, ph.CPUMicrosPerEvent, ph.RecordsPerBatch, num(float64(ph.LagMax)))
 				} else {
@@ -349,6 +352,8 @@ func ratio(a, b float64) float64 {
 	}
 	return a / b
 }
+
+func ms2(v float64) string { return fmt.Sprintf("%.2f", v) }
 
 func mib(b uint64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 

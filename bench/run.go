@@ -137,7 +137,7 @@ func (r *run) setup(ctx context.Context) error {
 
 	sc := stream.Scoring{Rules: r.rs}
 	// The collector is made below, before the pipeline runs.
-	sc.OnApplied = func(times []int64, at int64) { r.col.appliedBatch(times, at) }
+	sc.OnBatchApplied = func(times []int64, at int64) { r.col.appliedBatch(times, at) }
 	if cfg.Redis != "" {
 		prefix := "lpbench-" + r.id
 		rdb, err := state.NewRedis(state.RedisOptions{Addrs: []string{cfg.Redis}, KeyPrefix: prefix, Logger: cfg.logger()})

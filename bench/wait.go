@@ -70,12 +70,21 @@ func (r *run) waitActions(ctx context.Context) error {
 }
 
 // settled waits until the pipeline has committed every acknowledged event
-// (t1 is then, b the pipeline's stats then) and the actions of the phase
-// have arrived.
-func (r *run) settled(ctx context.Context) (t1 time.Time, b pipelineStats, err error) {
+// (t1 is then, b the pipeline's stats then, lag the consumer lag read then:
+// the monitor's last tick may be older than the end) and the actions of the
+// phase have arrived. lag.ok is false when the lag could not be read.
+func (r *run) settled(ctx context.Context) (t1 time.Time, b pipelineStats, lag endLag, err error) {
 	if err := r.waitCommitted(ctx, r.load.acked.Load(), 10*time.Minute); err != nil {
-		return t1, b, err
+		return t1, b, lag, err
 	}
-	t1, b = time.Now(), r.stats()
-	return t1, b, r.waitActions(ctx)
+	t1 = time.Now()
+	lag.LagSample, lag.ok = r.mon.sample(ctx)
+	b = r.stats()
+	return t1, b, lag, r.waitActions(ctx)
+}
+
+// endLag is the lag sampled at the end of a phase.
+type endLag struct {
+	LagSample
+	ok bool
 }

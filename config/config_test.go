@@ -193,7 +193,7 @@ func TestProblems(t *testing.T) {
 		{"unknown top-level key", "kafka:\n  brokers: [a:1]\nredis_addr: x\n", nil,
 			[]string{`leadpulse.yaml:3: unknown key "redis_addr" at the top level; the keys are kafka, pipeline, redis, rules, http, admin_token, log, sinks`}},
 		{"unknown nested key", "kafka:\n  group: g\n  brokerz: [a:1]\n", nil,
-			[]string{`leadpulse.yaml:3: unknown key "brokerz" in kafka:; the keys there are brokers, group, topics`}},
+			[]string{`leadpulse.yaml:3: unknown key "brokerz" in kafka:; did you mean "brokers"? the keys there are brokers, group, topics`}},
 		{"unknown key in tls", "redis:\n  tls:\n    enabled: true\n    ca: x\n", nil,
 			[]string{`leadpulse.yaml:4: unknown key "ca" in kafka.tls or redis.tls:`}},
 		{"bad duration", "kafka:\n  session_timeout: 10\n", nil,

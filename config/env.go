@@ -3,12 +3,15 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/leadpulse/leadpulse/internal/suggest"
 )
 
 // Var is one config key and the environment variable that overrides it.
@@ -92,7 +95,7 @@ func (c *Config) applyEnv(environ []string, ps *problems) {
 	slices.Sort(unknown)
 	for _, k := range unknown {
 		msg := "unknown variable: every LEADPULSE_ variable names a config key (see `leadpulse run --help` and the README)"
-		if s := closest(k, known); s != "" {
+		if s := suggest.Closest(k, slices.Collect(maps.Keys(known))); s != "" {
 			msg = fmt.Sprintf("unknown variable; did you mean %s?", s)
 		}
 		*ps = append(*ps, Problem{Where: "$" + k, Msg: msg})
@@ -161,35 +164,4 @@ func (c *Config) setFromEnv(fv reflect.Value, name, raw string) error {
 		return fmt.Errorf("cannot be set from the environment (a bug: type %s)", fv.Type())
 	}
 	return nil
-}
-
-// closest returns the known name nearest to name, if it is near.
-func closest(name string, known map[string]bool) string {
-	best, bestD := "", 4
-	for k := range known {
-		if d := editDistance(name, k); d < bestD || (d == bestD && k < best) {
-			best, bestD = k, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

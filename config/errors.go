@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/leadpulse/leadpulse/internal/suggest"
 )
 
 // ErrInvalid is matched (errors.Is) by every error of Load about the
@@ -91,10 +93,18 @@ func yamlProblems(file string, err error) []Problem {
 		}
 		if sm := unknownRe.FindStringSubmatch(m); sm != nil {
 			in := sectionOf[sm[2]]
+			keys := keysOf(reflect.TypeFor[Config]())
+			if in != "" {
+				keys = keysOf(typeOfSection[in])
+			}
+			hint := ""
+			if s := suggest.Closest(sm[1], keys); s != "" {
+				hint = fmt.Sprintf("did you mean %q? ", s)
+			}
 			if in == "" {
-				m = fmt.Sprintf("unknown key %q at the top level; the keys are %s", sm[1], strings.Join(keysOf(reflect.TypeFor[Config]()), ", "))
+				m = fmt.Sprintf("unknown key %q at the top level; %sthe keys are %s", sm[1], hint, strings.Join(keys, ", "))
 			} else {
-				m = fmt.Sprintf("unknown key %q in %s:; the keys there are %s", sm[1], in, strings.Join(keysOf(typeOfSection[in]), ", "))
+				m = fmt.Sprintf("unknown key %q in %s:; %sthe keys there are %s", sm[1], in, hint, strings.Join(keys, ", "))
 			}
 		}
 		ps = append(ps, Problem{Where: where, Msg: m})

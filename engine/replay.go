@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,9 +14,13 @@ import (
 	"github.com/leadpulse/leadpulse/state"
 )
 
-// MaxLine is the longest JSONL line replay reads (1 MiB); a longer line is
-// bad input.
+// MaxLine is the longest JSONL line replay decodes (1 MiB); a longer line is
+// bad input (ReasonTooLong), reported and skipped like any other.
 const MaxLine = 1 << 20
+
+// ReasonTooLong is the bad-input reason of a replay line longer than
+// MaxLine. Live, the broker's record size limit plays that part.
+const ReasonTooLong event.Reason = "too_long"
 
 // Summary is what a replay did.
 type Summary struct {
@@ -98,8 +103,13 @@ type ReplayOptions struct {
 	Store *state.Memory
 }
 
-// Replay runs the rules over recorded events, one JSON (or msgpack-free
-// JSON-lines) event per line, deterministically, with the in-memory store.
+// Replay runs the rules over recorded events, one JSON event per line (JSON
+// lines; a UTF-8 byte order mark is skipped), deterministically, with the
+// in-memory store. msgpack is not read: its bytes may hold newlines, so it
+// cannot be split into lines; a line that starts like a msgpack map is bad
+// input that says so. Bad lines (malformed, too long, …) are reported on
+// opt.Errs with their number and skipped. An error is returned only when
+// reading in or writing Out fails, or ctx ends.
 func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOptions) (*Summary, error) {
 	start := time.Now()
 	store := opt.Store
@@ -124,27 +134,43 @@ func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOpti
 	if !opt.NoLinks {
 		p.UseLinks(state.NewMemoryLinks())
 	}
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64<<10), MaxLine)
+	lines := &lineReader{r: bufio.NewReaderSize(in, 64<<10), max: MaxLine}
 	dec := event.Decoder{SkipContext: !rs.ReadsContext()}
-	for sc.Scan() {
+	bad := func(err error) {
+		sum.Bad++
+		sum.BadReasons[event.ReasonOf(err)]++
+		fmt.Fprintf(errs, "line %d: %v\n", sum.Lines, err)
+	}
+	for {
+		line, size, err := lines.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return sum, &ReadError{Line: sum.Lines + 1, Err: err}
+		}
 		sum.Lines++
-		line := sc.Bytes()
+		if size > MaxLine {
+			bad(&event.Error{Reason: ReasonTooLong, Msg: fmt.Sprintf(
+				"the line has %d bytes, above the limit of %d (1 MiB) for one event; an event that large is almost certainly a concatenation or an embedded payload: split it, one event per line", size, MaxLine)})
+			continue
+		}
 		if len(trimSpace(line)) == 0 {
+			continue
+		}
+		if event.Detect(line) == event.Msgpack {
+			bad(&event.Error{Reason: event.ReasonMalformed, Msg: fmt.Sprintf(
+				"the line starts like a msgpack map (byte 0x%02x); replay reads JSON lines only (msgpack is read live, from Kafka record values): convert the events to JSON, one object per line", line[0])})
 			continue
 		}
 		e, err := dec.Decode(line, event.JSON, 0)
 		if err != nil {
-			sum.Bad++
-			sum.BadReasons[event.ReasonOf(err)]++
-			fmt.Fprintf(errs, "line %d: %v\n", sum.Lines, err)
+			bad(err)
 			continue
 		}
 		if err := p.Apply(ctx, e); err != nil {
-			if r := event.ReasonOf(err); r != "" { // no usable id
-				sum.Bad++
-				sum.BadReasons[r]++
-				fmt.Fprintf(errs, "line %d: %v\n", sum.Lines, err)
+			if event.ReasonOf(err) != "" { // no usable id
+				bad(err)
 				continue
 			}
 			return sum, err
@@ -152,9 +178,6 @@ func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOpti
 		if writeErr != nil {
 			return sum, fmt.Errorf("write actions: %w", writeErr)
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return sum, fmt.Errorf("read events after line %d: %w (lines are limited to %d bytes)", sum.Lines, err, MaxLine)
 	}
 	until := opt.Until
 	if until == 0 {
@@ -190,6 +213,54 @@ func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOpti
 	sum.Elapsed = time.Since(start)
 	sum.Resolve = p.Resolve
 	return sum, nil
+}
+
+// ReadError is a failure to read the events (not a bad line): the input
+// cannot be read on from Line on.
+type ReadError struct {
+	Line int // the line being read
+	Err  error
+}
+
+func (e *ReadError) Error() string { return fmt.Sprintf("read events at line %d: %v", e.Line, e.Err) }
+func (e *ReadError) Unwrap() error { return e.Err }
+
+// lineReader splits its input into lines of at most max bytes; a longer
+// line is read to its end and dropped, and next reports its size.
+type lineReader struct {
+	r   *bufio.Reader
+	max int
+	buf []byte
+}
+
+// next returns the next line without its newline, and its size in bytes;
+// line is nil when size > max. It returns io.EOF after the last line (a
+// last line without a newline is a line).
+func (l *lineReader) next() (line []byte, size int, err error) {
+	l.buf = l.buf[:0]
+	for {
+		chunk, err := l.r.ReadSlice('\n')
+		size += len(chunk)
+		if size <= l.max+1 { // +1: the newline does not count
+			l.buf = append(l.buf, chunk...)
+		}
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue
+		case err == io.EOF:
+			if size == 0 {
+				return nil, 0, io.EOF
+			}
+		case err != nil:
+			return nil, 0, err
+		default:
+			size-- // the newline
+		}
+		if size > l.max {
+			return nil, size, nil
+		}
+		return bytes.TrimSuffix(l.buf, []byte{'\n'}), size, nil
+	}
 }
 
 func writeRecord(w io.Writer, r *rules.Record) error {

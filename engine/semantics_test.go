@@ -1139,6 +1139,37 @@ actions:
 			firings: []string{"u1 hot @1m sales-alert", "u2 hot @1m sales-alert"},
 			check:   wantMessages("Hot lead ann@example.com scored 25 (hot)", "Hot lead  scored 25 (hot)"),
 		},
+		{
+			name: "message: an optional group [[ ]] is left out when a hole in it is empty; ?? gives a default",
+			rules: `
+scoring:
+  engagement:
+    rules:
+      - id: demo
+        on: type == "track" && event == "Demo"
+        points: 25
+triggers:
+  - id: hot
+    when: score >= 20
+    do: [sales-alert]
+actions:
+  sales-alert:
+    sink: sales
+    message: "{{ traits.email ?? contact }}[[, {{ traits.title }}]][[ at {{ traits.company }}]][[ ({{ traits.company_size }} people)]]; region {{ traits.region ?? \"?\" }}"
+`,
+			events: []string{
+				ident(0, "traits.email", "ann@example.com", "traits.title", "CTO", "traits.company", "Acme", "traits.company_size", "40"),
+				track(time.Minute, "Demo"),
+				ident(0, "userId", "u2", "traits.company", "Globex", "traits.title", ""),
+				track(time.Minute, "Demo", "userId", "u2"),
+				track(time.Minute, "Demo", "userId", "u3"),
+			},
+			firings: []string{"u1 hot @1m sales-alert", "u2 hot @1m sales-alert", "u3 hot @1m sales-alert"},
+			check: wantMessages(
+				"ann@example.com, CTO at Acme (40 people); region ?",
+				"u2 at Globex; region ?", // an empty string is missing too
+				"u3; region ?"),
+		},
 
 		// --- names of contact and event conditions
 		{

@@ -53,7 +53,8 @@ func isMsgpackMap(c byte) bool {
 // as encoding/json matches them (exactly, else case-insensitively; a repeated
 // field's last value wins), and the free-form values of Properties, Traits and
 // Context have JSON's Go types whatever the encoding (every number is a
-// float64, msgpack binary and msgpack timestamps are strings).
+// float64, msgpack binary and msgpack timestamps are strings). A UTF-8 byte
+// order mark before a JSON object is skipped.
 func Decode(b []byte, f Format, fallback int64) (*Event, error) {
 	e := new(Event)
 	if err := DecodeInto(e, b, f, fallback); err != nil {
@@ -120,8 +121,12 @@ type withoutContext struct {
 	Context skipObject `json:"context"`
 }
 
+// utf8BOM is the byte order mark some editors and exports put at the start
+// of a UTF-8 text; JSON does not allow it, so decodeJSON skips it.
+var utf8BOM = []byte("\xef\xbb\xbf")
+
 func decodeJSON(e *Event, b []byte, skipContext bool) error {
-	trimmed := bytes.TrimSpace(b)
+	trimmed := bytes.TrimSpace(bytes.TrimPrefix(bytes.TrimSpace(b), utf8BOM))
 	if len(trimmed) == 0 {
 		return &Error{Reason: ReasonMalformed, Msg: "the record is empty; each line or record must be one JSON event object"}
 	}

@@ -831,3 +831,32 @@ func TestDecodeConcurrent(t *testing.T) {
 		<-done
 	}
 }
+
+// A UTF-8 byte order mark before a JSON event (some editors and exports
+// write one) is skipped, in every format a record is decoded with.
+func TestDecodeSkipsByteOrderMark(t *testing.T) {
+	const bom = "\xef\xbb\xbf"
+	for _, in := range []string{
+		bom + `{"type":"page","userId":"u1","timestamp":"2026-03-02T09:00:00Z"}`,
+		"  " + bom + `{"type":"page","userId":"u1","timestamp":"2026-03-02T09:00:00Z"}`,
+	} {
+		if event.Detect([]byte(in)) != event.JSON {
+			t.Errorf("Detect(%q) is not JSON", in)
+		}
+		for _, f := range []event.Format{event.Auto, event.JSON} {
+			e, err := event.Decode([]byte(in), f, 0)
+			if err != nil || e.UserID != "u1" {
+				t.Errorf("Decode(%q, %v) = %v, %v", in, f, e, err)
+			}
+			var d event.Decoder
+			if e, err := d.Decode([]byte(in), f, 0); err != nil || e.UserID != "u1" {
+				t.Errorf("Decoder.Decode(%q, %v) = %v, %v", in, f, e, err)
+			}
+		}
+	}
+	// Only a mark at the start: one inside a value is the value's.
+	e, err := event.Decode([]byte(`{"type":"page","userId":"`+bom+`u1","timestamp":"2026-03-02T09:00:00Z"}`), event.JSON, 0)
+	if err != nil || e.UserID != bom+"u1" {
+		t.Errorf("a mark inside a value: %v, %v", e, err)
+	}
+}

@@ -42,6 +42,21 @@ type Result struct {
 	Records   []Record
 	Firings   []Firing
 	Timers    []TimerSet
+	// Event is the event an Apply applied (nil for Fire); Awards are the
+	// engagement points it awarded, by rule, after `limit` clipping. Both
+	// are for observers (the admin UI's history): they are reused by the
+	// next call.
+	Event  *event.Event
+	Awards []Award
+	// Contact is the id of the contact applied to: the event's contact as
+	// identity resolved it (SPEC §6), or the timer's.
+	Contact string
+}
+
+// Award is engagement points one event earned from one scoring rule.
+type Award struct {
+	Rule   string
+	Points float64
 }
 
 // Stats counts what an Evaluator did.
@@ -124,6 +139,8 @@ func (x *Evaluator) reset() *Result {
 	x.res.Records = x.res.Records[:0]
 	x.res.Firings = x.res.Firings[:0]
 	x.res.Timers = x.res.Timers[:0]
+	x.res.Event, x.res.Contact = nil, ""
+	x.res.Awards = x.res.Awards[:0]
 	return &x.res
 }
 
@@ -143,6 +160,7 @@ func (x *Evaluator) Apply(c *state.Contact, e *event.Event) *Result {
 		c.Seen.Add(e.MessageID)
 	}
 	x.Stats.Applied++
+	res.Event, res.Contact = e, c.ID
 
 	x.cur = e
 	if rs.usesContact {
@@ -185,6 +203,7 @@ func (x *Evaluator) Apply(c *state.Contact, e *event.Event) *Result {
 			p.LimT, p.LimP = insertAward(p.LimT, p.LimP, e.Time, pts)
 		}
 		addPoints(p, pts, e.Time, rs.HalfLife)
+		res.Awards = append(res.Awards, Award{Rule: r.ID, Points: pts})
 	}
 
 	if len(e.Traits) > 0 {

@@ -1,18 +1,23 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
 	"github.com/expr-lang/expr/vm/runtime"
+
+	"github.com/leadpulse/leadpulse/internal/suggest"
 )
 
 // EventEnv is what an event condition (`on`, `match`, sequence steps,
@@ -356,7 +361,7 @@ func compileExpr(src string, env any, boolean bool) (*program, error) {
 	}
 	typd, err := expr.Compile(src, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("bad expression %q: %s", src, firstLine(err.Error()))
+		return nil, fmt.Errorf("bad expression %q: %s%s", src, firstLine(err.Error()), nameHint(err, src, env))
 	}
 	if boolean {
 		if err := checkPatterns(typd); err != nil {
@@ -418,6 +423,75 @@ func identifiers(p *vm.Program) []string {
 		}
 	}))
 	return out
+}
+
+// envNames lists the names of a schema (EventEnv or ContactEnv).
+func envNames(env any) []string {
+	t := reflect.TypeOf(env)
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		if name := t.Field(i).Tag.Get("expr"); name != "" {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+var (
+	unknownNameRe = regexp.MustCompile(`^unknown name ([A-Za-z_$][A-Za-z0-9_$]*)`)
+	noFieldRe     = regexp.MustCompile(`^type rules\.(EventEnv|ContactEnv) has no field ([A-Za-z_$][A-Za-z0-9_$]*)`)
+	stringFieldRe = regexp.MustCompile(`^type string has no field ([A-Za-z_$][A-Za-z0-9_$]*)`)
+)
+
+// nameHint is "; did you mean NAME?" for a compile error about a name that
+// is a likely typo of a known one, else "".
+func nameHint(err error, src string, env any) string {
+	var fe *file.Error
+	if !errors.As(err, &fe) {
+		return ""
+	}
+	_, isEvent := env.(EventEnv)
+	// The contact's own values, as an event condition reaches them.
+	contactValues := slices.DeleteFunc(envNames(ContactEnv{}), func(n string) bool {
+		return n == "contact" || n == "event" || n == "trigger" || n == "action"
+	})
+	if m := unknownNameRe.FindStringSubmatch(fe.Message); m != nil {
+		name := m[1]
+		if s := suggest.Closest(name, envNames(env)); s != "" {
+			return fmt.Sprintf("; did you mean %s?", s)
+		}
+		if isEvent {
+			if !slices.Contains(contactValues, name) {
+				name = suggest.Closest(name, contactValues)
+			}
+			if name != "" {
+				return fmt.Sprintf("; in an event condition the contact's values are under `contact.`: did you mean contact.%s?", name)
+			}
+		}
+		return ""
+	}
+	if m := noFieldRe.FindStringSubmatch(fe.Message); m != nil {
+		schema := any(EventEnv{})
+		if m[1] == "ContactEnv" {
+			schema = ContactEnv{}
+		}
+		if s := suggest.Closest(m[2], envNames(schema)); s != "" {
+			return fmt.Sprintf("; did you mean %s?", s)
+		}
+		return ""
+	}
+	if m := stringFieldRe.FindStringSubmatch(fe.Message); m != nil && !isEvent && strings.Contains(src, "contact."+m[1]) {
+		// In a contact condition `contact` is the contact's id.
+		hint := "; in a contact condition `contact` is the contact's id and its values are top-level names"
+		if s := suggest.Closest(m[1], contactValues); s != "" || slices.Contains(contactValues, m[1]) {
+			if s == "" {
+				s = m[1]
+			}
+			hint += fmt.Sprintf(": did you mean %s?", s)
+		}
+		return hint
+	}
+	return ""
 }
 
 func firstLine(s string) string {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	yaml "go.yaml.in/yaml/v3" // YAML 1.2 with node line numbers; `on` stays a plain key
+
+	"github.com/leadpulse/leadpulse/internal/suggest"
 )
 
 // Problem is one validation error, printed as FILE:LINE: RULE-ID: message.
@@ -63,6 +65,12 @@ func Parse(name string, data []byte) (*Ruleset, error) {
 				line = n
 			}
 		}
+		msg := err.Error()
+		tabErr := strings.Contains(msg, "cannot start any token") || strings.Contains(msg, "tab character")
+		if tl, col, ok := tabLine(data, line); tabErr && ok {
+			l.add(tl, "-", "not valid YAML: a tab character at line %d, column %d; YAML indents with spaces only: replace the tab with spaces (%s)", tl, col, strings.TrimPrefix(err.Error(), "yaml: "))
+			return nil, l.err()
+		}
 		l.add(line, "-", "not valid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 		return nil, l.err()
 	}
@@ -76,6 +84,38 @@ func Parse(name string, data []byte) (*Ruleset, error) {
 	}
 	l.rs.bindAll()
 	return l.rs, nil
+}
+
+// tabLine finds the tab that most likely broke the YAML: in the
+// indentation of the line the parser stopped at, else of the line before it
+// (where a tab-indented block ends the parser is often one line on), else
+// the first tab-indented line of the file. It returns the line and column,
+// both from 1.
+func tabLine(data []byte, near int) (line, col int, ok bool) {
+	lines := strings.Split(string(data), "\n")
+	indentTab := func(n int) (int, bool) {
+		if n < 1 || n > len(lines) {
+			return 0, false
+		}
+		s := lines[n-1]
+		for i := 0; i < len(s) && (s[i] == ' ' || s[i] == '\t'); i++ {
+			if s[i] == '\t' {
+				return i + 1, true
+			}
+		}
+		return 0, false
+	}
+	for _, n := range []int{near, near - 1} {
+		if c, ok := indentTab(n); ok {
+			return n, c, true
+		}
+	}
+	for n := 1; n <= len(lines); n++ {
+		if c, ok := indentTab(n); ok {
+			return n, c, true
+		}
+	}
+	return 0, 0, false
 }
 
 func yamlErrLine(msg string) (int, bool) {
@@ -130,7 +170,7 @@ func (l *loader) mapping(n *yaml.Node, rule, what string, allowed ...string) map
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if len(allowed) > 0 && !contains(allowed, k.Value) {
-			l.add(k.Line, rule, "unknown key %q in %s; expected one of %s", k.Value, what, strings.Join(allowed, ", "))
+			l.add(k.Line, rule, "unknown key %q in %s; %sexpected one of %s", k.Value, what, didYouMean(k.Value, allowed), strings.Join(allowed, ", "))
 			continue
 		}
 		if _, dup := out[k.Value]; dup {
@@ -138,6 +178,39 @@ func (l *loader) mapping(n *yaml.Node, rule, what string, allowed ...string) map
 			continue
 		}
 		out[k.Value] = field{k, v}
+	}
+	return out
+}
+
+// didYouMean is `did you mean "NAME"? ` for a likely typo of one of known,
+// else "".
+func didYouMean(name string, known []string) string {
+	if s := suggest.Closest(name, known); s != "" {
+		return fmt.Sprintf("did you mean %q? ", s)
+	}
+	return ""
+}
+
+// suffixHint is `; did you mean "NAME"?` for a likely typo, else "".
+func suffixHint(name string, known []string) string {
+	if h := didYouMean(name, known); h != "" {
+		return "; " + strings.TrimSpace(h)
+	}
+	return ""
+}
+
+func (l *loader) actionNames() []string {
+	var out []string
+	for _, a := range l.rs.Actions {
+		out = append(out, a.Name)
+	}
+	return out
+}
+
+func (l *loader) triggerNames() []string {
+	var out []string
+	for _, t := range l.rs.Triggers {
+		out = append(out, t.ID)
 	}
 	return out
 }
@@ -628,7 +701,7 @@ func (l *loader) triggers(n *yaml.Node) {
 			for _, nn := range names {
 				ai, ok := l.rs.actionIdx[nn.Value]
 				if !ok {
-					l.add(nn.Line, id, "unknown action %q in `do`; define it under `actions:`", nn.Value)
+					l.add(nn.Line, id, "unknown action %q in `do`; %sdefine it under `actions:`", nn.Value, didYouMean(nn.Value, l.actionNames()))
 					continue
 				}
 				t.Do = append(t.Do, ai)
@@ -676,7 +749,7 @@ func (l *loader) tests(n *yaml.Node) {
 				if tf, ok := em["trigger"]; ok {
 					e.Trigger, _ = l.str(tf, name, "trigger")
 					if l.rs.TriggerIndex(e.Trigger) < 0 && e.Trigger != "" {
-						l.add(tf.val.Line, name, "unknown trigger %q", e.Trigger)
+						l.add(tf.val.Line, name, "unknown trigger %q%s", e.Trigger, suffixHint(e.Trigger, l.triggerNames()))
 					}
 				} else {
 					l.add(ex.Line, name, "expectation needs `trigger:`")
@@ -729,8 +802,10 @@ func (l *loader) time(f field, rule, what string) int64 {
 // every contact condition.
 func (l *loader) checkWindowRefs() {
 	known := map[string]bool{}
+	var names []string
 	for _, w := range l.rs.Windows {
 		known[w.Name] = true
+		names = append(names, w.Name)
 	}
 	check := func(p *program, line int, rule string) {
 		if p == nil {
@@ -741,7 +816,7 @@ func (l *loader) checkWindowRefs() {
 		}
 		for _, name := range memberNames(p.typd, "windows") {
 			if !known[name] {
-				l.add(line, rule, "unknown window %q", name)
+				l.add(line, rule, "unknown window %q%s", name, suffixHint(name, names))
 			}
 		}
 	}

@@ -628,6 +628,76 @@ tests:
 			},
 		},
 		{
+			name: "a tab in the indentation is named with its line",
+			src:  "version: 1\ntriggers:\n\t- id: t1\n",
+			want: []string{"t.yaml:3: -: not valid YAML: a tab character at line 3, column 1; YAML indents with spaces only"},
+		},
+		{
+			name: "did you mean: keys, names in expressions, windows, actions, triggers",
+			src: `version: 1
+windows:
+  pricing_views: { match: 'type == "page"', over: 1d }
+scoring:
+  engagement:
+    rules:
+      - id: r1
+        on: type == "page" && scroe > 1
+        pionts: 10
+triggers:
+  - id: hot
+    when: scroe >= 100 && windows.pricing_view >= 1
+    do: [sales-alrt]
+  - id: ctx
+    when: contact.score > 1
+    do: [sales-alert]
+actions:
+  sales-alert: { sink: s, message: "{{ traits.email }} {{ engagment }}" }
+tests:
+  - name: c
+    events: []
+    expect: [{ trigger: hott }]
+`,
+			want: []string{
+				`t.yaml:7: r1: engagement rule needs ` + "`points:`",
+				`t.yaml:8: r1: on: bad expression "type == \"page\" && scroe > 1": unknown name scroe (1:19); in an event condition the contact's values are under ` + "`contact.`" + `: did you mean contact.score?`,
+				`t.yaml:9: r1: unknown key "pionts" in an engagement rule; did you mean "points"? expected one of id, on, points, limit`,
+				`t.yaml:12: hot: when: bad expression "scroe >= 100 && windows.pricing_view >= 1": unknown name scroe (1:1); did you mean score?`,
+				`t.yaml:13: hot: unknown action "sales-alrt" in ` + "`do`" + `; did you mean "sales-alert"? define it under ` + "`actions:`",
+				`t.yaml:15: ctx: when: bad expression "contact.score > 1": type string has no field score (1:9); in a contact condition ` + "`contact`" + ` is the contact's id and its values are top-level names: did you mean score?`,
+				`t.yaml:18: sales-alert: message: bad expression "engagment": unknown name engagment (1:1); did you mean engagement?`,
+				`t.yaml:22: c: unknown trigger "hott"; did you mean "hot"?`,
+			},
+		},
+		{
+			name: "a window name with a typo",
+			src: `version: 1
+windows:
+  pricing_views: { match: 'type == "page"', over: 1d }
+triggers:
+  - { id: t, when: windows.pricing_view >= 1, do: [a] }
+actions:
+  a: { sink: s }
+`,
+			want: []string{`t.yaml:5: t: unknown window "pricing_view"; did you mean "pricing_views"?`},
+		},
+		{
+			name: "optional groups in a message",
+			src: `version: 1
+actions:
+  a: { sink: s, message: "x [[ {{ score }}" }
+  b: { sink: s, message: "x ]] {{ score }}" }
+  c: { sink: s, message: "[[ [[ {{ score }} ]] ]]" }
+  d: { sink: s, message: "x [[ no value ]]" }
+  e: { sink: s, message: "ok [[ ({{ score }}) ]]{{ '[[' }}" }
+`,
+			want: []string{
+				"t.yaml:3: a: message: `[[` without `]]`",
+				"t.yaml:4: b: message: `]]` without `[[`",
+				"t.yaml:5: c: message: `[[` inside `[[ ]]`",
+				"t.yaml:6: d: message: `[[ ]]` without a `{{ }}`",
+			},
+		},
+		{
 			name: "identity section",
 			src: `version: 1
 identity:

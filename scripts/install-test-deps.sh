@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the real peers the tests use — redis-server (and redis-cli) and
-# kcat — from Debian's packages when they are missing and we are root.
+# Installs the real peers the tests use — redis-server (and redis-cli),
+# kcat, prometheus (and promtool) and chromium — from Debian's packages when they are missing and we are root.
 # Without root, or off Debian, it says what is missing: tests that need a
 # missing tool skip loudly, or fail when CI=true.
 set -u
@@ -8,6 +8,9 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

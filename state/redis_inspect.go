@@ -14,6 +14,10 @@ type Stored struct {
 	Version int64         // accepted writes so far
 	TTL     time.Duration // time left before the contact expires; -1 if it never does
 	Size    int           // bytes of the msgpack blob
+	// Memory is set for a contact held in a process' memory store (leadpulse
+	// dev): Pos.Partition is its partition, and there is no write position,
+	// version, TTL or size.
+	Memory bool
 }
 
 // Inspect reads one contact's full state, as committed (a partition's Cache

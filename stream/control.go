@@ -140,7 +140,9 @@ func (p *Pipeline) Inspect(ctx context.Context, id string) (*state.Stored, error
 		if r.err != nil {
 			return nil, r.err
 		}
-		return &state.Stored{Contact: r.c, Pos: r.c.Pos}, nil
+		// The memory store keeps no Kafka position (Contact.Pos is zero):
+		// say where the contact is, and that it is in memory.
+		return &state.Stored{Contact: r.c, Pos: state.Position{Partition: part}, Memory: true}, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

@@ -54,7 +54,8 @@ func TestForgetAndInspect(t *testing.T) {
 			t.Fatal(err)
 		}
 		ctx := context.Background()
-		r := start(t, cfg, scoring(rs), nil)
+		sc := scoring(rs)
+		r := start(t, cfg, sc, nil)
 		waitPartitions(t, r.p, 6)
 		if _, err := r.p.Inspect(ctx, "u-1"); !errors.Is(err, state.ErrNotFound) {
 			t.Errorf("Inspect of an unknown contact: %v, want state.ErrNotFound", err)
@@ -67,6 +68,12 @@ func TestForgetAndInspect(t *testing.T) {
 		}
 		if st.Contact.Seq != 2 || len(st.Contact.Timers) != 1 {
 			t.Errorf("u-1 before forget: %d events, timers %v", st.Contact.Seq, st.Contact.Timers)
+		}
+		// Where it is stored: its partition (murmur2 of the key) either way;
+		// the memory store says it is one, and has no write position.
+		wantPart := int32(kgo.StickyKeyPartitioner(nil).ForTopic("events").Partition(&kgo.Record{Key: []byte("u-1")}, 6))
+		if st.Pos.Partition != wantPart || st.Memory != (sc.Redis == nil) || (st.Memory && st.Pos.Offset != 0) {
+			t.Errorf("stored at %+v, memory %v; want partition %d, memory %v", st.Pos, st.Memory, wantPart, sc.Redis == nil)
 		}
 		er, err := r.p.Forget(ctx, "u-1")
 		if err != nil || !er.Applied {

@@ -157,7 +157,7 @@ func testMatchesReplay(t *testing.T, store func(*testing.T) stream.Scoring) {
 	var seen atomic.Int64
 	sc.OnAction = func(*rules.Record) { seen.Add(1) }
 	var applied, lateApplied atomic.Int64
-	sc.OnApplied = func(times []int64, at int64) {
+	sc.OnBatchApplied = func(times []int64, at int64) {
 		applied.Add(int64(len(times)))
 		for _, t := range times {
 			if t == 0 || t > in.last.UnixNano() {
@@ -183,7 +183,7 @@ func testMatchesReplay(t *testing.T, store func(*testing.T) stream.Scoring) {
 		t.Errorf("OnAction saw %d actions, the topic holds %d", seen.Load(), len(got))
 	}
 	if applied.Load() != good || lateApplied.Load() != 0 {
-		t.Errorf("OnApplied saw %d event times (%d not of the input), want one per good event: %d", applied.Load(), lateApplied.Load(), good)
+		t.Errorf("OnBatchApplied saw %d event times (%d not of the input), want one per good event: %d", applied.Load(), lateApplied.Load(), good)
 	}
 
 	gotBad := map[event.Reason]int{}

@@ -35,14 +35,20 @@ type Scoring struct {
 	// same time for different partitions, and must not keep r.
 	// default: nil
 	OnAction func(r *rules.Record)
-	// OnApplied, when set, sees the event times (Unix ns) of each batch's
+	// OnApplied, when set, sees the Result of every applied event and fired
+	// timer (Result.Event, Result.Awards) as soon as the engine produced it,
+	// before the batch is durable. It is called from the partition
+	// goroutines, at the same time for different partitions, must return
+	// quickly and must not keep res (it is reused). default: nil
+	OnApplied func(res *rules.Result)
+	// OnBatchApplied, when set, sees the event times (Unix ns) of each batch's
 	// applied events and the moment (Unix ns) the batch was applied: the
 	// engine changed the contacts (in the memory store, or in the
 	// partition's cache before its Redis commit). It is called from the
 	// partition goroutines, at the same time for different partitions, and
 	// must not keep times. The bench measures event → state applied with it.
 	// default: nil
-	OnApplied func(times []int64, appliedAt int64)
+	OnBatchApplied func(times []int64, appliedAt int64)
 }
 
 // scorer is the second stage: a consumer group on the keyed topic with one

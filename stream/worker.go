@@ -68,7 +68,7 @@ type worker struct {
 	evs     []event.Event
 	src     []*kgo.Record // the record of each evs entry
 	erase   []string      // parallel to src: the contact a forget control record erases, "" for an event
-	applied []int64       // event times of the batch's applied events, for Scoring.OnApplied
+	applied []int64       // event times of the batch's applied events, for Scoring.OnBatchApplied
 	next    int64         // next offset to apply; -1 until known
 	loaded  int64         // stored timers due up to here are indexed (Redis)
 	out     []*kgo.Record // the batch's actions and dead letters, in order
@@ -390,7 +390,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 		}
 		w.cause = recordTime(w.src[i])
 		e := &w.evs[i]
-		if w.s.sc.OnApplied != nil {
+		if w.s.sc.OnBatchApplied != nil {
 			w.applied = append(w.applied, e.Time)
 		}
 		if err := w.retry(ctx, "apply event", func() error { return w.eng.Apply(ctx, e) }); err != nil {
@@ -400,8 +400,8 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 			return w.fatal
 		}
 	}
-	if w.s.sc.OnApplied != nil && len(w.applied) > 0 {
-		w.s.sc.OnApplied(w.applied, time.Now().UnixNano())
+	if w.s.sc.OnBatchApplied != nil && len(w.applied) > 0 {
+		w.s.sc.OnBatchApplied(w.applied, time.Now().UnixNano())
 	}
 	last := batch[len(batch)-1]
 	if err := w.flush(ctx, last.Offset); err != nil {
@@ -420,6 +420,9 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 
 // emit receives what each applied event or fired timer produced.
 func (w *worker) emit(res *rules.Result) {
+	if f := w.s.sc.OnApplied; f != nil {
+		f(res)
+	}
 	for i := range res.Records {
 		r := &res.Records[i]
 		b, err := json.Marshal(r)

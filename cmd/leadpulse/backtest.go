@@ -13,11 +13,11 @@ import (
 )
 
 type backtestCmd struct {
-	Rules       string `required:"" help:"Rules file (YAML) to measure."`
+	Rules       string `required:"" placeholder:"FILE" help:"Rules file (YAML) to measure."`
 	Compare     string `placeholder:"FILE2" help:"A second rules file, measured on the same traffic and shown side by side."`
 	Conversion  string `placeholder:"EXPR" help:"An event condition; a matching event is a conversion of its contact, e.g. 'type == \"track\" && event == \"Order Completed\"'."`
 	Conversions string `placeholder:"FILE.csv" help:"Conversions as rows contact,time (RFC 3339), e.g. closed-won deals exported from a CRM; a first row that is not a time is a header."`
-	Horizon     string `default:"30d" help:"How long after a firing a conversion counts as predicted (30d, 72h, 2w)."`
+	Horizon     string `default:"30d" placeholder:"D" help:"How long after a firing a conversion counts as predicted (30d, 72h, 2w)."`
 	Sweep       string `placeholder:"TRIGGER=FROM:TO:STEP" help:"The figures of a 'when: score >= N' trigger for each threshold N from FROM to TO (both included) by STEP."`
 	JSON        bool   `name:"json" help:"Print JSON (ratios unrounded, times in seconds, null where undefined) instead of the table."`
 	Chart       string `placeholder:"FILE.svg|.png" help:"Draw precision and recall against the sweep's threshold to this file (needs --sweep)."`

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/leadpulse/leadpulse/bench"
@@ -31,7 +32,7 @@ type benchCmd struct {
 	RuleCopies   []int         `default:"1" sep:"," placeholder:"N" help:"Repeat every scoring rule and trigger N times (distinct ids). Default: 1."`
 	Partitions   []int32       `default:"6" sep:"," placeholder:"N" help:"Partitions of the bench topics. Default: 6."`
 	Batch        []int         `default:"4000" sep:"," placeholder:"N" help:"Records a partition applies per produce/commit round (stream batch_records). Default: 4000."`
-	FetchMaxWait time.Duration `placeholder:"D" help:"How long the broker holds a fetch of partitions without new data (stream fetch_max_wait). Default: the pipeline's (1s)."`
+	FetchMaxWait time.Duration `placeholder:"D" help:"How long the broker holds a fetch of partitions without new data (stream fetch_max_wait). Default: the pipeline's (100ms)."`
 
 	JSON       bool   `name:"json" help:"Print the result as JSON instead of a table."`
 	Matrix     bool   `help:"Run every combination of --partitions × --batch × --rule-copies (lists, e.g. --partitions 1,3,6), each with the throughput phase and a latency phase per --rate; write a CSV and charts to --out."`
@@ -64,6 +65,9 @@ func (b *benchCmd) Run(e *env) error {
 	}
 	if b.Events == 0 {
 		cfg.Events = -1 // skip
+		if len(b.Rate) == 1 && b.Rate[0] == 0 {
+			return &exitError{code: 2, msg: "leadpulse bench: --events 0 and --rate 0 skip both phases: nothing to measure; leave out one of them (--events 0 alone measures latency, --rate 0 alone throughput)"}
+		}
 	}
 	if b.Anonymous == 0 {
 		cfg.AnonymousShare = -1 // none (0 is the default in Config)
@@ -104,9 +108,13 @@ func (b *benchCmd) Run(e *env) error {
 	return res.WriteTable(e.stdout)
 }
 
+// benchError turns a bench error into an exit: 2 for a configuration the
+// flags made impossible, 1 for a failed run. The package's own "bench: "
+// prefix gives way to the command's.
 func benchError(err error) error {
+	code := 1
 	if errors.Is(err, bench.ErrConfig) {
-		return &exitError{code: 2, msg: "leadpulse bench: " + err.Error()}
+		code = 2
 	}
-	return err
+	return &exitError{code: code, msg: "leadpulse bench: " + strings.TrimPrefix(err.Error(), "bench: ")}
 }

@@ -28,13 +28,18 @@ import (
 type devCmd struct {
 	Rules      string  `type:"existingfile" placeholder:"FILE" help:"Rules file (YAML). Default: the bundled examples/b2b-saas.yaml."`
 	Kafka      string  `default:"127.0.0.1:9092" placeholder:"ADDR" help:"Address the embedded Kafka-compatible broker listens on (plain TCP, no auth). Default: 127.0.0.1:9092."`
-	HTTP       string  `name:"http" default:"127.0.0.1:8080" placeholder:"ADDR" help:"Address of /metrics, /healthz and /readyz. Default: 127.0.0.1:8080."`
+	HTTP       string  `name:"http" default:"127.0.0.1:8080" placeholder:"ADDR" help:"Address of /metrics, /healthz, /readyz and the admin API (GET and DELETE /contacts/ID, which leadpulse contact ID and leadpulse forget ID call). Default: 127.0.0.1:8080."`
 	Redis      string  `placeholder:"ADDR" help:"Keep contact state in the Redis at ADDR (host:port) instead of in memory."`
 	NoDemo     bool    `help:"Produce no demo traffic: send your own events to the events topic."`
 	DemoRate   float64 `default:"100" placeholder:"N" help:"Demo events per second (a realistic B2B site, 1,000 visitors). Default: 100."`
 	Partitions int32   `default:"6" placeholder:"N" help:"Partitions of each topic. Default: 6."`
-	Sinks      string  `type:"existingfile" placeholder:"FILE" help:"YAML file with a sinks: block of the deployment config (SPEC §4). Default: every action to standard output (log: {type: stdout, format: text, default: true})."`
+	Sinks      string  `type:"existingfile" placeholder:"FILE" help:"YAML file with a sinks: block of the deployment config (docs/config.md). Default: every action to standard output (log: {type: stdout, format: text, default: true})."`
 }
+
+// bannerEvent is the event the banner's kcat example sends: a demo request
+// of a contact the bundled rules know nothing else about (its alert must
+// read well without traits: TestBannerEventMessage).
+const bannerEvent = `{"type":"track","userId":"u-1","event":"Form Submitted","properties":{"form":"demo"}}`
 
 // devSinks is the dev sinks block: every action printed as a readable line.
 var devSinks = sinks.Config{"log": {Type: sinks.TypeStdout, Format: sinks.FormatText, Default: true}}
@@ -83,6 +88,7 @@ func (d *devCmd) Run(e *env) error {
 	addr := cluster.ListenAddrs()[0]
 
 	sc := stream.Scoring{Rules: rs}
+	ui := newWebUI(&sc)
 	var rdb *state.Redis
 	if d.Redis != "" {
 		if rdb, err = state.NewRedis(state.RedisOptions{Addrs: []string{d.Redis}}); err != nil {
@@ -119,6 +125,13 @@ func (d *devCmd) Run(e *env) error {
 	if err := app.EnsureTopics(ctx, p); err != nil {
 		return err
 	}
+	var bundled []byte
+	if d.Rules == "" {
+		bundled = examples.B2BSaaS
+	}
+	if err := ui.rules(d.Rules, bundled, p, sinkCfg, reg, log); err != nil {
+		return err
+	}
 
 	// The dispatch stage delivers the actions through the sinks.
 	out := &lineCounter{w: e.stdout}
@@ -130,9 +143,9 @@ func (d *devCmd) Run(e *env) error {
 	}
 	defer dispatch.Close()
 
-	srv := &http.Server{Handler: admin.Handler(admin.Options{
+	srv := &http.Server{Handler: admin.Handler(ui.options(admin.Options{
 		Gatherer: reg, Ready: app.Ready(p, dispatch.Stage, rdb), Contacts: app.Contacts{P: p}, Rules: p.Rules, Logger: log,
-	}), ReadHeaderTimeout: 5 * time.Second}
+	})), ReadHeaderTimeout: 5 * time.Second}
 	defer app.ServeHTTP(ctx, srv, httpLn, log, "dev")()
 
 	store := "in memory"
@@ -147,17 +160,20 @@ func (d *devCmd) Run(e *env) error {
   kafka    %s  topics %s → %s → %s, bad input on %s
   rules    %s
   state    %s
-  http     http://%s/metrics  /healthz  /readyz  /contacts/ID (leadpulse contact ID)
+  ui       %s  contacts, scores, why, live actions
+  http     http://%s/metrics  /healthz  /readyz, admin API /contacts/ID (leadpulse contact ID, leadpulse forget ID)
   %s
 Alerts are printed below as they fire. Send your own events:
-  echo '{"type":"track","userId":"u-1","event":"Form Submitted","properties":{"form":"demo"}}' | kcat -P -b %s -t %s
+  echo '%s' | kcat -P -b %s -t %s
   kcat -C -b %s -t %s -o end        # watch the actions
 Ctrl-C stops (after applying and committing what was read).
-`, addr, cfg.Topics.Events, cfg.Topics.Keyed, cfg.Topics.Actions, cfg.Topics.DLQ, rulesName, store, httpLn.Addr(), demo,
-		addr, cfg.Topics.Events, addr, cfg.Topics.Actions)
+`, addr, cfg.Topics.Events, cfg.Topics.Keyed, cfg.Topics.Actions, cfg.Topics.DLQ, rulesName, store, uiURL(httpLn.Addr().String()), httpLn.Addr(), demo,
+		bannerEvent, addr, cfg.Topics.Events, addr, cfg.Topics.Actions)
 
 	pctx, stopPipeline := context.WithCancel(ctx)
 	defer stopPipeline()
+	ui.watch(pctx) // --rules FILE is reloaded when it changes
+	defer func() { stopPipeline(); ui.wait() }()
 	if !d.NoDemo {
 		dctx, stopDemo := context.WithCancel(ctx)
 		var demoDone sync.WaitGroup

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -94,6 +95,26 @@ func TestDevCommand(t *testing.T) {
 	}
 	if !strings.Contains(errs.String(), "kcat -P -b "+kafka) {
 		t.Errorf("the banner should show how to send an event with kcat:\n%s", errs.String())
+	}
+	// The contact of the alert, from the memory store: where it is, and no
+	// made-up write position.
+	if f := strings.Fields(line); len(f) > 6 {
+		var o, er bytes.Buffer
+		code := run(context.Background(), []string{"contact", f[6], "--http", web}, strings.NewReader(""), &o, &er)
+		var v struct {
+			ID     string         `json:"id"`
+			Stored map[string]any `json:"stored"`
+		}
+		_ = json.Unmarshal(o.Bytes(), &v)
+		if _, hasOffset := v.Stored["offset"]; code != 0 || v.ID != f[6] || v.Stored["store"] != "memory" || hasOffset || v.Stored["partition"] == nil {
+			t.Errorf("contact %s: exit %d, stored %v, want {store: memory, partition: N} without an offset\n%s%s", f[6], code, v.Stored, o.String(), er.String())
+		}
+	} else {
+		t.Errorf("alert line %q: no contact field", line)
+	}
+	var o, er bytes.Buffer
+	if code := run(context.Background(), []string{"forget", "ghost", "--http", web}, strings.NewReader(""), &o, &er); code != 1 || !strings.Contains(er.String(), "not stored") || o.Len() != 0 {
+		t.Errorf("forget of a contact never seen: exit %d, want 1 (not stored): %s%s", code, o.String(), er.String())
 	}
 	cancel()
 	select {

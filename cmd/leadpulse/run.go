@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,7 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/leadpulse/leadpulse/admin"
@@ -38,8 +38,11 @@ type runCmds struct {
 
 // runCmd is `leadpulse run --config FILE` (SPEC §4).
 type runCmd struct {
-	Config string `required:"" type:"existingfile" placeholder:"FILE" help:"Deployment config (YAML: kafka, redis, rules, http, sinks; SPEC §4). Every key can be set by an environment variable LEADPULSE_<PATH>, e.g. LEADPULSE_KAFKA_BROKERS=k1:9092,k2:9092, LEADPULSE_REDIS_ADDR, LEADPULSE_RULES, LEADPULSE_HTTP, LEADPULSE_ADMIN_TOKEN."`
+	Config string `required:"" type:"existingfile" placeholder:"FILE" help:"Deployment config (YAML: kafka, redis, rules, http, sinks; see docs/config.md). Every key can be set by an environment variable LEADPULSE_<PATH>, e.g. LEADPULSE_KAFKA_BROKERS=k1:9092,k2:9092, LEADPULSE_REDIS_ADDR, LEADPULSE_RULES, LEADPULSE_HTTP, LEADPULSE_ADMIN_TOKEN."`
 	Check  bool   `help:"Check the config, the rules and the sinks without connecting to anything, print the effective config (secrets redacted) and exit: 0 when valid."`
+	// WatchRules reloads the rules file when it changes (besides SIGHUP and
+	// POST /rules/reload).
+	WatchRules bool `default:"true" negatable:"" help:"Reload the rules file when it changes (polled every second, once it has settled); --no-watch-rules leaves reloads to SIGHUP and POST /rules/reload. Default: on."`
 }
 
 func (r *runCmd) Run(e *env) error {
@@ -75,10 +78,10 @@ func (r *runCmd) Run(e *env) error {
 		}
 		return nil
 	}
-	return runLive(e, cfg, scfg, rs, sinkCfg, log)
+	return runLive(e, r, cfg, scfg, rs, sinkCfg, log)
 }
 
-func runLive(e *env, cfg *config.Config, scfg stream.Config, rs *rules.Ruleset, sinkCfg sinks.Config, log *slog.Logger) error {
+func runLive(e *env, r *runCmd, cfg *config.Config, scfg stream.Config, rs *rules.Ruleset, sinkCfg sinks.Config, log *slog.Logger) error {
 	ctx := e.ctx
 	rdb, err := state.NewRedis(cfg.RedisOptions(log))
 	if err != nil {
@@ -103,15 +106,15 @@ func runLive(e *env, cfg *config.Config, scfg stream.Config, rs *rules.Ruleset, 
 	defer httpLn.Close()
 
 	reg := app.NewRegistry()
-	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "leadpulse_rules_reloads_total",
-		Help: "Rules reloads asked by SIGHUP, by result: ok, or invalid (the last valid rules keep running).",
-	}, []string{"result"})
-	reg.MustRegister(reloads)
 	app.RegisterRedisStats(reg, rdb)
 
-	p, metrics, err := app.NewPipeline(reg, scfg, stream.Scoring{Rules: rs, Redis: rdb, Cache: cfg.CacheOptions()})
+	sc := stream.Scoring{Rules: rs, Redis: rdb, Cache: cfg.CacheOptions()}
+	ui := newWebUI(&sc)
+	p, metrics, err := app.NewPipeline(reg, scfg, sc)
 	if err != nil {
+		return &exitError{code: 2, msg: "leadpulse run: " + err.Error()}
+	}
+	if err := ui.rules(cfg.Rules, nil, p, sinkCfg, reg, log); err != nil {
 		return &exitError{code: 2, msg: "leadpulse run: " + err.Error()}
 	}
 	scfg = p.Config()
@@ -146,9 +149,9 @@ func runLive(e *env, cfg *config.Config, scfg stream.Config, rs *rules.Ruleset, 
 		stage = dispatch.Stage
 	}
 	srv := &http.Server{
-		Handler: admin.Handler(admin.Options{
+		Handler: admin.Handler(ui.options(admin.Options{
 			Gatherer: reg, Ready: app.Ready(p, stage, rdb), Contacts: app.Contacts{P: p}, Rules: p.Rules, Token: cfg.AdminToken, Logger: log,
-		}),
+		})),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	defer app.ServeHTTP(ctx, srv, httpLn, log, "run")()
@@ -168,10 +171,13 @@ func runLive(e *env, cfg *config.Config, scfg stream.Config, rs *rules.Ruleset, 
 			case <-pctx.Done():
 				return
 			case <-hup:
-				reloadRules(cfg.Rules, p, sinkCfg, reloads, log)
+				ui.src.Reload("sighup")
 			}
 		}
 	})
+	if r.WatchRules {
+		ui.watch(pctx) // the rules file is reloaded when it changes
+	}
 
 	log.Info("leadpulse run: started", "config", cfg.File(), "brokers", strings.Join(scfg.Brokers, ","), "group", scfg.Group,
 		"topics", fmt.Sprintf("%s → %s → %s", scfg.Topics.Events, app.ScoreTopic(scfg), scfg.Topics.Actions),
@@ -185,40 +191,12 @@ func runLive(e *env, cfg *config.Config, scfg stream.Config, rs *rules.Ruleset, 
 	err = p.Run(pctx)
 	stopPipeline()
 	work.Wait()
+	ui.wait()
 	if err = errors.Join(err, dispatchErr); err != nil {
 		return err
 	}
 	log.Info("leadpulse run: stopped")
 	return nil
-}
-
-// reloadRules loads the rules file again and switches the pipeline to it,
-// or logs why not.
-func reloadRules(path string, p *stream.Pipeline, sinkCfg sinks.Config, reloads *prometheus.CounterVec, log *slog.Logger) {
-	rs, err := rules.LoadFile(path)
-	if err != nil {
-		reloads.WithLabelValues("invalid").Inc()
-		var ve *rules.ValidationError
-		if errors.As(err, &ve) {
-			log.Error("leadpulse run: SIGHUP: the rules file does not validate; keeping the last valid rules", "rules", path, "problems", len(ve.Problems))
-			for _, pr := range ve.Problems {
-				log.Error("leadpulse run: " + pr.String())
-			}
-			return
-		}
-		log.Error("leadpulse run: SIGHUP: cannot read the rules; keeping the last valid rules", "rules", path, "err", err)
-		return
-	}
-	if err := p.SetRules(rs); err != nil {
-		log.Error("leadpulse run: SIGHUP: rules not switched", "err", err)
-		return
-	}
-	reloads.WithLabelValues("ok").Inc()
-	log.Info("leadpulse run: SIGHUP: rules reloaded; each partition switches at its next batch", "rules", path,
-		"windows", len(rs.Windows), "triggers", len(rs.Triggers), "actions", len(rs.Actions))
-	for _, w := range unknownSinks(rs, sinkCfg) {
-		log.Warn("leadpulse run: " + w)
-	}
 }
 
 // unknownSinks lists the sinks the rules name that are not configured,
@@ -295,10 +273,15 @@ func apiError(cmd string, code int, body []byte) error {
 type contactCmd struct {
 	ID         string `arg:"" help:"The contact id (the events' userId, else anonymousId)."`
 	At         string `placeholder:"TIME" help:"Compute the scores at this RFC 3339 time (default: the contact's latest event time)."`
+	Why        string `placeholder:"TRIGGER" help:"Why did (or didn't) TRIGGER fire for the contact: its condition with the current value of each name, arming, cooldown, guards and caps, where a sequence or absence stands."`
+	JSON       bool   `name:"json" help:"With --why: print the JSON answer instead of text."`
 	adminFlags `embed:""`
 }
 
 func (c *contactCmd) Run(e *env) error {
+	if c.Why != "" {
+		return c.why(e)
+	}
 	path := "/contacts/" + url.PathEscape(c.ID)
 	if c.At != "" {
 		path += "?at=" + url.QueryEscape(c.At)
@@ -311,6 +294,31 @@ func (c *contactCmd) Run(e *env) error {
 		return apiError("contact", code, body)
 	}
 	_, err = e.stdout.Write(body)
+	return err
+}
+
+// why is `leadpulse contact ID --why TRIGGER`.
+func (c *contactCmd) why(e *env) error {
+	path := "/contacts/" + url.PathEscape(c.ID) + "/why/" + url.PathEscape(c.Why)
+	if c.At != "" {
+		path += "?at=" + url.QueryEscape(c.At)
+	}
+	code, body, err := c.call(e.ctx, http.MethodGet, path)
+	if err != nil {
+		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse contact: %v (is `leadpulse run` or `leadpulse dev` serving its admin API at --http %s?)", err, c.HTTP)}
+	}
+	if code != http.StatusOK {
+		return apiError("contact", code, body)
+	}
+	if c.JSON {
+		_, err = e.stdout.Write(body)
+		return err
+	}
+	var v rules.WhyView
+	if err := json.Unmarshal(body, &v); err != nil {
+		return fmt.Errorf("leadpulse contact: the answer is not a why view: %w", err)
+	}
+	_, err = io.WriteString(e.stdout, v.Text())
 	return err
 }
 

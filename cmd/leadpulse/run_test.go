@@ -965,6 +965,16 @@ func TestRunAdminAPIAndCommands(t *testing.T) {
 	if code, _, errs := cli("contact", "nobody"); code != 1 || !strings.Contains(errs, "not stored") {
 		t.Errorf("contact nobody: exit %d %s", code, errs)
 	}
+	var stored struct {
+		Stored map[string]any `json:"stored"`
+	}
+	_ = json.Unmarshal([]byte(out), &stored)
+	if s := stored.Stored; s["store"] != "redis" || s["offset"] == nil || s["version"] == nil {
+		t.Errorf("stored: %v, want store redis with the offset and version of the last write", s)
+	}
+	if code, out, errs := cli("forget", "ghost"); code != 1 || !strings.Contains(errs, "not stored") || out != "" {
+		t.Errorf("forget of a contact never seen: exit %d, want 1: %q %s", code, out, errs)
+	}
 	var o, er bytes.Buffer
 	if code := run(context.Background(), []string{"contact", "u-1", "--http", a.http, "--token", "wrong"}, strings.NewReader(""), &o, &er); code != 2 || !strings.Contains(er.String(), "401") {
 		t.Errorf("contact with a wrong token: exit %d %s", code, er.String())

@@ -402,3 +402,25 @@ func makeCerts(t testing.TB, dir string) *tls.Config {
 	pool.AddCert(ca)
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 }
+
+var loudTools sync.Map
+
+// Need returns the path of the named binary (a browser, Prometheus), or
+// ends the test: skipped with a loud message saying how to install it
+// (`apt-get install pkg`; scripts/install-test-deps.sh does it as root),
+// failed under CI=true, where CI must not turn green by skipping.
+func Need(t testing.TB, name, pkg string) string {
+	t.Helper()
+	if path, err := exec.LookPath(name); err == nil {
+		return path
+	}
+	msg := fmt.Sprintf("%s not found in PATH: install it with `apt-get install %s` (make test runs scripts/install-test-deps.sh, which does as root)", name, pkg)
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("testenv: %s (CI=true: failing instead of skipping)", msg)
+	}
+	if _, dup := loudTools.LoadOrStore(name, true); !dup {
+		fmt.Fprintf(os.Stderr, "\n*** testenv: SKIPPING TESTS THAT NEED %s: %s ***\n\n", strings.ToUpper(name), msg)
+	}
+	t.Skipf("SKIPPED: %s", msg)
+	return ""
+}
