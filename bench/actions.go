@@ -224,22 +224,6 @@ func (c *collector) samples(w *window) (actions, applied int64) {
 	return w.actions, w.applied.TotalCount()
 }
 
-// actionShare is the measured actions per applied event so far (windows
-// with applied samples only); 0 before any.
-func (c *collector) actionShare() float64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var a, n int64
-	for _, w := range c.windows {
-		a += w.actions
-		n += w.applied.TotalCount()
-	}
-	if n == 0 {
-		return 0
-	}
-	return float64(a) / float64(n)
-}
-
 func (c *collector) counts() (total, timers, outside, bad int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

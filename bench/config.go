@@ -59,11 +59,13 @@ type Config struct {
 	Rates []float64
 	// Duration is the length of each latency phase. default: 5s
 	Duration time.Duration
-	// Samples, when above 0, lengthens each latency phase beyond Duration
-	// until it should give this many samples of each latency: events
-	// (event → state applied) and actions (event → action read), by the
-	// actions per event measured before the phase; at most 10 minutes. A
-	// p99 needs about 10,000. default: 0 (Duration)
+	// Samples, when above 0, lengthens each latency phase beyond Duration,
+	// a second at a time, until it has this many samples of each latency:
+	// events (event → state applied) and actions (event → action read); at
+	// most 10 minutes. A p99 needs about 10,000. With few contacts the
+	// actions per event fall as the contacts use up their triggers
+	// (cooldowns, caps): more Contacts give more actions. default: 0
+	// (Duration)
 	Samples int
 
 	// ---- where ----

@@ -25,9 +25,8 @@
 //     reports each batch it applied (stream.Scoring.OnBatchApplied): every
 //     event's time to the end of its batch's apply is the event-to-state
 //     latency, a second histogram with a sample per event. Config.Samples
-//     lengthens the phase until both should hold that many samples (by the
-//     actions per event measured before it), since a p99 of a few hundred
-//     actions is not a p99. A probe then measures one
+//     lengthens the phase until both hold that many samples, since a p99
+//     of a few hundred actions is not a p99. A probe then measures one
 //     produce→fetch hop of the same broker at the same rate: the floor of
 //     each of the pipeline's hops.
 //  5. Redis ceiling (with Config.Redis): pipelined SETs of as many real

@@ -309,11 +309,15 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 	// The window opens before the first event is stamped, so that no
 	// action escapes it; openLoop's stamps start 5ms from now.
 	r.col.setBounds(win, time.Now().UnixNano(), math.MaxInt64)
-	d := r.phaseDuration(rate)
-	if d > cfg.Duration {
-		r.logf("latency: %.0f events/s runs %v for %d samples of each latency", rate, d.Round(time.Second), cfg.Samples)
+	var enough func() bool
+	if cfg.Samples > 0 {
+		r.logf("latency: %.0f events/s runs until it has %d samples of each latency (at most %v)", rate, cfg.Samples, maxPhase)
+		enough = func() bool {
+			a, n := r.col.samples(win)
+			return a >= int64(cfg.Samples) && n >= int64(cfg.Samples)
+		}
 	}
-	first, last, sent, behind, err := r.load.openLoop(ctx, rate, d)
+	first, last, sent, behind, err := r.load.openLoop(ctx, rate, cfg.Duration, maxPhase, enough)
 	if err != nil {
 		return nil, err
 	}
@@ -350,23 +354,6 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 		ph.HopFloorMS = latencyOf(fh)
 	}
 	return ph, nil
-}
-
-// phaseDuration is how long a latency phase at rate runs: Config.Duration,
-// or with Config.Samples long enough for that many events and, by the
-// actions per event measured so far (drain or warm-up), that many actions,
-// with a margin of a fifth; at most maxPhase.
-func (r *run) phaseDuration(rate float64) time.Duration {
-	d := r.cfg.Duration
-	if r.cfg.Samples <= 0 {
-		return d
-	}
-	events := float64(r.cfg.Samples)
-	if share := r.col.actionShare(); share > 0 {
-		events = max(events, float64(r.cfg.Samples)/share)
-	}
-	need := time.Duration(events / rate * 1.2 * float64(time.Second))
-	return min(max(d, need), maxPhase)
 }
 
 // maxPhase bounds a latency phase lengthened by Config.Samples.

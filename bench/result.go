@@ -133,9 +133,9 @@ type Phase struct {
 	// partition's cache before its Redis commit). Its Count is the events
 	// sampled; LatencyMS's Count the actions.
 	AppliedMS *Latency `json:"applied_latency_ms"`
-	// SamplesWanted is Config.Samples: the phase ran long enough, by the
-	// action share measured before it, for this many samples of each
-	// latency (0: it ran for Config.Duration).
+	// SamplesWanted is Config.Samples: the phase ran until it had this
+	// many samples of each latency, or 10 minutes (0: it ran for
+	// Config.Duration).
 	SamplesWanted int `json:"samples_wanted,omitempty"`
 	// HopFloorMS is one produce→fetch hop of the same broker at the same
 	// rate with plain clients; the pipeline has two hops (three unkeyed).
