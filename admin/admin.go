@@ -152,11 +152,11 @@ func (h *handler) authWith(next http.HandlerFunc, query bool) http.HandlerFunc {
 	if h.o.Token == "" {
 		return next
 	}
-	want := []byte("Bearer " + h.o.Token)
+	want := []byte(h.o.Token)
 	return func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if q := r.URL.Query().Get("token"); query && q != "" && len(got) == 0 {
-			got = []byte("Bearer " + q)
+		got := bearer(r.Header.Get("Authorization"))
+		if q := r.URL.Query().Get("token"); query && q != "" && r.Header.Get("Authorization") == "" {
+			got = []byte(q)
 		}
 		if subtle.ConstantTimeCompare(got, want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="leadpulse admin"`)
@@ -165,6 +165,17 @@ func (h *handler) authWith(next http.HandlerFunc, query bool) http.HandlerFunc {
 		}
 		next(w, r)
 	}
+}
+
+// bearer returns the token of an Authorization header of the Bearer
+// scheme, or nil. The scheme is matched case-insensitively (RFC 9110,
+// 11.1: "bearer", "BEARER"), and spaces before the token are skipped.
+func bearer(h string) []byte {
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return nil
+	}
+	return []byte(strings.TrimLeft(token, " "))
 }
 
 // ContactResponse is the body of GET /contacts/{id}.
@@ -194,14 +205,9 @@ func (h *handler) getContact(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	at := state.NoTime
-	if s := r.URL.Query().Get("at"); s != "" {
-		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "at="+s+" is not an RFC 3339 time (e.g. 2026-03-02T09:00:00Z)")
-			return
-		}
-		at = t.UnixNano()
+	at, ok := parseAt(w, r)
+	if !ok {
+		return
 	}
 	st, err := h.o.Contacts.Inspect(r.Context(), id)
 	if err != nil {
@@ -281,4 +287,20 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, struct {
 		Error string `json:"error"`
 	}{strings.TrimSpace(msg)})
+}
+
+// parseAt reads the optional ?at=RFC3339 of a contact view: the time the
+// scores are computed at (state.NoTime, the contact's latest event, when
+// absent). On a bad value it answers 400 and returns false.
+func parseAt(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	s := r.URL.Query().Get("at")
+	if s == "" {
+		return state.NoTime, true
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "at="+s+" is not an RFC 3339 time (e.g. 2026-03-02T09:00:00Z)")
+		return 0, false
+	}
+	return t.UnixNano(), true
 }

@@ -97,14 +97,9 @@ func (h *handler) why(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	at := state.NoTime
-	if s := r.URL.Query().Get("at"); s != "" {
-		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "at="+s+" is not an RFC 3339 time (e.g. 2026-03-02T09:00:00Z)")
-			return
-		}
-		at = t.UnixNano()
+	at, ok := parseAt(w, r)
+	if !ok {
+		return
 	}
 	v, err := rs.Why(st.Contact, r.PathValue("trigger"), at)
 	var nt *rules.ErrNoTrigger
@@ -170,12 +165,8 @@ func (h *handler) rulesStatus(w http.ResponseWriter, _ *http.Request) {
 	}
 	seen := map[string]bool{}
 	for _, a := range rs.Actions {
-		names := []string{a.Sink}
-		for _, to := range a.RouteTo {
-			names = append(names, to)
-		}
-		for _, n := range names {
-			if n != "" && !seen[n] {
+		for _, n := range a.Sinks() {
+			if !seen[n] {
 				seen[n] = true
 				resp.Sinks = append(resp.Sinks, n)
 			}

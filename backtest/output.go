@@ -37,7 +37,19 @@ type jsonModel struct {
 }
 
 type jsonTrigger struct {
-	Trigger               string   `json:"trigger"`
+	Trigger string `json:"trigger"`
+	jsonFigures
+}
+
+type jsonSweep struct {
+	Trigger   string  `json:"trigger"`
+	Threshold float64 `json:"threshold"`
+	jsonFigures
+}
+
+// jsonFigures are a trigger's figures, the same for the plain run and for
+// each threshold of a sweep.
+type jsonFigures struct {
 	Alerted               int      `json:"alerted"`
 	Precision             *float64 `json:"precision"`
 	Recall                *float64 `json:"recall"`
@@ -47,26 +59,18 @@ type jsonTrigger struct {
 	Caught                int      `json:"caught"`
 }
 
-type jsonSweep struct {
-	Trigger               string   `json:"trigger"`
-	Threshold             float64  `json:"threshold"`
-	Alerted               int      `json:"alerted"`
-	Precision             *float64 `json:"precision"`
-	Recall                *float64 `json:"recall"`
-	Lift                  *float64 `json:"lift"`
-	LeadTimeMedianSeconds *float64 `json:"lead_time_median_seconds"`
-	Predicted             int      `json:"predicted"`
-	Caught                int      `json:"caught"`
+func figuresOf(f Figures) jsonFigures {
+	return jsonFigures{f.Alerted, f.Precision, f.Recall, f.Lift, f.LeadTime, f.Predicted, f.Caught}
 }
 
 func toJSONModel(m *Model) jsonModel {
 	j := jsonModel{Rules: m.Rules, Population: m.Population, Converters: m.Converters, BaseRate: m.BaseRate,
 		ConversionsIgnored: m.Ignored, Triggers: []jsonTrigger{}, Sweep: []jsonSweep{}, SweepMethod: m.SweepMethod}
 	for _, f := range m.Triggers {
-		j.Triggers = append(j.Triggers, jsonTrigger{f.Trigger, f.Alerted, f.Precision, f.Recall, f.Lift, f.LeadTime, f.Predicted, f.Caught})
+		j.Triggers = append(j.Triggers, jsonTrigger{f.Trigger, figuresOf(f)})
 	}
 	for _, f := range m.Sweep {
-		j.Sweep = append(j.Sweep, jsonSweep{f.Trigger, *f.Threshold, f.Alerted, f.Precision, f.Recall, f.Lift, f.LeadTime, f.Predicted, f.Caught})
+		j.Sweep = append(j.Sweep, jsonSweep{f.Trigger, *f.Threshold, figuresOf(f)})
 	}
 	return j
 }

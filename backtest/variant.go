@@ -12,6 +12,8 @@ import (
 	"github.com/expr-lang/expr/parser"
 	yaml "go.yaml.in/yaml/v3"
 
+	"github.com/leadpulse/leadpulse/internal/yamlnode"
+
 	"github.com/leadpulse/leadpulse/rules"
 )
 
@@ -90,19 +92,6 @@ func loadDoc(file string, data []byte) (*doc, error) {
 	return d, nil
 }
 
-// mapValue returns the value node of key in mapping m, or nil.
-func mapValue(m *yaml.Node, key string) *yaml.Node {
-	if m == nil || m.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			return m.Content[i+1]
-		}
-	}
-	return nil
-}
-
 func scalar(v string) *yaml.Node {
 	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v, Style: yaml.DoubleQuotedStyle}
 }
@@ -117,12 +106,12 @@ func emptySeq() *yaml.Node {
 
 // triggerNode returns the mapping of the trigger with this id, or nil.
 func (d *doc) triggerNode(id string) *yaml.Node {
-	ts := mapValue(d.root.Content[0], "triggers")
+	ts := yamlnode.Value(d.root.Content[0], "triggers")
 	if ts == nil || ts.Kind != yaml.SequenceNode {
 		return nil
 	}
 	for _, t := range ts.Content {
-		if v := mapValue(t, "id"); v != nil && v.Value == id {
+		if v := yamlnode.Value(t, "id"); v != nil && v.Value == id {
 			return t
 		}
 	}
@@ -142,7 +131,7 @@ func (d *doc) sweepTarget(id string) (comparison, error) {
 	if t == nil {
 		return comparison{}, &SweepError{File: d.file, Trigger: id, Reason: fmt.Sprintf("the file has no trigger %q", id), Err: ErrNoTrigger}
 	}
-	w := mapValue(t, "when")
+	w := yamlnode.Value(t, "when")
 	if w == nil || w.Kind != yaml.ScalarNode {
 		return comparison{}, &SweepError{File: d.file, Trigger: id, Reason: "it has no `when:` (it is a sequence, absence or inactivity trigger)"}
 	}
@@ -199,7 +188,7 @@ var readsStage = regexp.MustCompile(`\bstage\b`)
 // changes when the stage moves, which may change scores or fire other
 // timers, and the sweep must replay the file once per threshold.
 func (d *doc) stageCoupled(id string) bool {
-	if t := d.triggerNode(id); t == nil || mapValue(t, "set_stage") == nil {
+	if t := d.triggerNode(id); t == nil || yamlnode.Value(t, "set_stage") == nil {
 		return false
 	}
 	top := d.root.Content[0]
@@ -209,27 +198,27 @@ func (d *doc) stageCoupled(id string) bool {
 			found = true
 		}
 	}
-	if ws := mapValue(top, "windows"); ws != nil && ws.Kind == yaml.MappingNode {
+	if ws := yamlnode.Value(top, "windows"); ws != nil && ws.Kind == yaml.MappingNode {
 		for i := 1; i < len(ws.Content); i += 2 {
 			for _, k := range []string{"match", "sum", "distinct"} {
-				check(mapValue(ws.Content[i], k))
+				check(yamlnode.Value(ws.Content[i], k))
 			}
 		}
 	}
-	sc := mapValue(top, "scoring")
+	sc := yamlnode.Value(top, "scoring")
 	for _, part := range []struct{ section, key string }{{"engagement", "on"}, {"fit", "if"}} {
-		if rs := mapValue(mapValue(sc, part.section), "rules"); rs != nil && rs.Kind == yaml.SequenceNode {
+		if rs := yamlnode.Value(yamlnode.Value(sc, part.section), "rules"); rs != nil && rs.Kind == yaml.SequenceNode {
 			for _, r := range rs.Content {
-				check(mapValue(r, part.key))
+				check(yamlnode.Value(r, part.key))
 			}
 		}
 	}
-	if ts := mapValue(top, "triggers"); ts != nil && ts.Kind == yaml.SequenceNode {
+	if ts := yamlnode.Value(top, "triggers"); ts != nil && ts.Kind == yaml.SequenceNode {
 		for _, t := range ts.Content {
 			for _, k := range []string{"when", "after", "unless"} {
-				check(mapValue(t, k))
+				check(yamlnode.Value(t, k))
 			}
-			if s := mapValue(t, "sequence"); s != nil && s.Kind == yaml.SequenceNode {
+			if s := yamlnode.Value(t, "sequence"); s != nil && s.Kind == yaml.SequenceNode {
 				for _, step := range s.Content {
 					check(step)
 				}
@@ -255,7 +244,7 @@ func (d *doc) build(conv, swept, op string, shadows []float64, rewrite bool, n f
 	var root yaml.Node
 	copyNode(&root, &d.root)
 	top := root.Content[0]
-	ts := mapValue(top, "triggers")
+	ts := yamlnode.Value(top, "triggers")
 	if ts == nil {
 		ts = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
 		top.Content = append(top.Content, scalar("triggers"), ts)
@@ -266,10 +255,10 @@ func (d *doc) build(conv, swept, op string, shadows []float64, rewrite bool, n f
 	ts.Style = 0 // block style, whatever the file used
 	var cooldown *yaml.Node
 	for _, t := range ts.Content {
-		if v := mapValue(t, "id"); v != nil && v.Value == swept {
-			cooldown = mapValue(t, "cooldown")
+		if v := yamlnode.Value(t, "id"); v != nil && v.Value == swept {
+			cooldown = yamlnode.Value(t, "cooldown")
 			if rewrite {
-				*mapValue(t, "when") = *scalar("score " + op + " " + formatNumber(n))
+				*yamlnode.Value(t, "when") = *scalar("score " + op + " " + formatNumber(n))
 			}
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/leadpulse/leadpulse/internal/yamlnode"
 )
 
 // ScaleRules returns the rules file src with every scoring rule (engagement
@@ -33,16 +35,16 @@ func ScaleRules(src []byte, copies int) ([]byte, error) {
 		return nil, fmt.Errorf("bench: scale rules: the file is not a YAML mapping")
 	}
 	top := doc.Content[0]
-	if scoring := mapValue(top, "scoring"); scoring != nil {
+	if scoring := yamlnode.Value(top, "scoring"); scoring != nil {
 		for _, part := range []string{"engagement", "fit"} {
-			if sec := mapValue(scoring, part); sec != nil {
-				if err := repeatList(mapValue(sec, "rules"), copies); err != nil {
+			if sec := yamlnode.Value(scoring, part); sec != nil {
+				if err := repeatList(yamlnode.Value(sec, "rules"), copies); err != nil {
 					return nil, fmt.Errorf("bench: scale rules: scoring.%s.rules: %w", part, err)
 				}
 			}
 		}
 	}
-	if err := repeatList(mapValue(top, "triggers"), copies); err != nil {
+	if err := repeatList(yamlnode.Value(top, "triggers"), copies); err != nil {
 		return nil, fmt.Errorf("bench: scale rules: triggers: %w", err)
 	}
 	deleteKey(top, "tests")
@@ -81,24 +83,12 @@ func repeatList(list *yaml.Node, copies int) error {
 	for k := 2; k <= copies; k++ {
 		for _, item := range orig {
 			c := deepCopy(item)
-			id := mapValue(c, "id")
+			id := yamlnode.Value(c, "id")
 			if id == nil || id.Kind != yaml.ScalarNode {
 				return fmt.Errorf("line %d: an item without an id", item.Line)
 			}
 			id.Value += "-x" + strconv.Itoa(k)
 			list.Content = append(list.Content, c)
-		}
-	}
-	return nil
-}
-
-func mapValue(m *yaml.Node, key string) *yaml.Node {
-	if m == nil || m.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			return m.Content[i+1]
 		}
 	}
 	return nil

@@ -74,6 +74,8 @@ func (c *Config) Stream(log *slog.Logger) (stream.Config, error) {
 		Tick:              p.Tick.D(),
 		TimerHorizon:      p.TimerHorizon.D(),
 		DrainTimeout:      p.DrainTimeout.D(),
+		MaxEventBytes:     p.MaxEventBytes,
+		UnreachableAfter:  p.UnreachableAfter.D(),
 		Logger:            log,
 		KafkaOptions:      opts,
 	}, nil

@@ -184,6 +184,16 @@ type Pipeline struct {
 	// DrainTimeout bounds the final flush and commit of the partitions on
 	// SIGTERM and on revoke. default: 30s
 	DrainTimeout Duration `yaml:"drain_timeout"`
+	// MaxEventBytes is the largest event (record value) taken; a larger one
+	// is dead-lettered with reason too_large, its first 16 KiB kept. The
+	// producers and the topics leadpulse creates take this + 128 KiB
+	// (max.message.bytes); topics that exist must take as much.
+	// default: 1048576 (1 MiB), from 1024 to 67108864
+	MaxEventBytes int `yaml:"max_event_bytes"`
+	// UnreachableAfter is how long the brokers may not answer before
+	// /readyz says not ready with the reason and a log line says so.
+	// default: 5s
+	UnreachableAfter Duration `yaml:"unreachable_after"`
 }
 
 // Redis configures the state store (state.RedisOptions; docs/redis.md).

@@ -11,7 +11,8 @@ var secretKey = regexp.MustCompile(`(?i)secret|password|token|authorization|api[
 
 // Redacted returns a copy of the config with the passwords, the admin token
 // and the sinks' secrets (keys named like secret, password, token,
-// authorization; webhook URLs' paths) replaced, for printing.
+// authorization; every header value; URLs' credentials, paths and queries)
+// replaced, for printing.
 func (c *Config) Redacted() *Config {
 	r := *c
 	if r.Kafka.SASL.Password != "" {
@@ -34,6 +35,12 @@ func redactAny(v any, key string) any {
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, vv := range x {
+			if strings.EqualFold(key, "headers") {
+				// Every header value: a name does not tell a secret
+				// (Cookie, X-Auth, X-Custom-Auth…).
+				out[k] = redacted
+				continue
+			}
 			out[k] = redactAny(vv, k)
 		}
 		return out
@@ -48,12 +55,32 @@ func redactAny(v any, key string) any {
 			return redacted
 		}
 		if strings.EqualFold(key, "url") {
-			if i := strings.Index(x, "://"); i >= 0 {
-				if j := strings.IndexByte(x[i+3:], '/'); j >= 0 {
-					return x[:i+3+j] + "/" + redacted
-				}
-			}
+			return redactURL(x)
 		}
 	}
 	return v
+}
+
+// redactURL keeps a URL's scheme and host, and replaces its credentials
+// (user:password@) and its path, query and fragment, which carry secrets in
+// webhook URLs (Slack's /services/T…/B…/XYZ).
+func redactURL(x string) string {
+	i := strings.Index(x, "://")
+	if i < 0 {
+		return redacted
+	}
+	rest := x[i+3:]
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	host := rest[:end]
+	if at := strings.LastIndexByte(host, '@'); at >= 0 {
+		host = redacted + "@" + host[at+1:]
+	}
+	out := x[:i+3] + host
+	if end < len(rest) {
+		out += "/" + redacted
+	}
+	return out
 }

@@ -93,6 +93,11 @@ func (c *Config) validate(ps *problems) {
 	c.duration(ps, "pipeline.tick", &p.Tick, sd.Tick)
 	c.duration(ps, "pipeline.timer_horizon", &p.TimerHorizon, sd.TimerHorizon)
 	c.duration(ps, "pipeline.drain_timeout", &p.DrainTimeout, sd.DrainTimeout)
+	c.positive(ps, "pipeline.max_event_bytes", &p.MaxEventBytes, sd.MaxEventBytes)
+	if p.MaxEventBytes > 0 && (p.MaxEventBytes < 1024 || p.MaxEventBytes > 64<<20) {
+		ps.add(c, []string{"pipeline.max_event_bytes"}, "%d: want a size from 1024 to %d bytes (default %d)", p.MaxEventBytes, 64<<20, sd.MaxEventBytes)
+	}
+	c.duration(ps, "pipeline.unreachable_after", &p.UnreachableAfter, sd.UnreachableAfter)
 	if p.TimerHorizon < p.Tick {
 		ps.add(c, []string{"pipeline.timer_horizon", "pipeline.tick"}, "pipeline.timer_horizon (%v) is shorter than pipeline.tick (%v): timers would be loaded after they are due", p.TimerHorizon, p.Tick)
 	}

@@ -96,6 +96,9 @@ func decodeInto(e *Event, b []byte, f Format, fallback int64, skipContext bool) 
 	if err != nil {
 		return err
 	}
+	if err := checkUTF8(e, b, f); err != nil {
+		return err
+	}
 	return e.Resolve(fallback)
 }
 

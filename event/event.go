@@ -75,7 +75,7 @@ const (
 )
 
 // Reasons lists every Reason, for metrics that pre-declare their labels.
-var Reasons = []Reason{ReasonMalformed, ReasonNoType, ReasonUnknownType, ReasonNoContact, ReasonBadTime}
+var Reasons = []Reason{ReasonMalformed, ReasonNoType, ReasonUnknownType, ReasonNoContact, ReasonBadTime, ReasonBadUTF8}
 
 // Error is bad input: it says why the event was refused.
 type Error struct {

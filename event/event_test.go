@@ -301,16 +301,17 @@ func TestDecodeMsgpackValueTypes(t *testing.T) {
 	}
 }
 
-// TestDecodeInvalidUTF8 pins that text that is not UTF-8 reads the same in
-// both encodings: each bad byte becomes U+FFFD, as encoding/json does.
+// TestDecodeInvalidUTF8 pins that free-form text that is not UTF-8 reads
+// the same in both encodings: each bad byte becomes U+FFFD, as
+// encoding/json does. (Ids and names are refused instead: TestBadUTF8.)
 func TestDecodeInvalidUTF8(t *testing.T) {
 	const bad = "x\xffy\xe2\x82z" // a stray byte and a cut-short rune
 	const want = "x\uFFFDy\uFFFD\uFFFDz"
-	js := `{"type":"page","userId":"` + bad + `","properties":{"` + bad + `":"` + bad + `"},"timestamp":"2026-03-02T09:00:00Z"}`
+	js := `{"type":"page","userId":"u1","name":"` + bad + `","properties":{"` + bad + `":"` + bad + `"},"timestamp":"2026-03-02T09:00:00Z"}`
 	m := mp(t, func(e *msgpack.Encoder) error {
-		return errors.Join(e.EncodeMapLen(4),
+		return errors.Join(e.EncodeMapLen(5),
 			e.EncodeString("type"), e.EncodeString("page"),
-			e.EncodeString("userId"), e.EncodeString(bad),
+			e.EncodeString("userId"), e.EncodeString("u1"), e.EncodeString("name"), e.EncodeString(bad),
 			e.EncodeString("properties"), e.EncodeMapLen(1), e.EncodeString(bad), e.EncodeString(bad),
 			e.EncodeString("timestamp"), e.EncodeString("2026-03-02T09:00:00Z"))
 	})
@@ -319,8 +320,8 @@ func TestDecodeInvalidUTF8(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: Decode: %v", name, err)
 		}
-		if got.UserID != want || !reflect.DeepEqual(got.Properties, map[string]any{want: want}) {
-			t.Errorf("%s: got userId %q, properties %q; want %q", name, got.UserID, got.Properties, want)
+		if got.Name != want || !reflect.DeepEqual(got.Properties, map[string]any{want: want}) {
+			t.Errorf("%s: got name %q, properties %q; want %q", name, got.Name, got.Properties, want)
 		}
 	}
 }

@@ -74,14 +74,7 @@ type ViewTrigger struct {
 // partition is using (as state.Redis.Inspect returns).
 func (rs *Ruleset) Inspect(c *state.Contact, at int64) ContactView {
 	x := rs.NewEvaluator()
-	c.Bind(&rs.names)
-	now := c.Latest
-	if at == state.NoTime {
-		at = now
-	}
-	if now == state.NoTime {
-		now = at
-	}
+	now, at := rs.bindAt(c, at)
 	v := ContactView{
 		ID:       c.ID,
 		Events:   c.Seq,
@@ -145,4 +138,19 @@ func (rs *Ruleset) Inspect(c *state.Contact, at int64) ContactView {
 
 func formatTime(ns int64) string {
 	return time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
+}
+
+// bindAt binds c to rs for a view and settles its two times: now, the
+// contact's latest event time (the windows' end), and at, the time scores
+// are computed at; either defaults to the other.
+func (rs *Ruleset) bindAt(c *state.Contact, at int64) (now, _ int64) {
+	c.Bind(&rs.names)
+	now = c.Latest
+	if at == state.NoTime {
+		at = now
+	}
+	if now == state.NoTime {
+		now = at
+	}
+	return now, at
 }

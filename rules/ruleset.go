@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"slices"
+
 	"github.com/leadpulse/leadpulse/state"
 )
 
@@ -202,6 +204,22 @@ type Action struct {
 	CapPer  int64 // ns
 
 	boxedName any // Name, boxed once for the environment
+}
+
+// Sinks returns the names of every sink the action can go to: its sink and
+// those of its route, sorted, each once, without the empty name.
+func (a *Action) Sinks() []string {
+	names := make([]string, 0, 1+len(a.RouteTo))
+	if a.Sink != "" {
+		names = append(names, a.Sink)
+	}
+	for _, to := range a.RouteTo {
+		if to != "" {
+			names = append(names, to)
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // Test is one case of the file's tests: section.

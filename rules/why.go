@@ -103,14 +103,7 @@ func (rs *Ruleset) Why(c *state.Contact, id string, at int64) (WhyView, error) {
 	}
 	t := rs.Triggers[ti]
 	x := rs.NewEvaluator()
-	c.Bind(&rs.names)
-	now := c.Latest
-	if at == state.NoTime {
-		at = now
-	}
-	if now == state.NoTime {
-		now = at
-	}
+	now, at := rs.bindAt(c, at)
 	st := &c.Triggers[ti]
 	v := WhyView{Contact: c.ID, Trigger: t.ID, Kind: t.Kind.String(), Fired: st.Fired, Actions: []WhyAction{}}
 	if st.Last != state.NoTime {

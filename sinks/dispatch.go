@@ -18,6 +18,8 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
+
+	"github.com/leadpulse/leadpulse/action"
 )
 
 // Options configure a Dispatcher. The zero value is usable: every field
@@ -202,6 +204,20 @@ func (d *Dispatcher) Default() string {
 		return ""
 	}
 	return d.def.name
+}
+
+// SinkOf returns the name of the sink Dispatch delivers r to — the sink
+// it names, else the default — or "" when no sink takes it (Dispatch
+// dead-letters it). A caller that keeps a queue per sink routes with it, so
+// that a slow sink holds back only its own actions.
+func (d *Dispatcher) SinkOf(r *action.Record) string {
+	if rt := d.routes[r.Sink]; rt != nil {
+		return rt.name
+	}
+	if d.def != nil {
+		return d.def.name
+	}
+	return ""
 }
 
 // item is one action of a Dispatch call.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -604,5 +605,66 @@ func TestDeadLetterUndecodable(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(d.m.deadLettered.WithLabelValues(unrouted, ReasonInvalid)); n != 1 {
 		t.Errorf("dead_lettered_total{sink=unrouted,reason=invalid} = %v", n)
+	}
+}
+
+// TestExhaustedActionReachesDeadLetterTopic (issue 10, item 2): an action
+// read an hour after it was produced fails transiently until its (short)
+// retry budget is spent and lands on actions.dlq, although the dead-letter
+// client's RecordDeliveryTimeout (10s) is far shorter than the action's
+// age: the dead letter carries its own timestamp and the source's in a
+// header. Copying the source's timestamp, as before, failed the produce
+// ("records have timed out before they were able to be produced") and left
+// the action unsettled.
+func TestExhaustedActionReachesDeadLetterTopic(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "actions.dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ProducerLinger(0), kgo.RecordDeliveryTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	down := func([]Action) error { return Transient(errors.New("503 from the receiver")) }
+	s := &scriptSink{script: []func([]Action) error{down, down, down, down, down, down}}
+	d, err := NewDispatcher(map[string]Sink{"a": s}, Options{
+		Policies:   map[string]Policy{"a": {Retry: Retry{Initial: time.Millisecond, Max: 2 * time.Millisecond, Attempts: 3}}},
+		DeadLetter: KafkaDeadLetter(cl, "actions.dlq"),
+		Logger:     slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close(context.Background()) })
+	a := withJSON(newAction("a"))
+	produced := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	a.Origin = &kgo.Record{Topic: "actions", Partition: 0, Offset: 7, Key: []byte(a.Record.Contact), Value: a.JSON, Timestamp: produced}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := d.Dispatch(ctx, a); err != nil {
+		t.Fatalf("Dispatch: %v (the exhausted action was not dead-lettered)", err)
+	}
+	cons, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics("actions.dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	var got *kgo.Record
+	for got == nil && ctx.Err() == nil {
+		cons.PollFetches(ctx).EachRecord(func(r *kgo.Record) { got = r })
+	}
+	if got == nil {
+		t.Fatal("no dead letter on actions.dlq")
+	}
+	if h := header(got, HeaderReason); h != ReasonExhausted {
+		t.Errorf("reason %q, want %s", h, ReasonExhausted)
+	}
+	if h := header(got, HeaderSourceTimestamp); h != produced.UTC().Format("2006-01-02T15:04:05.000Z07:00") {
+		t.Errorf("source.timestamp %q, want %s", h, produced.UTC())
+	}
+	if age := time.Since(got.Timestamp); age > time.Minute || age < -time.Minute {
+		t.Errorf("dead letter timestamp %v: want its own (now), not the source's", got.Timestamp)
 	}
 }

@@ -54,7 +54,8 @@
 // ErrInvalidAction; errors.As *StatusError for a webhook's reply).
 // KafkaDeadLetter is a ready DeadLetter producing to a topic such as
 // actions.dlq, with the headers error.reason, error.message and, when
-// Action.Origin is the *kgo.Record read, source.topic/partition/offset. A
+// Action.Origin is the *kgo.Record read, source.topic/partition/offset/timestamp
+// (the dead letter itself is stamped when produced). A
 // value of the actions topic that does not decode is the consumer's to
 // dead-letter: DecodeAction's error says so (ErrInvalidAction).
 //

@@ -94,18 +94,28 @@ const (
 	HeaderSourceTopic     = "source.topic"     // where the action was read (with a *kgo.Record Origin)
 	HeaderSourcePartition = "source.partition" // decimal
 	HeaderSourceOffset    = "source.offset"    // decimal
+	HeaderSourceTimestamp = "source.timestamp" // the source record's timestamp, RFC 3339 UTC with milliseconds; the dead letter has its own (now)
 )
+
+// sourceTimeLayout is the layout of HeaderSourceTimestamp.
+const sourceTimeLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // KafkaDeadLetter returns an Options.DeadLetter that produces each
 // dead-lettered action to topic (e.g. "actions.dlq") and waits for the
 // acknowledgement: key = the contact, value = the action record's JSON, the
 // headers of the record it was read from (when Action.Origin is the
-// *kgo.Record) and the error.* and source.* headers above.
+// *kgo.Record) and the error.* and source.* headers above. The record is
+// stamped when produced; the source record's time is in source.timestamp.
 func KafkaDeadLetter(client *kgo.Client, topic string) func(ctx context.Context, a Action, reason error) error {
 	return func(ctx context.Context, a Action, reason error) error {
 		rec := &kgo.Record{Topic: topic, Key: []byte(a.Record.Contact), Value: a.JSON}
+		// The dead letter gets its own timestamp (now, the producer's): the
+		// source's may be older than the client's RecordDeliveryTimeout,
+		// which franz-go counts from the record's timestamp, and then it
+		// could never be produced (issue: an action that spent its
+		// 10-minute retry budget crash-looped the process).
 		if src, ok := a.Origin.(*kgo.Record); ok && src != nil {
-			rec.Key, rec.Timestamp = src.Key, src.Timestamp
+			rec.Key = src.Key
 			if rec.Value == nil {
 				rec.Value = src.Value
 			}
@@ -114,6 +124,9 @@ func KafkaDeadLetter(client *kgo.Client, topic string) func(ctx context.Context,
 				kgo.RecordHeader{Key: HeaderSourceTopic, Value: []byte(src.Topic)},
 				kgo.RecordHeader{Key: HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(src.Partition), 10)},
 				kgo.RecordHeader{Key: HeaderSourceOffset, Value: strconv.AppendInt(nil, src.Offset, 10)})
+			if !src.Timestamp.IsZero() {
+				rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderSourceTimestamp, Value: src.Timestamp.UTC().AppendFormat(nil, sourceTimeLayout)})
+			}
 		}
 		rec.Headers = append(rec.Headers,
 			kgo.RecordHeader{Key: HeaderReason, Value: []byte(Reason(reason))},

@@ -117,6 +117,22 @@ type Config struct {
 	// shutdown and revoke. default: 30s
 	DrainTimeout time.Duration
 
+	// MaxEventBytes is the largest record value taken as an event. A larger
+	// record is dead-lettered with reason too_large before anything is
+	// produced: its first DeadLetterHeadBytes are kept, the rest is cut, and
+	// the original size is in the header error.original_size. The
+	// producers' batch limit (franz-go ProducerBatchMaxBytes, Kafka's
+	// max.request.size) and the max.message.bytes of the topics this
+	// process creates are set MaxEventBytes + 128 KiB, room for the key and
+	// headers; topics that already exist must allow as much (Kafka's broker
+	// default, message.max.bytes, is 1,048,588 bytes). default: 1 MiB
+	// (1,048,576)
+	MaxEventBytes int
+	// UnreachableAfter is how long the brokers may fail to answer (failed
+	// connections or requests, no reply, fetch errors) before /readyz says
+	// not ready with the reason and a log line says so. default: 5s
+	UnreachableAfter time.Duration
+
 	// Clock is the wall clock of live time (SPEC §2); tests inject theirs.
 	// default: time.Now
 	Clock func() time.Time
@@ -126,6 +142,10 @@ type Config struct {
 	// KafkaOptions are extra franz-go options for every client the
 	// pipeline makes (TLS, SASL, timeouts). default: none
 	KafkaOptions []kgo.Opt
+
+	// health is told by every client's hooks whether the brokers answer;
+	// set by New and NewDispatch.
+	health *health
 }
 
 // defaults are the values a zero field of Config takes: the one place they
@@ -145,6 +165,8 @@ var defaults = Config{
 	Tick:              200 * time.Millisecond,
 	TimerHorizon:      time.Minute,
 	DrainTimeout:      30 * time.Second,
+	MaxEventBytes:     DefaultMaxEventBytes,
+	UnreachableAfter:  5 * time.Second,
 }
 
 // Defaults returns the Config whose every field holds its default: what a
@@ -242,6 +264,15 @@ func (c Config) validate() (Config, error) {
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = defaults.DrainTimeout
 	}
+	if c.MaxEventBytes == 0 {
+		c.MaxEventBytes = defaults.MaxEventBytes
+	}
+	if c.MaxEventBytes < 1024 || c.MaxEventBytes > maxMaxEventBytes {
+		return c, configError("max_event_bytes is %d: give a size from 1024 to %d bytes (default %d)", c.MaxEventBytes, maxMaxEventBytes, DefaultMaxEventBytes)
+	}
+	if c.UnreachableAfter <= 0 {
+		c.UnreachableAfter = defaults.UnreachableAfter
+	}
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}
@@ -261,6 +292,21 @@ func (c *Config) scoreTopic() string {
 
 func (c *Config) ingestGroup() string { return c.Group + "-ingest" }
 
+// DefaultMaxEventBytes is the default Config.MaxEventBytes: 1 MiB.
+const DefaultMaxEventBytes = 1 << 20
+
+// maxMaxEventBytes keeps MaxEventBytes and its headroom under franz-go's
+// BrokerMaxWriteBytes (100 MiB).
+const maxMaxEventBytes = 64 << 20
+
+// recordHeadroom is the room above MaxEventBytes for a record's key,
+// headers and batch framing: what the producers and created topics allow.
+const recordHeadroom = 128 << 10
+
+// MaxRecordBytes is the producer batch limit and the max.message.bytes of
+// created topics: MaxEventBytes plus room for key, headers and framing.
+func (c *Config) MaxRecordBytes() int { return c.MaxEventBytes + recordHeadroom }
+
 // clientOpts are the options every client of the pipeline shares.
 func (c *Config) clientOpts(role string) []kgo.Opt {
 	opts := []kgo.Opt{
@@ -269,7 +315,13 @@ func (c *Config) clientOpts(role string) []kgo.Opt {
 		kgo.ProducerLinger(0), // latency first: batches form while a request is in flight
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		kgo.FetchMaxWait(c.FetchMaxWait),
+		// A record up to MaxEventBytes (plus key and headers) must fit a
+		// produce batch: franz-go's default (1,000,012) is below 1 MiB.
+		kgo.ProducerBatchMaxBytes(int32(c.MaxRecordBytes())),
 		kgo.WithLogger(kgoLogger{c.Logger.With("client", role)}),
+	}
+	if c.health != nil {
+		opts = append(opts, kgo.WithHooks(c.health))
 	}
 	return append(opts, c.KafkaOptions...)
 }

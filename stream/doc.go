@@ -70,6 +70,25 @@
 // worker; worker.mu (the queue) is held across Pause/ResumeFetchPartitions
 // so that a pause and a resume cannot cross.
 //
+// Dispatch (NewDispatch) is a third consumer group on the actions topic:
+// its poll loop routes each action to its sink's lane (a queue, MaxInFlight
+// workers keyed by contact), a committer commits each partition up to its
+// lowest unsettled action, and the revoke callback commits what is settled
+// and drops the rest of the revoked partitions.
+//
+// # Failures
+//
+// A record above Config.MaxEventBytes is dead-lettered as too_large (its
+// first DeadLetterHeadBytes kept, HeaderOriginalSize) before anything is
+// produced; a keyed record Kafka refuses is dead-lettered with the refusal
+// (too_large, produce_failed); retriable produce errors are retried with
+// backoff. Every client reports to one health tracker through franz-go
+// hooks: no broker answer, or fetch errors, for Config.UnreachableAfter
+// make NotReady return ErrUnreachable with the reason, and log it. Topic
+// creation and the first ping are retried while the brokers do not answer.
+// Dead letters are stamped when produced, the source time in
+// HeaderSourceTimestamp.
+//
 // On shutdown (ctx done, SIGTERM/SIGINT in the commands) the poll loops stop,
 // every worker drains, the groups are left; I/O of the drain is bounded by
 // Config.DrainTimeout.
@@ -108,6 +127,8 @@
 //	leadpulse_store_cas_rejections_total              contact writes refused as stale by the store
 //	leadpulse_offset_commits_total{stage,result}      ok | error (scoring: one per coalesced request)
 //	leadpulse_produce_errors_total{topic}             records Kafka did not acknowledge
+//	leadpulse_dispatch_queued_actions{sink}           actions read by dispatch and not yet settled, per sink lane
+//	leadpulse_dead_letters_refused_total              input records Kafka refused as keyed records and as cut dead letters (logged, skipped)
 //	leadpulse_score_batch_seconds                     histogram: apply + produce + store commit of one batch
 //	leadpulse_score_partitions                        partitions assigned to this process
 //	leadpulse_partitions_rebalanced_total{stage,kind} assigned | revoked | lost | drained

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -53,44 +55,49 @@ func (in *ingest) run(ctx, work context.Context, ready func()) error {
 		return fmt.Errorf("stream: ingest: kafka client: %w", err)
 	}
 	defer cl.Close()
-	if err := cl.Ping(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("stream: ingest: no broker of %v answers: %w (check --kafka / brokers and the network)", cfg.Brokers, err)
+	if !ping(ctx, cl, in.log, stageIngest, cfg.Brokers) {
+		return nil
 	}
 	ready()
 	in.log.Info("stream: ingest running", "topic", cfg.Topics.Events, "group", cfg.ingestGroup(), "to", cfg.Topics.Keyed)
 
 	var (
 		out     []*kgo.Record
+		src     = map[*kgo.Record]*kgo.Record{} // output record → the input record it came from
 		ev      event.Event
 		commits = map[string]map[int32]kgo.EpochOffset{}
 	)
 	for {
-		fs, ok := poll(ctx, cl, cfg.PollRecords, in.log, stageIngest)
+		fs, ok := poll(ctx, cl, cfg.PollRecords, cfg.health, in.log, stageIngest)
 		if !ok {
 			break
 		}
 		out = out[:0]
+		clear(src)
 		clear(commits)
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
 			if len(p.Records) == 0 {
 				return
 			}
 			for _, r := range p.Records {
-				if err := event.DecodeInto(&ev, r.Value, formatOf(r), recordTime(r)); err != nil {
+				var o *kgo.Record
+				if len(r.Value) > cfg.MaxEventBytes {
+					in.m.bad(stageIngest, ReasonTooLarge)
+					o = tooLarge(cfg.Topics.DLQ, r, cfg.MaxEventBytes)
+				} else if err := event.DecodeInto(&ev, r.Value, formatOf(r), recordTime(r)); err != nil {
 					in.m.bad(stageIngest, event.ReasonOf(err))
-					out = append(out, badInput(cfg.Topics.DLQ, r, err))
-					continue
+					o = badInput(cfg.Topics.DLQ, r, err)
+				} else {
+					o = &kgo.Record{
+						Topic:     cfg.Topics.Keyed,
+						Key:       []byte(ev.Contact()),
+						Value:     r.Value,
+						Headers:   r.Headers,
+						Timestamp: r.Timestamp,
+					}
 				}
-				out = append(out, &kgo.Record{
-					Topic:     cfg.Topics.Keyed,
-					Key:       []byte(ev.Contact()),
-					Value:     r.Value,
-					Headers:   r.Headers,
-					Timestamp: r.Timestamp,
-				})
+				out = append(out, o)
+				src[o] = r
 			}
 			last := p.Records[len(p.Records)-1]
 			if commits[p.Topic] == nil {
@@ -100,13 +107,13 @@ func (in *ingest) run(ctx, work context.Context, ready func()) error {
 			in.m.eventsInStage[stageIngest].Add(float64(len(p.Records)))
 			in.m.lag.WithLabelValues(p.Topic, partLabel(p.Partition)).Set(float64(max(p.HighWatermark-last.Offset-1, 0)))
 		})
-		if len(out) > 0 {
-			if err := cl.ProduceSync(work, out...).FirstErr(); err != nil {
-				in.m.produceErrors.WithLabelValues(cfg.Topics.Keyed).Inc()
-				cl.AllowRebalance()
-				return fmt.Errorf("stream: ingest: produce to %q/%q: %w (the input offsets were not committed; they are read again on restart)",
-					cfg.Topics.Keyed, cfg.Topics.DLQ, err)
-			}
+		if len(out) > 0 && !in.produce(work, cl, out, src) {
+			// Shutting down (or the drain timed out) with output
+			// unacknowledged: the offsets are not committed, the records
+			// are read again on restart.
+			cl.AllowRebalance()
+			in.log.Warn("stream: ingest: stopped with records not produced; they are read again on restart")
+			break
 		}
 		commitPoll(work, cl, commits, in.m, stageIngest, in.log,
 			"the records may be read again (keyed records repeat, and the scoring stage drops repeats by messageId)")
@@ -114,6 +121,129 @@ func (in *ingest) run(ctx, work context.Context, ready func()) error {
 	}
 	in.log.Info("stream: ingest stopped")
 	return nil
+}
+
+// produce produces one poll's output and waits until every record is
+// acknowledged or settled otherwise, so that the poll's offsets can be
+// committed; false when ctx ended first. One record Kafka refuses never
+// stops the stage (issue: a 1 MB record crash-looped the process): a
+// refused keyed record goes to the DLQ with the refusal as its reason
+// (too_large or produce_failed), a refused dead letter is sent again with its
+// value cut, and one refused even so is logged and counted. Failures that say
+// the cluster is unreachable or busy (retriable errors, timeouts) are
+// retried with backoff, and /readyz reports them meanwhile.
+//
+// A broker refuses a batch as a whole, so each refused record is sent
+// again alone before it counts as refused; a record that was only in the
+// wrong batch may then land after a later record of its contact (only
+// where a topic takes less than MaxRecordBytes).
+func (in *ingest) produce(ctx context.Context, cl *kgo.Client, out []*kgo.Record, src map[*kgo.Record]*kgo.Record) bool {
+	h := in.cfg.health
+	wait := 200 * time.Millisecond
+	for attempt := 1; len(out) > 0; attempt++ {
+		res := cl.ProduceSync(ctx, out...)
+		if ctx.Err() != nil {
+			return false
+		}
+		var retry, again, refused []*kgo.Record
+		var lastErr error
+		for _, r := range res {
+			if r.Err == nil {
+				continue
+			}
+			if retriableProduce(r.Err) {
+				in.m.produceErrors.WithLabelValues(r.Record.Topic).Inc()
+				retry, lastErr = append(retry, r.Record), r.Err
+				continue
+			}
+			refused = append(refused, r.Record)
+		}
+		// A broker refuses a whole batch for one record in it: send each
+		// refused record again alone, so that only the culprit is
+		// dead-lettered.
+		for _, rec := range refused {
+			err := cl.ProduceSync(ctx, rec).FirstErr()
+			switch {
+			case err == nil:
+				continue
+			case ctx.Err() != nil:
+				return false
+			case retriableProduce(err):
+				retry, lastErr = append(retry, rec), err
+			default:
+				if dl := in.refused(rec, src[rec], err); dl != nil {
+					again = append(again, dl)
+					src[dl] = src[rec]
+				}
+			}
+			in.m.produceErrors.WithLabelValues(rec.Topic).Inc()
+		}
+		if len(retry) == 0 {
+			h.stage(stageIngest, nil)
+			out, wait, attempt = again, 200*time.Millisecond, 0
+			continue
+		}
+		h.stage(stageIngest, fmt.Errorf("producing to %s: %w", retry[0].Topic, lastErr))
+		if attempt == 1 || attempt%10 == 0 {
+			in.log.Warn("stream: ingest: Kafka does not take records; retrying (the input is not committed meanwhile)",
+				"records", len(retry), "attempt", attempt, "wait", wait, "err", lastErr)
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+		out = append(retry, again...)
+	}
+	return true
+}
+
+// refused returns what to produce instead of rec, which Kafka refused with
+// err (not retriable), read from the input record from; nil when there is
+// nothing left to try (then it is logged and counted).
+func (in *ingest) refused(rec, from *kgo.Record, err error) *kgo.Record {
+	dlq := in.cfg.Topics.DLQ
+	reason := ReasonProduceFailed
+	if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) {
+		reason = ReasonTooLarge
+	}
+	msg := fmt.Sprintf("Kafka refused the record for %s: %v", rec.Topic, err)
+	if from == nil {
+		from = rec
+	}
+	switch {
+	case rec.Topic != dlq:
+		in.m.bad(stageIngest, reason)
+		dl := deadLetter(dlq, from, reason, msg)
+		if reason == ReasonTooLarge {
+			truncate(dl, from)
+		}
+		return dl
+	case header(rec, HeaderOriginalSize) == "":
+		// The dead letter itself was refused: send its head only.
+		dl := deadLetter(dlq, from, event.Reason(header(rec, HeaderReason)), header(rec, HeaderMessage)+"; the dead letter was refused too: "+msg)
+		truncate(dl, from)
+		return dl
+	}
+	in.m.deadLetterLost.Inc()
+	in.log.Error("stream: ingest: Kafka refused a record and its dead letter; it is skipped",
+		"topic", from.Topic, "partition", from.Partition, "offset", from.Offset, "err", err)
+	return nil
+}
+
+// retriableProduce reports whether a produce error is the cluster's (busy,
+// unreachable, a leader moving) rather than the record's.
+func retriableProduce(err error) bool {
+	if errors.Is(err, kgo.ErrRecordTimeout) || errors.Is(err, kgo.ErrRecordRetries) || errors.Is(err, kerr.UnknownTopicOrPartition) {
+		return true
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return ke.Retriable
+	}
+	var ne net.Error
+	return errors.As(err, &ne)
 }
 
 func (in *ingest) rebalanced(kind string, m map[string][]int32) {
@@ -131,18 +261,43 @@ func (in *ingest) rebalanced(kind string, m map[string][]int32) {
 // poll polls once. ok is false when the client closed or ctx is done: the
 // caller stops (AllowRebalance is called, or leaving the group on Close
 // would wait forever). Fetch errors are logged; the client retries them.
-func poll(ctx context.Context, cl *kgo.Client, n int, log *slog.Logger, stage string) (fs kgo.Fetches, ok bool) {
+func poll(ctx context.Context, cl *kgo.Client, n int, h *health, log *slog.Logger, stage string) (fs kgo.Fetches, ok bool) {
 	fs = cl.PollRecords(ctx, n)
 	if fs.IsClientClosed() || ctx.Err() != nil {
 		cl.AllowRebalance()
 		return fs, false
 	}
+	var failed error
 	fs.EachError(func(t string, p int32, err error) {
 		if !errors.Is(err, context.Canceled) {
+			failed = fmt.Errorf("fetch %s[%d]: %w", t, p, err)
 			log.Warn("stream: "+stage+": fetch failed; the client retries", "topic", t, "partition", p, "err", err)
 		}
 	})
+	h.fetched(failed)
 	return fs, true
+}
+
+// ping waits until a broker answers cl, retrying with backoff (up to 30s
+// apart) and logging; false when ctx ended first.
+func ping(ctx context.Context, cl *kgo.Client, log *slog.Logger, stage string, brokers []string) bool {
+	wait := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := cl.Ping(ctx)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		log.Warn("stream: "+stage+": no broker answers yet; retrying (check the brokers and the network)", "brokers", brokers, "attempt", attempt, "wait", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
 }
 
 // commitPoll commits a poll's offsets, if any, counting the outcome; a

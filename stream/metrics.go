@@ -31,6 +31,8 @@ type Metrics struct {
 	partitions     prometheus.Gauge       //
 	pauses         prometheus.Counter     //
 	produceErrors  *prometheus.CounterVec // topic
+	deadLetterLost prometheus.Counter     //
+	dispatchQueued *prometheus.GaugeVec   // sink
 	eventsInStage  map[string]prometheus.Counter
 	badByStage     map[string]map[event.Reason]prometheus.Counter
 	rebalanceCount *prometheus.CounterVec // kind
@@ -47,6 +49,16 @@ const (
 // stage found in another partition than murmur2 of its contact: its producer
 // did not key it by contact with Kafka's default partitioner.
 const ReasonMisrouted event.Reason = "misrouted"
+
+// ReasonTooLarge is the dead-letter reason of a record whose value exceeds
+// Config.MaxEventBytes, or that Kafka refused as too large; the dead letter
+// keeps the first DeadLetterHeadBytes of the value.
+const ReasonTooLarge event.Reason = "too_large"
+
+// ReasonProduceFailed is the dead-letter reason of an input record whose
+// keyed copy Kafka refused for another reason than its size (the error is in
+// error.message).
+const ReasonProduceFailed event.Reason = "produce_failed"
 
 // NewMetrics makes the collectors and registers them with reg (nil: not
 // registered, for tests and tools).
@@ -123,6 +135,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "leadpulse_produce_errors_total",
 			Help: "Records Kafka did not acknowledge, by topic.",
 		}, []string{"topic"}),
+		dispatchQueued: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "leadpulse_dispatch_queued_actions",
+			Help: "Actions read and not yet settled (delivered, deduplicated or dead-lettered), by sink lane of the dispatch stage; \"\" is the lane of actions no sink takes.",
+		}, []string{"sink"}),
+		deadLetterLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "leadpulse_dead_letters_refused_total",
+			Help: "Input records Kafka refused both as keyed records and as (cut) dead letters: logged and skipped.",
+		}),
 		rebalanceCount: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "leadpulse_partitions_rebalanced_total",
 			Help: "Partitions assigned, revoked or lost, by stage and kind.",
@@ -135,7 +155,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, s := range []string{stageIngest, stageScore, stageDispatch} {
 		m.eventsInStage[s] = m.eventsIn.WithLabelValues(s)
 		m.badByStage[s] = map[event.Reason]prometheus.Counter{}
-		for _, r := range append(append([]event.Reason{}, event.Reasons...), ReasonMisrouted) {
+		for _, r := range append(append([]event.Reason{}, event.Reasons...), ReasonMisrouted, ReasonTooLarge, ReasonProduceFailed) {
 			m.badByStage[s][r] = m.badEvents.WithLabelValues(s, string(r))
 		}
 		for _, res := range []string{"ok", "error"} {
@@ -158,7 +178,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.eventsIn, m.badEvents, m.latency, m.timerDelay, m.lag, m.queueDepth, m.queueCap,
 		m.firings, m.actions, m.suppressed, m.storeCommits, m.casRejections, m.offsetCommits, m.batchDuration,
-		m.partitions, m.pauses, m.produceErrors, m.rebalanceCount}
+		m.partitions, m.pauses, m.produceErrors, m.deadLetterLost, m.dispatchQueued, m.rebalanceCount}
 }
 
 func (m *Metrics) bad(stage string, r event.Reason) {

@@ -22,6 +22,7 @@ type Pipeline struct {
 
 	ingestReady, scoreReady atomic.Bool
 	running                 atomic.Bool
+	topics                  atomic.Pointer[error] // why the topics are not there yet; nil once they are
 
 	rules  atomic.Pointer[rules.Ruleset] // the rules partitions switch to between batches (SetRules)
 	parts  atomic.Int32                  // score partitions assigned to this process
@@ -49,6 +50,7 @@ func New(cfg Config, sc Scoring, m *Metrics) (*Pipeline, error) {
 			return nil, err
 		}
 	}
+	cfg.health = newHealth(cfg.Brokers, cfg.UnreachableAfter, cfg.Logger)
 	p := &Pipeline{cfg: cfg, sc: sc, m: m}
 	p.rules.Store(sc.Rules)
 	return p, nil
@@ -57,10 +59,29 @@ func New(cfg Config, sc Scoring, m *Metrics) (*Pipeline, error) {
 // Config returns the configuration with its defaults filled in.
 func (p *Pipeline) Config() Config { return p.cfg }
 
-// Ready reports whether the topics exist and both stages have reached a
-// broker and are consuming: the /readyz of the process.
-func (p *Pipeline) Ready() bool {
-	return p.running.Load() && p.scoreReady.Load() && (p.cfg.InputKeyed || p.ingestReady.Load())
+// Ready reports whether the topics exist, both stages have reached a
+// broker and are consuming, and the brokers answer: NotReady is nil.
+func (p *Pipeline) Ready() bool { return p.NotReady() == nil }
+
+// NotReady returns nil when the pipeline is ready (the /readyz of the
+// process), or why it is not: not running, topics not created yet, a stage
+// not consuming yet, or the brokers unreachable (errors.Is ErrUnreachable:
+// no answer, or fetches failing, for Config.UnreachableAfter; ingest output
+// that cannot be produced).
+func (p *Pipeline) NotReady() error {
+	if !p.running.Load() {
+		return errors.New("the pipeline is not running")
+	}
+	if err := p.cfg.health.problem(); err != nil {
+		return err
+	}
+	if e := p.topics.Load(); e != nil {
+		return *e
+	}
+	if !p.scoreReady.Load() || (!p.cfg.InputKeyed && !p.ingestReady.Load()) {
+		return errors.New("the pipeline is not consuming yet (brokers, consumer groups)")
+	}
+	return nil
 }
 
 // Run creates the missing topics, runs the stages until ctx is done, and
@@ -74,7 +95,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	defer p.running.Store(false)
 	cfg := &p.cfg
-	if err := EnsureTopics(ctx, *cfg); err != nil {
+	hctx, stopHealth := context.WithCancel(ctx)
+	defer stopHealth()
+	cfg.health.start()
+	go cfg.health.watch(hctx)
+	if err := p.ensureTopics(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -126,6 +151,35 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	cfg.Logger.Info("stream: pipeline stopped")
 	return nil
+}
+
+// ensureTopics creates the missing topics, retrying with backoff (up to
+// 30s apart) while the brokers do not answer, so that a process started
+// before its brokers waits for them, not-ready, instead of exiting. A
+// refusal (no permission, a bad topic config) is returned.
+func (p *Pipeline) ensureTopics(ctx context.Context) error {
+	wait := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		pending := fmt.Errorf("creating the topics at %v", p.cfg.Brokers)
+		p.topics.Store(&pending)
+		err := EnsureTopics(ctx, p.cfg)
+		if err == nil {
+			p.topics.Store(nil)
+			return nil
+		}
+		if ctx.Err() != nil || !retriableTopicsError(err) {
+			return err
+		}
+		failed := fmt.Errorf("%w: creating the topics failed (attempt %d, again in %v): %w", ErrUnreachable, attempt, wait, err)
+		p.topics.Store(&failed)
+		p.cfg.Logger.Warn("stream: cannot create the topics yet; retrying", "attempt", attempt, "wait", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
 }
 
 // drainContext returns a context for the stages' I/O that ends d after ctx

@@ -127,11 +127,8 @@ func (s *scorer) run(ctx, work context.Context, fail func(error), ready func()) 
 		cl.Close() // leaves the group; the revoke callback finds no workers left
 		s.shutdown()
 	}()
-	if err := cl.Ping(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("stream: score: no broker of %v answers: %w (check --kafka / brokers and the network)", cfg.Brokers, err)
+	if !ping(ctx, cl, s.log, stageScore, cfg.Brokers) {
+		return nil
 	}
 	if n, err := partitionCount(ctx, s.adm, topic); err == nil {
 		s.mu.Lock()
@@ -146,7 +143,7 @@ func (s *scorer) run(ctx, work context.Context, fail func(error), ready func()) 
 	s.log.Info("stream: scoring running", "topic", topic, "group", cfg.Group, "store", store)
 
 	for {
-		fs, ok := poll(ctx, cl, cfg.PollRecords, s.log, stageScore)
+		fs, ok := poll(ctx, cl, cfg.PollRecords, cfg.health, s.log, stageScore)
 		if !ok {
 			break
 		}

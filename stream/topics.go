@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -54,12 +55,14 @@ func ensureTopics(ctx context.Context, adm *kadm.Client, cfg *Config) error {
 		return nil
 	}
 	slices.Sort(missing)
-	var configs map[string]*string
-	if len(cfg.TopicConfigs) > 0 {
-		configs = make(map[string]*string, len(cfg.TopicConfigs))
-		for k, v := range cfg.TopicConfigs {
-			configs[k] = kadm.StringPtr(v)
-		}
+	configs := make(map[string]*string, len(cfg.TopicConfigs)+1)
+	for k, v := range cfg.TopicConfigs {
+		configs[k] = kadm.StringPtr(v)
+	}
+	if _, set := configs["max.message.bytes"]; !set {
+		// Room for an event of MaxEventBytes with its key and headers; the
+		// broker's default (message.max.bytes, 1,048,588) is about 1 MiB.
+		configs["max.message.bytes"] = kadm.StringPtr(strconv.Itoa(cfg.MaxRecordBytes()))
 	}
 	resp, err := adm.CreateTopics(ctx, cfg.Partitions, cfg.ReplicationFactor, configs, missing...)
 	if err != nil {
@@ -77,6 +80,19 @@ func ensureTopics(ctx context.Context, adm *kadm.Client, cfg *Config) error {
 		}
 	}
 	return nil
+}
+
+// retriableTopicsError reports whether EnsureTopics failed because the
+// brokers did not answer (worth waiting for) rather than refused.
+func retriableTopicsError(err error) bool {
+	if errors.Is(err, ErrConfig) {
+		return false
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return ke.Retriable
+	}
+	return true
 }
 
 // partitionCount returns the number of partitions of topic.

@@ -346,6 +346,11 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 		if !w.rs.ReadsContext() {
 			decode = event.DecodeIntoSkipContext // no rule reads it: a third less decoding
 		}
+		if len(r.Value) > cfg.MaxEventBytes {
+			w.m.bad(stageScore, ReasonTooLarge)
+			w.deadLetter(tooLarge(cfg.Topics.DLQ, r, cfg.MaxEventBytes))
+			continue
+		}
 		if err := decode(e, r.Value, formatOf(r), recordTime(r)); err != nil {
 			w.m.bad(stageScore, event.ReasonOf(err))
 			w.deadLetter(badInput(cfg.Topics.DLQ, r, err))

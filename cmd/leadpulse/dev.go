@@ -28,7 +28,8 @@ import (
 type devCmd struct {
 	Rules      string  `type:"existingfile" placeholder:"FILE" help:"Rules file (YAML). Default: the bundled examples/b2b-saas.yaml."`
 	Kafka      string  `default:"127.0.0.1:9092" placeholder:"ADDR" help:"Address the embedded Kafka-compatible broker listens on (plain TCP, no auth). Default: 127.0.0.1:9092."`
-	HTTP       string  `name:"http" default:"127.0.0.1:8080" placeholder:"ADDR" help:"Address of /metrics, /healthz, /readyz and the admin API (GET and DELETE /contacts/ID, which leadpulse contact ID and leadpulse forget ID call). Default: 127.0.0.1:8080."`
+	HTTP       string  `name:"http" default:"127.0.0.1:8080" placeholder:"ADDR" help:"Address of /metrics, /healthz, /readyz and the admin API (GET and DELETE /contacts/ID, which leadpulse contact ID and leadpulse forget ID call). Default: 127.0.0.1:8080. An address beyond loopback needs --admin-token."`
+	AdminToken string  `name:"admin-token" env:"LEADPULSE_ADMIN_TOKEN" placeholder:"TOKEN" help:"Require Authorization: Bearer TOKEN on the admin API (/contacts/…: read and erase contacts). Required when --http listens beyond loopback."`
 	Redis      string  `placeholder:"ADDR" help:"Keep contact state in the Redis at ADDR (host:port) instead of in memory."`
 	NoDemo     bool    `help:"Produce no demo traffic: send your own events to the events topic."`
 	DemoRate   float64 `default:"100" placeholder:"N" help:"Demo events per second (a realistic B2B site, 1,000 visitors). Default: 100."`
@@ -67,6 +68,11 @@ func (d *devCmd) Run(e *env) error {
 		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: --demo-rate %v: give events per second above 0, or --no-demo", d.DemoRate)}
 	}
 
+	// The admin API reads and erases contacts: beyond loopback, only with
+	// a token, as `run` requires.
+	if host, _, err := net.SplitHostPort(d.HTTP); err == nil && !isLoopback(host) && d.AdminToken == "" {
+		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: --http %s listens beyond loopback without a token: anyone who reaches it could read and erase contacts; pass --admin-token TOKEN (or LEADPULSE_ADMIN_TOKEN), or bind --http to 127.0.0.1", d.HTTP)}
+	}
 	// Listen first, so that a port in use fails before anything starts.
 	httpLn, err := net.Listen("tcp", d.HTTP)
 	if err != nil {
@@ -127,9 +133,6 @@ func (d *devCmd) Run(e *env) error {
 		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: %v", err)}
 	}
 	cfg = p.Config()
-	if err := app.EnsureTopics(ctx, p); err != nil {
-		return err
-	}
 	var bundled []byte
 	if d.Rules == "" {
 		bundled = examples.B2BSaaS
@@ -148,10 +151,14 @@ func (d *devCmd) Run(e *env) error {
 	}
 	defer dispatch.Close()
 
+	// HTTP first: /healthz and /readyz answer while the topics are made.
 	srv := &http.Server{Handler: admin.Handler(ui.options(admin.Options{
-		Gatherer: reg, Ready: app.Ready(p, dispatch.Stage, rdb), Contacts: app.Contacts{P: p}, Rules: p.Rules, Logger: log,
+		Gatherer: reg, Ready: app.Ready(p, dispatch.Stage, rdb), Contacts: app.Contacts{P: p}, Rules: p.Rules, Token: d.AdminToken, Logger: log,
 	})), ReadHeaderTimeout: 5 * time.Second}
 	defer app.ServeHTTP(ctx, srv, httpLn, log, "dev")()
+	if err := app.EnsureTopics(ctx, p); err != nil {
+		return err
+	}
 
 	store := "in memory"
 	if rdb != nil {
@@ -211,6 +218,16 @@ func (d *devCmd) loadRules(e *env) (*rules.Ruleset, string, error) {
 		return nil, "", fmt.Errorf("leadpulse dev: the bundled rules do not load (a bug): %w", err)
 	}
 	return rs, examples.B2BSaaSName + " (bundled)", nil
+}
+
+// isLoopback reports whether host (of host:port) is a loopback address;
+// "" (every interface) is not.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func inUseHint(err error, alt string) string {

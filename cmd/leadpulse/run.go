@@ -117,13 +117,10 @@ func runLive(e *env, r *runCmd, cfg *config.Config, scfg stream.Config, rs *rule
 	if err := ui.rules(cfg.Rules, nil, p, sinkCfg, reg, log); err != nil {
 		return &exitError{code: 2, msg: "leadpulse run: " + err.Error()}
 	}
+	// The pipeline creates the missing topics when it starts (waiting, not
+	// ready, while the brokers do not answer): the HTTP server answers
+	// /healthz and /readyz meanwhile.
 	scfg = p.Config()
-	if err := app.EnsureTopics(ctx, p); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("leadpulse run: %w", err)
-	}
 
 	var dispatch *app.Dispatch
 	if len(sinkCfg) > 0 {
@@ -208,12 +205,8 @@ func unknownSinks(rs *rules.Ruleset, cfg sinks.Config) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, a := range rs.Actions {
-		names := []string{a.Sink}
-		for _, to := range a.RouteTo {
-			names = append(names, to)
-		}
-		for _, n := range names {
-			if _, ok := cfg[n]; ok || n == "" || seen[n] {
+		for _, n := range a.Sinks() {
+			if _, ok := cfg[n]; ok || seen[n] {
 				continue
 			}
 			seen[n] = true
@@ -279,10 +272,10 @@ type contactCmd struct {
 }
 
 func (c *contactCmd) Run(e *env) error {
-	if c.Why != "" {
-		return c.why(e)
-	}
 	path := "/contacts/" + url.PathEscape(c.ID)
+	if c.Why != "" {
+		path += "/why/" + url.PathEscape(c.Why)
+	}
 	if c.At != "" {
 		path += "?at=" + url.QueryEscape(c.At)
 	}
@@ -293,27 +286,11 @@ func (c *contactCmd) Run(e *env) error {
 	if code != http.StatusOK {
 		return apiError("contact", code, body)
 	}
-	_, err = e.stdout.Write(body)
-	return err
-}
-
-// why is `leadpulse contact ID --why TRIGGER`.
-func (c *contactCmd) why(e *env) error {
-	path := "/contacts/" + url.PathEscape(c.ID) + "/why/" + url.PathEscape(c.Why)
-	if c.At != "" {
-		path += "?at=" + url.QueryEscape(c.At)
-	}
-	code, body, err := c.call(e.ctx, http.MethodGet, path)
-	if err != nil {
-		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse contact: %v (is `leadpulse run` or `leadpulse dev` serving its admin API at --http %s?)", err, c.HTTP)}
-	}
-	if code != http.StatusOK {
-		return apiError("contact", code, body)
-	}
-	if c.JSON {
+	if c.Why == "" || c.JSON {
 		_, err = e.stdout.Write(body)
 		return err
 	}
+	// --why without --json: the why view as text.
 	var v rules.WhyView
 	if err := json.Unmarshal(body, &v); err != nil {
 		return fmt.Errorf("leadpulse contact: the answer is not a why view: %w", err)

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/leadpulse/leadpulse/state"
@@ -10,15 +9,19 @@ import (
 )
 
 // Ready is /readyz: the pipeline consumes and owns partitions, the dispatch
-// stage (when there is one) consumes, and Redis (when there is one) answers.
+// stage (when there is one) consumes, the brokers answer (the stages' own
+// reason when not: stream.ErrUnreachable), and Redis (when there is one)
+// answers.
 // dispatch and rdb may be nil.
 func Ready(p *stream.Pipeline, dispatch *stream.Dispatch, rdb *state.Redis) func(context.Context) error {
 	return func(ctx context.Context) error {
-		if !p.Ready() {
-			return errors.New("the pipeline is not consuming yet (topics, brokers, consumer groups)")
+		if err := p.NotReady(); err != nil {
+			return err // not running, topics, not consuming, or kafka unreachable (with the reason)
 		}
-		if dispatch != nil && !dispatch.Ready() {
-			return errors.New("the dispatch stage is not consuming yet")
+		if dispatch != nil {
+			if err := dispatch.NotReady(); err != nil {
+				return err
+			}
 		}
 		if p.Partitions() == 0 {
 			return fmt.Errorf("no partition of %s is assigned to this process (a rebalance in progress, or more processes than partitions)", ScoreTopic(p.Config()))
