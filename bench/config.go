@@ -46,6 +46,10 @@ type Config struct {
 	// are keyed by contact with Kafka's default partitioner (murmur2) and
 	// the scoring stage reads them directly (stream.Config.InputKeyed).
 	Unkeyed bool
+	// NoTransactions runs the ingest stage without Kafka transactions
+	// (stream.Config.NoTransactions), to measure what they cost; it matters
+	// only with Unkeyed. default: false — transactions, as in production
+	NoTransactions bool
 
 	// Events is the size of the throughput phase: this many events are
 	// produced first, then the pipeline starts and drains them as fast as it

@@ -37,21 +37,23 @@ type Result struct {
 	PeakHeapBytes        uint64  `json:"peak_heap_bytes"`
 	PeakRSSBytes         uint64  `json:"peak_rss_bytes"`
 
-	Store      string  `json:"store"` // memory | redis
-	Rules      string  `json:"rules"`
-	RuleCopies int     `json:"rule_copies"`
-	Triggers   int     `json:"triggers"`
-	Scoring    int     `json:"scoring_rules"`
-	Partitions int     `json:"partitions"`
-	Batch      int     `json:"batch_records"`
-	Keyed      bool    `json:"keyed"`
-	Broker     string  `json:"broker"` // "embedded (kfake)" or the seed brokers
-	Contacts   int     `json:"contacts"`
-	Zipf       float64 `json:"zipf"`
-	Mix        string  `json:"mix"`
-	Anonymous  float64 `json:"anonymous_share"`
-	GOMAXPROCS int     `json:"gomaxprocs"`
-	Started    string  `json:"started"` // RFC 3339
+	Store      string `json:"store"` // memory | redis
+	Rules      string `json:"rules"`
+	RuleCopies int    `json:"rule_copies"`
+	Triggers   int    `json:"triggers"`
+	Scoring    int    `json:"scoring_rules"`
+	Partitions int    `json:"partitions"`
+	Batch      int    `json:"batch_records"`
+	Keyed      bool   `json:"keyed"`
+	// Transactions: the ingest hop ran in Kafka transactions (unkeyed runs).
+	Transactions bool    `json:"transactions"`
+	Broker       string  `json:"broker"` // "embedded (kfake)" or the seed brokers
+	Contacts     int     `json:"contacts"`
+	Zipf         float64 `json:"zipf"`
+	Mix          string  `json:"mix"`
+	Anonymous    float64 `json:"anonymous_share"`
+	GOMAXPROCS   int     `json:"gomaxprocs"`
+	Started      string  `json:"started"` // RFC 3339
 
 	// Preload is the producer's rate while loading the throughput phase's
 	// events (before the pipeline starts).
@@ -210,7 +212,10 @@ func (r *Result) WriteTable(w io.Writer) error {
 	p := &printer{w: w}
 	keyed := "keyed by contact (ingest hop skipped)"
 	if !r.Keyed {
-		keyed = "unkeyed (through the ingest hop)"
+		keyed = "unkeyed (through the ingest hop, without transactions)"
+		if r.Transactions {
+			keyed = "unkeyed (through the ingest hop, in transactions)"
+		}
 	}
 	skew := "uniform"
 	if r.Zipf > 0 {

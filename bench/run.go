@@ -80,7 +80,8 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		Store: "memory", Rules: name, RuleCopies: cfg.RuleCopies,
 		Triggers: len(rs.Triggers), Scoring: len(rs.Scoring) + len(rs.Fit),
 		Partitions: int(cfg.Partitions), Batch: cfg.BatchRecords, Keyed: !cfg.Unkeyed,
-		Contacts: cfg.Contacts, Zipf: cfg.Zipf, Mix: cfg.Mix, Anonymous: cfg.AnonymousShare,
+		Transactions: cfg.Unkeyed && !cfg.NoTransactions,
+		Contacts:     cfg.Contacts, Zipf: cfg.Zipf, Mix: cfg.Mix, Anonymous: cfg.AnonymousShare,
 		GOMAXPROCS: runtime.GOMAXPROCS(0), Started: rfc3339(time.Now()),
 	}
 	if r.res.Anonymous == 0 {
@@ -126,12 +127,13 @@ func (r *run) setup(ctx context.Context) error {
 			Events: pfx + "events", Keyed: pfx + "events.keyed", Actions: pfx + "actions",
 			DLQ: pfx + "events.dlq", ActionsDLQ: pfx + "actions.dlq",
 		},
-		InputKeyed:   !cfg.Unkeyed,
-		Partitions:   cfg.Partitions,
-		BatchRecords: cfg.BatchRecords,
-		QueueRecords: max(4096, 2*cfg.BatchRecords),
-		FetchMaxWait: cfg.FetchMaxWait,
-		Logger:       cfg.logger(),
+		InputKeyed:     !cfg.Unkeyed,
+		NoTransactions: cfg.NoTransactions,
+		Partitions:     cfg.Partitions,
+		BatchRecords:   cfg.BatchRecords,
+		QueueRecords:   max(4096, 2*cfg.BatchRecords),
+		FetchMaxWait:   cfg.FetchMaxWait,
+		Logger:         cfg.logger(),
 	}
 	r.probe = pfx + "probe"
 

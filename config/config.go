@@ -126,6 +126,19 @@ type Kafka struct {
 	// FetchMaxWait is how long a broker holds a fetch that has no new data
 	// (Kafka's fetch.max.wait.ms). default: 100ms
 	FetchMaxWait Duration `yaml:"fetch_max_wait"`
+	// TransactionalID is the ingest stage's Kafka transactional.id: each
+	// process needs its own, kept across its restarts (see
+	// stream.Config.TransactionalID). default: "" → Group + "-ingest-" +
+	// the host name
+	TransactionalID string `yaml:"transactional_id"`
+	// TransactionTimeout is Kafka's transaction.timeout.ms for the ingest
+	// transactions: how long a crashed process' open transaction can hold
+	// back the keyed topic. default: 10s
+	TransactionTimeout Duration `yaml:"transaction_timeout"`
+	// NoTransactions produces the keyed topic without transactions
+	// (brokers without them): after a crash some keyed records repeat, and
+	// only their messageId dedupes them. default: false
+	NoTransactions bool `yaml:"no_transactions"`
 }
 
 // Topics names the topics of SPEC §5.

@@ -78,6 +78,10 @@ func (c *Config) validate(ps *problems) {
 	c.duration(ps, "kafka.heartbeat_interval", &k.HeartbeatInterval, 3*time.Second)
 	c.duration(ps, "kafka.rebalance_timeout", &k.RebalanceTimeout, 60*time.Second)
 	c.duration(ps, "kafka.fetch_max_wait", &k.FetchMaxWait, sd.FetchMaxWait)
+	c.duration(ps, "kafka.transaction_timeout", &k.TransactionTimeout, sd.TransactionTimeout)
+	if k.TransactionTimeout.D() < time.Second {
+		ps.add(c, []string{"kafka.transaction_timeout"}, "%v: want 1s or more (the broker aborts an ingest transaction open longer)", k.TransactionTimeout.D())
+	}
 	if k.HeartbeatInterval >= k.SessionTimeout {
 		ps.add(c, []string{"kafka.heartbeat_interval", "kafka.session_timeout"}, "kafka.heartbeat_interval (%v) is not below kafka.session_timeout (%v): members would be evicted between heartbeats; keep the interval at most a third of the timeout", k.HeartbeatInterval, k.SessionTimeout)
 	}

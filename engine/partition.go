@@ -12,12 +12,21 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/leadpulse/leadpulse/event"
 	"github.com/leadpulse/leadpulse/rules"
 	"github.com/leadpulse/leadpulse/state"
 )
+
+// ErrDiverged is wrapped by an error after which the partition's contacts in
+// memory can no longer be trusted: the store refused a contact the engine
+// had already changed (state.Store.Put failed, which the Store contract
+// forbids). Retrying would apply the event twice or lose it and its
+// actions, so drivers must not retry it: they drop the partition's state
+// and start again from what the store last committed.
+var ErrDiverged = errors.New("engine: a contact changed in memory but the store did not take it")
 
 // Emit receives what each applied event or fired timer produced. The Result
 // is reused after Emit returns.
@@ -26,12 +35,13 @@ type Emit func(*rules.Result)
 // Partition applies one ordered stream of events to contact state. It is not
 // safe for concurrent use: one goroutine owns it.
 type Partition struct {
-	ev     *rules.Evaluator
-	store  state.Store
-	emit   Emit
-	clock  int64
-	timers timerHeap
-	order  uint64
+	ev      *rules.Evaluator
+	store   state.Store
+	emit    Emit
+	clock   int64
+	timers  timerHeap
+	order   uint64
+	skipped uint64 // records ApplyAt found already applied
 
 	// Identity (see identity.go): nil links until UseLinks; then every
 	// event is resolved through them.
@@ -68,8 +78,36 @@ func (p *Partition) NextDue() (int64, bool) {
 // fire first, then (with UseLinks) the event's ids are linked and merged,
 // then the event is applied to its contact. An event whose every id is
 // blocked (identity.blocked) is bad input: Apply returns an *event.Error
-// with ReasonNoContact and changes nothing.
+// with ReasonNoContact and changes nothing. Replay and rules tests use
+// Apply; a live driver, whose records have positions, uses ApplyAt.
+//
+// An error wrapping ErrDiverged is fatal for the partition's state. Any
+// other store error came from a Get (the event, or a timer, could not load
+// its contact); the event may have been applied already when the error
+// came from a timer it made due, so only ApplyAt is safe to retry.
 func (p *Partition) Apply(ctx context.Context, e *event.Event) error {
+	return p.apply(ctx, e, nil)
+}
+
+// ApplyAt applies the event read at pos (the scoring stage's partition and
+// the record's offset), unless the contact's state already contains it
+// (state.Contact.Covers): a record read again after a crash or a rebalance,
+// whose effect was committed before, is skipped, with or without a
+// messageId; it still moves the clock, as it did the first time. A contact
+// the record is applied to remembers pos (state.Contact.MarkApplied).
+//
+// Retrying ApplyAt with the same event and position after an error is
+// safe, unless the error wraps ErrDiverged: a timer that could not load its
+// contact stays due and fires at the next call, and the event is applied
+// once, because its contact then covers pos.
+func (p *Partition) ApplyAt(ctx context.Context, e *event.Event, pos state.Position) error {
+	return p.apply(ctx, e, &pos)
+}
+
+// Skipped returns the number of records ApplyAt found already applied.
+func (p *Partition) Skipped() uint64 { return p.skipped }
+
+func (p *Partition) apply(ctx context.Context, e *event.Event, pos *state.Position) error {
 	id := e.Contact()
 	var user, anon string
 	if p.links != nil {
@@ -77,6 +115,11 @@ func (p *Partition) Apply(ctx context.Context, e *event.Event) error {
 		if user == "" && anon == "" {
 			return noUsableID(e)
 		}
+	}
+	// Timers left due by a failed call (their contact could not be
+	// loaded) fire before anything else, as they would have.
+	if err := p.fireDue(ctx, p.clock); err != nil {
+		return err
 	}
 	if p.clock == state.NoTime || e.Time > p.clock {
 		if err := p.fireDue(ctx, e.Time); err != nil {
@@ -94,10 +137,17 @@ func (p *Partition) Apply(ctx context.Context, e *event.Event) error {
 	if err != nil {
 		return fmt.Errorf("engine: load contact %q: %w", id, err)
 	}
+	if pos != nil {
+		if c.Covers(*pos) {
+			p.skipped++
+			return nil
+		}
+		c.MarkApplied(*pos)
+	}
 	res := p.ev.Apply(c, e)
 	if !res.Duplicate {
 		if err := p.store.Put(ctx, c); err != nil {
-			return fmt.Errorf("engine: store contact %q: %w", c.ID, err)
+			return fmt.Errorf("%w: contact %q: %w", ErrDiverged, c.ID, err)
 		}
 		p.index(res.Timers)
 	}
@@ -153,7 +203,7 @@ func (p *Partition) fireDue(ctx context.Context, upTo int64) error {
 			continue // stale: restarted, cancelled or erased
 		}
 		if err := p.store.Put(ctx, c); err != nil {
-			return fmt.Errorf("engine: store contact %q: %w", c.ID, err)
+			return fmt.Errorf("%w: contact %q (a fired timer): %w", ErrDiverged, c.ID, err)
 		}
 		p.emit(res)
 	}

@@ -42,7 +42,9 @@
 // Remember delivers the action again when it is replayed. Each sink hands
 // receivers the action id to close that window themselves: the webhook's
 // Idempotency-Key header, the Kafka record header idempotency-key, the
-// Redis stream entry's id field, the record's id.
+// Redis stream entry's id field, the record's id. The redis-stream sink
+// closes it on its own: it appends an id only once (a marker key in the
+// stream's hash slot, checked and set by the same script as the XADD).
 //
 // # Dead letters
 //

@@ -13,6 +13,13 @@ import (
 // * id <action id> action <action record JSON>. A batch is one pipeline
 // (one round trip; on a cluster, one per node).
 //
+// Each action id is appended once, even when the dispatcher delivers it
+// again (a crash between a delivery and its remembering): one script per
+// action appends it only if its marker key does not exist, and sets the
+// marker (kept DefaultDedupeTTL) in the same atomic step. The marker,
+// StreamKey{hash tag}:delivered:ID, shares the stream's hash slot, so this
+// holds on a cluster too. The stream thus holds every action exactly once.
+//
 // Error replies that mean the server is busy or failing over (LOADING,
 // READONLY, OOM, BUSY, TRYAGAIN, CLUSTERDOWN, MASTERDOWN, NOREPLICAS) and
 // network errors are transient; other error replies (WRONGTYPE: the key
@@ -41,15 +48,14 @@ func NewRedisStream(client redis.UniversalClient, stream string, maxLen int64, t
 func (s *RedisStream) Write(parent context.Context, batch []Action) error {
 	ctx, cancel := context.WithTimeout(parent, s.timeout)
 	defer cancel()
-	cmds := make([]*redis.StringCmd, len(batch))
+	cmds := make([]*redis.Cmd, len(batch))
+	ttl := DefaultDedupeTTL.Milliseconds()
 	_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i := range batch {
 			a := &batch[i]
-			args := &redis.XAddArgs{Stream: s.stream, Values: []any{"id", a.Record.ID, "action", a.JSON}}
-			if s.maxLen > 0 {
-				args.MaxLen, args.Approx = s.maxLen, true
-			}
-			cmds[i] = p.XAdd(ctx, args)
+			// EVAL, not EVALSHA: a pipelined EVALSHA cannot fall back
+			// after NOSCRIPT, and the script is short.
+			cmds[i] = appendOnce.Eval(ctx, p, []string{s.stream, s.marker(a.Record.ID)}, a.Record.ID, a.JSON, max(s.maxLen, 0), ttl)
 		}
 		return nil
 	})
@@ -66,6 +72,36 @@ func (s *RedisStream) Write(parent context.Context, batch []Action) error {
 		}
 	}
 	return batchError(errs)
+}
+
+// appendOnce appends an action to the stream unless its marker exists, and
+// sets the marker. XADD comes first, so that a refused append (OOM) leaves
+// no marker behind. KEYS: the stream, the marker. ARGV: id, the action's
+// JSON, MAXLEN (0: no cap), the marker's TTL in ms. Returns 1 appended, 0
+// already there.
+var appendOnce = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'id', ARGV[1], 'action', ARGV[2])
+else
+  redis.call('XADD', KEYS[1], '*', 'id', ARGV[1], 'action', ARGV[2])
+end
+redis.call('SET', KEYS[2], 1, 'PX', ARGV[4])
+return 1
+`)
+
+// marker is the key that says the action id is in the stream: in the
+// stream key's hash slot (its hash tag, or the whole key as the tag).
+func (s *RedisStream) marker(id string) string {
+	tag := s.stream
+	if i := strings.IndexByte(s.stream, '{'); i >= 0 {
+		if j := strings.IndexByte(s.stream[i+1:], '}'); j > 0 {
+			tag = s.stream[i+1 : i+1+j]
+		}
+	}
+	return "{" + tag + "}:delivered:" + id
 }
 
 // busyReplies are the error replies of a server that will serve again.

@@ -122,7 +122,8 @@ func count(always int, optional ...bool) int {
 func (c *Contact) EncodeMsgpack(enc *msgpack.Encoder) error {
 	x := &w{enc: enc}
 	x.mapLen(count(6, c.Stage != "", len(c.Traits) > 0, len(c.Windows) > 0, len(c.Points) > 0,
-		len(c.Triggers) > 0, len(c.Timers) > 0, len(c.Caps) > 0, len(c.Merged) > 0, c.MergedInto != ""))
+		len(c.Triggers) > 0, len(c.Timers) > 0, len(c.Caps) > 0, len(c.Merged) > 0, c.MergedInto != "",
+		c.Applied != Position{}))
 	x.str("v")
 	x.i64(int64(c.V))
 	x.str("id")
@@ -270,6 +271,14 @@ func (c *Contact) EncodeMsgpack(enc *msgpack.Encoder) error {
 	x.i64(int64(c.Pos.Partition))
 	x.str("o")
 	x.i64(c.Pos.Offset)
+	if c.Applied != (Position{}) {
+		x.str("a")
+		x.mapLen(2)
+		x.str("p")
+		x.i64(int64(c.Applied.Partition))
+		x.str("o")
+		x.i64(c.Applied.Offset)
+	}
 	return x.err
 }
 
@@ -573,6 +582,18 @@ func (c *Contact) decode(dec *msgpack.Decoder, limit int) error {
 					c.Pos.Partition = int32(x.i64())
 				case "o":
 					c.Pos.Offset = x.i64()
+				default:
+					return false
+				}
+				return true
+			})
+		case "a":
+			x.fields(func(k string) bool {
+				switch k {
+				case "p":
+					c.Applied.Partition = int32(x.i64())
+				case "o":
+					c.Applied.Offset = x.i64()
 				default:
 					return false
 				}

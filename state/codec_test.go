@@ -26,6 +26,7 @@ func typical() *Contact {
 		c.Seen.Add(id)
 	}
 	c.Pos = Position{Partition: 3, Offset: 1234}
+	c.Applied = Position{Partition: 3, Offset: 1230}
 	return c
 }
 
@@ -163,7 +164,7 @@ func TestDecodeReflectionWrittenBlob(t *testing.T) {
 	if err := msgpack.Unmarshal(fast, &back); err != nil {
 		t.Fatal(err)
 	}
-	if back.ID != c.ID || len(back.Windows) != 3 || back.Windows[2].V[0] != 12.5 || back.Pos != c.Pos || back.Seen.H[2] != c.Seen.H[2] ||
+	if back.ID != c.ID || len(back.Windows) != 3 || back.Windows[2].V[0] != 12.5 || back.Pos != c.Pos || back.Applied != c.Applied || back.Seen.H[2] != c.Seen.H[2] ||
 		!reflect.DeepEqual(back.Merged, c.Merged) {
 		t.Errorf("hand-written blob read by reflection: %+v", back)
 	}
@@ -174,6 +175,57 @@ func TestDecodeRejectsHugeLengths(t *testing.T) {
 	blob := []byte{0x82, 0xa2, 'i', 'd', 0xa1, 'x', 0xa1, 'w', 0xdd, 0x7f, 0xff, 0xff, 0xff}
 	if _, err := Decode(blob); err == nil {
 		t.Fatal("decoded a blob with an impossible length")
+	}
+}
+
+// TestAppliedPosition pins the per-contact position the scoring stage skips
+// re-read records by: encoded only when set, absent in older blobs (which
+// then cover nothing), and compared within one partition only.
+func TestAppliedPosition(t *testing.T) {
+	c := New("u1")
+	plain, err := Encode(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.MarkApplied(Position{Partition: 2, Offset: 41})
+	withPos, err := Encode(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(withPos) <= len(plain) {
+		t.Errorf("a set Applied adds no bytes (%d vs %d): not encoded?", len(withPos), len(plain))
+	}
+	got, err := Decode(withPos)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Applied != (Position{Partition: 2, Offset: 42}) {
+		t.Errorf("Applied after a round trip = %+v, want partition 2 offset 42 (the next offset)", got.Applied)
+	}
+	old, err := Decode(plain) // a blob written before the field existed
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.Applied != (Position{}) || old.Covers(Position{Partition: 0, Offset: 0}) {
+		t.Errorf("a blob without Applied: %+v covers offset 0", old.Applied)
+	}
+	for _, tc := range []struct {
+		name string
+		pos  Position
+		want bool
+	}{
+		{"the last applied record", Position{2, 41}, true},
+		{"an earlier record", Position{2, 0}, true},
+		{"the next record", Position{2, 42}, false},
+		{"another partition, lower offset", Position{1, 3}, false},
+		{"another partition, same offset", Position{0, 41}, false},
+	} {
+		if got := got.Covers(tc.pos); got != tc.want {
+			t.Errorf("%s: Covers(%+v) = %v, want %v", tc.name, tc.pos, got, tc.want)
+		}
+	}
+	if New("x").Covers(Position{}) {
+		t.Error("a new contact covers partition 0 offset 0")
 	}
 }
 

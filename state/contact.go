@@ -69,6 +69,14 @@ type Contact struct {
 	// compare-and-set; zero in replay.
 	Pos Position `msgpack:"o"`
 
+	// Applied is how far the scoring stage's records of this contact are in
+	// this state: their partition, and the offset after the last one applied
+	// (Kafka's committed-offset convention, so the zero value means none).
+	// A record of that partition below Applied.Offset is already counted: a
+	// re-read after a crash or a rebalance skips it (Covers), record by
+	// record, with or without a messageId. Zero in replay.
+	Applied Position `msgpack:"a,omitempty"`
+
 	// Memo is a cache the rules engine keeps with the contact while it is
 	// in memory (values that change only with the traits or the stage). It
 	// is not encoded and Bind clears it.
@@ -172,6 +180,18 @@ func (s *Seen) Add(id string) {
 	}
 	s.H[s.Pos] = h
 	s.Pos++
+}
+
+// Covers reports whether the record at pos (its partition and offset) is
+// already applied to the contact. Offsets of another partition are not
+// comparable (the topic was repartitioned): they are not covered.
+func (c *Contact) Covers(pos Position) bool {
+	return c.Applied.Offset > 0 && c.Applied.Partition == pos.Partition && pos.Offset < c.Applied.Offset
+}
+
+// MarkApplied records that the record at pos is applied to the contact.
+func (c *Contact) MarkApplied(pos Position) {
+	c.Applied = Position{Partition: pos.Partition, Offset: pos.Offset + 1}
 }
 
 // New returns an empty contact.

@@ -10,17 +10,39 @@ import (
 // may buffer Puts until Commit (write-behind), so callers must Commit before
 // they acknowledge the input that caused the changes.
 //
+// # Failures and retries
+//
+// The engine changes the contact Get returned before it calls Put (it
+// remembers the event's messageId and position, pops a fired timer), so a
+// Put that failed could not be retried: the retry would find the event
+// already in the contact and drop it, or apply it twice. Hence the contract:
+//
+//   - Get may fail (ErrUnavailable: Redis is down). Nothing has changed; the
+//     caller may retry.
+//   - Put must not fail. It only records in memory that the contact changed
+//     (Memory: nothing to do; Cache: mark it dirty); the I/O belongs to
+//     Commit. An implementation that cannot take a change returns an error
+//     only for a misuse, and the caller must treat it as fatal for the
+//     partition's state (engine.ErrDiverged): drop what is in memory and
+//     start again from the last Commit.
+//   - Commit may fail (ErrUnavailable). What was not written stays pending:
+//     calling Commit again with the same position is safe and sends the same
+//     bytes (see Cache.Commit).
+//   - Delete may fail (ErrUnavailable) and may be retried: erasing twice is
+//     erasing once.
+//
 // A Store is used by one goroutine at a time (one per partition) unless its
 // doc says otherwise.
 type Store interface {
 	// Get returns the contact with this id, or a new empty one (not yet
-	// stored) when there is none.
+	// stored) when there is none. Safe to retry.
 	Get(ctx context.Context, id string) (*Contact, error)
-	// Put records that c changed.
+	// Put records that c changed. It must not fail (see above).
 	Put(ctx context.Context, c *Contact) error
-	// Commit makes all Puts durable, as of the position pos.
+	// Commit makes all Puts durable, as of the position pos. Safe to retry
+	// with the same pos.
 	Commit(ctx context.Context, pos Position) error
-	// Delete erases everything held about the contact.
+	// Delete erases everything held about the contact. Safe to retry.
 	Delete(ctx context.Context, id string) error
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -57,6 +58,31 @@ type Config struct {
 	// murmur2 of its contact says goes to the DLQ with reason "misrouted",
 	// so that one contact is never scored in two places. default: false
 	InputKeyed bool
+
+	// NoTransactions turns off the ingest stage's Kafka transactions: the
+	// keyed records are produced, then the input offsets committed, so a
+	// crash in between produces some keyed records twice, and the scoring
+	// stage can drop such a repeat only by its messageId. For brokers
+	// without transactions (e.g. Azure Event Hubs). default: false: each
+	// poll's keyed records and input offsets commit in one transaction
+	NoTransactions bool
+	// TransactionalID is the ingest stage's Kafka transactional.id. Each
+	// process needs its own (two processes with one id fence each other),
+	// and keeping it across a restart lets the restarted process abort at
+	// once what its crashed predecessor left open; a new id leaves that
+	// transaction holding back read_committed consumers of the keyed topic
+	// until TransactionTimeout. default: Group + "-ingest-" + the host
+	// name (stable for a StatefulSet pod or a VM; set one per process when
+	// several run on one host)
+	TransactionalID string
+	// TransactionTimeout is how long the broker lets an ingest transaction
+	// stay open before aborting it (Kafka's transaction.timeout.ms): the
+	// longest a crashed process' open transaction blocks the keyed topic
+	// when no process restarts with its TransactionalID. It must exceed the
+	// time one poll takes to produce (milliseconds) and stay within the
+	// broker's transaction.max.timeout.ms. default: 10s (Kafka Streams'
+	// default under exactly-once)
+	TransactionTimeout time.Duration
 
 	// Partitions is the partition count of topics this process creates
 	// because they are missing. Existing topics are used as they are.
@@ -151,22 +177,23 @@ type Config struct {
 // defaults are the values a zero field of Config takes: the one place they
 // are written (config reads them through Defaults).
 var defaults = Config{
-	Brokers:           []string{"127.0.0.1:9092"},
-	Group:             "leadpulse",
-	Topics:            Topics{Events: "events", Keyed: "events.keyed", Actions: "actions", DLQ: "events.dlq", ActionsDLQ: "actions.dlq"},
-	Partitions:        6,
-	ReplicationFactor: -1,
-	BatchRecords:      4000,
-	QueueRecords:      4096,
-	PollRecords:       10000,
-	FetchMaxWait:      100 * time.Millisecond,
-	CommitInterval:    100 * time.Millisecond,
-	TimerDelay:        500 * time.Millisecond,
-	Tick:              200 * time.Millisecond,
-	TimerHorizon:      time.Minute,
-	DrainTimeout:      30 * time.Second,
-	MaxEventBytes:     DefaultMaxEventBytes,
-	UnreachableAfter:  5 * time.Second,
+	Brokers:            []string{"127.0.0.1:9092"},
+	Group:              "leadpulse",
+	Topics:             Topics{Events: "events", Keyed: "events.keyed", Actions: "actions", DLQ: "events.dlq", ActionsDLQ: "actions.dlq"},
+	Partitions:         6,
+	ReplicationFactor:  -1,
+	BatchRecords:       4000,
+	QueueRecords:       4096,
+	PollRecords:        10000,
+	FetchMaxWait:       100 * time.Millisecond,
+	CommitInterval:     100 * time.Millisecond,
+	TimerDelay:         500 * time.Millisecond,
+	Tick:               200 * time.Millisecond,
+	TimerHorizon:       time.Minute,
+	DrainTimeout:       30 * time.Second,
+	TransactionTimeout: 10 * time.Second,
+	MaxEventBytes:      DefaultMaxEventBytes,
+	UnreachableAfter:   5 * time.Second,
 }
 
 // Defaults returns the Config whose every field holds its default: what a
@@ -218,6 +245,19 @@ func (c Config) validate() (Config, error) {
 			return c, configError("%s and %s are both %q: each stage needs its own topic", other, n.key, n.topic)
 		}
 		names[n.topic] = n.key
+	}
+	if c.TransactionalID == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "localhost"
+		}
+		c.TransactionalID = c.Group + "-ingest-" + host
+	}
+	if c.TransactionTimeout == 0 {
+		c.TransactionTimeout = defaults.TransactionTimeout
+	}
+	if c.TransactionTimeout < time.Second {
+		return c, configError("transaction_timeout is %v: give at least 1s (the broker aborts an ingest transaction open longer)", c.TransactionTimeout)
 	}
 	if c.Partitions == 0 {
 		c.Partitions = defaults.Partitions

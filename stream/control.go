@@ -251,6 +251,7 @@ func (w *worker) swapRules(ctx context.Context, rs *rules.Ruleset) error {
 		}
 	}
 	w.stats = rules.Stats{ByTrigger: make([]uint64, len(rs.Triggers))}
+	w.skipped = 0
 	w.firings = w.firings[:0]
 	for _, t := range rs.Triggers {
 		w.firings = append(w.firings, w.m.firings.WithLabelValues(t.ID))

@@ -24,18 +24,36 @@
 // the wrong partition goes to the DLQ with reason "misrouted" rather than be
 // scored in two places.
 //
-// Per batch, a partition applies its records, produces the actions and dead
-// letters and waits until Kafka acknowledged them, then commits the store
-// (Redis: one pipelined compare-and-set as of the batch's last offset), and
-// only then notes the offset as committable. The noted offsets of every
-// partition are committed together in one asynchronous request at most every
-// Config.CommitInterval (100ms), and synchronously when a partition is
-// revoked or the stage stops: a synchronous commit per batch cost a round
-// trip per batch and queued the workers behind each other on the client's
-// commit order. A crash applies again the records after the last committed
-// offset: repeated events are dropped by messageId and re-emitted actions
-// keep their deterministic ids, so sinks deduplicate. Bad input never blocks
-// a partition: it is dead-lettered and its offset committed with the batch.
+// # Exactly once
+//
+// Ingest → keyed topic: each poll is one Kafka transaction (franz-go's
+// GroupTransactSession): the keyed records, the dead letters and the input
+// offsets commit together or not at all. A crash leaves an open transaction
+// that the broker aborts (at once when the process comes back with its
+// Config.TransactionalID, else after Config.TransactionTimeout); the scoring
+// stage reads read_committed, so it never sees the aborted copies.
+//
+// Keyed topic → state: per batch, a partition applies its records, produces
+// the actions and dead letters and waits until Kafka acknowledged them, then
+// commits the store (Redis: one pipelined compare-and-set as of the batch's
+// last offset), and only then notes the offset as committable: the noted
+// offsets of every partition are committed together in one asynchronous
+// request at most every Config.CommitInterval (100ms), and synchronously
+// when a partition is revoked or the stage stops (a synchronous commit per
+// batch cost a round trip per batch and queued the workers behind each
+// other on the client's commit order). Every contact remembers the position
+// of the last record applied to it (state.Contact.Applied), so a crash —
+// which reads again what follows the last committed offset — skips, record
+// by record, what the committed state already holds (engine ApplyAt), with or
+// without messageId; the messageId dedupe is left for producers' own
+// repeats. The skipped records still move the partition's clock.
+//
+// State → actions topic → sinks: at least once. A record re-read after a
+// crash whose contact was not yet committed is applied again from the
+// committed state and emits the same actions with the same deterministic
+// ids; the dispatch stage delivers an id once (sinks.Deduper). Bad input
+// never blocks a partition: it is dead-lettered and its offset committed
+// with the batch.
 //
 // # Live time
 //
@@ -125,6 +143,7 @@
 //	leadpulse_actions_suppressed_total                cooldown edges, false guards, caps reached
 //	leadpulse_store_commits_total{result}             ok | error | conflict
 //	leadpulse_store_cas_rejections_total              contact writes refused as stale by the store
+//	leadpulse_records_skipped_total                   records read again whose contact already held them
 //	leadpulse_offset_commits_total{stage,result}      ok | error (scoring: one per coalesced request)
 //	leadpulse_produce_errors_total{topic}             records Kafka did not acknowledge
 //	leadpulse_dispatch_queued_actions{sink}           actions read by dispatch and not yet settled, per sink lane

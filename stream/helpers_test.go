@@ -202,22 +202,33 @@ func (c *consumer) poll(d time.Duration) {
 	fs.EachRecord(func(r *kgo.Record) { c.recs = append(c.recs, r) })
 }
 
-// waitEndOffsets waits until the topic holds n records.
-func waitEndOffsets(t testing.TB, addr, topic string, n int64, timeout time.Duration) {
+// waitEndOffsets waits until the topic holds n records, counted by reading
+// them with read_committed (the ingest stage writes in transactions, whose
+// markers take offsets too, so offsets are not counts), and returns the
+// end offset of each partition once it does.
+func waitEndOffsets(t testing.TB, addr, topic string, n int64, timeout time.Duration) map[int32]int64 {
 	t.Helper()
-	adm := kadm.NewClient(client(t, addr))
+	cl := client(t, addr, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	var got int64
 	testenv.Eventually(t, timeout, func() error {
-		eo, err := adm.ListEndOffsets(context.Background(), topic)
-		if err != nil {
-			return err
-		}
-		var sum int64
-		eo.Each(func(o kadm.ListedOffset) { sum += o.Offset })
-		if sum < n {
-			return fmt.Errorf("topic %s holds %d records, want %d", topic, sum, n)
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		got += int64(fs.NumRecords())
+		if got < n {
+			return fmt.Errorf("topic %s holds %d records, want %d", topic, got, n)
 		}
 		return nil
 	})
+	adm := kadm.NewClient(cl)
+	eo, err := adm.ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends := map[int32]int64{}
+	eo.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
+	return ends
 }
 
 // decodeActions decodes action record values and checks their key and

@@ -40,6 +40,7 @@ func (in *ingest) run(ctx, work context.Context, ready func()) error {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), // input written in transactions counts once committed
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			in.rebalanced("assigned", m)
 		}),
@@ -50,16 +51,17 @@ func (in *ingest) run(ctx, work context.Context, ready func()) error {
 			in.rebalanced("lost", m)
 		}),
 	)
-	cl, err := kgo.NewClient(opts...)
+	tx, err := newIngestTxn(cfg, opts)
 	if err != nil {
 		return fmt.Errorf("stream: ingest: kafka client: %w", err)
 	}
+	cl := tx.cl
 	defer cl.Close()
 	if !ping(ctx, cl, in.log, stageIngest, cfg.Brokers) {
 		return nil
 	}
 	ready()
-	in.log.Info("stream: ingest running", "topic", cfg.Topics.Events, "group", cfg.ingestGroup(), "to", cfg.Topics.Keyed)
+	in.log.Info("stream: ingest running", "topic", cfg.Topics.Events, "group", cfg.ingestGroup(), "to", cfg.Topics.Keyed, "transactional_id", tx.id())
 
 	var (
 		out     []*kgo.Record
@@ -107,16 +109,28 @@ func (in *ingest) run(ctx, work context.Context, ready func()) error {
 			in.m.eventsInStage[stageIngest].Add(float64(len(p.Records)))
 			in.m.lag.WithLabelValues(p.Topic, partLabel(p.Partition)).Set(float64(max(p.HighWatermark-last.Offset-1, 0)))
 		})
+		if err := tx.begin(len(out)); err != nil {
+			cl.AllowRebalance()
+			return fmt.Errorf("stream: ingest: %w", err)
+		}
 		if len(out) > 0 && !in.produce(work, cl, out, src) {
 			// Shutting down (or the drain timed out) with output
 			// unacknowledged: the offsets are not committed, the records
 			// are read again on restart.
+			tx.abort(work)
 			cl.AllowRebalance()
 			in.log.Warn("stream: ingest: stopped with records not produced; they are read again on restart")
 			break
 		}
-		commitPoll(work, cl, commits, in.m, stageIngest, in.log,
-			"the records may be read again (keyed records repeat, and the scoring stage drops repeats by messageId)")
+		if tx.sess != nil {
+			if err := tx.end(work, len(out), in.m, in.log); err != nil {
+				cl.AllowRebalance()
+				return fmt.Errorf("stream: ingest: %w", err)
+			}
+		} else {
+			commitPoll(work, cl, commits, in.m, stageIngest, in.log,
+				"the records may be read again (keyed records repeat, and the scoring stage drops repeats by messageId)")
+		}
 		cl.AllowRebalance()
 	}
 	in.log.Info("stream: ingest stopped")

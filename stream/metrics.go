@@ -26,6 +26,7 @@ type Metrics struct {
 	suppressed     prometheus.Counter     //
 	storeCommits   *prometheus.CounterVec // result
 	casRejections  prometheus.Counter     //
+	skipped        prometheus.Counter     // records re-read whose contact already held them
 	offsetCommits  *prometheus.CounterVec // stage, result
 	batchDuration  prometheus.Histogram   //
 	partitions     prometheus.Gauge       //
@@ -114,6 +115,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "leadpulse_store_cas_rejections_total",
 			Help: "Contact writes the store's compare-and-set rejected because it held newer state.",
 		}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "leadpulse_records_skipped_total",
+			Help: "Records read again (after a crash or rebalance) whose contact's committed state already held them: skipped, not applied twice.",
+		}),
 		offsetCommits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "leadpulse_offset_commits_total",
 			Help: "Kafka offset commits, by stage and result (ok, error).",
@@ -177,7 +182,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.eventsIn, m.badEvents, m.latency, m.timerDelay, m.lag, m.queueDepth, m.queueCap,
-		m.firings, m.actions, m.suppressed, m.storeCommits, m.casRejections, m.offsetCommits, m.batchDuration,
+		m.firings, m.actions, m.suppressed, m.storeCommits, m.casRejections, m.skipped, m.offsetCommits, m.batchDuration,
 		m.partitions, m.pauses, m.produceErrors, m.deadLetterLost, m.dispatchQueued, m.rebalanceCount}
 }
 

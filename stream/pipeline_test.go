@@ -337,20 +337,26 @@ actions:
 // sum of its committed offsets over the partitions).
 func waitCommitted(t *testing.T, addr, group, topic string, n int64) {
 	t.Helper()
+	ends := waitEndOffsets(t, addr, topic, n, 10*time.Second)
 	adm := kadm.NewClient(client(t, addr))
 	testenv.Eventually(t, 10*time.Second, func() error {
 		ofs, err := adm.FetchOffsets(context.Background(), group)
 		if err != nil {
 			return err
 		}
-		var sum int64
+		behind := 0
+		for _, end := range ends {
+			if end > 0 {
+				behind++
+			}
+		}
 		ofs.Each(func(o kadm.OffsetResponse) {
-			if o.Topic == topic {
-				sum += o.At
+			if o.Topic == topic && ends[o.Partition] > 0 && o.At >= ends[o.Partition] {
+				behind--
 			}
 		})
-		if sum < n {
-			return fmt.Errorf("group %s committed %d of %d records of %s", group, sum, n, topic)
+		if behind > 0 {
+			return fmt.Errorf("group %s has not committed the %d records of %s: %d partitions behind their end offsets %v", group, n, topic, behind, ends)
 		}
 		return nil
 	})
@@ -464,6 +470,7 @@ func TestRebalanceHandsOver(t *testing.T) {
 	waitCommitted(t, addr, "leadpulse", "events.keyed", int64(half)-badHalf)
 	cfgB := cfg
 	cfgB.Logger = cfg.Logger.With("member", "b")
+	cfgB.TransactionalID = "leadpulse-ingest-b" // two processes never share one
 	regB := prometheus.NewRegistry()
 	b := start(t, cfgB, stream.Scoring{Rules: rs, Memory: mem}, regB)
 	testenv.Eventually(t, 20*time.Second, func() error {
@@ -620,6 +627,7 @@ func TestRebalanceMovesTimers(t *testing.T) {
 	regB := prometheus.NewRegistry()
 	cfgB := cfg
 	cfgB.Logger = cfg.Logger.With("member", "b")
+	cfgB.TransactionalID = "leadpulse-ingest-b" // two processes never share one
 	start(t, cfgB, stream.Scoring{Rules: rs, Memory: mem}, regB)
 	testenv.Eventually(t, 20*time.Second, func() error {
 		if gauge(t, regB, "leadpulse_score_partitions") == 0 {

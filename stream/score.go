@@ -97,6 +97,11 @@ func (s *scorer) run(ctx, work context.Context, fail func(error), ready func()) 
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Only committed transactions (ingest writes in transactions), and
+		// their markers too, so that a worker's next offset passes them and
+		// caughtUp can compare it with the end offset.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
 		kgo.OnPartitionsAssigned(s.assigned),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
 			s.stop(m[topic], stopDrain, "revoked")

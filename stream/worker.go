@@ -75,6 +75,7 @@ type worker struct {
 	meta    []outMeta     // parallel to out
 	cause   int64         // the Kafka timestamp (ns) of the record being applied; 0 while the wall clock fires timers
 	stats   rules.Stats   // the evaluator's counters at the last flush
+	skipped uint64        // eng.Skipped() at the last batch
 	firings []prometheus.Counter
 	fatal   error // set by emit when an action cannot be encoded
 }
@@ -332,7 +333,12 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 	w.applied = w.applied[:0]
 	n := 0
 	maxT := int64(math.MinInt64)
+	markers := 0
 	for _, r := range batch {
+		if r.Attrs.IsControl() {
+			markers++ // a transaction's commit marker: only its offset counts
+			continue
+		}
 		if ctl, ok := controlOf(r); ok {
 			if w.control(r, ctl) {
 				w.src = append(w.src, r)
@@ -370,7 +376,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 		w.erase = append(w.erase, "")
 		n++
 	}
-	w.m.eventsInStage[stageScore].Add(float64(len(batch)))
+	w.m.eventsInStage[stageScore].Add(float64(len(batch) - markers))
 	if w.cache != nil && n > 0 {
 		if err := w.loadTimers(ctx, maxT+int64(cfg.TimerHorizon)); err != nil {
 			return err
@@ -398,12 +404,19 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 		if w.s.sc.OnBatchApplied != nil {
 			w.applied = append(w.applied, e.Time)
 		}
-		if err := w.retry(ctx, "apply event", func() error { return w.eng.Apply(ctx, e) }); err != nil {
+		// ApplyAt skips a record whose contact already holds it (a re-read
+		// after a crash or rebalance), and is safe to retry.
+		pos := state.Position{Partition: w.part, Offset: w.src[i].Offset}
+		if err := w.retry(ctx, "apply event", func() error { return w.eng.ApplyAt(ctx, e, pos) }); err != nil {
 			return err
 		}
 		if w.fatal != nil {
 			return w.fatal
 		}
+	}
+	if sk := w.eng.Skipped(); sk > w.skipped {
+		w.m.skipped.Add(float64(sk - w.skipped))
+		w.skipped = sk
 	}
 	if w.s.sc.OnBatchApplied != nil && len(w.applied) > 0 {
 		w.s.sc.OnBatchApplied(w.applied, time.Now().UnixNano())
@@ -600,7 +613,7 @@ func (w *worker) caughtUp(ctx context.Context) (bool, error) {
 }
 
 // retry runs f until it succeeds, retrying with backoff while the store is
-// unavailable; other errors end the partition.
+// unavailable (retryable); other errors end the partition.
 func (w *worker) retry(ctx context.Context, what string, f func() error) error {
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -611,7 +624,7 @@ func (w *worker) retry(ctx context.Context, what string, f func() error) error {
 			}
 			return nil
 		}
-		if !errors.Is(err, state.ErrUnavailable) {
+		if !retryable(err) {
 			return fmt.Errorf("stream: partition %d: %s: %w", w.part, what, err)
 		}
 		if attempt == 1 || attempt%20 == 0 {

@@ -25,6 +25,8 @@ type benchCmd struct {
 	Seed      int64   `default:"1" help:"Seed of the generated traffic. Default: 1."`
 	Keyed     bool    `default:"true" negatable:"" help:"Key records by contact and skip the ingest hop (--no-keyed: unkeyed records through the ingest stage). Default: keyed."`
 
+	Transactions string `default:"on" enum:"on,off,both" help:"With --no-keyed: the ingest hop in Kafka transactions (on), without (off), or both, one run after the other, to measure their cost. Default: on."`
+
 	Brokers []string `sep:"," placeholder:"ADDR,..." help:"Seed brokers of an external Kafka (bench topics are created and deleted there). Default: an embedded broker (kfake) over TCP in this process."`
 	Redis   string   `placeholder:"ADDR" help:"Keep contact state in the Redis at ADDR (keys lpbench-<run>:*, deleted afterwards) and measure its raw write ceiling. Default: memory."`
 	Rules   string   `type:"existingfile" placeholder:"FILE" help:"Rules file. Default: the bundled examples/b2b-saas.yaml."`
@@ -98,14 +100,29 @@ func (b *benchCmd) Run(e *env) error {
 		return &exitError{code: 2, msg: "leadpulse bench: lists of --partitions, --batch or --rule-copies need --matrix; give one value each for a single run"}
 	}
 	cfg.Partitions, cfg.BatchRecords, cfg.RuleCopies = b.Partitions[0], b.Batch[0], b.RuleCopies[0]
-	res, err := bench.Run(e.ctx, cfg)
-	if err != nil {
-		return benchError(err)
+	modes := map[string][]bool{"on": {false}, "off": {true}, "both": {false, true}}[b.Transactions]
+	if len(modes) > 1 && b.Keyed {
+		return &exitError{code: 2, msg: "leadpulse bench: --transactions both measures the ingest hop: give --no-keyed too"}
 	}
-	if b.JSON {
-		return res.WriteJSON(e.stdout)
+	for i, off := range modes {
+		cfg.NoTransactions = off
+		res, err := bench.Run(e.ctx, cfg)
+		if err != nil {
+			return benchError(err)
+		}
+		if i > 0 && !b.JSON {
+			fmt.Fprintln(e.stdout)
+		}
+		if b.JSON {
+			err = res.WriteJSON(e.stdout)
+		} else {
+			err = res.WriteTable(e.stdout)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return res.WriteTable(e.stdout)
+	return nil
 }
 
 // benchError turns a bench error into an exit: 2 for a configuration the
