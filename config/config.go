@@ -207,6 +207,11 @@ type Pipeline struct {
 	// /readyz says not ready with the reason and a log line says so.
 	// default: 5s
 	UnreachableAfter Duration `yaml:"unreachable_after"`
+	// HandoverTimeout bounds how long a user's events wait behind a linking
+	// event for the partition of its anonymous id to answer (SPEC §6, live
+	// identity); then they are applied without the merge, which follows the
+	// answer. default: 10s
+	HandoverTimeout Duration `yaml:"handover_timeout"`
 }
 
 // Redis configures the state store (state.RedisOptions; docs/redis.md).
