@@ -68,7 +68,7 @@ type Config struct {
 	// Log configures the process' logs (standard error).
 	Log Log `yaml:"log"`
 	// Sinks is the `sinks:` block, sink name → sink, kept raw: the sinks
-	// package parses it (DecodeSinks). Here it is only checked to be a
+	// package parses it (SinksSource, sinks.Parse). Here it is only checked to be a
 	// mapping. default: none (no dispatch stage: the actions stay on the
 	// actions topic for other consumers)
 	Sinks map[string]any `yaml:"sinks"`
@@ -76,7 +76,7 @@ type Config struct {
 	file      string            // the config file; "" when loaded from memory without a name
 	origin    map[string]string // key path → "FILE:LINE" or "$LEADPULSE_…"
 	sinksName string            // where the sinks block was read: the file, or $LEADPULSE_SINKS
-	sinksSrc  []byte            // the YAML holding it (top-level key `sinks`)
+	sinksSrc  []byte            // the YAML holding it: the file (top-level key `sinks`), or the variable's value (the block alone)
 }
 
 // Kafka configures the Kafka clients, the consumer groups and the topics.
