@@ -50,6 +50,10 @@ type Config struct {
 	// (stream.Config.NoTransactions), to measure what they cost; it matters
 	// only with Unkeyed. default: false — transactions, as in production
 	NoTransactions bool
+	// NoMerge runs the rules with identity.merge false (SPEC §6): no links,
+	// no hand-overs between partitions, to measure what merging costs.
+	// default: false — the rules' own identity section
+	NoMerge bool
 
 	// Events is the size of the throughput phase: this many events are
 	// produced first, then the pipeline starts and drains them as fast as it

@@ -58,6 +58,9 @@ func newLoader(cfg *Config, cl *kgo.Client, topic string) *loader {
 		Zipf:           cfg.Zipf,
 		AnonymousShare: cfg.AnonymousShare,
 		Mix:            cfg.Mix,
+		// A few identifies from a device another visitor identified on
+		// (identity conflicts).
+		SharedDevices: 0.02,
 		// Event times are replaced by send times; the step only decides
 		// the generator's own resolution (ns below 10ms).
 		Step: time.Millisecond,

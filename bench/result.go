@@ -40,14 +40,16 @@ type Result struct {
 	Batch      int    `json:"batch_records"`
 	Keyed      bool   `json:"keyed"`
 	// Transactions: the ingest hop ran in Kafka transactions (unkeyed runs).
-	Transactions bool    `json:"transactions"`
-	Broker       string  `json:"broker"` // "embedded (kfake)" or the seed brokers
-	Contacts     int     `json:"contacts"`
-	Zipf         float64 `json:"zipf"`
-	Mix          string  `json:"mix"`
-	Anonymous    float64 `json:"anonymous_share"`
-	GOMAXPROCS   int     `json:"gomaxprocs"`
-	Started      string  `json:"started"` // RFC 3339
+	Transactions bool `json:"transactions"`
+	// Merge: identity merging was on (the rules' identity.merge).
+	Merge      bool    `json:"identity_merge"`
+	Broker     string  `json:"broker"` // "embedded (kfake)" or the seed brokers
+	Contacts   int     `json:"contacts"`
+	Zipf       float64 `json:"zipf"`
+	Mix        string  `json:"mix"`
+	Anonymous  float64 `json:"anonymous_share"`
+	GOMAXPROCS int     `json:"gomaxprocs"`
+	Started    string  `json:"started"` // RFC 3339
 
 	// Preload is the producer's rate while loading the throughput phase's
 	// events (before the pipeline starts).
@@ -207,7 +209,11 @@ func (r *Result) WriteTable(w io.Writer) error {
 	}
 	p.f("leadpulse bench  %s\n", r.Started)
 	p.f("  broker  %s, %d partitions; store %s; GOMAXPROCS %d\n", r.Broker, r.Partitions, r.Store, r.GOMAXPROCS)
-	p.f("  rules   %s ×%d (%d scoring rules, %d triggers); batch %d records\n", r.Rules, r.RuleCopies, r.Scoring, r.Triggers, r.Batch)
+	merge := "identity merge on"
+	if !r.Merge {
+		merge = "identity merge off"
+	}
+	p.f("  rules   %s ×%d (%d scoring rules, %d triggers; %s); batch %d records\n", r.Rules, r.RuleCopies, r.Scoring, r.Triggers, merge, r.Batch)
 	p.f("  load    %s contacts, %s, %s mix, %.0f%% anonymous, %s\n", num(float64(r.Contacts)), skew, r.Mix, r.Anonymous*100, keyed)
 	if r.State.BlobBytes > 0 {
 		if r.State.Contacts > 0 {

@@ -75,12 +75,16 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: rules %s: %w", name, err)
 	}
+	if cfg.NoMerge {
+		rs.Identity().Merge = false
+	}
 	r := &run{cfg: cfg, rs: rs, id: strconv.FormatInt(time.Now().UnixNano()%(1<<40), 36)}
 	r.res = &Result{
 		Store: "memory", Rules: name, RuleCopies: cfg.RuleCopies,
 		Triggers: len(rs.Triggers), Scoring: len(rs.Scoring) + len(rs.Fit),
 		Partitions: int(cfg.Partitions), Batch: cfg.BatchRecords, Keyed: !cfg.Unkeyed,
 		Transactions: cfg.Unkeyed && !cfg.NoTransactions,
+		Merge:        rs.Identity().Merge,
 		Contacts:     cfg.Contacts, Zipf: cfg.Zipf, Mix: cfg.Mix, Anonymous: cfg.AnonymousShare,
 		GOMAXPROCS: runtime.GOMAXPROCS(0), Started: rfc3339(time.Now()),
 	}

@@ -77,6 +77,27 @@ func (r *run) settled(ctx context.Context) (t1 time.Time, b pipelineStats, lag e
 	if err := r.waitCommitted(ctx, r.load.acked.Load(), 10*time.Minute); err != nil {
 		return t1, b, lag, err
 	}
+	// Identity hand-overs put records of their own on the scoring topic
+	// (requests, answers, forwards), some after the last event: wait until
+	// the group has committed up to the topic's end too.
+	err = r.waitFor(ctx, time.Minute, 10*time.Millisecond, func(ctx context.Context) (bool, error) {
+		c, err := committed(ctx, r.adm, r.scfg.Group, r.scoreTopic())
+		if err != nil {
+			return false, nil
+		}
+		end, err := endOffsets(ctx, r.adm, r.scoreTopic())
+		if err != nil {
+			return false, nil
+		}
+		var n int64
+		for _, o := range end {
+			n += o
+		}
+		return c >= n, nil
+	})
+	if err != nil {
+		return t1, b, lag, fmt.Errorf("bench: the scoring stage did not commit up to the end of its topic (identity hand-overs): %w", err)
+	}
 	t1 = time.Now()
 	lag.LagSample, lag.ok = r.mon.sample(ctx)
 	b = r.stats()

@@ -79,6 +79,7 @@ func (c *Config) Stream(log *slog.Logger) (stream.Config, error) {
 		DrainTimeout:       p.DrainTimeout.D(),
 		MaxEventBytes:      p.MaxEventBytes,
 		UnreachableAfter:   p.UnreachableAfter.D(),
+		HandoverTimeout:    p.HandoverTimeout.D(),
 		Logger:             log,
 		KafkaOptions:       opts,
 	}, nil

@@ -68,7 +68,7 @@ type Config struct {
 	// Log configures the process' logs (standard error).
 	Log Log `yaml:"log"`
 	// Sinks is the `sinks:` block, sink name → sink, kept raw: the sinks
-	// package parses it (DecodeSinks). Here it is only checked to be a
+	// package parses it (SinksSource, sinks.Parse). Here it is only checked to be a
 	// mapping. default: none (no dispatch stage: the actions stay on the
 	// actions topic for other consumers)
 	Sinks map[string]any `yaml:"sinks"`
@@ -76,7 +76,7 @@ type Config struct {
 	file      string            // the config file; "" when loaded from memory without a name
 	origin    map[string]string // key path → "FILE:LINE" or "$LEADPULSE_…"
 	sinksName string            // where the sinks block was read: the file, or $LEADPULSE_SINKS
-	sinksSrc  []byte            // the YAML holding it (top-level key `sinks`)
+	sinksSrc  []byte            // the YAML holding it: the file (top-level key `sinks`), or the variable's value (the block alone)
 }
 
 // Kafka configures the Kafka clients, the consumer groups and the topics.
@@ -207,6 +207,11 @@ type Pipeline struct {
 	// /readyz says not ready with the reason and a log line says so.
 	// default: 5s
 	UnreachableAfter Duration `yaml:"unreachable_after"`
+	// HandoverTimeout bounds how long a user's events wait behind a linking
+	// event for the partition of its anonymous id to answer (SPEC §6, live
+	// identity); then they are applied without the merge, which follows the
+	// answer. default: 10s
+	HandoverTimeout Duration `yaml:"handover_timeout"`
 }
 
 // Redis configures the state store (state.RedisOptions; docs/redis.md).

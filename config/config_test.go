@@ -24,6 +24,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/leadpulse/leadpulse/config"
+	"github.com/leadpulse/leadpulse/sinks"
 	"github.com/leadpulse/leadpulse/state"
 )
 
@@ -84,7 +85,7 @@ func TestDefaults(t *testing.T) {
 			check("pipeline", c.Pipeline, config.Pipeline{BatchRecords: 4000, QueueRecords: 4096, PollRecords: 10000,
 				TimerDelay: config.Duration(500 * time.Millisecond), Tick: config.Duration(200 * time.Millisecond),
 				TimerHorizon: config.Duration(time.Minute), DrainTimeout: config.Duration(30 * time.Second),
-				MaxEventBytes: 1 << 20, UnreachableAfter: config.Duration(5 * time.Second)})
+				MaxEventBytes: 1 << 20, UnreachableAfter: config.Duration(5 * time.Second), HandoverTimeout: config.Duration(10 * time.Second)})
 			check("redis.addr", []string(c.Redis.Addr), []string{"127.0.0.1:6379"})
 			check("redis.key_prefix", c.Redis.KeyPrefix, "lp")
 			check("redis.ttl", c.Redis.TTL.D(), state.DefaultTTL)
@@ -309,31 +310,38 @@ func TestVars(t *testing.T) {
 	}
 }
 
-func TestDecodeSinks(t *testing.T) {
-	type sink struct {
-		Type string `yaml:"type"`
-		URL  string `yaml:"url"`
+// TestSinksSource: the sinks: block reaches sinks.Parse with its name, so
+// that its problems carry FILE:LINE, from the file or from LEADPULSE_SINKS.
+func TestSinksSource(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		env        []string
+		want       string // "" valid
+	}{
+		{"file", "rules: r.yaml\nsinks:\n  log: {type: stdout}\n  hook: {type: webhook, url: \"https://h.example/x\"}\n", nil, ""},
+		{"unknown key in the file", "kafka: {group: g}\nsinks:\n  log:\n    type: stdout\n    colour: red\n", nil, "leadpulse.yaml:5: field colour not found"},
+		{"invalid setting in the file", "kafka: {group: g}\nsinks:\n  log: {type: stdout}\n  hook:\n    type: webhook\n", nil, "leadpulse.yaml:4: sinks.hook: type webhook needs url"},
+		{"env", "", []string{"LEADPULSE_SINKS={log: {type: stdout}}"}, ""},
+		{"unknown key in env", "", []string{"LEADPULSE_SINKS=log:\n  type: stdout\n  colour: red\n"}, "$LEADPULSE_SINKS:3: field colour not found"},
+		{"invalid setting in env", "", []string{"LEADPULSE_SINKS=log: {type: stdout}\nhook: {type: pigeon}\n"}, "$LEADPULSE_SINKS:2: sinks.hook: unknown type \"pigeon\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustParse(t, tc.file, tc.env...)
+			name, src := c.SinksSource()
+			got, err := sinks.Parse(name, src)
+			if tc.want == "" {
+				if err != nil || got["log"].Type != sinks.TypeStdout {
+					t.Fatalf("Parse = %v, %v", got, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Parse error = %v, want it to contain %q", err, tc.want)
+			}
+		})
 	}
-	c := mustParse(t, "rules: r.yaml\nsinks:\n  log: {type: stdout}\n  hook: {type: webhook, url: \"https://h.example/x\"}\n")
-	got, err := config.DecodeSinks[map[string]sink](c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got["hook"].URL != "https://h.example/x" || got["log"].Type != "stdout" {
-		t.Errorf("sinks %+v", got)
-	}
-	c = mustParse(t, "kafka: {group: g}\nsinks:\n  log:\n    type: stdout\n    colour: red\n")
-	_, err = config.DecodeSinks[map[string]sink](c)
-	if err == nil || !strings.Contains(err.Error(), "leadpulse.yaml:5:") || !strings.Contains(err.Error(), "colour") {
-		t.Errorf("unknown sink key: %v", err)
-	}
-	c = mustParse(t, "", "LEADPULSE_SINKS={log: {type: stdout, colour: red}}")
-	if _, err = config.DecodeSinks[map[string]sink](c); err == nil || !strings.Contains(err.Error(), "$LEADPULSE_SINKS") {
-		t.Errorf("unknown sink key from env: %v", err)
-	}
-	c = mustParse(t, "")
-	if got, err := config.DecodeSinks[map[string]sink](c); err != nil || got != nil {
-		t.Errorf("no sinks: %v %v", got, err)
+	if name, src := mustParse(t, "").SinksSource(); src != nil {
+		t.Errorf("no sinks: SinksSource = %q, %q", name, src)
 	}
 }
 

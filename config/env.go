@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"fmt"
 	"maps"
 	"reflect"
@@ -146,20 +145,13 @@ func (c *Config) setFromEnv(fv reflect.Value, name, raw string) error {
 		}
 		fv.Set(reflect.ValueOf(m))
 	case fv.Type() == reflect.TypeFor[map[string]any]():
-		// A YAML mapping (flow or block); parsed strictly by DecodeSinks.
+		// A YAML mapping (flow or block); parsed strictly by sinks.Parse (SinksSource).
 		var m map[string]any
 		if err := yaml.Unmarshal([]byte(raw), &m); err != nil {
 			return fmt.Errorf("want a YAML mapping such as {log: {type: stdout}}: %v", strings.TrimPrefix(err.Error(), "yaml: "))
 		}
 		fv.Set(reflect.ValueOf(m))
-		var b bytes.Buffer
-		b.WriteString("sinks:\n")
-		for line := range strings.SplitSeq(raw, "\n") {
-			b.WriteString("  ")
-			b.WriteString(line)
-			b.WriteByte('\n')
-		}
-		c.sinksName, c.sinksSrc = "$"+name, b.Bytes()
+		c.sinksName, c.sinksSrc = "$"+name, []byte(raw)
 	default:
 		return fmt.Errorf("cannot be set from the environment (a bug: type %s)", fv.Type())
 	}

@@ -122,25 +122,11 @@ func (c *Config) File() string { return c.file }
 // default.
 func (c *Config) Where(key string) string { return c.origin[key] }
 
-// DecodeSinks decodes the sinks: block strictly into a T (sinks.Config):
-// an unknown key is an error with its line in the file (or in
-// LEADPULSE_SINKS). It returns the zero T when there is no sinks: block.
-func DecodeSinks[T any](c *Config) (T, error) {
-	var doc struct {
-		Sinks T              `yaml:"sinks"`
-		Rest  map[string]any `yaml:",inline"`
-	}
-	if c.sinksSrc == nil {
-		return doc.Sinks, nil
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(c.sinksSrc))
-	dec.KnownFields(true)
-	if err := dec.Decode(&doc); err != nil {
-		ps := yamlProblems(c.sinksName, err)
-		for i := range ps {
-			ps[i].Key = "sinks"
-		}
-		return doc.Sinks, &Error{Problems: ps}
-	}
-	return doc.Sinks, nil
+// SinksSource returns the YAML that holds the sinks: block and its name
+// for messages: the config file (whose top-level sinks: key holds the
+// block), or "$LEADPULSE_SINKS" (the block alone), which replaces the
+// file's. sinks.Parse reads either; this package does not know the sinks'
+// schema. src is nil when there is no sinks: block.
+func (c *Config) SinksSource() (name string, src []byte) {
+	return c.sinksName, c.sinksSrc
 }

@@ -102,6 +102,7 @@ func (c *Config) validate(ps *problems) {
 		ps.add(c, []string{"pipeline.max_event_bytes"}, "%d: want a size from 1024 to %d bytes (default %d)", p.MaxEventBytes, 64<<20, sd.MaxEventBytes)
 	}
 	c.duration(ps, "pipeline.unreachable_after", &p.UnreachableAfter, sd.UnreachableAfter)
+	c.duration(ps, "pipeline.handover_timeout", &p.HandoverTimeout, sd.HandoverTimeout)
 	if p.TimerHorizon < p.Tick {
 		ps.add(c, []string{"pipeline.timer_horizon", "pipeline.tick"}, "pipeline.timer_horizon (%v) is shorter than pipeline.tick (%v): timers would be loaded after they are due", p.TimerHorizon, p.Tick)
 	}

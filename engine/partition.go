@@ -45,8 +45,10 @@ type Partition struct {
 
 	// Identity (see identity.go): nil links until UseLinks; then every
 	// event is resolved through them.
-	links state.Links
-	ident *rules.Identity
+	links    state.Links
+	ident    *rules.Identity
+	held     func(contact string) bool // live: contacts whose timers wait (UseLiveLinks)
+	deferred []timerRef
 }
 
 // NewPartition returns a partition driver over store. emit may be nil.
@@ -187,10 +189,17 @@ func (p *Partition) push(contact string, trigger int, due int64) {
 }
 
 func (p *Partition) fireDue(ctx context.Context, upTo int64) error {
+	if p.held != nil {
+		defer p.restoreHeld()
+	}
 	for p.timers.len() > 0 && p.timers.h[0].due <= upTo {
 		t := p.timers.pop()
 		if t.moved {
 			p.timers.set(timerRef{due: t.next, order: t.nextOrder, key: t.key})
+			continue
+		}
+		if p.held != nil && p.held(t.key.contact) {
+			p.deferred = append(p.deferred, t) // fires after the contact's held events
 			continue
 		}
 		c, err := p.store.Get(ctx, t.key.contact)
@@ -208,6 +217,15 @@ func (p *Partition) fireDue(ctx context.Context, upTo int64) error {
 		p.emit(res)
 	}
 	return nil
+}
+
+// restoreHeld puts back the timers of held contacts that fireDue passed.
+func (p *Partition) restoreHeld() {
+	for _, t := range p.deferred {
+		p.timers.set(t)
+	}
+	clear(p.deferred)
+	p.deferred = p.deferred[:0]
 }
 
 type timerKey struct {

@@ -216,30 +216,60 @@ func (r Rate) PerSecond() float64 {
 	return r.N / r.Per.Seconds()
 }
 
-// Defaults.
-const (
-	DefaultTimeout       = 10 * time.Second
-	DefaultMaxLen        = 1_000_000
-	DefaultConcurrency   = 4
-	DefaultBatch         = 100
-	DefaultRetryInitial  = 200 * time.Millisecond
-	DefaultRetryMax      = 30 * time.Second
-	DefaultRetryFor      = 10 * time.Minute
-	DefaultMaxRetryAfter = 5 * time.Minute
-)
+// defaults are the values a zero field of SinkConfig takes: the one place
+// they are written (Defaults returns them, validate fills them, the sink
+// constructors read them). Format applies to webhook and stdout, Timeout to
+// all but stdout, MaxLen to redis-stream; a webhook's Batch is always 1.
+var defaults = SinkConfig{
+	Format:  FormatJSON,
+	Timeout: 10 * time.Second,
+	MaxLen:  1_000_000,
+	Policy: Policy{
+		Concurrency: 4,
+		Batch:       100,
+		Retry: Retry{
+			Initial:       200 * time.Millisecond,
+			Max:           30 * time.Second,
+			For:           10 * time.Minute,
+			MaxRetryAfter: 5 * time.Minute,
+		},
+	},
+}
+
+// Defaults returns the SinkConfig whose every field with a default holds
+// it: what a zero field means (see the field's doc for the types it
+// applies to). Type, URL, Topic and Stream have none of their own.
+func Defaults() SinkConfig { return defaults }
 
 func configError(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
 }
 
+// settingError is an invalid setting of one sink. Parse sets where, the
+// sink's FILE:LINE, which then replaces ErrConfig's words in the message.
+type settingError struct {
+	sink  string
+	where string // "FILE:LINE"; "" for a Config built in code
+	err   error  // a configError
+}
+
+func (e *settingError) Error() string {
+	if e.where == "" {
+		return e.err.Error()
+	}
+	return e.where + ": " + strings.TrimPrefix(e.err.Error(), ErrConfig.Error()+": ")
+}
+
+func (e *settingError) Unwrap() error { return e.err }
+
 // validate fills the defaults of p and rejects impossible values; at names
 // the sink in messages ("sinks.sales").
 func (p Policy) validate(at string) (Policy, error) {
 	if p.Concurrency < 0 {
-		return p, configError("%s: concurrency is %d; give the most writes at once (1 or more), or leave it out for %d", at, p.Concurrency, DefaultConcurrency)
+		return p, configError("%s: concurrency is %d; give the most writes at once (1 or more), or leave it out for %d", at, p.Concurrency, defaults.Concurrency)
 	}
 	if p.Concurrency == 0 {
-		p.Concurrency = DefaultConcurrency
+		p.Concurrency = defaults.Concurrency
 	}
 	if p.Rate.N < 0 || p.Rate.Per < 0 {
 		return p, configError("%s: rate %v is negative; write e.g. 10/s, or leave it out for no limit", at, p.Rate)
@@ -257,7 +287,7 @@ func (p Policy) validate(at string) (Policy, error) {
 		return p, configError("%s: batch is %d; give the most actions per write (1 or more)", at, p.Batch)
 	}
 	if p.Batch == 0 {
-		p.Batch = DefaultBatch
+		p.Batch = defaults.Batch
 	}
 	r := &p.Retry
 	if r.Initial < 0 || r.Max < 0 || r.MaxRetryAfter < 0 {
@@ -267,19 +297,19 @@ func (p Policy) validate(at string) (Policy, error) {
 		return p, configError("%s: retry.attempts is %d; give the most attempts (1 or more), or leave it out for no cap but retry.for", at, r.Attempts)
 	}
 	if r.Initial == 0 {
-		r.Initial = DefaultRetryInitial
+		r.Initial = defaults.Retry.Initial
 	}
 	if r.Max == 0 {
-		r.Max = max(DefaultRetryMax, r.Initial)
+		r.Max = max(defaults.Retry.Max, r.Initial)
 	}
 	if r.Initial > r.Max {
 		return p, configError("%s: retry.initial (%v) is more than retry.max (%v): raise retry.max or lower retry.initial", at, r.Initial, r.Max)
 	}
 	if r.For == 0 {
-		r.For = DefaultRetryFor
+		r.For = defaults.Retry.For
 	}
 	if r.MaxRetryAfter == 0 {
-		r.MaxRetryAfter = DefaultMaxRetryAfter
+		r.MaxRetryAfter = defaults.Retry.MaxRetryAfter
 	}
 	return p, nil
 }
@@ -322,10 +352,10 @@ func (c SinkConfig) validate(name string) (SinkConfig, error) {
 		}
 	}
 	if c.Timeout < 0 {
-		return c, configError("%s: timeout is %v; give how long one attempt may take (e.g. 5s), or leave it out for %v", at, c.Timeout, DefaultTimeout)
+		return c, configError("%s: timeout is %v; give how long one attempt may take (e.g. 5s), or leave it out for %v", at, c.Timeout, defaults.Timeout)
 	}
 	if c.Timeout == 0 && t != TypeStdout {
-		c.Timeout = DefaultTimeout
+		c.Timeout = defaults.Timeout
 	}
 	switch t {
 	case TypeWebhook:
@@ -336,14 +366,8 @@ func (c SinkConfig) validate(name string) (SinkConfig, error) {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return c, configError("%s: url %q is not an http or https address", at, redactURL(c.URL))
 		}
-		switch c.Format {
-		case "":
-			c.Format = FormatJSON
-		case FormatJSON, FormatSlack:
-		case FormatText:
-			return c, configError("%s: format text is for type stdout, but type is webhook; use json or slack", at)
-		default:
-			return c, configError("%s: unknown format %q for a webhook; use json or slack", at, c.Format)
+		if c.Format, err = checkFormat(at, t, c.Format); err != nil {
+			return c, err
 		}
 		for k := range c.Headers {
 			if !validHeaderName(k) {
@@ -359,14 +383,9 @@ func (c SinkConfig) validate(name string) (SinkConfig, error) {
 		}
 		c.Batch = 1
 	case TypeStdout:
-		switch c.Format {
-		case "":
-			c.Format = FormatJSON
-		case FormatJSON, FormatText:
-		case FormatSlack:
-			return c, configError("%s: format slack is for type webhook, but type is stdout; use json or text", at)
-		default:
-			return c, configError("%s: unknown format %q for stdout; use json or text", at, c.Format)
+		var err error
+		if c.Format, err = checkFormat(at, t, c.Format); err != nil {
+			return c, err
 		}
 	case TypeKafka:
 		if c.Topic == "" {
@@ -380,7 +399,7 @@ func (c SinkConfig) validate(name string) (SinkConfig, error) {
 			return c, configError("%s: maxlen is %d; give the stream's approximate cap, or -1 for none", at, c.MaxLen)
 		}
 		if c.MaxLen == 0 {
-			c.MaxLen = DefaultMaxLen
+			c.MaxLen = defaults.MaxLen
 		}
 	}
 	p, err := c.Policy.validate(at)
@@ -389,6 +408,49 @@ func (c SinkConfig) validate(name string) (SinkConfig, error) {
 	}
 	c.Policy = p
 	return c, nil
+}
+
+// Destination says where the sink delivers, for people: "webhook
+// https://hooks.slack.com/<redacted> (slack)", "kafka topic email-sends",
+// "redis stream leadpulse:audit", "standard output (text)". Secrets in a
+// webhook URL are redacted. c is a validated SinkConfig (Validate).
+func (c SinkConfig) Destination() string {
+	switch c.Type {
+	case TypeWebhook:
+		return fmt.Sprintf("webhook %s (%s)", redactURL(c.URL), c.Format)
+	case TypeKafka:
+		return "kafka topic " + c.Topic
+	case TypeRedisStream:
+		return "redis stream " + c.Stream
+	case TypeStdout:
+		return fmt.Sprintf("standard output (%s)", c.Format)
+	}
+	return c.Type
+}
+
+// formatsOf are the formats of the types that take one.
+var formatsOf = map[string][]string{
+	TypeWebhook: {FormatJSON, FormatSlack},
+	TypeStdout:  {FormatJSON, FormatText},
+}
+
+// checkFormat checks a sink's format against its type, and fills the
+// default.
+func checkFormat(at, typ, format string) (string, error) {
+	ok := formatsOf[typ]
+	switch {
+	case format == "":
+		return defaults.Format, nil
+	case slices.Contains(ok, format):
+		return format, nil
+	}
+	use := strings.Join(ok, " or ")
+	for other, fs := range formatsOf {
+		if other != typ && slices.Contains(fs, format) {
+			return "", configError("%s: format %s is for type %s, but type is %s; use %s", at, format, other, typ, use)
+		}
+	}
+	return "", configError("%s: unknown format %q for type %s; use %s", at, format, typ, use)
 }
 
 func validHeaderName(k string) bool {
@@ -412,11 +474,11 @@ func (c Config) Validate() (Config, error) {
 	for _, name := range c.names() {
 		sc, err := c[name].validate(name)
 		if err != nil {
-			return nil, err
+			return nil, &settingError{sink: name, err: err}
 		}
 		if sc.Default {
 			if def != "" {
-				return nil, configError("sinks.%s and sinks.%s both say default: true; only one sink can be the default", def, name)
+				return nil, &settingError{sink: name, err: configError("sinks.%s and sinks.%s both say default: true; only one sink can be the default", def, name)}
 			}
 			def = name
 		}

@@ -2,6 +2,7 @@ package sinks
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -85,7 +86,7 @@ func TestConfigDefaults(t *testing.T) {
 	if got := cfg["email"].Topic; got != "email" {
 		t.Errorf("kafka topic default %q, want the sink's name", got)
 	}
-	if got := cfg["audit"]; got.Stream != "leadpulse:audit" || got.MaxLen != DefaultMaxLen {
+	if got := cfg["audit"]; got.Stream != "leadpulse:audit" || got.MaxLen != defaults.MaxLen {
 		t.Errorf("redis-stream defaults: %+v", got)
 	}
 }
@@ -102,8 +103,10 @@ func TestConfigContradictions(t *testing.T) {
 		{"webhook bad url", Config{"x": {Type: TypeWebhook, URL: "ftp://x/y"}}, []string{"not an http or https address"}},
 		{"url on kafka", Config{"x": {Type: TypeKafka, URL: "https://x"}}, []string{"url is set", "type is kafka", "only for type webhook"}},
 		{"secret on stdout", Config{"x": {Type: TypeStdout, Secret: "s"}}, []string{"secret", "type is stdout"}},
-		{"slack on stdout", Config{"x": {Type: TypeStdout, Format: FormatSlack}}, []string{"format slack", "type is stdout"}},
-		{"text on webhook", Config{"x": {Type: TypeWebhook, URL: "https://x", Format: FormatText}}, []string{"format text", "type is webhook"}},
+		{"slack on stdout", Config{"x": {Type: TypeStdout, Format: FormatSlack}}, []string{"format slack is for type webhook, but type is stdout; use json or text"}},
+		{"text on webhook", Config{"x": {Type: TypeWebhook, URL: "https://x", Format: FormatText}}, []string{"format text is for type stdout, but type is webhook; use json or slack"}},
+		{"unknown format on webhook", Config{"x": {Type: TypeWebhook, URL: "https://x", Format: "xml"}}, []string{`unknown format "xml" for type webhook; use json or slack`}},
+		{"unknown format on stdout", Config{"x": {Type: TypeStdout, Format: "xml"}}, []string{`unknown format "xml" for type stdout; use json or text`}},
 		{"format on kafka", Config{"x": {Type: TypeKafka, Format: FormatJSON}}, []string{"format is set", "type is kafka"}},
 		{"topic on redis", Config{"x": {Type: TypeRedisStream, Topic: "t"}}, []string{"topic", "type is redis-stream"}},
 		{"maxlen on kafka", Config{"x": {Type: TypeKafka, MaxLen: 5}}, []string{"maxlen", "type is kafka"}},
@@ -180,7 +183,7 @@ func TestBuild(t *testing.T) {
 	if _, ok := sinks["log"].(*Stdout); !ok {
 		t.Errorf("log is %T", sinks["log"])
 	}
-	if w, ok := sinks["sales"].(*Webhook); !ok || w.timeout != DefaultTimeout {
+	if w, ok := sinks["sales"].(*Webhook); !ok || w.timeout != defaults.Timeout {
 		t.Errorf("sales is %T %+v", sinks["sales"], sinks["sales"])
 	}
 }
@@ -205,6 +208,39 @@ func TestValidateIdempotent(t *testing.T) {
 	for name := range once {
 		if !equalSink(once[name], twice[name]) {
 			t.Errorf("%s: %+v then %+v", name, once[name], twice[name])
+		}
+	}
+}
+
+// TestDefaultsFilled: a zero field takes the value Defaults() gives, and
+// validate is the one place that fills it (idempotent on its own output).
+func TestDefaultsFilled(t *testing.T) {
+	d := Defaults()
+	for name, tc := range map[string]struct {
+		in   SinkConfig
+		want func(SinkConfig) bool
+	}{
+		"webhook": {SinkConfig{Type: TypeWebhook, URL: "https://h.example/x"}, func(c SinkConfig) bool {
+			return c.Format == d.Format && c.Timeout == d.Timeout && c.Batch == 1 && c.Concurrency == d.Concurrency && c.Retry == d.Retry
+		}},
+		"kafka": {SinkConfig{Type: TypeKafka}, func(c SinkConfig) bool {
+			return c.Topic == "k" && c.Timeout == d.Timeout && c.Batch == d.Batch && c.Retry == d.Retry
+		}},
+		"redis-stream": {SinkConfig{Type: TypeRedisStream}, func(c SinkConfig) bool {
+			return c.Stream == "leadpulse:k" && c.MaxLen == d.MaxLen && c.Timeout == d.Timeout
+		}},
+		"stdout": {SinkConfig{Type: TypeStdout}, func(c SinkConfig) bool {
+			return c.Format == d.Format && c.Timeout == 0 && c.Batch == d.Batch
+		}},
+	} {
+		got, err := tc.in.validate("k")
+		if err != nil || !tc.want(got) {
+			t.Errorf("%s: validate = %+v, %v", name, got, err)
+			continue
+		}
+		again, err := got.validate("k")
+		if err != nil || !reflect.DeepEqual(again, got) {
+			t.Errorf("%s: validate is not idempotent: %+v, %v", name, again, err)
 		}
 	}
 }

@@ -50,6 +50,12 @@ type Options struct {
 	// Logger receives the dispatcher's logs, never one per delivered
 	// action. default: slog.Default()
 	Logger *slog.Logger
+	// LogDeliveries names the sinks whose every delivered action is logged
+	// at level INFO, and every dead-lettered one at WARN ("sinks: delivered",
+	// "sinks: not delivered"): `leadpulse dev` names its webhook, kafka and
+	// redis-stream sinks, whose deliveries are otherwise seen only in the
+	// metrics. default: none (no line per action)
+	LogDeliveries []string
 	// Sleep waits between retries; it returns early with ctx's error.
 	// Tests inject theirs. default: a timer
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -71,7 +77,8 @@ type Dispatcher struct {
 	// Set by NewDispatcher, then read only.
 	routes     map[string]*route
 	names      []string
-	def        *route // nil: no default
+	logged     map[string]bool // Options.LogDeliveries
+	def        *route          // nil: no default
 	dedupe     Deduper
 	deadLetter func(ctx context.Context, a Action, reason error) error
 	log        *slog.Logger
@@ -120,6 +127,10 @@ func NewDispatcher(sinks map[string]Sink, opts Options) (*Dispatcher, error) {
 		now:        opts.Now,
 		m:          m,
 		flights:    make(map[string]chan struct{}),
+		logged:     make(map[string]bool, len(opts.LogDeliveries)),
+	}
+	for _, name := range opts.LogDeliveries {
+		d.logged[name] = true
 	}
 	if d.dedupe == nil {
 		d.dedupe = NewMemoryDedupe(0)
@@ -570,6 +581,10 @@ func (d *Dispatcher) delivered(ctx context.Context, r *route, items []*item) {
 	for _, it := range items {
 		r.m.delivered.Inc()
 		r.m.latency.Observe(now.Sub(it.start).Seconds())
+		if d.logged[r.name] {
+			rec := &it.a.Record
+			d.log.Info("sinks: delivered", "sink", r.name, "id", rec.ID, "action", rec.Action, "contact", rec.Contact, "trigger", rec.Trigger)
+		}
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rememberTimeout)
 	defer cancel()
@@ -611,6 +626,8 @@ func (d *Dispatcher) deadLetterTo(ctx context.Context, r *route, it *item, kind 
 			return d.unsettled(ctx, 1)
 		}
 		return fmt.Errorf("%w: action %s (sink %s): %w; it was not delivered either: do not commit its offset", ErrDeadLetter, rec.ID, sink, err)
+	} else if d.logged[sink] {
+		d.log.Warn("sinks: not delivered; dead-lettered", "sink", sink, "id", rec.ID, "action", rec.Action, "contact", rec.Contact, "reason", kind, "err", reason)
 	}
 	d.m.deadLettered.WithLabelValues(sink, kind).Inc()
 	return nil

@@ -2,6 +2,7 @@ package sinks
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -10,29 +11,99 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// LoadFile reads a YAML file holding a sinks: block (`leadpulse dev
-// --sinks`), strictly: an unknown key, or another top-level key, is an
-// error. (`leadpulse run` reads the block inside its deployment config
-// through config.DecodeSinks.) Its
-// errors name the file, and the line as FILE:LINE where YAML gives one.
-// A file without a sinks: block is an error.
+// LoadFile reads a sinks file (`leadpulse dev --sinks FILE`) with Parse;
+// another top-level key beside `sinks:` is an error.
 func LoadFile(path string) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read sinks file: %w", err)
 	}
-	var doc struct {
-		Sinks Config `yaml:"sinks"`
+	return parse(path, data, true)
+}
+
+// Parse reads, strictly, and validates the sinks YAML called name (a file
+// name, or "$LEADPULSE_SINKS"). Its top level is either
+//
+//   - the sinks themselves, sink name → sink (the form of LEADPULSE_SINKS
+//     and of deploy/kubernetes/sinks.example.yaml), or
+//   - a mapping with a `sinks:` key holding them (a deployment config;
+//     its other keys are not read here).
+//
+// The second form is recognised by a top-level `sinks` key whose value has
+// no `type` key (a sink named "sinks" has one). An unknown key, and every
+// invalid setting, is an error FILE:LINE: message (matching ErrConfig for
+// the settings); an empty block is an error. The returned Config has its
+// defaults filled.
+func Parse(name string, data []byte) (Config, error) {
+	return parse(name, data, false)
+}
+
+func parse(name string, data []byte, strictTop bool) (Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fileError(name, err)
 	}
+	var top *yaml.Node
+	if len(root.Content) == 1 {
+		top = root.Content[0]
+	}
+	if top == nil || top.Kind != yaml.MappingNode {
+		return nil, &settingError{where: name, err: configError("no sinks; write e.g. sinks: { log: { type: stdout, default: true } }, or the sinks alone: log: { type: stdout, default: true }")}
+	}
+	block := top // the mapping sink name → sink
+	if v := mapValue(top, "sinks"); v != nil && (v.Kind != yaml.MappingNode || mapValue(v, "type") == nil) {
+		block = v
+		if strictTop {
+			for i := 0; i+1 < len(top.Content); i += 2 {
+				if k := top.Content[i]; k.Value != "sinks" {
+					return nil, &settingError{where: fmt.Sprintf("%s:%d", name, k.Line), err: configError("%q beside sinks:; a sinks file holds only the sinks: block (or the sinks alone)", k.Value)}
+				}
+			}
+		}
+	}
+	var cfg Config
+	var err error
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(&doc); err != nil {
-		return nil, fileError(path, err)
+	if block == top {
+		err = dec.Decode(&cfg)
+	} else {
+		var doc struct {
+			Sinks Config         `yaml:"sinks"`
+			Rest  map[string]any `yaml:",inline"` // a deployment config's other keys
+		}
+		err = dec.Decode(&doc)
+		cfg = doc.Sinks
 	}
-	if len(doc.Sinks) == 0 {
-		return nil, fmt.Errorf("%s: no sinks: block; write e.g. sinks: { log: { type: stdout, default: true } }", path)
+	if err != nil {
+		return nil, fileError(name, err)
 	}
-	return doc.Sinks, nil
+	if len(cfg) == 0 {
+		return nil, &settingError{where: fmt.Sprintf("%s:%d", name, block.Line), err: configError("no sinks in the block; write e.g. log: { type: stdout, default: true }")}
+	}
+	lines := map[string]int{}
+	for i := 0; i+1 < len(block.Content); i += 2 {
+		lines[block.Content[i].Value] = block.Content[i].Line
+	}
+	out, err := cfg.Validate()
+	var se *settingError
+	if errors.As(err, &se) {
+		se.where = fmt.Sprintf("%s:%d", name, lines[se.sink])
+		if lines[se.sink] == 0 {
+			se.where = name
+		}
+	}
+	return out, err
+}
+
+// mapValue is the value of key in the mapping n, or nil.
+func mapValue(n *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
 }
 
 var yamlLineRe = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)

@@ -14,9 +14,16 @@ func TestLoadFile(t *testing.T) {
 	for _, tc := range []struct {
 		name, yml, want string
 	}{
-		{"ok", "sinks:\n  log: { type: stdout, default: true }\n", ""},
+		{"sinks: block", "sinks:\n  log: { type: stdout, default: true }\n", ""},
+		{"sinks alone (LEADPULSE_SINKS, sinks.example.yaml)", "# comment\nlog: { type: stdout, default: true }\nemail: { type: kafka }\n", ""},
+		{"a sink named sinks", "log: { type: stdout, default: true }\nsinks: { type: stdout }\n", ""},
 		{"unknown key has FILE:LINE", "sinks:\n  log:\n    type: stdout\n    fromat: text\n", "bad.yaml:4: field fromat not found"},
-		{"no block", "sinks: {}\n", "no sinks: block"},
+		{"unknown key, sinks alone", "log:\n  type: stdout\n  fromat: text\n", "bad.yaml:3: field fromat not found"},
+		{"invalid setting has FILE:LINE", "sinks:\n  log: { type: stdout }\n  sales:\n    type: webhook\n", "bad.yaml:3: sinks.sales: type webhook needs url"},
+		{"two defaults", "log: { type: stdout, default: true }\nlog2: { type: stdout, default: true }\n", "bad.yaml:2: sinks.log and sinks.log2 both say default: true"},
+		{"empty block", "sinks: {}\n", "bad.yaml:1: no sinks in the block"},
+		{"empty file", "", "bad.yaml: no sinks; write"},
+		{"other top-level key", "kafka: {}\nsinks:\n  log: { type: stdout }\n", `bad.yaml:1: "kafka" beside sinks:`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, "bad.yaml")
@@ -30,7 +37,7 @@ func TestLoadFile(t *testing.T) {
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Count(err.Error(), "sinks: ") > 1 {
 				t.Fatalf("LoadFile error = %v, want it to contain %q", err, tc.want)
 			}
 		})

@@ -27,10 +27,10 @@ type Kafka struct {
 }
 
 // NewKafka returns a sink producing to topic with client; timeout 0 means
-// DefaultTimeout.
+// Defaults().Timeout.
 func NewKafka(client *kgo.Client, topic string, timeout time.Duration) *Kafka {
 	if timeout <= 0 {
-		timeout = DefaultTimeout
+		timeout = defaults.Timeout
 	}
 	return &Kafka{client: client, topic: topic, timeout: timeout}
 }

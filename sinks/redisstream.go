@@ -33,13 +33,13 @@ type RedisStream struct {
 }
 
 // NewRedisStream returns a sink appending to stream with client. maxLen 0
-// means DefaultMaxLen, -1 no cap; timeout 0 means DefaultTimeout.
+// means Defaults().MaxLen, -1 no cap; timeout 0 means Defaults().Timeout.
 func NewRedisStream(client redis.UniversalClient, stream string, maxLen int64, timeout time.Duration) *RedisStream {
 	if maxLen == 0 {
-		maxLen = DefaultMaxLen
+		maxLen = defaults.MaxLen
 	}
 	if timeout <= 0 {
-		timeout = DefaultTimeout
+		timeout = defaults.Timeout
 	}
 	return &RedisStream{client: client, stream: stream, maxLen: maxLen, timeout: timeout}
 }

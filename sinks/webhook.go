@@ -74,17 +74,17 @@ func NewWebhook(name string, cfg SinkConfig, client *http.Client, now func() tim
 		w.headers.Set(k, v)
 	}
 	if w.format == "" {
-		w.format = FormatJSON
+		w.format = defaults.Format
 	}
 	if w.timeout <= 0 {
-		w.timeout = DefaultTimeout
+		w.timeout = defaults.Timeout
 	}
 	if w.now == nil {
 		w.now = time.Now
 	}
 	if w.client == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = max(cfg.Concurrency, DefaultConcurrency)
+		tr.MaxIdleConnsPerHost = max(cfg.Concurrency, defaults.Concurrency)
 		w.client = &http.Client{
 			Transport: tr,
 			// A redirect would turn the POST into a GET (301, 302, 303) and

@@ -123,7 +123,7 @@ func (c *Contact) EncodeMsgpack(enc *msgpack.Encoder) error {
 	x := &w{enc: enc}
 	x.mapLen(count(6, c.Stage != "", len(c.Traits) > 0, len(c.Windows) > 0, len(c.Points) > 0,
 		len(c.Triggers) > 0, len(c.Timers) > 0, len(c.Caps) > 0, len(c.Merged) > 0, c.MergedInto != "",
-		c.Applied != Position{}))
+		c.Applied != Position{}, c.Known, c.Pending != nil, len(c.Forwarded) > 0))
 	x.str("v")
 	x.i64(int64(c.V))
 	x.str("id")
@@ -252,6 +252,34 @@ func (c *Contact) EncodeMsgpack(enc *msgpack.Encoder) error {
 		x.str("mt")
 		x.str(c.MergedInto)
 	}
+	if c.Known {
+		x.str("kn")
+		x.boolean(true)
+	}
+	if pl := c.Pending; pl != nil {
+		x.str("pl")
+		x.mapLen(5)
+		x.str("k")
+		x.pos(pl.Link)
+		x.str("t")
+		x.i64(pl.Time)
+		x.str("i")
+		x.arrLen(len(pl.IDs))
+		for _, id := range pl.IDs {
+			x.str(id)
+		}
+		x.str("c")
+		x.i64(int64(pl.Conflict))
+		x.str("l")
+		x.boolean(pl.Late)
+	}
+	if len(c.Forwarded) > 0 {
+		x.str("fw")
+		x.arrLen(len(c.Forwarded))
+		for _, f := range c.Forwarded {
+			x.pos(f)
+		}
+	}
 	x.str("d")
 	x.mapLen(count(0, len(c.Seen.H) > 0, c.Seen.Pos != 0))
 	if len(c.Seen.H) > 0 {
@@ -280,6 +308,30 @@ func (c *Contact) EncodeMsgpack(enc *msgpack.Encoder) error {
 		x.i64(c.Applied.Offset)
 	}
 	return x.err
+}
+
+func (x *w) pos(p Position) {
+	x.mapLen(2)
+	x.str("p")
+	x.i64(int64(p.Partition))
+	x.str("o")
+	x.i64(p.Offset)
+}
+
+func (x *r) pos() Position {
+	var p Position
+	x.fields(func(k string) bool {
+		switch k {
+		case "p":
+			p.Partition = int32(x.i64())
+		case "o":
+			p.Offset = x.i64()
+		default:
+			return false
+		}
+		return true
+	})
+	return p
 }
 
 // r reads with the first error kept, and bounds every declared length by
@@ -560,6 +612,36 @@ func (c *Contact) decode(dec *msgpack.Decoder, limit int) error {
 			}
 		case "mt":
 			c.MergedInto = x.str()
+		case "kn":
+			c.Known = x.boolean()
+		case "pl":
+			pl := &PendingLink{}
+			x.fields(func(k string) bool {
+				switch k {
+				case "k":
+					pl.Link = x.pos()
+				case "t":
+					pl.Time = x.i64()
+				case "i":
+					pl.IDs = make([]string, x.arrLen())
+					for i := range pl.IDs {
+						pl.IDs[i] = x.str()
+					}
+				case "c":
+					pl.Conflict = int(x.i64())
+				case "l":
+					pl.Late = x.boolean()
+				default:
+					return false
+				}
+				return true
+			})
+			c.Pending = pl
+		case "fw":
+			c.Forwarded = make([]Position, x.arrLen())
+			for i := range c.Forwarded {
+				c.Forwarded[i] = x.pos()
+			}
 		case "d":
 			x.fields(func(k string) bool {
 				switch k {

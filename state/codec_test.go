@@ -35,6 +35,10 @@ func typical() *Contact {
 func merged() (*Contact, *Contact) {
 	u := typical()
 	u.Merged = []string{"anon-1", "anon-2"}
+	u.Known = true
+	u.Pending = &PendingLink{Link: Position{Partition: 3, Offset: 77}, Time: 1_700_000_000_000_000_000,
+		IDs: []string{"anon-3", "anon-4"}, Conflict: 2, Late: true}
+	u.Forwarded = []Position{{Partition: 1, Offset: 9}, {Partition: 4, Offset: 120}}
 	a := New("anon-1")
 	a.MergedInto = "u-42"
 	return u, a
@@ -165,7 +169,8 @@ func TestDecodeReflectionWrittenBlob(t *testing.T) {
 		t.Fatal(err)
 	}
 	if back.ID != c.ID || len(back.Windows) != 3 || back.Windows[2].V[0] != 12.5 || back.Pos != c.Pos || back.Applied != c.Applied || back.Seen.H[2] != c.Seen.H[2] ||
-		!reflect.DeepEqual(back.Merged, c.Merged) {
+		!reflect.DeepEqual(back.Merged, c.Merged) || !back.Known || !reflect.DeepEqual(back.Pending, c.Pending) ||
+		!reflect.DeepEqual(back.Forwarded, c.Forwarded) {
 		t.Errorf("hand-written blob read by reflection: %+v", back)
 	}
 }
@@ -175,6 +180,42 @@ func TestDecodeRejectsHugeLengths(t *testing.T) {
 	blob := []byte{0x82, 0xa2, 'i', 'd', 0xa1, 'x', 0xa1, 'w', 0xdd, 0x7f, 0xff, 0xff, 0xff}
 	if _, err := Decode(blob); err == nil {
 		t.Fatal("decoded a blob with an impossible length")
+	}
+}
+
+// TestMergedFieldsAreOptional: a contact without identity fields writes no
+// `mi`/`mt` keys (blobs of contacts that never merged keep their size), and
+// a blob with them decodes in older code that ignores unknown keys.
+func TestMergedFieldsAreOptional(t *testing.T) {
+	plain, err := Encode(typical())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := msgpack.Unmarshal(plain, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"mi", "mt", "kn", "pl", "fw"} {
+		if _, ok := m[k]; ok {
+			t.Errorf("a contact that never merged writes key %q", k)
+		}
+	}
+	u, a := merged()
+	for _, c := range []*Contact{u, a} {
+		b, err := Encode(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := msgpack.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case c.MergedInto != "" && m["mt"] != c.MergedInto:
+			t.Errorf("tombstone: mt = %v, want %q", m["mt"], c.MergedInto)
+		case len(c.Merged) > 0 && len(m["mi"].([]any)) != len(c.Merged):
+			t.Errorf("user: mi = %v, want %v", m["mi"], c.Merged)
+		}
 	}
 }
 
@@ -229,38 +270,33 @@ func TestAppliedPosition(t *testing.T) {
 	}
 }
 
-// TestMergedFieldsAreOptional: a contact without identity fields writes no
-// `mi`/`mt` keys (blobs of contacts that never merged keep their size), and
-// a blob with them decodes in older code that ignores unknown keys.
-func TestMergedFieldsAreOptional(t *testing.T) {
-	plain, err := Encode(typical())
+// TestForwardSeen: a forward is applied once per source position, each
+// source partition counted on its own, and a repeat (a forward produced
+// again by a sender that crashed before committing) is recognised.
+func TestForwardSeen(t *testing.T) {
+	c := New("u1")
+	for _, tc := range []struct {
+		pos  Position
+		seen bool
+	}{
+		{Position{1, 5}, false},
+		{Position{1, 5}, true},
+		{Position{1, 4}, true},
+		{Position{2, 0}, false},
+		{Position{1, 6}, false},
+		{Position{2, 0}, true},
+		{Position{1, 6}, true},
+	} {
+		if got := c.ForwardSeen(tc.pos); got != tc.seen {
+			t.Errorf("ForwardSeen(%+v) = %v, want %v (state %v)", tc.pos, got, tc.seen, c.Forwarded)
+		}
+	}
+	b, _ := Encode(c)
+	back, err := Decode(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m map[string]any
-	if err := msgpack.Unmarshal(plain, &m); err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range []string{"mi", "mt"} {
-		if _, ok := m[k]; ok {
-			t.Errorf("a contact that never merged writes key %q", k)
-		}
-	}
-	u, a := merged()
-	for _, c := range []*Contact{u, a} {
-		b, err := Encode(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m map[string]any
-		if err := msgpack.Unmarshal(b, &m); err != nil {
-			t.Fatal(err)
-		}
-		switch {
-		case c.MergedInto != "" && m["mt"] != c.MergedInto:
-			t.Errorf("tombstone: mt = %v, want %q", m["mt"], c.MergedInto)
-		case len(c.Merged) > 0 && len(m["mi"].([]any)) != len(c.Merged):
-			t.Errorf("user: mi = %v, want %v", m["mi"], c.Merged)
-		}
+	if !back.ForwardSeen(Position{1, 6}) || back.ForwardSeen(Position{2, 1}) {
+		t.Errorf("forwarded positions lost in a round trip: %v", back.Forwarded)
 	}
 }

@@ -64,6 +64,18 @@ type Contact struct {
 	// a store that hands state over between owners keeps it as a tombstone
 	// so that a late or repeated hand-over is recognised.
 	MergedInto string `msgpack:"mt,omitempty"`
+	// Known is set live on a contact that an event named as its userId:
+	// its owner refuses to merge it into another user (SPEC §6). Replay
+	// keeps the same fact in its link table.
+	Known bool `msgpack:"kn,omitempty"`
+	// Pending is a user's live link waiting for the owner of an anonymous
+	// id to answer (DESIGN.md, Identity live); nil otherwise.
+	Pending *PendingLink `msgpack:"pl,omitempty"`
+	// Forwarded holds, per partition of the scoring topic, the offset
+	// after the last event forwarded from a retired anonymous id there and
+	// applied here: a forward produced twice (its sender crashed before
+	// committing) is applied once.
+	Forwarded []Position `msgpack:"fw,omitempty"`
 
 	// Pos is the Kafka position of the last record applied, for the store's
 	// compare-and-set; zero in replay.
@@ -192,6 +204,42 @@ func (c *Contact) Covers(pos Position) bool {
 // MarkApplied records that the record at pos is applied to the contact.
 func (c *Contact) MarkApplied(pos Position) {
 	c.Applied = Position{Partition: pos.Partition, Offset: pos.Offset + 1}
+}
+
+// PendingLink is a user's link waiting for the owners of anonymous ids.
+type PendingLink struct {
+	// Link identifies the link: the linking event's position in the
+	// user's partition.
+	Link Position `msgpack:"k"`
+	// Time is the linking event's time.
+	Time int64 `msgpack:"t"`
+	// IDs are the anonymous ids still to link, in order; IDs[0] is the one
+	// asked.
+	IDs []string `msgpack:"i"`
+	// Conflict is the kind of the first refused link plus one, 0 for none
+	// (rules.ConflictKind; counted once per linking event).
+	Conflict int `msgpack:"c"`
+	// Late is set when the hand-over timed out: the held events were
+	// applied without the merge, which happens when the answer comes.
+	Late bool `msgpack:"l"`
+}
+
+// ForwardSeen reports whether the event forwarded from pos (its record in
+// the retired anonymous id's partition) is applied to the contact, and
+// otherwise records that it now is.
+func (c *Contact) ForwardSeen(pos Position) bool {
+	for i := range c.Forwarded {
+		f := &c.Forwarded[i]
+		if f.Partition == pos.Partition {
+			if pos.Offset < f.Offset {
+				return true
+			}
+			f.Offset = pos.Offset + 1
+			return false
+		}
+	}
+	c.Forwarded = append(c.Forwarded, Position{Partition: pos.Partition, Offset: pos.Offset + 1})
+	return false
 }
 
 // New returns an empty contact.

@@ -136,6 +136,11 @@ type Config struct {
 	// DrainTimeout bounds the final flush and commit of each partition on
 	// shutdown and revoke. default: 30s
 	DrainTimeout time.Duration
+	// HandoverTimeout bounds how long a user's events wait behind a linking
+	// event for the anonymous id's partition to answer (SPEC §6, live). On
+	// expiry they are applied without the merge, which happens when the
+	// answer comes. default: 10s
+	HandoverTimeout time.Duration
 
 	// MaxEventBytes is the largest record value taken as an event. A larger
 	// record is dead-lettered with reason too_large before anything is
@@ -184,6 +189,7 @@ var defaults = Config{
 	Tick:               200 * time.Millisecond,
 	TimerHorizon:       time.Minute,
 	DrainTimeout:       30 * time.Second,
+	HandoverTimeout:    10 * time.Second,
 	TransactionTimeout: 10 * time.Second,
 	MaxEventBytes:      DefaultMaxEventBytes,
 	UnreachableAfter:   5 * time.Second,
@@ -290,6 +296,9 @@ func (c Config) validate() (Config, error) {
 	}
 	if c.TimerHorizon < c.Tick {
 		return c, configError("timer_horizon (%v) is shorter than tick (%v): timers would be loaded after they are due; raise timer_horizon", c.TimerHorizon, c.Tick)
+	}
+	if c.HandoverTimeout <= 0 {
+		c.HandoverTimeout = defaults.HandoverTimeout
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = defaults.DrainTimeout

@@ -8,7 +8,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/leadpulse/leadpulse/engine"
 	"github.com/leadpulse/leadpulse/event"
 	"github.com/leadpulse/leadpulse/rules"
 	"github.com/leadpulse/leadpulse/state"
@@ -220,7 +219,7 @@ func controlOf(r *kgo.Record) (string, bool) {
 // cannot be applied and reports whether to apply it.
 func (w *worker) control(r *kgo.Record, ctl string) bool {
 	dlq := w.cfg.Topics.DLQ
-	if ctl != ControlForget || len(r.Key) == 0 {
+	if ctl != ControlForget && !isIdentityControl(ctl) || len(r.Key) == 0 {
 		w.m.bad(stageScore, ReasonControl)
 		w.deadLetter(deadLetter(dlq, r, ReasonControl, fmt.Sprintf(
 			"control record %s=%q with key %q: the only control is %s=%s, keyed by the contact to erase", HeaderControl, ctl, r.Key, HeaderControl, ControlForget)))
@@ -243,7 +242,7 @@ func (w *worker) control(r *kgo.Record, ctl string) bool {
 func (w *worker) swapRules(ctx context.Context, rs *rules.Ruleset) error {
 	clock := w.eng.Clock()
 	w.rs = rs
-	w.eng = engine.NewPartition(rs, w.store, w.emit)
+	w.eng = w.newEngine(rs)
 	if clock != state.NoTime {
 		// Nothing is indexed yet: this only carries the clock over.
 		if err := w.eng.Advance(ctx, clock); err != nil {

@@ -3,6 +3,7 @@ package stream_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -109,13 +110,12 @@ func TestForgetAndInspect(t *testing.T) {
 
 func waitPartitions(t *testing.T, p *stream.Pipeline, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for p.Partitions() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d partitions assigned after 10s, want %d", p.Partitions(), n)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if got := p.Partitions(); got != n {
+			return fmt.Errorf("%d partitions assigned, want %d", got, n)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestSetRules: partitions switch rules between batches, keep the contacts'

@@ -119,7 +119,20 @@
 // forget, key = the contact) to the contact's partition of the scoring
 // topic; whichever process owns the partition erases the contact
 // (Store.Delete) in order with its events, and Forget waits until the
-// group has committed past it.
+// group has committed past it. A user's merged anonymous ids are erased
+// after it: the user's owner sends an unlink record to each id's partition.
+//
+// # Identity across partitions
+//
+// SPEC §6 live (identity.go, engine/live.go, DESIGN.md): a linking event
+// parks its user (records held, offset commits stop at the first) and sends
+// a link-request to the anonymous id's partition; that owner retires the id
+// (a tombstone naming the user) and sends its state back (handover), or a
+// conflict (link-refused); the user's owner merges and applies the held
+// records. Later events carrying only a retired id are forwarded to the
+// user. All are control records on the scoring topic; every step is
+// recognised when repeated after a crash. Config.HandoverTimeout bounds the
+// wait.
 //
 // # Metrics
 //
@@ -146,4 +159,11 @@
 //	leadpulse_score_batch_seconds                     histogram: apply + produce + commits of one batch
 //	leadpulse_score_partitions                        partitions assigned to this process
 //	leadpulse_partitions_rebalanced_total{stage,kind} assigned | revoked | lost | drained
+//	leadpulse_identity_links_total                    anonymous ids linked to a user
+//	leadpulse_identity_merges_total                   links that brought state
+//	leadpulse_identity_conflicts_total{kind}          merged_elsewhere | known | max_anonymous
+//	leadpulse_identity_handover_seconds               histogram: link-request produced → answer applied
+//	leadpulse_identity_parked_contacts                users waiting for a hand-over
+//	leadpulse_identity_forwarded_total                events of merged ids forwarded to their user
+//	leadpulse_identity_handover_timeouts_total        hand-overs given up after HandoverTimeout
 package stream

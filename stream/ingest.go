@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/leadpulse/leadpulse/event"
+	"github.com/leadpulse/leadpulse/rules"
 )
 
 // ingest is the first stage: it reads Topics.Events in its own consumer
@@ -26,9 +27,28 @@ import (
 // about a microsecond); the producer keeps the order of each input
 // partition's records for each contact.
 type ingest struct {
-	cfg *Config
-	m   *Metrics
-	log *slog.Logger
+	cfg   *Config
+	m     *Metrics
+	log   *slog.Logger
+	rules func() *rules.Ruleset // for the identity section's blocked ids
+}
+
+// contactKey is the key of an event on the keyed topic: its contact as the
+// scoring stage resolves it, the usable userId else the usable anonymousId
+// (identity.blocked ids are not identities, SPEC §6), so that an event with
+// a blocked userId such as "null" goes to its anonymous id's partition. An
+// event with no usable id keeps its raw contact: scoring dead-letters it.
+func contactKey(rs *rules.Ruleset, e *event.Event) string {
+	if rs != nil {
+		user, anon := rs.Identity().Usable(e.UserID, e.AnonymousID)
+		if user != "" {
+			return user
+		}
+		if anon != "" {
+			return anon
+		}
+	}
+	return e.Contact()
 }
 
 func (in *ingest) run(ctx, work context.Context, ready func()) error {
@@ -92,7 +112,7 @@ func (in *ingest) run(ctx, work context.Context, ready func()) error {
 				} else {
 					o = &kgo.Record{
 						Topic:     cfg.Topics.Keyed,
-						Key:       []byte(ev.Contact()),
+						Key:       []byte(contactKey(in.rules(), &ev)),
 						Value:     r.Value,
 						Headers:   r.Headers,
 						Timestamp: r.Timestamp,

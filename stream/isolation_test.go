@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/leadpulse/leadpulse/internal/testenv"
 	"github.com/leadpulse/leadpulse/sinks"
 	"github.com/leadpulse/leadpulse/stream"
 )
@@ -200,14 +201,13 @@ func TestHungSinkDelaysOnlyItsOwnActions(t *testing.T) {
 	}
 
 	// After the hang: every webhook action once, in order per contact.
-	deadline := time.Now().Add(hang + 30*time.Second)
-	for {
-		ids, _ := h.delivered()
-		if len(ids) >= total["hook"] || time.Now().After(deadline) {
-			break
+	// The checks below say what is missing if they never all arrive.
+	_ = testenv.Poll(hang+30*time.Second, func() error {
+		if ids, _ := h.delivered(); len(ids) < total["hook"] {
+			return fmt.Errorf("%d of %d webhook actions delivered", len(ids), total["hook"])
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	waitCommitted(t, addr, group, "actions", int64(len(recs)))
 	for sink, get := range map[string]func() ([]string, map[string][]string){
 		"hook": h.delivered,

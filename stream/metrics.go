@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/leadpulse/leadpulse/event"
+	"github.com/leadpulse/leadpulse/rules"
 )
 
 // Metrics are the pipeline's Prometheus collectors; the package doc lists
@@ -37,6 +38,15 @@ type Metrics struct {
 	eventsInStage  map[string]prometheus.Counter
 	badByStage     map[string]map[event.Reason]prometheus.Counter
 	rebalanceCount *prometheus.CounterVec // kind
+
+	// Identity (SPEC §6) across partitions.
+	links     prometheus.Counter     // accepted links
+	merges    prometheus.Counter     // links that brought state
+	conflicts *prometheus.CounterVec // kind
+	handover  prometheus.Histogram   // link-request produced → answer applied
+	parked    prometheus.Gauge       // users held behind a linking event
+	forwarded prometheus.Counter     // events of retired anonymous ids forwarded to their user
+	timeouts  prometheus.Counter     // hand-overs given up waiting for
 }
 
 // Stage label values.
@@ -170,6 +180,38 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, res := range []string{"ok", "error", "conflict"} {
 		m.storeCommits.WithLabelValues(res)
 	}
+	m.links = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "leadpulse_identity_links_total",
+		Help: "Anonymous ids linked to a user (identity), with or without state.",
+	})
+	m.merges = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "leadpulse_identity_merges_total",
+		Help: "Links whose anonymous id had state, merged into the user's.",
+	})
+	m.conflicts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "leadpulse_identity_conflicts_total",
+		Help: "Linking events with a refused link, by the kind of the first: merged_elsewhere, known, max_anonymous.",
+	}, []string{"kind"})
+	for _, k := range rules.ConflictKinds {
+		m.conflicts.WithLabelValues(k.String())
+	}
+	m.handover = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "leadpulse_identity_handover_seconds",
+		Help:    "From a link request produced by the user's partition to the anonymous id's answer applied there (merge or conflict).",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	})
+	m.parked = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "leadpulse_identity_parked_contacts",
+		Help: "Users whose events wait behind a linking event for the anonymous id's owner to answer.",
+	})
+	m.forwarded = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "leadpulse_identity_forwarded_total",
+		Help: "Events carrying only a merged anonymous id, forwarded to the partition of its user.",
+	})
+	m.timeouts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "leadpulse_identity_handover_timeouts_total",
+		Help: "Linking events applied without their merge after identity handover_timeout; the merge follows when the answer comes.",
+	})
 	if reg != nil {
 		for _, c := range m.collectors() {
 			if err := reg.Register(c); err != nil {
@@ -183,7 +225,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.eventsIn, m.badEvents, m.latency, m.timerDelay, m.lag, m.queueDepth, m.queueCap,
 		m.firings, m.actions, m.suppressed, m.storeCommits, m.casRejections, m.skipped, m.offsetCommits, m.batchDuration,
-		m.partitions, m.pauses, m.produceErrors, m.deadLetterLost, m.dispatchQueued, m.rebalanceCount}
+		m.partitions, m.pauses, m.produceErrors, m.deadLetterLost, m.dispatchQueued, m.rebalanceCount,
+		m.links, m.merges, m.conflicts, m.handover, m.parked, m.forwarded, m.timeouts}
 }
 
 func (m *Metrics) bad(stage string, r event.Reason) {

@@ -126,7 +126,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	if !cfg.InputKeyed {
-		in := &ingest{cfg: cfg, m: p.m, log: cfg.Logger}
+		in := &ingest{cfg: cfg, m: p.m, log: cfg.Logger, rules: p.rules.Load}
 		wg.Go(func() {
 			if err := in.run(ctx, work, func() { p.ingestReady.Store(true) }); err != nil {
 				fail(err)

@@ -76,7 +76,8 @@ type worker struct {
 	stats   rules.Stats   // the evaluator's counters at the last flush
 	skipped uint64        // eng.Skipped() at the last batch
 	firings []prometheus.Counter
-	fatal   error // set by emit when an action cannot be encoded
+	fatal   error              // set by emit when an action cannot be encoded
+	parked  map[string]*parked // users held behind a linking event (identity.go)
 }
 
 type outMeta struct {
@@ -91,7 +92,7 @@ func newWorker(s *scorer, p int32, nparts int) *worker {
 		s: s, cfg: s.cfg, m: s.m, topic: s.cfg.scoreTopic(), part: p, label: partLabel(p),
 		log:  s.log.With("partition", p),
 		wake: make(chan struct{}, 1), done: make(chan struct{}), reqs: make(chan func(context.Context)),
-		hw: -1, next: -1, loaded: state.NoTime, nparts: nparts,
+		hw: -1, next: -1, loaded: state.NoTime, nparts: nparts, parked: map[string]*parked{},
 		route: kgo.StickyKeyPartitioner(nil).ForTopic(s.cfg.scoreTopic()),
 	}
 	if s.sc.Redis != nil {
@@ -102,12 +103,19 @@ func newWorker(s *scorer, p int32, nparts int) *worker {
 	}
 	rs := s.p.rules.Load()
 	w.rs = rs
-	w.eng = engine.NewPartition(rs, w.store, w.emit)
+	w.eng = w.newEngine(rs)
 	w.stats.ByTrigger = make([]uint64, len(rs.Triggers))
 	for _, t := range rs.Triggers {
 		w.firings = append(w.firings, s.m.firings.WithLabelValues(t.ID))
 	}
 	return w
+}
+
+// newEngine returns the partition's engine under rs, with live identity.
+func (w *worker) newEngine(rs *rules.Ruleset) *engine.Partition {
+	eng := engine.NewPartition(rs, w.store, w.emit)
+	eng.UseLiveLinks(w.heldContact)
+	return eng
 }
 
 // push queues records fetched for the partition; called by the poll loop.
@@ -231,6 +239,7 @@ func (w *worker) cleanup() {
 	}
 	w.q = nil
 	w.mu.Unlock()
+	w.dropParked()
 	w.m.queueDepth.DeleteLabelValues(w.label)
 	w.m.lag.DeleteLabelValues(w.topic, w.label)
 }
@@ -331,10 +340,11 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 			markers++ // a transaction's commit marker: only its offset counts
 			continue
 		}
-		if ctl, ok := controlOf(r); ok {
+		ctl, isCtl := controlOf(r)
+		if isCtl && ctl != ControlForward {
 			if w.control(r, ctl) {
 				w.src = append(w.src, r)
-				w.erase = append(w.erase, string(r.Key))
+				w.erase = append(w.erase, ctl)
 				n++
 			}
 			continue
@@ -354,12 +364,12 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 			w.deadLetter(badInput(cfg.Topics.DLQ, r, err))
 			continue
 		}
-		if w.nparts > 0 {
-			if want := w.partitionOf(e.Contact()); want != r.Partition {
+		if w.nparts > 0 && !isCtl { // a forward is keyed by the user it goes to
+			if want := w.partitionOf(contactKey(w.rs, e)); want != r.Partition {
 				w.m.bad(stageScore, ReasonMisrouted)
 				w.deadLetter(deadLetter(cfg.Topics.DLQ, r, ReasonMisrouted, fmt.Sprintf(
 					"contact %q belongs in partition %d of %d (murmur2 of the contact), not %d: key records by contact with Kafka's default partitioner, or send them to the events topic and let the ingest stage key them",
-					e.Contact(), want, w.nparts, r.Partition)))
+					contactKey(w.rs, e), want, w.nparts, r.Partition)))
 				continue
 			}
 		}
@@ -376,31 +386,34 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 		ids := make([]string, 0, n)
 		for i := range n {
 			if w.erase[i] == "" {
-				ids = append(ids, w.evs[i].Contact())
+				ids = append(ids, contactKey(w.rs, &w.evs[i]))
+			} else {
+				ids = append(ids, string(w.src[i].Key))
 			}
 		}
 		if err := w.retry(ctx, "prefetch contacts", func() error { return w.cache.Prefetch(ctx, ids) }); err != nil {
 			return err
 		}
 	}
+	if err := w.expire(ctx); err != nil {
+		return err
+	}
 	for i := range n {
-		if id := w.erase[i]; id != "" {
-			if err := w.retry(ctx, "erase contact", func() error { return w.store.Delete(ctx, id) }); err != nil {
+		if ctl := w.erase[i]; isIdentityControl(ctl) {
+			if err := w.applyIdentity(ctx, ctl, w.src[i]); err != nil {
 				return err
 			}
-			w.log.Info("stream: contact erased", "contact", id, "offset", w.src[i].Offset)
+			continue
+		} else if ctl != "" {
+			if err := w.forget(ctx, string(w.src[i].Key), w.src[i].Offset); err != nil {
+				return err
+			}
 			continue
 		}
-		w.cause = recordTime(w.src[i])
-		e := &w.evs[i]
-		// ApplyAt skips a record whose contact already holds it (a re-read
-		// after a crash or rebalance), and is safe to retry.
-		pos := state.Position{Partition: w.part, Offset: w.src[i].Offset}
-		if err := w.retry(ctx, "apply event", func() error { return w.eng.ApplyAt(ctx, e, pos) }); err != nil {
+		// ApplyLive skips a record whose contact already holds it (a
+		// re-read after a crash or rebalance), and is safe to retry.
+		if err := w.applyEvent(ctx, &w.evs[i], w.src[i], false); err != nil {
 			return err
-		}
-		if w.fatal != nil {
-			return w.fatal
 		}
 	}
 	if sk := w.eng.Skipped(); sk > w.skipped {
@@ -412,7 +425,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 		return err
 	}
 	if err := commitSync(ctx, w.s.cl, map[string]map[int32]kgo.EpochOffset{
-		w.topic: {w.part: {Epoch: last.LeaderEpoch, Offset: last.Offset + 1}},
+		w.topic: {w.part: {Epoch: last.LeaderEpoch, Offset: w.commitOffset(last.Offset + 1)}},
 	}); err != nil {
 		w.m.offsetCommits.WithLabelValues(stageScore, "error").Inc()
 		w.log.Warn("stream: offset commit failed; the batch may be applied again after a restart or rebalance (repeats are dropped by messageId, actions keep their ids)", "offset", last.Offset+1, "err", err)
@@ -527,6 +540,17 @@ func (w *worker) countStats() {
 	if d := sup - (w.stats.SuppressedCooldown + w.stats.SuppressedGuard + w.stats.SuppressedCap); d > 0 {
 		w.m.suppressed.Add(float64(d))
 	}
+	if st.Links > w.stats.Links {
+		w.m.links.Add(float64(st.Links - w.stats.Links))
+	}
+	if st.Merges > w.stats.Merges {
+		w.m.merges.Add(float64(st.Merges - w.stats.Merges))
+	}
+	for _, k := range rules.ConflictKinds {
+		if n := st.Conflicts[k]; n > w.stats.Conflicts[k] {
+			w.m.conflicts.WithLabelValues(k.String()).Add(float64(n - w.stats.Conflicts[k]))
+		}
+	}
 	copy(w.stats.ByTrigger, st.ByTrigger)
 	bt := w.stats.ByTrigger
 	w.stats = *st
@@ -540,6 +564,17 @@ func (w *worker) countStats() {
 // clock and the timers fire. A timer therefore never fires while a record
 // that could cancel it is unread in the partition.
 func (w *worker) tick(ctx context.Context) error {
+	if len(w.parked) > 0 {
+		if err := w.expire(ctx); err != nil {
+			return err
+		}
+		if w.fatal != nil {
+			return w.fatal
+		}
+		if err := w.flush(ctx, max(w.next-1, 0)); err != nil {
+			return err
+		}
+	}
 	target := w.cfg.Clock().Add(-w.cfg.TimerDelay).UnixNano()
 	if w.cache != nil && target+int64(w.cfg.TimerHorizon)/2 > w.loaded {
 		if err := w.loadTimers(ctx, target+int64(w.cfg.TimerHorizon)); err != nil {

@@ -13,8 +13,9 @@ type contact struct {
 	anonID   string
 	userID   string // set when identified
 	persona  uint8
-	known    bool // will identify
-	idQueued bool // an identify is planned or sent
+	known    bool   // will identify
+	idQueued bool   // an identify is planned or sent
+	idAt     uint64 // the event number of the identify
 	sessions int
 	pending  []op // the rest of the current session, from next
 	next     int
@@ -298,11 +299,17 @@ func (g *Generator) emit(c *contact, o op) {
 		c.prevPage = int(o.arg)
 	case opIdentify:
 		if c.userID == "" {
+			c.idAt = g.seq
 			c.userID = "u-" + c.anonID[len("anon-"):]
 			c.email = firstNames[c.first] + "." + lastNames[c.last] + "@" + companies[c.company].domain
 		}
 		r.userID = c.userID
 		r.typ = "identify"
+		if g.cfg.SharedDevices > 0 && g.chance(g.cfg.SharedDevices) {
+			if o := g.contacts[g.rng.IntN(len(g.contacts))]; o != nil && o != c && o.userID != "" && g.seq > o.idAt+1000 {
+				r.anonID = o.anonID
+			}
+		}
 		r.tstr("email", c.email)
 		r.tstr("first_name", firstNamesCap[c.first])
 		r.tstr("last_name", lastNamesCap[c.last])

@@ -69,6 +69,12 @@ type Config struct {
 	// Mix is the kind of site: "b2b" or "ecommerce". default: "b2b"; an
 	// unknown value means "b2b".
 	Mix string
+	// SharedDevices is the share of identifies sent from a device another
+	// contact identified on before (at least 1,000 events before, as a
+	// shared device changes hands between sessions): the identify carries
+	// that contact's anonymousId, already merged into its user, which SPEC
+	// §6 counts as a conflict (merged_elsewhere). default: 0 (none)
+	SharedDevices float64
 }
 
 // DefaultStart is the default time of the first event.

@@ -320,3 +320,22 @@ func BenchmarkNext(b *testing.B) {
 		_ = g.Next()
 	}
 }
+
+// TestSharedDevices: with SharedDevices, some identifies carry the
+// anonymousId of another contact who identified before (a conflict in
+// SPEC §6); without, every identify carries the contact's own.
+func TestSharedDevices(t *testing.T) {
+	for _, share := range []float64{0, 0.3} {
+		g := New(Config{Contacts: 400, Seed: 7, AnonymousShare: 0.2, SharedDevices: share})
+		shared := 0
+		for range 20_000 {
+			e := g.Next()
+			if e.Type == "identify" && e.AnonymousID != "anon-"+e.UserID[len("u-"):] {
+				shared++
+			}
+		}
+		if share == 0 && shared != 0 || share > 0 && shared == 0 {
+			t.Errorf("SharedDevices %v: %d identifies from another contact's device", share, shared)
+		}
+	}
+}

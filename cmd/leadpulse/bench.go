@@ -25,6 +25,7 @@ type benchCmd struct {
 	Keyed     bool    `default:"true" negatable:"" help:"Key records by contact and skip the ingest hop (--no-keyed: unkeyed records through the ingest stage). Default: keyed."`
 
 	Transactions string `default:"on" enum:"on,off,both" help:"With --no-keyed: the ingest hop in Kafka transactions (on), without (off), or both, one run after the other, to measure their cost. Default: on."`
+	Merge        string `default:"on" enum:"on,off,both" help:"Identity merging (the rules' identity: section): as the rules say (on), identity.merge false (off), or both, one run after the other, to measure its cost. Default: on."`
 
 	Brokers []string `sep:"," placeholder:"ADDR,..." help:"Seed brokers of an external Kafka (bench topics are created and deleted there). Default: an embedded broker (kfake) over TCP in this process."`
 	Redis   string   `placeholder:"ADDR" help:"Keep contact state in the Redis at ADDR (keys lpbench-<run>:*, deleted afterwards) and measure its raw write ceiling. Default: memory."`
@@ -102,8 +103,19 @@ func (b *benchCmd) Run(e *env) error {
 	if len(modes) > 1 && b.Keyed {
 		return &exitError{code: 2, msg: "leadpulse bench: --transactions both measures the ingest hop: give --no-keyed too"}
 	}
-	for i, off := range modes {
-		cfg.NoTransactions = off
+	merges := map[string][]bool{"on": {false}, "off": {true}, "both": {false, true}}[b.Merge]
+	if len(modes) > 1 && len(merges) > 1 {
+		return &exitError{code: 2, msg: "leadpulse bench: --transactions both and --merge both: give one of them as on or off"}
+	}
+	type run struct{ noTxn, noMerge bool }
+	var runs []run
+	for _, off := range modes {
+		for _, nm := range merges {
+			runs = append(runs, run{off, nm})
+		}
+	}
+	for i, rn := range runs {
+		cfg.NoTransactions, cfg.NoMerge = rn.noTxn, rn.noMerge
 		res, err := bench.Run(e.ctx, cfg)
 		if err != nil {
 			return benchError(err)

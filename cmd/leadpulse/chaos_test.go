@@ -81,7 +81,7 @@ func TestChaosExactlyOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	hook := newHookReceiver(t)
-	e.rules, _ = filepath.Abs(shopRulesFile)
+	e.rules = bulkRules(t)
 	e.cfgPath = filepath.Join(t.TempDir(), "leadpulse.yaml")
 	cfg := fmt.Sprintf(`kafka:
   brokers: [%s]

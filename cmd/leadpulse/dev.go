@@ -9,11 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake" // embedded Kafka-compatible broker for dev
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/leadpulse/leadpulse/admin"
 	"github.com/leadpulse/leadpulse/examples"
@@ -34,7 +37,7 @@ type devCmd struct {
 	NoDemo     bool    `help:"Produce no demo traffic: send your own events to the events topic."`
 	DemoRate   float64 `default:"100" placeholder:"N" help:"Demo events per second (a realistic B2B site, 1,000 visitors). Default: 100."`
 	Partitions int32   `default:"6" placeholder:"N" help:"Partitions of each topic. Default: 6."`
-	Sinks      string  `type:"existingfile" placeholder:"FILE" help:"YAML file with a sinks: block of the deployment config (docs/config.md). Default: every action to standard output (log: {type: stdout, format: text, default: true})."`
+	Sinks      string  `type:"existingfile" placeholder:"FILE" help:"YAML file with the sinks (docs/config.md#sinks): a sinks: block, or the sinks alone as in deploy/kubernetes/sinks.example.yaml. Deliveries to webhook, kafka and redis-stream sinks are logged on standard error. Default: every action to standard output (log: {type: stdout, format: text, default: true})."`
 }
 
 // bannerEvent is the event the banner's kcat example sends: a demo request
@@ -83,6 +86,9 @@ func (d *devCmd) Run(e *env) error {
 			return l, err
 		}),
 		kfake.BrokerConfigs(map[string]string{"log.cleaner.backoff.ms": "30000"}),
+		// The topics of kafka sinks (e.g. email-sends) are made when first
+		// written to, with the sinks' client's AllowAutoTopicCreation.
+		kfake.AllowAutoTopicCreation(),
 	)
 	if err != nil {
 		if kafkaErr != nil {
@@ -97,6 +103,7 @@ func (d *devCmd) Run(e *env) error {
 	ui := newWebUI(&sc)
 	var rdb *state.Redis
 	if d.Redis != "" {
+		state.SetRedisLogger(log) // go-redis' own lines through slog, not beside it
 		if rdb, err = state.NewRedis(state.RedisOptions{Addrs: []string{d.Redis}}); err != nil {
 			return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: --redis %s: %v", d.Redis, err)}
 		}
@@ -112,7 +119,7 @@ func (d *devCmd) Run(e *env) error {
 	sinkCfg := devSinks
 	if d.Sinks != "" {
 		if sinkCfg, err = sinks.LoadFile(d.Sinks); err != nil {
-			return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: --sinks: %v", err)}
+			return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: --sinks %s: %v", d.Sinks, err)}
 		}
 	}
 
@@ -140,9 +147,11 @@ func (d *devCmd) Run(e *env) error {
 	out := &lineCounter{w: e.stdout}
 	dispatch, err := app.OpenDispatch(cfg, sinkCfg, metrics, app.DispatchOptions{
 		Deps: sinks.Deps{Stdout: out}, Registerer: reg, Logger: log,
+		LogDeliveries: loggedSinks(sinkCfg),
+		KafkaOptions:  []kgo.Opt{kgo.AllowAutoTopicCreation()},
 	})
 	if err != nil {
-		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: sinks: %v", err)}
+		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: %v", err)} // it names the sinks
 	}
 	defer dispatch.Close()
 
@@ -170,12 +179,12 @@ func (d *devCmd) Run(e *env) error {
   ui       %s  contacts, scores, why, live actions
   http     http://%s/metrics  /healthz  /readyz, admin API /contacts/ID (leadpulse contact ID, leadpulse forget ID)
   %s
-Alerts are printed below as they fire. Send your own events:
+%sSend your own events:
   echo '%s' | kcat -P -b %s -t %s
   kcat -C -b %s -t %s -o end        # watch the actions
 Ctrl-C stops (after applying and committing what was read).
 `, addr, cfg.Topics.Events, cfg.Topics.Keyed, cfg.Topics.Actions, cfg.Topics.DLQ, rulesName, store, uiURL(httpLn.Addr().String()), httpLn.Addr(), demo,
-		bannerEvent, addr, cfg.Topics.Events, addr, cfg.Topics.Actions)
+		sinksBanner(d.Sinks, sinkCfg), bannerEvent, addr, cfg.Topics.Events, addr, cfg.Topics.Actions)
 
 	pctx, stopPipeline := context.WithCancel(ctx)
 	defer stopPipeline()
@@ -210,9 +219,52 @@ func (d *devCmd) loadRules(e *env) (*rules.Ruleset, string, error) {
 	}
 	rs, err := rules.Parse(examples.B2BSaaSName, examples.B2BSaaS)
 	if err != nil {
-		return nil, "", fmt.Errorf("leadpulse dev: the bundled rules do not load (a bug): %w", err)
+		return nil, "", fmt.Errorf("the bundled rules do not load (a bug): %w", err)
 	}
 	return rs, examples.B2BSaaSName + " (bundled)", nil
+}
+
+// loggedSinks are the sinks whose deliveries dev logs: all but stdout
+// sinks, whose actions are printed anyway.
+func loggedSinks(cfg sinks.Config) []string {
+	var out []string
+	for name, sc := range cfg {
+		if sc.Type != sinks.TypeStdout {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// sinksBanner is the banner's part about where the actions go: printed
+// below with the default sinks; with --sinks FILE, each sink and where
+// its deliveries show.
+func sinksBanner(file string, cfg sinks.Config) string {
+	if file == "" {
+		return "Alerts are printed below as they fire. "
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "  sinks    %s\n", file)
+	stdout := false
+	for _, name := range slices.Sorted(mapKeys(cfg)) {
+		sc := cfg[name]
+		def := ""
+		if sc.Default {
+			def = ", the default"
+		}
+		fmt.Fprintf(&b, "           %-12s → %s%s\n", name, sc.Destination(), def)
+		stdout = stdout || sc.Type == sinks.TypeStdout
+	}
+	b.WriteString("Actions go to these sinks: ")
+	if stdout {
+		b.WriteString("those of standard output sinks are printed below, ")
+	}
+	if len(loggedSinks(cfg)) > 0 {
+		b.WriteString(`each delivery to another sink is logged here (level INFO, "sinks: delivered"; failures "sinks: not delivered" with the reason, and retries), `)
+	}
+	b.WriteString("and all are counted in /metrics (leadpulse_sink_*).\n")
+	return b.String()
 }
 
 // isLoopback reports whether host (of host:port) is a loopback address;

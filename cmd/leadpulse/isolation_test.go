@@ -86,11 +86,12 @@ func startRun(t *testing.T, brokers string) *inProcessRun {
 // process exits.
 func (r *inProcessRun) waitFor(t *testing.T, path string, timeout time.Duration, ok func(code int, body string) bool) (int, string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		code, body := get("http://" + r.http + path)
+	var code int
+	var body string
+	testenv.Eventually(t, timeout, func() error {
+		code, body = get("http://" + r.http + path)
 		if ok(code, body) {
-			return code, body
+			return nil
 		}
 		select {
 		case exit := <-r.done:
@@ -98,11 +99,20 @@ func (r *inProcessRun) waitFor(t *testing.T, path string, timeout time.Duration,
 			t.Fatalf("run exited %d; last %s: %d %s", exit, path, code, body)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d %q after %v", path, code, body, timeout)
+		return fmt.Errorf("%s: %d %q", path, code, body)
+	})
+	return code, body
+}
+
+// waitLog waits until the process has logged a line containing s.
+func (r *inProcessRun) waitLog(t *testing.T, s string) {
+	t.Helper()
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if !strings.Contains(r.stderr.String(), s) {
+			return fmt.Errorf("no log line with %q:\n%s", s, r.stderr.String())
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func (r *inProcessRun) running(t *testing.T) {
@@ -130,13 +140,7 @@ func TestRunHealthWithSilentBroker(t *testing.T) {
 	if !strings.Contains(body, "have not answered") {
 		t.Errorf("/readyz body %q: want the reason", body)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(r.stderr.String(), "brokers unreachable") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line about the unreachable brokers:\n%s", r.stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	r.waitLog(t, "brokers unreachable")
 	r.running(t)
 }
 
@@ -156,13 +160,7 @@ func TestRunHealthWhenBrokerGoes(t *testing.T) {
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "kafka unreachable")
 	})
 	t.Logf("/readyz after the broker went: %s", body)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(r.stderr.String(), "brokers unreachable") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line about the unreachable brokers")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	r.waitLog(t, "brokers unreachable")
 	if code, _ := get("http://" + r.http + "/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz %d while the broker is away; the process itself is healthy", code)
 	}
@@ -190,16 +188,12 @@ func TestDevAdminToken(t *testing.T) {
 		cancel()
 		<-done
 	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if code, _ := get("http://" + web + "/readyz"); code == http.StatusOK {
-			break
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if code, body := get("http://" + web + "/readyz"); code != http.StatusOK {
+			return fmt.Errorf("dev not ready: %d %s; stderr:\n%s", code, body, errs.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dev not ready; stderr:\n%s", errs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	if code, _ := get("http://" + web + "/contacts/u1"); code != http.StatusUnauthorized {
 		t.Errorf("/contacts without the token: %d, want 401", code)
 	}

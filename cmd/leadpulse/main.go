@@ -182,10 +182,24 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			}
 			return ee.code
 		}
-		fmt.Fprintf(stderr, "leadpulse: %v\n", err)
+		// The one place that names the command: the commands return their
+		// errors without "leadpulse CMD:" (an exitError's message is whole).
+		fmt.Fprintf(stderr, "%s: %v\n", commandName(kctx.Command()), err)
 		return 1
 	}
 	return 0
+}
+
+// commandName is "leadpulse" and the command's words without its
+// arguments: kong's "contact <id>" → "leadpulse contact".
+func commandName(cmd string) string {
+	words := []string{"leadpulse"}
+	for w := range strings.FieldsSeq(cmd) {
+		if !strings.HasPrefix(w, "<") {
+			words = append(words, w)
+		}
+	}
+	return strings.Join(words, " ")
 }
 
 type replayCmd struct {

@@ -131,20 +131,16 @@ scrape_configs:
 		{`sum(leadpulse_rules_reloads_total)`, 0, 0},
 		{`go_goroutines{job="leadpulse"}`, 10, 10000},
 	} {
-		var last string
-		deadline := time.Now().Add(90 * time.Second)
-		for {
+		err := testenv.Poll(90*time.Second, func() error {
 			v, ok := one(c.q)
-			if ok && v >= c.min && v <= c.max {
-				t.Logf("%s = %g", c.q, v)
-				break
+			if !ok || v < c.min || v > c.max {
+				return fmt.Errorf("%s = %v (ok %v), want within [%g, %g]", c.q, v, ok, c.min, c.max)
 			}
-			last = fmt.Sprintf("%v (ok %v)", v, ok)
-			if time.Now().After(deadline) {
-				t.Errorf("%s = %s, want within [%g, %g]", c.q, last, c.min, c.max)
-				break
-			}
-			time.Sleep(500 * time.Millisecond)
+			t.Logf("%s = %g", c.q, v)
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
 		}
 	}
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -51,16 +52,20 @@ func (r *runCmd) Run(e *env) error {
 		return &exitError{code: 2, msg: "leadpulse run: the deployment config does not validate:\n" + err.Error()}
 	}
 	log := cfg.Logger(e.stderr)
+	state.SetRedisLogger(log) // go-redis' own lines through slog, not beside it
+	if _, err := os.Stat(cfg.Rules); errors.Is(err, fs.ErrNotExist) {
+		return &exitError{code: 2, msg: missingRules(cfg)}
+	}
 	rs, err := loadRules(e, cfg.Rules)
 	if err != nil {
 		return err // FILE:LINE: RULE-ID: message lines, exit 1
 	}
-	sinkCfg, err := config.DecodeSinks[sinks.Config](cfg)
-	if err == nil && len(sinkCfg) > 0 {
-		sinkCfg, err = sinkCfg.Validate()
-	}
-	if err != nil {
-		return &exitError{code: 2, msg: "leadpulse run: sinks: " + err.Error()}
+	var sinkCfg sinks.Config
+	if len(cfg.Sinks) > 0 {
+		// FILE:LINE (or $LEADPULSE_SINKS:LINE): sinks.NAME: message
+		if sinkCfg, err = sinks.Parse(cfg.SinksSource()); err != nil {
+			return &exitError{code: 2, msg: "leadpulse run: " + err.Error()}
+		}
 	}
 	scfg, err := cfg.Stream(log)
 	if err != nil {
@@ -131,7 +136,7 @@ func runLive(e *env, r *runCmd, cfg *config.Config, scfg stream.Config, rs *rule
 			Logger:     log,
 		})
 		if err != nil {
-			return &exitError{code: 2, msg: "leadpulse run: sinks: " + err.Error()}
+			return &exitError{code: 2, msg: "leadpulse run: " + err.Error()} // it names the sinks
 		}
 		defer dispatch.Close()
 	} else {
@@ -194,6 +199,28 @@ func runLive(e *env, r *runCmd, cfg *config.Config, scfg stream.Config, rs *rule
 	}
 	log.Info("leadpulse run: stopped")
 	return nil
+}
+
+// missingRules says that the config's rules file does not exist, where the
+// config names it, and what to do: the file may be made at deploy time
+// (deploy/kubernetes: kustomize's configMapGenerator mounts rules.yaml from
+// examples/b2b-saas.yaml), so outside the cluster LEADPULSE_RULES points the
+// config at a rules file.
+func missingRules(cfg *config.Config) string {
+	where := cfg.Where("rules")
+	switch {
+	case where == "":
+		where = "the default rules: rules.yaml, beside " + cfg.File()
+	case strings.HasPrefix(where, "$"):
+		where = "set by " + where
+	default:
+		where = "rules: at " + where + ", relative to the config file"
+	}
+	return fmt.Sprintf(`leadpulse run: rules file %s does not exist (%s).
+It may be made at deploy time: deploy/kubernetes's kustomization generates rules.yaml (the
+leadpulse-rules ConfigMap, from examples/b2b-saas.yaml) and mounts it beside config.yaml.
+To check or run this config elsewhere, point it at a rules file, e.g.
+  LEADPULSE_RULES=examples/b2b-saas.yaml leadpulse run --config %s --check`, cfg.Rules, where, cfg.File())
 }
 
 // unknownSinks lists the sinks the rules name that are not configured,
@@ -293,7 +320,7 @@ func (c *contactCmd) Run(e *env) error {
 	// --why without --json: the why view as text.
 	var v rules.WhyView
 	if err := json.Unmarshal(body, &v); err != nil {
-		return fmt.Errorf("leadpulse contact: the answer is not a why view: %w", err)
+		return fmt.Errorf("the answer is not a why view: %w", err)
 	}
 	_, err = io.WriteString(e.stdout, v.Text())
 	return err

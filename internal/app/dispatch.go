@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,12 @@ type DispatchOptions struct {
 	Dedupe     sinks.Deduper
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+	// KafkaOptions are added to the options of the sinks' Kafka client (dev:
+	// kgo.AllowAutoTopicCreation, for the kafka sinks' topics).
+	KafkaOptions []kgo.Opt
+	// LogDeliveries names the sinks whose each delivery is logged
+	// (sinks.Options.LogDeliveries).
+	LogDeliveries []string
 }
 
 // OpenDispatch opens the sinks of sinkCfg and the dispatch stage of cfg (the
@@ -35,16 +42,17 @@ type DispatchOptions struct {
 // options for the kafka sinks and the actions DLQ. Close releases it.
 func OpenDispatch(cfg stream.Config, sinkCfg sinks.Config, m *stream.Metrics, o DispatchOptions) (*Dispatch, error) {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.ClientID("leadpulse-sinks"),
-		kgo.ProducerLinger(0), kgo.RecordDeliveryTimeout(10 * time.Second)}, cfg.KafkaOptions...)...)
+		kgo.ProducerLinger(0), kgo.RecordDeliveryTimeout(10 * time.Second)}, slices.Concat(cfg.KafkaOptions, o.KafkaOptions)...)...)
 	if err != nil {
 		return nil, err
 	}
 	o.Deps.Kafka = cl
 	dispatcher, err := sinks.Open(sinkCfg, o.Deps, sinks.Options{
-		Dedupe:     o.Dedupe,
-		Registerer: o.Registerer,
-		Logger:     o.Logger,
-		DeadLetter: sinks.KafkaDeadLetter(cl, cfg.Topics.ActionsDLQ),
+		Dedupe:        o.Dedupe,
+		Registerer:    o.Registerer,
+		Logger:        o.Logger,
+		LogDeliveries: o.LogDeliveries,
+		DeadLetter:    sinks.KafkaDeadLetter(cl, cfg.Topics.ActionsDLQ),
 	})
 	if err != nil {
 		cl.Close()

@@ -1,0 +1,392 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/leadpulse/leadpulse/event"
+	"github.com/leadpulse/leadpulse/rules"
+	"github.com/leadpulse/leadpulse/state"
+)
+
+// Live identity (SPEC §6, DESIGN.md "Identity, live"): an anonymous id A and
+// the user U it links to may be owned by different partitions, so no
+// partition can read and write both. The engine keeps every fact of the
+// protocol in contact state, where the store commits it with the
+// contact's applied position; the driver (package stream) moves the records
+// between partitions:
+//
+//   - ApplyLive applies an event at the partition it is keyed to. A linking
+//     event of U whose anonymous id is not U's yet parks U (Pending in U's
+//     state) and asks A's owner (LinkOutcome.Request); the driver holds U's
+//     records until the answer. An event carrying only a retired A is
+//     forwarded to U (LinkOutcome.Forward).
+//   - LinkRequested answers the request at A's owner: a conflict, or A's
+//     state (the hand-over), after which A is retired (MergedInto = U).
+//   - Answer applies the answer at U's owner: the merge, then the driver
+//     releases U's held records, the linking event first.
+//
+// Every step is idempotent under re-reads (a record read again after a
+// crash or a rebalance): requests and events by the contact's applied
+// position, answers by U's pending link, forwards by U's forwarded
+// positions (state.Contact.ForwardSeen).
+
+// LiveEvent is an event record of the scoring stage.
+type LiveEvent struct {
+	Event *event.Event
+	Pos   state.Position // its record
+	// Into and From are set on an event forwarded from a retired anonymous
+	// id: the user it is applied to, and its record in the anonymous id's
+	// partition.
+	Into string
+	From state.Position
+	// NoLink applies a linking event without linking: the driver gave up
+	// waiting for the answer (identity hand-over timeout).
+	NoLink bool
+}
+
+// LinkRequest asks the owner of Anon to link it to User.
+type LinkRequest struct {
+	Anon, User string
+	Link       state.Position // the linking event's record: the link's id
+	Time       int64          // the linking event's time
+	// Full: User has absorbed identity.max_anonymous ids. The answer is a
+	// conflict in any case: known or merged elsewhere as for any user,
+	// else max_anonymous (the order replay checks them in).
+	Full bool
+}
+
+// LinkOutcome says what the driver does after ApplyLive.
+type LinkOutcome struct {
+	// Skipped: the record's contact already holds it (a re-read).
+	Skipped bool
+	// Parked: the event is held; the driver holds every later record of
+	// Contact until Answer releases it. Request, when set, is to be sent
+	// (it is not when the contact was parked before a restart: the request
+	// is out already).
+	Parked  bool
+	Contact string
+	Request *LinkRequest
+	// Forward: the event carries only an anonymous id retired into this
+	// user; the driver forwards it unchanged, keyed by the user.
+	Forward string
+}
+
+// AnswerKind is how the owner of an anonymous id answered a LinkRequest.
+type AnswerKind int
+
+// Answers to a LinkRequest.
+const (
+	// AnswerHandover: the id is linked; its state (possibly none) follows.
+	AnswerHandover AnswerKind = iota
+	// AnswerLinked: the id was linked to the same user before: nothing
+	// to merge.
+	AnswerLinked
+	// AnswerRefused: a conflict of the answer's kind.
+	AnswerRefused
+)
+
+// UseLiveLinks turns live identity on (ApplyLive, LinkRequested, Answer),
+// under the rules' identity section. held reports the contacts whose
+// records the driver holds: their timers wait until they are released.
+func (p *Partition) UseLiveLinks(held func(contact string) bool) {
+	p.ident = p.ev.Ruleset().Identity()
+	p.held = held
+}
+
+// ContactOf returns the contact an event is applied to with live identity
+// (before links): its usable userId, else its usable anonymousId.
+func (p *Partition) ContactOf(e *event.Event) string {
+	user, anon := p.ident.Usable(e.UserID, e.AnonymousID)
+	if user != "" {
+		return user
+	}
+	return anon
+}
+
+// ApplyLive applies an event record, as ApplyAt does, with live identity.
+func (p *Partition) ApplyLive(ctx context.Context, le *LiveEvent) (LinkOutcome, error) {
+	var out LinkOutcome
+	e := le.Event
+	user, anon := p.ident.Usable(e.UserID, e.AnonymousID)
+	if user == "" && anon == "" {
+		return out, noUsableID(e)
+	}
+	if err := p.fireDue(ctx, p.clock); err != nil {
+		return out, err
+	}
+	if p.clock == state.NoTime || e.Time > p.clock {
+		if err := p.fireDue(ctx, e.Time); err != nil {
+			return out, err
+		}
+		p.clock = e.Time
+	}
+	id := user
+	if id == "" {
+		id = anon
+	}
+	if le.Into != "" {
+		id = le.Into
+	}
+	out.Contact = id
+	c, err := p.store.Get(ctx, id)
+	if err != nil {
+		return out, fmt.Errorf("engine: load contact %q: %w", id, err)
+	}
+	if c.Covers(le.Pos) {
+		p.skipped++
+		out.Skipped = true
+		return out, nil
+	}
+	changed := false
+	switch {
+	case le.Into != "":
+		if c.ForwardSeen(le.From) {
+			p.skipped++
+			out.Skipped = true
+			return out, nil
+		}
+		changed = true
+	case !p.ident.Merge:
+	case user == "":
+		if c.MergedInto != "" {
+			c.MarkApplied(le.Pos)
+			if err := p.store.Put(ctx, c); err != nil {
+				return out, fmt.Errorf("%w: contact %q: %w", ErrDiverged, c.ID, err)
+			}
+			out.Forward = c.MergedInto
+			return out, nil
+		}
+	default:
+		if !c.Known {
+			c.Known, changed = true, true
+		}
+		if pl := c.Pending; pl != nil && pl.Link == le.Pos && !pl.Late && !le.NoLink {
+			// Parked before a restart: the request is out.
+			out.Parked = true
+			return out, nil
+		}
+		if le.NoLink || c.Pending != nil {
+			break // a late answer is awaited: no second link meanwhile
+		}
+		if ids := p.toLink(c, e, user, anon); len(ids) > 0 {
+			c.Pending = &state.PendingLink{Link: le.Pos, Time: e.Time, IDs: ids}
+			if err := p.store.Put(ctx, c); err != nil {
+				return out, fmt.Errorf("%w: contact %q: %w", ErrDiverged, c.ID, err)
+			}
+			out.Parked = true
+			out.Request = p.request(c)
+			return out, nil
+		}
+	}
+	c.MarkApplied(le.Pos)
+	res := p.ev.Apply(c, e)
+	if !res.Duplicate || changed {
+		if err := p.store.Put(ctx, c); err != nil {
+			return out, fmt.Errorf("%w: contact %q: %w", ErrDiverged, c.ID, err)
+		}
+	}
+	if !res.Duplicate {
+		p.index(res.Timers)
+	}
+	p.emit(res)
+	return out, p.fireDue(ctx, p.clock)
+}
+
+// toLink returns the ids the event links to user that are not linked to
+// it yet, in link order (the anonymousId, then an alias's previousId).
+func (p *Partition) toLink(u *state.Contact, e *event.Event, user, anon string) []string {
+	var ids []string
+	if anon != "" && anon != user && !slices.Contains(u.Merged, anon) {
+		ids = append(ids, anon)
+	}
+	if e.Type == "alias" {
+		if prev := e.PreviousID; prev != user && prev != anon && !p.ident.IsBlocked(prev) && !slices.Contains(u.Merged, prev) {
+			ids = append(ids, prev)
+		}
+	}
+	return ids
+}
+
+func (p *Partition) request(u *state.Contact) *LinkRequest {
+	pl := u.Pending
+	return &LinkRequest{Anon: pl.IDs[0], User: u.ID, Link: pl.Link, Time: pl.Time,
+		Full: len(u.Merged) >= p.ident.MaxAnonymous}
+}
+
+// Pending returns a user's pending link as the store has it, for a driver
+// that restarts: nil when none.
+func (p *Partition) Pending(ctx context.Context, user string) (*state.PendingLink, error) {
+	c, err := p.store.Get(ctx, user)
+	if err != nil {
+		return nil, fmt.Errorf("engine: load contact %q: %w", user, err)
+	}
+	return c.Pending, nil
+}
+
+// LinkRequested answers a link request read at pos in the anonymous id's
+// partition: timers due by the linking event's time fire first (replay
+// fires them before the merge), then the id's state decides. A hand-over
+// retires the id: its state is replaced by a tombstone that names the
+// user (MergedInto), so that later events carrying only the id are
+// forwarded, and state (the id's encoded state, nil when it has none) is
+// sent to the user. skipped reports a request applied before.
+func (p *Partition) LinkRequested(ctx context.Context, r *LinkRequest, pos state.Position) (ans AnswerKind, kind rules.ConflictKind, blob []byte, skipped bool, err error) {
+	if err := p.Advance(ctx, r.Time); err != nil {
+		return 0, 0, nil, false, err
+	}
+	a, err := p.store.Get(ctx, r.Anon)
+	if err != nil {
+		return 0, 0, nil, false, fmt.Errorf("engine: load contact %q: %w", r.Anon, err)
+	}
+	if a.Covers(pos) {
+		p.skipped++
+		return 0, 0, nil, true, nil
+	}
+	switch {
+	case a.MergedInto == r.User:
+		return AnswerLinked, 0, nil, false, nil
+	case a.MergedInto != "":
+		return AnswerRefused, rules.ConflictMerged, nil, false, nil
+	case a.Known:
+		return AnswerRefused, rules.ConflictKnown, nil, false, nil
+	case r.Full:
+		return AnswerRefused, rules.ConflictMaxAnonymous, nil, false, nil
+	}
+	if hasState(a) {
+		if blob, err = state.Encode(a); err != nil {
+			return 0, 0, nil, false, fmt.Errorf("engine: encode contact %q to hand it over: %w", r.Anon, err)
+		}
+	}
+	t := state.New(r.Anon)
+	t.MergedInto = r.User
+	t.MarkApplied(pos)
+	if err := p.store.Put(ctx, t); err != nil {
+		return 0, 0, nil, false, fmt.Errorf("%w: contact %q: %w", ErrDiverged, t.ID, err)
+	}
+	return AnswerHandover, 0, blob, false, nil
+}
+
+// Answered is what Answer did.
+type Answered struct {
+	// Repeat: the answer was applied before (or answers no pending link).
+	Repeat bool
+	// Next is the request for the linking event's next id; the user stays
+	// parked.
+	Next *LinkRequest
+	// Released: the link is complete; the driver applies the held records,
+	// the linking event first — unless Late, when they were applied
+	// already.
+	Released, Late bool
+	Merged         bool // the answer brought state that was merged
+}
+
+// Answer applies an answer to the pending link of user at its owner.
+func (p *Partition) Answer(ctx context.Context, user, anon string, link state.Position, ans AnswerKind, kind rules.ConflictKind, blob []byte) (Answered, error) {
+	var out Answered
+	u, err := p.store.Get(ctx, user)
+	if err != nil {
+		return out, fmt.Errorf("engine: load contact %q: %w", user, err)
+	}
+	pl := u.Pending
+	if pl == nil || pl.Link != link || len(pl.IDs) == 0 || pl.IDs[0] != anon {
+		out.Repeat = true
+		return out, nil
+	}
+	switch ans {
+	case AnswerHandover:
+		u.Merged = append(u.Merged, anon)
+		p.ev.Stats.Links++
+		if len(blob) > 0 {
+			a, err := state.Decode(blob)
+			if err != nil {
+				return out, fmt.Errorf("engine: the hand-over of %q to %q: %w", anon, user, err)
+			}
+			if hasState(a) {
+				for _, m := range p.ev.Merge(u, a) {
+					p.push(user, m.Trigger, m.Due)
+				}
+				out.Merged = true
+			}
+		}
+	case AnswerLinked:
+		if !slices.Contains(u.Merged, anon) {
+			u.Merged = append(u.Merged, anon)
+		}
+	case AnswerRefused:
+		if pl.Conflict == 0 {
+			pl.Conflict = int(kind) + 1
+		}
+	}
+	pl.IDs = pl.IDs[1:]
+	if len(pl.IDs) > 0 {
+		out.Next = p.request(u)
+	} else {
+		if pl.Conflict > 0 {
+			p.ev.Stats.Conflicts[pl.Conflict-1]++
+		}
+		out.Released, out.Late = true, pl.Late
+		u.Pending = nil
+	}
+	if err := p.store.Put(ctx, u); err != nil {
+		return out, fmt.Errorf("%w: contact %q: %w", ErrDiverged, u.ID, err)
+	}
+	return out, nil
+}
+
+// GiveUp marks a user's pending link late (the identity hand-over timed
+// out): the driver applies the held records without linking, and the
+// merge happens when the answer comes.
+func (p *Partition) GiveUp(ctx context.Context, user string) error {
+	u, err := p.store.Get(ctx, user)
+	if err != nil {
+		return fmt.Errorf("engine: load contact %q: %w", user, err)
+	}
+	if u.Pending == nil || u.Pending.Late {
+		return nil
+	}
+	u.Pending.Late = true
+	if err := p.store.Put(ctx, u); err != nil {
+		return fmt.Errorf("%w: contact %q: %w", ErrDiverged, u.ID, err)
+	}
+	return nil
+}
+
+// EraseLive erases a contact at its owner and returns the anonymous ids
+// merged into it, whose owners must erase their tombstones (Unlink).
+func (p *Partition) EraseLive(ctx context.Context, id string) ([]string, error) {
+	c, err := p.store.Get(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("engine: load contact %q to erase it: %w", id, err)
+	}
+	merged := slices.Clone(c.Merged)
+	if err := p.store.Delete(ctx, id); err != nil {
+		return nil, fmt.Errorf("engine: erase contact %q: %w", id, err)
+	}
+	return merged, nil
+}
+
+// Unlink erases the tombstone of anon if it was retired into user: a later
+// event of anon starts a new anonymous contact. An id that has since been
+// a userId keeps its own state, without the link.
+func (p *Partition) Unlink(ctx context.Context, anon, user string) (bool, error) {
+	a, err := p.store.Get(ctx, anon)
+	if err != nil {
+		return false, fmt.Errorf("engine: load contact %q to unlink it: %w", anon, err)
+	}
+	if a.MergedInto != user {
+		return false, nil
+	}
+	if hasState(a) || a.Known {
+		a.MergedInto = ""
+		if err := p.store.Put(ctx, a); err != nil {
+			return false, fmt.Errorf("%w: contact %q: %w", ErrDiverged, a.ID, err)
+		}
+		return true, nil
+	}
+	if err := p.store.Delete(ctx, anon); err != nil {
+		return false, fmt.Errorf("engine: erase contact %q: %w", anon, err)
+	}
+	return true, nil
+}

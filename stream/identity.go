@@ -1,0 +1,368 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/leadpulse/leadpulse/engine"
+	"github.com/leadpulse/leadpulse/event"
+	"github.com/leadpulse/leadpulse/rules"
+	"github.com/leadpulse/leadpulse/state"
+)
+
+// Identity across partitions (SPEC §6; DESIGN.md "Identity, live"): the
+// records the scoring workers send one another on the scoring topic, all
+// control records (HeaderControl) keyed by the contact whose partition
+// applies them.
+//
+//	link-request  key A  from U's owner: link A to U (HeaderUser, HeaderLink,
+//	                     HeaderTime, HeaderFull)
+//	handover      key U  from A's owner: A's state (the value; empty when A
+//	                     had none) for the link (HeaderAnon, HeaderLink)
+//	link-refused  key U  from A's owner: a conflict (HeaderKind)
+//	linked        key U  from A's owner: A was U's already
+//	forward       key U  from A's owner: an event carrying only the retired
+//	                     A, unchanged (HeaderAnon, HeaderFrom: its record)
+//	unlink        key A  from U's owner, when U is erased (HeaderUser)
+//
+// The engine keeps every fact in contact state (engine/live.go); the worker
+// holds a parked user's records in memory and does not commit its offset
+// past the first of them, so that a crash re-reads them.
+const (
+	ControlLinkRequest = "link-request"
+	ControlHandover    = "handover"
+	ControlRefused     = "link-refused"
+	ControlLinked      = "linked"
+	ControlForward     = "forward"
+	ControlUnlink      = "unlink"
+
+	HeaderUser = "leadpulse-user"
+	HeaderAnon = "leadpulse-anon"
+	HeaderLink = "leadpulse-link"
+	HeaderTime = "leadpulse-time"
+	HeaderFull = "leadpulse-full"
+	HeaderKind = "leadpulse-kind"
+	HeaderFrom = "leadpulse-forwarded-from"
+)
+
+// parked is a user held behind its linking event.
+type parked struct {
+	recs  []*kgo.Record // the linking event first, then every later record of the user
+	since time.Time     // when parked (the timeout counts from here)
+	asked time.Time     // when the pending request was produced (zero: before a restart)
+}
+
+func isIdentityControl(ctl string) bool {
+	switch ctl {
+	case ControlLinkRequest, ControlHandover, ControlRefused, ControlLinked, ControlUnlink:
+		return true
+	}
+	return false
+}
+
+func headerOf(r *kgo.Record, k string) string {
+	for i := range r.Headers {
+		if r.Headers[i].Key == k {
+			return string(r.Headers[i].Value)
+		}
+	}
+	return ""
+}
+
+func fmtPos(p state.Position) string {
+	return strconv.FormatInt(int64(p.Partition), 10) + ":" + strconv.FormatInt(p.Offset, 10)
+}
+
+func parsePos(s string) (state.Position, error) {
+	a, b, ok := strings.Cut(s, ":")
+	p, err1 := strconv.ParseInt(a, 10, 32)
+	o, err2 := strconv.ParseInt(b, 10, 64)
+	if !ok || err1 != nil || err2 != nil {
+		return state.Position{}, fmt.Errorf("position %q is not PARTITION:OFFSET", s)
+	}
+	return state.Position{Partition: int32(p), Offset: o}, nil
+}
+
+func (w *worker) control2(key string, ctl string, hs ...string) *kgo.Record {
+	r := &kgo.Record{Topic: w.topic, Key: []byte(key)}
+	r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderControl, Value: []byte(ctl)})
+	for i := 0; i+1 < len(hs); i += 2 {
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: hs[i], Value: []byte(hs[i+1])})
+	}
+	return r
+}
+
+func (w *worker) sendRequest(q *engine.LinkRequest) {
+	full := "0"
+	if q.Full {
+		full = "1"
+	}
+	w.out = append(w.out, w.control2(q.Anon, ControlLinkRequest,
+		HeaderUser, q.User, HeaderLink, fmtPos(q.Link), HeaderTime, strconv.FormatInt(q.Time, 10), HeaderFull, full))
+	w.meta = append(w.meta, outMeta{})
+}
+
+// heldContact reports whether the user's records are held (engine hook).
+func (w *worker) heldContact(id string) bool {
+	_, ok := w.parked[id]
+	return ok
+}
+
+// applyEvent applies one event record (a forward too) or holds it behind
+// its parked user.
+func (w *worker) applyEvent(ctx context.Context, e *event.Event, r *kgo.Record, noLink bool) error {
+	le := &engine.LiveEvent{Event: e, Pos: state.Position{Partition: w.part, Offset: r.Offset}, NoLink: noLink}
+	key := w.eng.ContactOf(e)
+	if ctl, _ := controlOf(r); ctl == ControlForward {
+		from, err := parsePos(headerOf(r, HeaderFrom))
+		if err != nil {
+			w.m.bad(stageScore, ReasonControl)
+			w.deadLetter(deadLetter(w.cfg.Topics.DLQ, r, ReasonControl, "forward without a valid "+HeaderFrom+": "+err.Error()))
+			return nil
+		}
+		le.Into, le.From, key = string(r.Key), from, string(r.Key)
+	}
+	if p := w.parked[key]; p != nil && !noLink {
+		p.recs = append(p.recs, r)
+		return nil
+	}
+	w.cause = recordTime(r)
+	var out engine.LinkOutcome
+	var bad error
+	err := w.retry(ctx, "apply event", func() error {
+		var err error
+		out, err = w.eng.ApplyLive(ctx, le)
+		if event.ReasonOf(err) != "" {
+			bad, err = err, nil
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if w.fatal != nil {
+		return w.fatal
+	}
+	switch {
+	case bad != nil:
+		w.m.bad(stageScore, event.ReasonOf(bad))
+		w.deadLetter(badInput(w.cfg.Topics.DLQ, r, bad))
+	case out.Parked:
+		now := time.Now()
+		p := &parked{recs: []*kgo.Record{r}, since: now}
+		if out.Request != nil {
+			p.asked = now
+			w.sendRequest(out.Request)
+		}
+		w.parked[out.Contact] = p
+		w.m.parked.Inc()
+	case out.Forward != "":
+		f := &kgo.Record{Topic: w.topic, Key: []byte(out.Forward), Value: r.Value, Timestamp: r.Timestamp}
+		for _, h := range r.Headers {
+			if h.Key != HeaderControl && h.Key != HeaderFrom && h.Key != HeaderAnon {
+				f.Headers = append(f.Headers, h)
+			}
+		}
+		f.Headers = append(f.Headers,
+			kgo.RecordHeader{Key: HeaderControl, Value: []byte(ControlForward)},
+			kgo.RecordHeader{Key: HeaderAnon, Value: []byte(e.AnonymousID)},
+			kgo.RecordHeader{Key: HeaderFrom, Value: []byte(fmtPos(le.Pos))})
+		w.out = append(w.out, f)
+		w.meta = append(w.meta, outMeta{})
+		w.m.forwarded.Inc()
+	}
+	return nil
+}
+
+// applyIdentity applies an identity control record.
+func (w *worker) applyIdentity(ctx context.Context, ctl string, r *kgo.Record) error {
+	pos := state.Position{Partition: w.part, Offset: r.Offset}
+	key := string(r.Key)
+	bad := func(err error) error {
+		w.m.bad(stageScore, ReasonControl)
+		w.deadLetter(deadLetter(w.cfg.Topics.DLQ, r, ReasonControl, fmt.Sprintf("%s record of %q: %v", ctl, key, err)))
+		return nil
+	}
+	switch ctl {
+	case ControlLinkRequest:
+		link, err := parsePos(headerOf(r, HeaderLink))
+		if err != nil {
+			return bad(err)
+		}
+		t, err := strconv.ParseInt(headerOf(r, HeaderTime), 10, 64)
+		if err != nil {
+			return bad(err)
+		}
+		q := &engine.LinkRequest{Anon: key, User: headerOf(r, HeaderUser), Link: link, Time: t, Full: headerOf(r, HeaderFull) == "1"}
+		var ans engine.AnswerKind
+		var kind rules.ConflictKind
+		var blob []byte
+		var skipped bool
+		w.cause = 0
+		if err := w.retry(ctx, "answer a link request", func() error {
+			var err error
+			ans, kind, blob, skipped, err = w.eng.LinkRequested(ctx, q, pos)
+			return err
+		}); err != nil {
+			return err
+		}
+		if skipped {
+			return nil
+		}
+		ctlAns := [...]string{ControlHandover, ControlLinked, ControlRefused}[ans]
+		w.log.Debug("stream: link request answered", "anon", q.Anon, "user", q.User, "link", fmtPos(q.Link), "answer", ctlAns, "kind", kind.String(), "pos", fmtPos(pos))
+		a := w.control2(q.User, ctlAns, HeaderAnon, q.Anon, HeaderLink, fmtPos(q.Link), HeaderKind, kind.String())
+		a.Value = blob
+		w.out = append(w.out, a)
+		w.meta = append(w.meta, outMeta{})
+	case ControlHandover, ControlRefused, ControlLinked:
+		link, err := parsePos(headerOf(r, HeaderLink))
+		if err != nil {
+			return bad(err)
+		}
+		ans, kind := engine.AnswerHandover, rules.ConflictKind(0)
+		switch ctl {
+		case ControlLinked:
+			ans = engine.AnswerLinked
+		case ControlRefused:
+			ans = engine.AnswerRefused
+			k, ok := conflictKind(headerOf(r, HeaderKind))
+			if !ok {
+				return bad(fmt.Errorf("unknown conflict kind %q", headerOf(r, HeaderKind)))
+			}
+			kind = k
+		}
+		var a engine.Answered
+		if err := w.retry(ctx, "apply a link answer", func() error {
+			var err error
+			a, err = w.eng.Answer(ctx, key, headerOf(r, HeaderAnon), link, ans, kind, r.Value)
+			return err
+		}); err != nil {
+			return err
+		}
+		if a.Repeat {
+			return nil
+		}
+		p := w.parked[key]
+		if p != nil && !p.asked.IsZero() {
+			w.m.handover.Observe(time.Since(p.asked).Seconds())
+		}
+		switch {
+		case a.Next != nil:
+			w.sendRequest(a.Next)
+			if p != nil {
+				p.asked = time.Now()
+			}
+		case a.Released && p != nil && !a.Late:
+			return w.release(ctx, key)
+		}
+	case ControlUnlink:
+		return w.retry(ctx, "unlink", func() error { _, err := w.eng.Unlink(ctx, key, headerOf(r, HeaderUser)); return err })
+	}
+	return nil
+}
+
+func conflictKind(s string) (rules.ConflictKind, bool) {
+	for _, k := range rules.ConflictKinds {
+		if k.String() == s {
+			return k, true
+		}
+	}
+	return 0, false
+}
+
+// release applies a parked user's held records: the linking event without
+// linking again (its links are answered), then the rest, which may park
+// the user again.
+func (w *worker) release(ctx context.Context, user string) error {
+	p := w.parked[user]
+	delete(w.parked, user)
+	w.m.parked.Dec()
+	for i, r := range p.recs {
+		if q := w.parked[user]; q != nil {
+			q.recs = append(q.recs, p.recs[i:]...)
+			return nil
+		}
+		var e event.Event
+		decode := event.DecodeInto
+		if !w.rs.ReadsContext() {
+			decode = event.DecodeIntoSkipContext
+		}
+		if err := decode(&e, r.Value, formatOf(r), recordTime(r)); err != nil {
+			return fmt.Errorf("stream: partition %d: a held record at offset %d no longer decodes: %w", w.part, r.Offset, err)
+		}
+		if err := w.applyEvent(ctx, &e, r, i == 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// expire applies the held records of users parked longer than
+// HandoverTimeout without their merge (SPEC §6: an event of U applied
+// before the merge comes before it); the merge follows the answer.
+func (w *worker) expire(ctx context.Context) error {
+	if len(w.parked) == 0 {
+		return nil
+	}
+	limit := time.Now().Add(-w.cfg.HandoverTimeout)
+	for user, p := range w.parked {
+		if p.since.After(limit) {
+			continue
+		}
+		if err := w.retry(ctx, "give up a hand-over", func() error { return w.eng.GiveUp(ctx, user) }); err != nil {
+			return err
+		}
+		w.m.timeouts.Inc()
+		w.log.Warn("stream: identity hand-over timed out: the user's events are applied without the merge, which follows the answer (is the anonymous id's partition stalled?)",
+			"user", user, "held", len(p.recs), "waited", time.Since(p.since).Round(time.Millisecond))
+		if err := w.release(ctx, user); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commitOffset is the offset the partition may commit after applying up
+// to next: not past the first held record.
+func (w *worker) commitOffset(next int64) int64 {
+	for _, p := range w.parked {
+		if len(p.recs) > 0 && p.recs[0].Offset < next {
+			next = p.recs[0].Offset
+		}
+	}
+	return next
+}
+
+// dropParked forgets the held records (the partition is revoked or lost:
+// its next owner reads them again from the committed offset).
+func (w *worker) dropParked() {
+	if n := len(w.parked); n > 0 {
+		w.m.parked.Sub(float64(n))
+		clear(w.parked)
+	}
+}
+
+// forget erases a contact (a forget control record) and asks the owners of
+// the anonymous ids merged into it to erase their tombstones (SPEC §6 (d)).
+func (w *worker) forget(ctx context.Context, id string, offset int64) error {
+	var merged []string
+	if err := w.retry(ctx, "erase contact", func() error {
+		var err error
+		merged, err = w.eng.EraseLive(ctx, id)
+		return err
+	}); err != nil {
+		return err
+	}
+	for _, a := range merged {
+		w.out = append(w.out, w.control2(a, ControlUnlink, HeaderUser, id))
+		w.meta = append(w.meta, outMeta{})
+	}
+	w.log.Info("stream: contact erased", "contact", id, "offset", offset, "merged_ids", len(merged))
+	return nil
+}
