@@ -41,8 +41,9 @@ type collector struct {
 // window is one measured phase: events stamped in [from, to].
 type window struct {
 	from, to int64
-	hist     *hdrhistogram.Histogram // µs
+	hist     *hdrhistogram.Histogram // event → action read, µs
 	actions  int64
+	applied  *hdrhistogram.Histogram // event → state applied, µs (every event)
 }
 
 // Latency bounds of the histograms: 1µs to 1h, 3 significant digits.
@@ -79,7 +80,7 @@ func (c *collector) close() { c.cl.Close() }
 // watch starts measuring the actions of events stamped in [from, to]; the
 // bounds may be set later with setBounds.
 func (c *collector) watch(from, to int64) *window {
-	w := &window{from: from, to: to, hist: newHist()}
+	w := &window{from: from, to: to, hist: newHist(), applied: newHist()}
 	c.mu.Lock()
 	c.windows = append(c.windows, w)
 	c.mu.Unlock()
@@ -145,6 +146,30 @@ func (c *collector) record(v []byte, now int64) {
 	c.outside++
 }
 
+// appliedBatch measures event → state applied for a scoring batch
+// (stream.Scoring.OnBatchApplied): every event of a measured window, from its
+// time to the moment its batch was applied.
+func (c *collector) appliedBatch(times []int64, at int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var w *window
+	for _, t := range times {
+		if w == nil || t < w.from || t > w.to {
+			w = nil
+			for _, x := range c.windows {
+				if t >= x.from && t <= x.to {
+					w = x
+					break
+				}
+			}
+			if w == nil {
+				continue
+			}
+		}
+		_ = w.applied.RecordValue(max((at-t)/int64(time.Microsecond), histLowest))
+	}
+}
+
 // field returns the string value that follows key (`,"name":"`); the
 // values read here (a trigger id, an RFC 3339 time) hold no escapes.
 func field(v, key []byte) ([]byte, bool) {
@@ -180,6 +205,23 @@ func (c *collector) snapshot(w *window) (*hdrhistogram.Histogram, int64) {
 	h := newHist()
 	h.Merge(w.hist)
 	return h, w.actions
+}
+
+// appliedSnapshot returns a copy of w's event → state applied histogram.
+func (c *collector) appliedSnapshot(w *window) *hdrhistogram.Histogram {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := newHist()
+	h.Merge(w.applied)
+	return h
+}
+
+// samples returns w's sample counts so far: actions measured and events
+// measured applied.
+func (c *collector) samples(w *window) (actions, applied int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return w.actions, w.applied.TotalCount()
 }
 
 func (c *collector) counts() (total, timers, outside, bad int64) {

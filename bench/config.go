@@ -67,6 +67,14 @@ type Config struct {
 	Rates []float64
 	// Duration is the length of each latency phase. default: 5s
 	Duration time.Duration
+	// Samples, when above 0, lengthens each latency phase beyond Duration,
+	// a second at a time, until it has this many samples of each latency:
+	// events (event → state applied) and actions (event → action read); at
+	// most 10 minutes. A p99 needs about 10,000. With few contacts the
+	// actions per event fall as the contacts use up their triggers
+	// (cooldowns, caps): more Contacts give more actions. default: 0
+	// (Duration)
+	Samples int
 
 	// ---- where ----
 
@@ -177,6 +185,9 @@ func (c Config) validate() (Config, error) {
 	}
 	if c.Duration < 100*time.Millisecond {
 		return c, configError("duration %v: each latency phase needs at least 100ms", c.Duration)
+	}
+	if c.Samples < 0 {
+		return c, configError("samples %d: want 0 (phases of --duration) or the samples each latency phase should give", c.Samples)
 	}
 	if c.Events == 0 && len(c.Rates) == 0 {
 		return c, configError("both phases are skipped (no events for the throughput phase, rate 0 for the latency phases): nothing to measure; keep one of them")

@@ -21,7 +21,12 @@
 //     action with the `at` of the event that caused it, so an action read
 //     from the actions topic at time T took T − at: the event-to-action
 //     latency, recorded in an HDR histogram. Actions of timer triggers
-//     (absence, inactivity) are counted apart. A probe then measures one
+//     (absence, inactivity) are counted apart. The scoring stage also
+//     reports each batch it applied (stream.Scoring.OnBatchApplied): every
+//     event's time to the end of its batch's apply is the event-to-state
+//     latency, a second histogram with a sample per event. Config.Samples
+//     lengthens the phase until both hold that many samples, since a p99
+//     of a few hundred actions is not a p99. A probe then measures one
 //     produce→fetch hop of the same broker at the same rate: the floor of
 //     each of the pipeline's hops.
 //  5. Redis ceiling (with Config.Redis): pipelined SETs of as many real

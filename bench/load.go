@@ -192,15 +192,25 @@ func (l *loader) preload(ctx context.Context, n int) error {
 // time it was due, so a stalled producer or client shows in the latency
 // instead of hiding it (no coordinated omission). It returns the stamps of
 // the first and last event and how late the sending got at worst.
-func (l *loader) openLoop(ctx context.Context, rate float64, d time.Duration) (first, last int64, sent int, behind time.Duration, err error) {
+//
+// With enough set, the phase goes on after d, a second at a time, until
+// enough reports true or maxD has passed.
+func (l *loader) openLoop(ctx context.Context, rate float64, d, maxD time.Duration, enough func() bool) (first, last int64, sent int, behind time.Duration, err error) {
 	mean := float64(time.Second) / rate
 	start := time.Now().Add(5 * time.Millisecond)
 	end := start.Add(d).UnixNano()
+	limit := start.Add(max(d, maxD)).UnixNano()
 	next := start.UnixNano()
 	first, last = next, next
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	for next < end {
+	for {
+		if next >= end {
+			if enough == nil || end >= limit || enough() {
+				break
+			}
+			end = min(end+int64(time.Second), limit)
+		}
 		if wait := time.Duration(next - time.Now().UnixNano()); wait > 0 {
 			timer.Reset(wait)
 			select {

@@ -159,8 +159,10 @@ func (r *run) measure(ctx context.Context) error {
 	}
 	if len(res.Rates) > 0 {
 		res.LatencyMS = res.Rates[0].LatencyMS
+		res.AppliedLatencyMS = res.Rates[0].AppliedMS
 	} else if res.Drain != nil {
 		res.LatencyMS = res.Drain.LatencyMS
+		res.AppliedLatencyMS = res.Drain.AppliedMS
 	}
 	if res.Ceiling != nil {
 		res.CeilingEventsPerSec = res.Ceiling.PerSec
@@ -169,6 +171,7 @@ func (r *run) measure(ctx context.Context) error {
 	// The pipeline is joined before its contacts are read.
 	r.stopP()
 	r.stateFigures(ctx)
+	res.StateBytesPerContact = res.State.BlobBytes
 	if r.rdb != nil {
 		if err := r.redisCeiling(ctx); err != nil {
 			return err
@@ -260,7 +263,8 @@ func (r *run) drain(ctx context.Context, n int64, win *window) (*Phase, error) {
 		return nil, err
 	}
 	h, actions := r.col.snapshot(win)
-	ph := &Phase{Name: "drain", Events: n, Seconds: t1.Sub(t0).Seconds(), Actions: actions, LatencyMS: latencyOf(h)}
+	ph := &Phase{Name: "drain", Events: n, Seconds: t1.Sub(t0).Seconds(), Actions: actions, LatencyMS: latencyOf(h),
+		AppliedMS: latencyOf(r.col.appliedSnapshot(win))}
 	ph.OverallPerSec = float64(n) / ph.Seconds
 	r.fill(ph, a, b, lagFrom)
 	if end.ok {
@@ -305,7 +309,15 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 	// The window opens before the first event is stamped, so that no
 	// action escapes it; openLoop's stamps start 5ms from now.
 	r.col.setBounds(win, time.Now().UnixNano(), math.MaxInt64)
-	first, last, sent, behind, err := r.load.openLoop(ctx, rate, cfg.Duration)
+	var enough func() bool
+	if cfg.Samples > 0 {
+		r.logf("latency: %.0f events/s runs until it has %d samples of each latency (at most %v)", rate, cfg.Samples, maxPhase)
+		enough = func() bool {
+			a, n := r.col.samples(win)
+			return a >= int64(cfg.Samples) && n >= int64(cfg.Samples)
+		}
+	}
+	first, last, sent, behind, err := r.load.openLoop(ctx, rate, cfg.Duration, maxPhase, enough)
 	if err != nil {
 		return nil, err
 	}
@@ -318,6 +330,8 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 	ph := &Phase{
 		Name: "rate", OfferedPerSec: rate, Events: r.load.acked.Load() - before,
 		Seconds: t1.Sub(time.Unix(0, first)).Seconds(), Actions: actions, LatencyMS: latencyOf(h),
+		AppliedMS:        latencyOf(r.col.appliedSnapshot(win)),
+		SamplesWanted:    cfg.Samples,
 		ProducerBehindMS: float64(behind.Microseconds()) / 1000,
 	}
 	if int64(sent) != ph.Events {
@@ -341,6 +355,9 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 	}
 	return ph, nil
 }
+
+// maxPhase bounds a latency phase lengthened by Config.Samples.
+const maxPhase = 10 * time.Minute
 
 // trimTopics deletes the records every stage has read (DeleteRecords up to
 // the end offsets) and returns the memory to the system.

@@ -26,10 +26,16 @@ type Result struct {
 	CeilingEventsPerSec float64  `json:"ceiling_events_per_sec"`
 	Ratio               float64  `json:"ratio"`
 	LatencyMS           *Latency `json:"latency_ms"`
-	CPUMicrosPerEvent   float64  `json:"cpu_us_per_event"`
-	AllocBytesPerEvent  float64  `json:"alloc_bytes_per_event"`
-	PeakHeapBytes       uint64   `json:"peak_heap_bytes"`
-	PeakRSSBytes        uint64   `json:"peak_rss_bytes"`
+	// AppliedLatencyMS is the first latency phase's event → state applied
+	// (every event), beside LatencyMS's event → action read (every action).
+	AppliedLatencyMS *Latency `json:"applied_latency_ms"`
+	// StateBytesPerContact is the mean encoded size of a contact's state
+	// at the end of the run (State.BlobBytes).
+	StateBytesPerContact int     `json:"state_bytes_per_contact"`
+	CPUMicrosPerEvent    float64 `json:"cpu_us_per_event"`
+	AllocBytesPerEvent   float64 `json:"alloc_bytes_per_event"`
+	PeakHeapBytes        uint64  `json:"peak_heap_bytes"`
+	PeakRSSBytes         uint64  `json:"peak_rss_bytes"`
 
 	Store      string `json:"store"` // memory | redis
 	Rules      string `json:"rules"`
@@ -125,6 +131,16 @@ type Phase struct {
 	// it mostly measures the backlog; the latency phases measure the
 	// pipeline.
 	LatencyMS *Latency `json:"latency_ms"`
+	// AppliedMS is event time → state applied, for every event of the
+	// phase: the scoring stage's batch holding the event was applied by
+	// the engine (contacts changed in the memory store, or in the
+	// partition's cache before its Redis commit). Its Count is the events
+	// sampled; LatencyMS's Count the actions.
+	AppliedMS *Latency `json:"applied_latency_ms"`
+	// SamplesWanted is Config.Samples: the phase ran until it had this
+	// many samples of each latency, or 10 minutes (0: it ran for
+	// Config.Duration).
+	SamplesWanted int `json:"samples_wanted,omitempty"`
 	// HopFloorMS is one produce→fetch hop of the same broker at the same
 	// rate with plain clients; the pipeline has two hops (three unkeyed).
 	HopFloorMS *Latency `json:"hop_floor_ms,omitempty"`
@@ -239,6 +255,9 @@ func (r *Result) WriteTable(w io.Writer) error {
 		fmt.Fprintf(tw, "allocs/event\t%.1f\t\t\t\n", d.AllocsPerEvent)
 		fmt.Fprintf(tw, "peak heap\t%s\t\t\t\n", mib(d.PeakHeapBytes))
 		fmt.Fprintf(tw, "peak RSS (process)\t%s\t\t\t\n", mib(d.PeakRSSBytes))
+		if r.StateBytesPerContact > 0 {
+			fmt.Fprintf(tw, "state B/contact (encoded)\t%s\t\t\t\n", num(float64(r.StateBytesPerContact)))
+		}
 		fmt.Fprintf(tw, "batches (mean size, ms)\t%s (%.0f, %.2f ms)\t\t\t\n", num(float64(d.Batches)), d.RecordsPerBatch, d.BatchMS)
 		fmt.Fprintf(tw, "lag max / mean / end\t%s / %s / %s\t\t\t\n", num(float64(d.LagMax)), num(d.LagMean), num(float64(d.LagFinal)))
 		fmt.Fprintf(tw, "actions\t%s\t\t\t\n", num(float64(d.Actions)))
@@ -252,24 +271,46 @@ func (r *Result) WriteTable(w io.Writer) error {
 		p.f("\n")
 	}
 	if len(r.Rates) > 0 {
-		p.f("latency: event produced → action read from the actions topic (open loop, Poisson arrivals), ms\n")
+		p.f("latency (open loop, Poisson arrivals), ms: event → state applied (every event), event produced → action read from the actions topic (every action)\n")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintf(tw, "offered/s\tachieved/s\tactions\tp50\tp90\tp99\tp99.9\tmax\thop p99\tCPU µs/ev\tlag max\t\n")
+		fmt.Fprintf(tw, "offered/s\tachieved/s\tlatency\tsamples\tp50\tp90\tp99\tp99.9\tmax\thop p99\tCPU µs/ev\trecs/batch\tlag max\t\n")
 		for _, ph := range r.Rates {
-			// A phase without actions measured no latency: n/a, not 0 ms.
-			p50, p90, p99, p999, pmax := "n/a", "n/a", "n/a", "n/a", "n/a"
-			if l := ph.LatencyMS; l != nil && l.Count > 0 {
-				p50, p90, p99, p999, pmax = ms2(l.P50), ms2(l.P90), ms2(l.P99), ms2(l.P999), ms2(l.Max)
-			}
 			hop := "-"
 			if ph.HopFloorMS != nil {
 				hop = ms2(ph.HopFloorMS.P99)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%s\t\n",
-				num(ph.OfferedPerSec), num(ph.EventsPerSec), num(float64(ph.Actions)),
-				p50, p90, p99, p999, pmax, hop, ph.CPUMicrosPerEvent, num(float64(ph.LagMax)))
+			for i, row := range []struct {
+				name string
+				l    *Latency
+			}{{"applied", ph.AppliedMS}, {"action", ph.LatencyMS}} {
+				// A phase without samples measured no latency: n/a, not 0 ms.
+				var n int64
+				p50, p90, p99, p999, pmax := "n/a", "n/a", "n/a", "n/a", "n/a"
+				if l := row.l; l != nil && l.Count > 0 {
+					n = l.Count
+					p50, p90, p99, p999, pmax = ms2(l.P50), ms2(l.P90), ms2(l.P99), ms2(l.P999), ms2(l.Max)
+				}
+				if i == 0 {
+					fmt.Fprintf(tw, "%s\t%s\t", num(ph.OfferedPerSec), num(ph.EventsPerSec))
+				} else {
+					fmt.Fprintf(tw, "\t\t")
+				}
+				low := ""
+				if ph.SamplesWanted > 0 && n < int64(ph.SamplesWanted) {
+					low = " (<" + num(float64(ph.SamplesWanted)) + ")"
+				}
+				fmt.Fprintf(tw, "%s\t%s%s\t%s\t%s\t%s\t%s\t%s\t", row.name, num(float64(n)), low, p50, p90, p99, p999, pmax)
+				if i == 0 {
+					fmt.Fprintf(tw, "%s\t%.1f\t%.0f\t%s\t\n", hop, ph.CPUMicrosPerEvent, ph.RecordsPerBatch, num(float64(ph.LagMax)))
+				} else {
+					fmt.Fprintf(tw, "\t\t\t\t\n")
+				}
+			}
 		}
 		tw.Flush()
+		if len(r.Rates) > 0 {
+			p.f("  samples: a p99 needs about 10,000 of them; --samples N runs each phase long enough for N of each\n")
+		}
 		hops := 2
 		if !r.Keyed {
 			hops = 3

@@ -142,6 +142,8 @@ func (r *run) setup(ctx context.Context) error {
 	r.probe = pfx + "probe"
 
 	sc := stream.Scoring{Rules: r.rs}
+	// The collector is made below, before the pipeline runs.
+	sc.OnBatchApplied = func(times []int64, at int64) { r.col.appliedBatch(times, at) }
 	if cfg.Redis != "" {
 		prefix := "lpbench-" + r.id
 		rdb, err := state.NewRedis(state.RedisOptions{Addrs: []string{cfg.Redis}, KeyPrefix: prefix, Logger: cfg.logger()})

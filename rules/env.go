@@ -10,6 +10,7 @@ import (
 // vals are a contact's values at one evaluation.
 type vals struct {
 	id         string
+	idBox      any // id boxed once per contact in memory (fitMemo), so that reading it allocates nothing
 	score      float64
 	fit        float64
 	engagement float64
@@ -194,7 +195,7 @@ func (rs *Ruleset) contactGetter(path string, which func(x *Evaluator) *vals, co
 	case "stage":
 		return scalar(func(x *Evaluator) any { return x.intern(which(x).stage) })
 	case "id":
-		return scalar(func(x *Evaluator) any { return which(x).id })
+		return scalar(func(x *Evaluator) any { return which(x).boxedID() })
 	case "traits":
 		return func(x *Evaluator) any { return dig(which(x).traits, rest) }
 	case "windows":
@@ -224,13 +225,20 @@ func (rs *Ruleset) contactGetter(path string, which func(x *Evaluator) *vals, co
 		}
 		return rs.eventGetter(strings.Join(rest, "."))
 	case "contact":
-		return scalar(func(x *Evaluator) any { return which(x).id })
+		return scalar(func(x *Evaluator) any { return which(x).boxedID() })
 	case "trigger":
 		return scalar(func(x *Evaluator) any { return x.trigger })
 	case "action":
 		return scalar(func(x *Evaluator) any { return x.action })
 	}
 	return nothing
+}
+
+func (v *vals) boxedID() any {
+	if v.idBox != nil {
+		return v.idBox
+	}
+	return v.id
 }
 
 // intern boxes short, repeating strings (event types and names, stages)

@@ -216,7 +216,7 @@ func (x *Evaluator) Apply(c *state.Contact, e *event.Event) *Result {
 		forgetFit(c)
 	}
 
-	cause := "e" + strconv.FormatUint(c.Seq, 10)
+	cause := cause{seq: c.Seq}
 	x.fill(&x.v, c, e.Time, now)
 	for i, t := range rs.Triggers {
 		st := &c.Triggers[i]
@@ -270,7 +270,7 @@ func (x *Evaluator) Fire(c *state.Contact, ti int, due int64) *Result {
 	if now == state.NoTime {
 		now = due
 	}
-	cause := "t" + strconv.FormatInt(due, 10)
+	cause := cause{timer: true, due: due}
 	x.cur = nil
 	x.fill(&x.v, c, due, now)
 	// One pass in `triggers:` order, as for an event (SPEC §2: the firings
@@ -289,7 +289,7 @@ func (x *Evaluator) Fire(c *state.Contact, ti int, due int64) *Result {
 
 // edge fires a `when` trigger when its condition turns true, and re-arms it
 // when the condition is false.
-func (x *Evaluator) edge(c *state.Contact, i int, v bool, at int64, cause string) {
+func (x *Evaluator) edge(c *state.Contact, i int, v bool, at int64, cause cause) {
 	st := &c.Triggers[i]
 	if v && !st.On {
 		st.On = true
@@ -340,7 +340,7 @@ func (x *Evaluator) sequence(st *state.Trigger, t *Trigger, at, now int64) bool 
 // fire records a firing of trigger i at `at` unless its cooldown suppresses
 // it, moves the stage forward and emits the trigger's actions that pass
 // their guards and caps.
-func (x *Evaluator) fire(c *state.Contact, i int, at int64, cause string) {
+func (x *Evaluator) fire(c *state.Contact, i int, at int64, cause cause) {
 	rs := x.rs
 	t := rs.Triggers[i]
 	st := &c.Triggers[i]
@@ -395,7 +395,7 @@ func (x *Evaluator) setTrigger() {
 	x.stale[1] = true
 }
 
-func (x *Evaluator) record(c *state.Contact, t *Trigger, a *Action, at int64, cause string) Record {
+func (x *Evaluator) record(c *state.Contact, t *Trigger, a *Action, at int64, cause cause) Record {
 	rs := x.rs
 	r := Record{
 		ID:         actionID(c.ID, t.ID, a.Name, cause, at),
@@ -434,15 +434,36 @@ func (x *Evaluator) record(c *state.Contact, t *Trigger, a *Action, at int64, ca
 	return r
 }
 
+// cause is what made an action: the contact's event with sequence number
+// seq, or the timer due at due. Its text in the action id is "e<seq>" or
+// "t<due>"; it is only formatted when an action is emitted, so that an
+// event that fires nothing allocates nothing for it.
+type cause struct {
+	timer bool
+	seq   uint64
+	due   int64
+}
+
+func (c cause) append(b []byte) []byte {
+	if c.timer {
+		return strconv.AppendInt(append(b, 't'), c.due, 10)
+	}
+	return strconv.AppendUint(append(b, 'e'), c.seq, 10)
+}
+
 // actionID is deterministic: the same contact, trigger, action, cause (the
 // contact's event sequence number, or the timer's due time) and time always
 // give the same id, so a replayed action carries its original's id.
-func actionID(contact, trigger, action, cause string, at int64) string {
+func actionID(contact, trigger, action string, cause cause, at int64) string {
 	h := sha256.New()
-	for _, s := range []string{contact, trigger, action, cause, strconv.FormatInt(at, 10)} {
+	var buf [48]byte
+	for _, s := range []string{contact, trigger, action} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}
+	b := append(cause.append(buf[:0]), 0)
+	b = append(strconv.AppendInt(b, at, 10), 0)
+	h.Write(b)
 	var sum [sha256.Size]byte
 	return hex.EncodeToString(h.Sum(sum[:0])[:16])
 }
@@ -464,6 +485,8 @@ func stageIndex(stages []string, s string) int {
 type fitMemo struct {
 	on    []bool
 	known []bool
+	id    any    // the contact's id, boxed once
+	idOf  string // the id boxed in id
 }
 
 // forgetFit drops the memo after a change of traits or stage.
@@ -473,7 +496,18 @@ func forgetFit(c *state.Contact) { c.Memo = nil }
 // `now`, into v, and fills the contact environment from them.
 func (x *Evaluator) fill(v *vals, c *state.Contact, at, now int64) {
 	rs := x.rs
-	v.id, v.traits, v.stage = c.ID, c.Traits, c.Stage
+	memo, _ := c.Memo.(*fitMemo)
+	if memo == nil && len(rs.Fit) > 0 {
+		memo = &fitMemo{on: make([]bool, len(rs.Fit)), known: make([]bool, len(rs.Fit))}
+		c.Memo = memo
+	}
+	v.id, v.traits, v.stage, v.idBox = c.ID, c.Traits, c.Stage, nil
+	if memo != nil {
+		if memo.id == nil || memo.idOf != c.ID {
+			memo.id, memo.idOf = c.ID, c.ID
+		}
+		v.idBox = memo.id
+	}
 	eng := 0.0
 	for i := range rs.Scoring {
 		eng += pointsAt(&c.Points[i], at, rs.HalfLife)
@@ -491,11 +525,6 @@ func (x *Evaluator) fill(v *vals, c *state.Contact, at, now int64) {
 	x.v.fit, x.v.score = 0, eng
 	x.setSlots(x.ctSlots, rs.ctEnv.all, true)
 	fit := 0.0
-	memo, _ := c.Memo.(*fitMemo)
-	if memo == nil && len(rs.Fit) > 0 {
-		memo = &fitMemo{on: make([]bool, len(rs.Fit)), known: make([]bool, len(rs.Fit))}
-		c.Memo = memo
-	}
 	for i, r := range rs.Fit {
 		var on bool
 		if r.static && memo.known[i] {

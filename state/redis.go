@@ -300,17 +300,27 @@ type wrote struct {
 	stored Position // rejected: the stored position
 }
 
-// write is a commit's round trip: for each contact, the compare-and-set
-// script (EVALSHA), then its timer entry (ZADD LT) in the partition's sorted
-// set, all in one pipeline.
+// write is a commit's round trip: the timer entries (ZADD LT in the
+// partition's sorted set) of the contacts that have timers, then each
+// contact's compare-and-set script (EVALSHA), in one pipeline.
 //
 // The blob and the timer entry live in different slots, so in Cluster they
 // cannot share a script, and the pipeline cannot make the ZADD depend on the
 // script's verdict. The timer index is therefore kept conservative: an entry
 // is only ever added or lowered by writers (LT), never raised or removed, so
-// it is never later than the blob's earliest timer, whatever the order in
-// which writes land; a rejected write leaves at worst an early entry.
-// DueTimers treats the blob as the truth and repairs stale entries.
+// it is never later than the blob's earliest timer; a rejected write leaves
+// at worst an early entry. DueTimers treats the blob as the truth and
+// repairs stale entries.
+//
+// That holds only if a blob never lands without its entry: a writer killed
+// mid-pipeline (SIGKILL, OOM kill, a cut connection) lands a prefix of its
+// commands, and a blob whose new, earlier timer is not indexed is never
+// found by the next owner's DueTimers, so the timer never fires. Hence the
+// entries go first: on one connection (standalone) Redis runs a pipeline in
+// order, so every prefix that holds a blob holds its entry; in Cluster the
+// nodes run their parts independently, so the entries are a round trip of
+// their own, and a contact whose entry failed is not written (it stays
+// dirty).
 func (r *Redis) write(ctx context.Context, pos Position, ws []pending) ([]wrote, error) {
 	res := make([]wrote, len(ws))
 	idx := make([]int, len(ws))
@@ -351,31 +361,50 @@ func (r *Redis) write(ctx context.Context, pos Position, ws []pending) ([]wrote,
 // writeOnce sends the writes of ws[idx] and fills res. It returns the
 // indexes refused with NOSCRIPT, and the first other error.
 func (r *Redis) writeOnce(ctx context.Context, pos Position, ws []pending, idx []int, res []wrote) (noScript []int, err error) {
-	pipe := r.c.Pipeline()
 	tk := r.timersKey(pos.Partition)
 	p := strconv.FormatInt(int64(pos.Partition), 10)
 	o := strconv.FormatInt(pos.Offset, 10)
 	ttl := strconv.FormatInt(r.ttlMS, 10)
-	cas := make([]*redis.Cmd, len(idx))
+	_, cluster := r.c.(*redis.ClusterClient)
+
+	// The timer entries first (see write).
+	pipe := r.c.Pipeline()
 	zadd := make([]*redis.IntCmd, len(idx))
-	timers := false
+	var side []redis.Cmder
 	for j, i := range idx {
-		w := &ws[i]
-		cas[j] = casScript.EvalSha(ctx, pipe, []string{r.contactKey(w.id)}, w.blob, p, o, w.ver, ttl)
-		if w.due != NoTime {
-			timers = true
+		if w := &ws[i]; w.due != NoTime {
 			zadd[j] = pipe.ZAddArgs(ctx, tk, redis.ZAddArgs{LT: true, Members: []redis.Z{{Score: float64(dueScore(w.due)), Member: w.id}}})
 		}
 	}
-	var side []redis.Cmder
-	if timers {
+	if pipe.Len() > 0 {
 		side = append(side, pipe.SAdd(ctx, r.partitionsKey(), p))
 		if r.ttlMS > 0 {
 			side = append(side, pipe.PExpire(ctx, tk, time.Duration(r.ttlMS)*time.Millisecond))
 		}
+		if cluster {
+			_, _ = pipe.Exec(ctx) // each command's own error is read below
+			pipe = r.c.Pipeline()
+		}
 	}
-	_, _ = pipe.Exec(ctx) // each command's own error is read below
+	cas := make([]*redis.Cmd, len(idx))
 	for j, i := range idx {
+		if cluster && zadd[j] != nil && zadd[j].Err() != nil {
+			continue // not indexed: not written either
+		}
+		w := &ws[i]
+		cas[j] = casScript.EvalSha(ctx, pipe, []string{r.contactKey(w.id)}, w.blob, p, o, w.ver, ttl)
+	}
+	if pipe.Len() > 0 {
+		_, _ = pipe.Exec(ctx) // each command's own error is read below
+	}
+	for j, i := range idx {
+		if cas[j] == nil {
+			res[i] = wrote{}
+			if err == nil {
+				err = fmt.Errorf("timer index of contact %q: %w", ws[i].id, zadd[j].Err())
+			}
+			continue
+		}
 		cerr := cas[j].Err()
 		if cerr != nil {
 			res[i] = wrote{}

@@ -119,6 +119,12 @@ type Config struct {
 	// `leadpulse bench`: 95k–165k events/s drained against 197k–212k with
 	// 50ms). default: 100ms
 	FetchMaxWait time.Duration
+	// CommitInterval is how often the scoring stage commits its offsets:
+	// the partitions' durable positions are coalesced into one
+	// asynchronous commit at most this often, and committed synchronously
+	// when a partition is revoked or the process stops. A crash re-reads
+	// at most this much; repeats are dropped by messageId. default: 100ms
+	CommitInterval time.Duration
 
 	// TimerDelay is how long after its due time (wall clock) a timer of a
 	// caught-up partition fires: the allowance for events stamped before the
@@ -185,6 +191,7 @@ var defaults = Config{
 	QueueRecords:       4096,
 	PollRecords:        10000,
 	FetchMaxWait:       100 * time.Millisecond,
+	CommitInterval:     100 * time.Millisecond,
 	TimerDelay:         500 * time.Millisecond,
 	Tick:               200 * time.Millisecond,
 	TimerHorizon:       time.Minute,
@@ -278,6 +285,9 @@ func (c Config) validate() (Config, error) {
 	}
 	if c.FetchMaxWait <= 0 {
 		c.FetchMaxWait = defaults.FetchMaxWait
+	}
+	if c.CommitInterval <= 0 {
+		c.CommitInterval = defaults.CommitInterval
 	}
 	if c.QueueRecords < c.BatchRecords {
 		return c, configError("queue_records (%d) is below batch_records (%d): a partition could never fill a batch; raise queue_records or lower batch_records", c.QueueRecords, c.BatchRecords)

@@ -36,10 +36,15 @@
 // Keyed topic → state: per batch, a partition applies its records, produces
 // the actions and dead letters and waits until Kafka acknowledged them, then
 // commits the store (Redis: one pipelined compare-and-set as of the batch's
-// last offset), and only then commits the offset. Every contact remembers
-// the position of the last record applied to it (state.Contact.Applied), so
-// a crash in between — which reads the batch again — skips, record by
-// record, what the committed state already holds (engine ApplyAt), with or
+// last offset), and only then notes the offset as committable: the noted
+// offsets of every partition are committed together in one asynchronous
+// request at most every Config.CommitInterval (100ms), and synchronously
+// when a partition is revoked or the stage stops (a synchronous commit per
+// batch cost a round trip per batch and queued the workers behind each
+// other on the client's commit order). Every contact remembers the position
+// of the last record applied to it (state.Contact.Applied), so a crash —
+// which reads again what follows the last committed offset — skips, record
+// by record, what the committed state already holds (engine ApplyAt), with or
 // without messageId; the messageId dedupe is left for producers' own
 // repeats. The skipped records still move the partition's clock.
 //
@@ -152,11 +157,11 @@
 //	leadpulse_store_commits_total{result}             ok | error | conflict
 //	leadpulse_store_cas_rejections_total              contact writes refused as stale by the store
 //	leadpulse_records_skipped_total                   records read again whose contact already held them
-//	leadpulse_offset_commits_total{stage,result}      ok | error
+//	leadpulse_offset_commits_total{stage,result}      ok | error (scoring: one per coalesced request)
 //	leadpulse_produce_errors_total{topic}             records Kafka did not acknowledge
 //	leadpulse_dispatch_queued_actions{sink}           actions read by dispatch and not yet settled, per sink lane
 //	leadpulse_dead_letters_refused_total              input records Kafka refused as keyed records and as cut dead letters (logged, skipped)
-//	leadpulse_score_batch_seconds                     histogram: apply + produce + commits of one batch
+//	leadpulse_score_batch_seconds                     histogram: apply + produce + store commit of one batch
 //	leadpulse_score_partitions                        partitions assigned to this process
 //	leadpulse_partitions_rebalanced_total{stage,kind} assigned | revoked | lost | drained
 //	leadpulse_identity_links_total                    anonymous ids linked to a user

@@ -156,6 +156,15 @@ func testMatchesReplay(t *testing.T, store func(*testing.T) stream.Scoring) {
 	sc.Rules = rs
 	var seen atomic.Int64
 	sc.OnAction = func(*rules.Record) { seen.Add(1) }
+	var applied, lateApplied atomic.Int64
+	sc.OnBatchApplied = func(times []int64, at int64) {
+		applied.Add(int64(len(times)))
+		for _, t := range times {
+			if t == 0 || t > in.last.UnixNano() {
+				lateApplied.Add(1) // not an event time of the input
+			}
+		}
+	}
 	r := start(t, cfg, sc, reg)
 
 	// The clock stays before every due time until all events are keyed:
@@ -172,6 +181,9 @@ func testMatchesReplay(t *testing.T, store func(*testing.T) stream.Scoring) {
 	sameActions(t, decodeActions(t, actions.recs), want)
 	if int(seen.Load()) != len(got) {
 		t.Errorf("OnAction saw %d actions, the topic holds %d", seen.Load(), len(got))
+	}
+	if applied.Load() != good || lateApplied.Load() != 0 {
+		t.Errorf("OnBatchApplied saw %d event times (%d not of the input), want one per good event: %d", applied.Load(), lateApplied.Load(), good)
 	}
 
 	gotBad := map[event.Reason]int{}

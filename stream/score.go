@@ -41,6 +41,14 @@ type Scoring struct {
 	// goroutines, at the same time for different partitions, must return
 	// quickly and must not keep res (it is reused). default: nil
 	OnApplied func(res *rules.Result)
+	// OnBatchApplied, when set, sees the event times (Unix ns) of each batch's
+	// applied events and the moment (Unix ns) the batch was applied: the
+	// engine changed the contacts (in the memory store, or in the
+	// partition's cache before its Redis commit). It is called from the
+	// partition goroutines, at the same time for different partitions, and
+	// must not keep times. The bench measures event → state applied with it.
+	// default: nil
+	OnBatchApplied func(times []int64, appliedAt int64)
 }
 
 // scorer is the second stage: a consumer group on the keyed topic with one
@@ -64,6 +72,7 @@ type scorer struct {
 	// partitions before kgo.NewClient returns, so the callbacks wait on it.
 	started chan struct{}
 	adm     *kadm.Client
+	commits *committer      // the partitions' offset commits; set with cl
 	work    context.Context // workers' I/O: outlives ctx by DrainTimeout
 	fail    func(error)     // reports a fatal error and stops the stage
 
@@ -106,9 +115,20 @@ func (s *scorer) run(ctx, work context.Context, fail func(error), ready func()) 
 		return fmt.Errorf("stream: score: kafka client: %w", err)
 	}
 	s.cl, s.adm = cl, kadm.NewClient(cl)
+	s.commits = newCommitter(cl, topic, cfg.CommitInterval, s.m, s.log)
 	close(s.started)
+	stopCommits, commitsDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(commitsDone)
+		s.commits.run(work, stopCommits)
+	}()
 	defer func() {
 		s.shutdown()
+		close(stopCommits)
+		<-commitsDone
+		if err := s.commits.flush(work); err != nil {
+			s.log.Warn("stream: score: final offset commit failed", "err", err)
+		}
 		cl.Close() // leaves the group; the revoke callback finds no workers left
 		s.shutdown()
 	}()

@@ -62,7 +62,7 @@ func TestIngestCrashMidTransaction(t *testing.T) {
 			good := int64(len(in.recs) - nbad)
 			waitCommitted(t, addr, "leadpulse", "events.keyed", good)
 
-			committed := readAll(t, addr, "events.keyed", kgo.ReadCommitted())
+			committed := readAll(t, addr, "events.keyed", kgo.ReadCommitted(), int(good))
 			if int64(len(committed)) != good {
 				t.Errorf("read_committed: %d keyed records, want %d (one per good event)", len(committed), good)
 			}
@@ -76,7 +76,7 @@ func TestIngestCrashMidTransaction(t *testing.T) {
 					t.Errorf("event %s is in the keyed topic %d times", e.MessageID, seen[e.MessageID])
 				}
 			}
-			if all := readAll(t, addr, "events.keyed", kgo.ReadUncommitted()); len(all) != len(committed)+crashed {
+			if all := readAll(t, addr, "events.keyed", kgo.ReadUncommitted(), len(committed)+crashed); len(all) != len(committed)+crashed {
 				t.Errorf("read_uncommitted: %d records, want %d committed + %d aborted", len(all), len(committed), crashed)
 			}
 			clock.set(in.last.Add(500 * time.Millisecond))
@@ -89,19 +89,22 @@ func TestIngestCrashMidTransaction(t *testing.T) {
 	}
 }
 
-// readAll reads every record of topic at the given isolation level.
-func readAll(t *testing.T, addr, topic string, level kgo.IsolationLevel) []*kgo.Record {
+// readAll reads the records of topic at the given isolation level: at
+// least want of them (waiting up to 30 s, so a loaded machine's slow fetch
+// does not end the read early), then whatever one more short poll finds, so
+// that a surplus shows.
+func readAll(t *testing.T, addr, topic string, level kgo.IsolationLevel, want int) []*kgo.Record {
 	t.Helper()
 	cl := client(t, addr, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(level))
 	var recs []*kgo.Record
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		fs := cl.PollFetches(ctx)
-		cancel()
-		n := 0
-		fs.EachRecord(func(r *kgo.Record) { recs = append(recs, r); n++ })
-		if n == 0 {
-			return recs
-		}
+	poll := func(d time.Duration) {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { recs = append(recs, r) })
 	}
+	for deadline := time.Now().Add(30 * time.Second); len(recs) < want && time.Now().Before(deadline); {
+		poll(500 * time.Millisecond)
+	}
+	poll(500 * time.Millisecond)
+	return recs
 }

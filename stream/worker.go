@@ -68,6 +68,7 @@ type worker struct {
 	evs     []event.Event
 	src     []*kgo.Record // the record of each evs entry
 	erase   []string      // parallel to src: the contact a forget control record erases, "" for an event
+	applied []int64       // event times of the batch's applied events, for Scoring.OnBatchApplied
 	next    int64         // next offset to apply; -1 until known
 	loaded  int64         // stored timers due up to here are indexed (Redis)
 	out     []*kgo.Record // the batch's actions and dead letters, in order
@@ -200,6 +201,7 @@ func (w *worker) run() {
 		var mode stopMode
 		batch, mode = w.take(batch)
 		if mode == stopAbandon {
+			w.s.commits.drop(w.part)
 			w.log.Info("stream: partition lost: queued records dropped uncommitted")
 			return
 		}
@@ -211,7 +213,12 @@ func (w *worker) run() {
 			continue
 		}
 		if mode == stopDrain {
-			return // everything applied and committed
+			// Everything is applied; its offsets are committed before the
+			// partition's next owner starts.
+			if err := w.s.commits.flush(ctx); err != nil {
+				w.log.Warn("stream: final offset commit failed; the partition's next owner applies the records after the last committed offset again (repeats are dropped by messageId, actions keep their ids)", "err", err)
+			}
+			return
 		}
 		if err := w.tick(ctx); err != nil {
 			w.s.fail(err)
@@ -332,6 +339,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 	w.evs = slices.Grow(w.evs[:0], len(batch))[:len(batch)]
 	w.src = w.src[:0]
 	w.erase = w.erase[:0]
+	w.applied = w.applied[:0]
 	n := 0
 	maxT := int64(math.MinInt64)
 	markers := 0
@@ -410,6 +418,9 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 			}
 			continue
 		}
+		if w.s.sc.OnBatchApplied != nil {
+			w.applied = append(w.applied, w.evs[i].Time)
+		}
 		// ApplyLive skips a record whose contact already holds it (a
 		// re-read after a crash or rebalance), and is safe to retry.
 		if err := w.applyEvent(ctx, &w.evs[i], w.src[i], false); err != nil {
@@ -420,18 +431,17 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 		w.m.skipped.Add(float64(sk - w.skipped))
 		w.skipped = sk
 	}
+	if w.s.sc.OnBatchApplied != nil && len(w.applied) > 0 {
+		w.s.sc.OnBatchApplied(w.applied, time.Now().UnixNano())
+	}
 	last := batch[len(batch)-1]
 	if err := w.flush(ctx, last.Offset); err != nil {
 		return err
 	}
-	if err := commitSync(ctx, w.s.cl, map[string]map[int32]kgo.EpochOffset{
-		w.topic: {w.part: {Epoch: last.LeaderEpoch, Offset: w.commitOffset(last.Offset + 1)}},
-	}); err != nil {
-		w.m.offsetCommits.WithLabelValues(stageScore, "error").Inc()
-		w.log.Warn("stream: offset commit failed; the batch may be applied again after a restart or rebalance (repeats are dropped by messageId, actions keep their ids)", "offset", last.Offset+1, "err", err)
-	} else {
-		w.m.offsetCommits.WithLabelValues(stageScore, "ok").Inc()
-	}
+	// The offset (not past a held record) is committed with the other
+	// partitions' at most every CommitInterval (committer), and
+	// synchronously when the worker stops.
+	w.s.commits.note(w.part, kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: w.commitOffset(last.Offset + 1)})
 	w.next = last.Offset + 1
 	if _, hw := w.queued(); hw >= 0 {
 		w.m.lag.WithLabelValues(w.topic, w.label).Set(float64(max(hw-w.next, 0)))

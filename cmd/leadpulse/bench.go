@@ -16,6 +16,7 @@ type benchCmd struct {
 	Events   int           `default:"300000" placeholder:"N" help:"Throughput phase: produce N events first, then time the pipeline draining them; 0 skips it. Default: 300000."`
 	Rate     []float64     `default:"5000" sep:"," placeholder:"R,..." help:"Latency phases: offered events/s, open loop (Poisson arrivals), one phase per rate; 0 skips them. Default: 5000."`
 	Duration time.Duration `default:"5s" placeholder:"D" help:"Length of each latency phase. Default: 5s."`
+	Samples  int           `default:"0" placeholder:"N" help:"Run each latency phase longer than --duration, until it has N samples of each latency (events applied, actions read; a p99 needs about 10000), at most 10 minutes; more --contacts give more actions per event. Default: 0 (--duration)."`
 
 	Contacts  int     `default:"10000" placeholder:"N" help:"Simulated visitors. Default: 10000."`
 	Zipf      float64 `default:"0" placeholder:"S" help:"Skew of the choice of contact: 0 uniform, above 1 Zipf (a few contacts send most events). Default: 0."`
@@ -56,6 +57,7 @@ func (b *benchCmd) Run(e *env) error {
 		Events:         b.Events,
 		Rates:          b.Rate,
 		Duration:       b.Duration,
+		Samples:        b.Samples,
 		Brokers:        b.Brokers,
 		Redis:          b.Redis,
 		CPUProfile:     b.CPUProfile,
