@@ -82,19 +82,7 @@ func TestFaultInjection(t *testing.T) {
 			continue
 		}
 		e := g.Next()
-		js, err := event.EncodeJSON(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := &kgo.Record{Topic: "events", Key: []byte(e.Contact()), Value: js}
-		if i%5 == 2 {
-			mp, err := event.EncodeMsgpack(e)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r.Value = mp
-			r.Headers = []kgo.RecordHeader{{Key: "content-type", Value: []byte(event.ContentTypeMsgpack)}}
-		}
+		r, js := eventRecord(t, e, i%5 == 2)
 		recs = append(recs, r)
 		lines = append(lines, js)
 		last = e.Timestamp()

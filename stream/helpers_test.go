@@ -121,19 +121,7 @@ func makeInput(t testing.TB, n int, cfg traffic.Config) *input {
 			in.lines = append(in.lines, b)
 		}
 		e := g.Next()
-		js, err := event.EncodeJSON(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := &kgo.Record{Topic: "events", Key: []byte(e.Contact()), Value: js}
-		if i%5 == 2 {
-			mp, err := event.EncodeMsgpack(e)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r.Value = mp
-			r.Headers = []kgo.RecordHeader{{Key: "content-type", Value: []byte(event.ContentTypeMsgpack)}}
-		}
+		r, js := eventRecord(t, e, i%5 == 2)
 		in.recs = append(in.recs, r)
 		in.lines = append(in.lines, js)
 		in.last = e.Timestamp()
@@ -331,4 +319,24 @@ func sameActions(t testing.TB, got, want []map[string]any) {
 			t.Errorf("contact %s: actions in order %v, want %v", c, og[c], ids)
 		}
 	}
+}
+
+// eventRecord is e as a record of the events topic keyed by its contact,
+// and e as a JSON line (what replay reads): the record is that JSON, or
+// msgpack with its content-type header when msgpack is true (the inputs mix
+// both, as producers may).
+func eventRecord(t testing.TB, e *event.Event, msgpack bool) (*kgo.Record, []byte) {
+	t.Helper()
+	js, err := event.EncodeJSON(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &kgo.Record{Topic: "events", Key: []byte(e.Contact()), Value: js}
+	if msgpack {
+		if r.Value, err = event.EncodeMsgpack(e); err != nil {
+			t.Fatal(err)
+		}
+		r.Headers = []kgo.RecordHeader{{Key: "content-type", Value: []byte(event.ContentTypeMsgpack)}}
+	}
+	return r, js
 }

@@ -219,18 +219,7 @@ func makeChaosInput(t *testing.T, size chaosSize, partitions int) (in *liveInput
 		in.lines = append(in.lines, b)
 		last = e.Timestamp()
 	}
-	end := last.Add(time.Minute).Format(time.RFC3339Nano)
-	part := kgo.StickyKeyPartitioner(nil).ForTopic("events")
-	for p, i := 0, 0; p < partitions; i++ {
-		id := fmt.Sprintf("clock-%d", i)
-		if part.Partition(&kgo.Record{Key: []byte(id)}, partitions) != p {
-			continue
-		}
-		b := []byte(`{"type":"track","userId":"` + id + `","event":"Clock","messageId":"` + id + `","timestamp":"` + end + `"}`)
-		in.recs = append(in.recs, &kgo.Record{Topic: "events", Key: []byte(id), Value: b})
-		in.lines = append(in.lines, b)
-		p++
-	}
+	in.recs, in.lines = appendClockEvents(in.recs, in.lines, last, partitions)
 	return in, hot, noID
 }
 

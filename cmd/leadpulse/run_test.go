@@ -308,18 +308,7 @@ func makeInputOf(t *testing.T, n int, tc traffic.Config) *liveInput {
 		last = e.Timestamp()
 	}
 	// One clock event per partition, last in each.
-	end := last.Add(time.Minute).Format(time.RFC3339Nano)
-	part := kgo.StickyKeyPartitioner(nil).ForTopic("events")
-	for p, i := 0, 0; p < testPartitions; i++ {
-		id := fmt.Sprintf("clock-%d", i)
-		if part.Partition(&kgo.Record{Key: []byte(id)}, testPartitions) != p {
-			continue
-		}
-		b := []byte(`{"type":"track","userId":"` + id + `","event":"Clock","messageId":"` + id + `","timestamp":"` + end + `"}`)
-		in.recs = append(in.recs, &kgo.Record{Topic: "events", Key: []byte(id), Value: b})
-		in.lines = append(in.lines, b)
-		p++
-	}
+	in.recs, in.lines = appendClockEvents(in.recs, in.lines, last, testPartitions)
 	return in
 }
 
@@ -1172,4 +1161,23 @@ func TestRunThroughput(t *testing.T) {
 	t.Logf("one leadpulse run (Redis store, input_keyed=%v): %d events in %v = %.0f events/s (start to ready %v); %.0f actions, %.0f Redis commits, %.0f contact writes",
 		*throughputKeyed, len(in.recs), d.Round(time.Millisecond), float64(len(in.recs))/d.Seconds(), ready.Sub(start).Round(time.Millisecond),
 		a.metric("leadpulse_actions_produced_total", ""), a.metric("leadpulse_redis_commits_total", ""), a.metric("leadpulse_redis_contacts_written_total", ""))
+}
+
+// appendClockEvents appends one "Clock" event per partition of the events
+// topic, a minute after last: each partition's clock then passes every
+// event's time, so replay and the live run fire the same timers.
+func appendClockEvents(recs []*kgo.Record, lines [][]byte, last time.Time, partitions int) ([]*kgo.Record, [][]byte) {
+	end := last.Add(time.Minute).Format(time.RFC3339Nano)
+	part := kgo.StickyKeyPartitioner(nil).ForTopic("events")
+	for p, i := 0, 0; p < partitions; i++ {
+		id := fmt.Sprintf("clock-%d", i)
+		if part.Partition(&kgo.Record{Key: []byte(id)}, partitions) != p {
+			continue
+		}
+		b := []byte(`{"type":"track","userId":"` + id + `","event":"Clock","messageId":"` + id + `","timestamp":"` + end + `"}`)
+		recs = append(recs, &kgo.Record{Topic: "events", Key: []byte(id), Value: b})
+		lines = append(lines, b)
+		p++
+	}
+	return recs, lines
 }
