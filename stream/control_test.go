@@ -28,11 +28,7 @@ func stores(t *testing.T, f func(t *testing.T, sc func(*rules.Ruleset) stream.Sc
 	t.Run("redis", func(t *testing.T) {
 		addr := testenv.RedisServer(t)
 		f(t, func(rs *rules.Ruleset) stream.Scoring {
-			r, err := state.NewRedis(state.RedisOptions{Addrs: []string{addr}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { r.Close() })
+			r := openRedis(t, addr)
 			return stream.Scoring{Rules: rs, Redis: r}
 		})
 	})

@@ -23,6 +23,7 @@ import (
 	"github.com/leadpulse/leadpulse/event"
 	"github.com/leadpulse/leadpulse/internal/testenv"
 	"github.com/leadpulse/leadpulse/rules"
+	"github.com/leadpulse/leadpulse/state"
 	"github.com/leadpulse/leadpulse/stream"
 	"github.com/leadpulse/leadpulse/traffic"
 )
@@ -339,4 +340,16 @@ func eventRecord(t testing.TB, e *event.Event, msgpack bool) (*kgo.Record, []byt
 		r.Headers = []kgo.RecordHeader{{Key: "content-type", Value: []byte(event.ContentTypeMsgpack)}}
 	}
 	return r, js
+}
+
+// openRedis opens the Redis store at addrs (one for standalone, the nodes
+// of a cluster), closed when the test ends.
+func openRedis(t testing.TB, addrs ...string) *state.Redis {
+	t.Helper()
+	r, err := state.NewRedis(state.RedisOptions{Addrs: addrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
 }

@@ -72,11 +72,7 @@ func TestIdentityLiveMatchesReplay(t *testing.T) {
 }
 
 func redisScoring(t *testing.T, addrs []string) (stream.Scoring, storeView) {
-	r, err := state.NewRedis(state.RedisOptions{Addrs: addrs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
+	r := openRedis(t, addrs...)
 	return stream.Scoring{Redis: r}, redisView{r: r, addrs: addrs}
 }
 

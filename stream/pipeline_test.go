@@ -108,11 +108,7 @@ func TestPipelineMatchesReplay(t *testing.T) {
 	t.Run("redis", func(t *testing.T) {
 		addr := testenv.RedisServer(t)
 		testMatchesReplay(t, func(t *testing.T) stream.Scoring {
-			r, err := state.NewRedis(state.RedisOptions{Addrs: []string{addr}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { r.Close() })
+			r := openRedis(t, addr)
 			return stream.Scoring{Redis: r}
 		})
 	})
@@ -530,11 +526,7 @@ func TestRedisRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := func() stream.Scoring {
-		r, err := state.NewRedis(state.RedisOptions{Addrs: []string{redisAddr}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { r.Close() })
+		r := openRedis(t, redisAddr)
 		return stream.Scoring{Rules: rs, Redis: r}
 	}
 	badIn := func(recs []*kgo.Record) (n int64) {
