@@ -98,14 +98,11 @@ type Evaluator struct {
 	vm vm.VM // reused by every program run: no allocation per run
 
 	// The flat environments (see expr.go, env.go) and what fills them.
-	evSlots   []any
-	ctSlots   []any
-	evm, ctm  map[string]any // for programs on the VM
-	stale     [2]bool        // the maps lag the slots (event, contact)
-	cur       *event.Event   // the event being applied; nil while a timer fires
-	v, before vals           // the contact's values now, and before the event
-	trigger   any            // while an action is prepared: the trigger id
-	action    any            // and the action name
+	ev, ct    env
+	cur       *event.Event // the event being applied; nil while a timer fires
+	v, before vals         // the contact's values now, and before the event
+	trigger   any          // while an action is prepared: the trigger id
+	action    any          // and the action name
 	interned  map[string]any
 	fitOn     []bool
 	seen      map[string]struct{}
@@ -116,12 +113,8 @@ type Evaluator struct {
 
 // NewEvaluator returns an evaluator for rs.
 func (rs *Ruleset) NewEvaluator() *Evaluator {
-	return &Evaluator{
+	x := &Evaluator{
 		rs:       rs,
-		evSlots:  make([]any, len(rs.evEnv.all)),
-		ctSlots:  make([]any, len(rs.ctEnv.all)),
-		evm:      make(map[string]any, len(rs.evEnv.all)),
-		ctm:      make(map[string]any, len(rs.ctEnv.all)),
 		v:        vals{windows: make([]float64, len(rs.Windows))},
 		before:   vals{windows: make([]float64, len(rs.Windows))},
 		interned: map[string]any{},
@@ -129,6 +122,8 @@ func (rs *Ruleset) NewEvaluator() *Evaluator {
 		seen:     map[string]struct{}{},
 		Stats:    Stats{ByTrigger: make([]uint64, len(rs.Triggers))},
 	}
+	x.ev, x.ct = newEnv(x, &rs.evEnv), newEnv(x, &rs.ctEnv)
+	return x
 }
 
 // Ruleset returns the rules the evaluator runs.
@@ -176,7 +171,10 @@ func (x *Evaluator) Apply(c *state.Contact, e *event.Event) *Result {
 		c.Latest = e.Time
 	}
 	now := c.Latest
-	x.setSlots(x.evSlots, rs.evEnv.all, false)
+	x.ev.invalidate()
+	for _, i := range rs.evEnv.before {
+		x.ev.get(i)
+	}
 
 	for i, w := range rs.Windows {
 		win := &c.Windows[i]
@@ -356,7 +354,7 @@ func (x *Evaluator) fire(c *state.Contact, i int, at int64, cause cause) {
 		c.Stage = t.SetStage
 		x.v.stage = c.Stage
 		forgetFit(c)
-		x.setSlots(x.ctSlots, x.rs.ctEnv.all, true)
+		x.ct.invalidate()
 	}
 	res := &x.res
 	res.Firings = append(res.Firings, Firing{Trigger: t.ID, Contact: c.ID, At: at})
@@ -387,12 +385,11 @@ func (x *Evaluator) fire(c *state.Contact, i int, at int64, cause cause) {
 // environment, where the rules read them.
 func (x *Evaluator) setTrigger() {
 	if i := x.rs.ctEnv.trigger; i >= 0 {
-		x.ctSlots[i] = x.trigger
+		x.ct.set(i, x.trigger)
 	}
 	if i := x.rs.ctEnv.action; i >= 0 {
-		x.ctSlots[i] = x.action
+		x.ct.set(i, x.action)
 	}
-	x.stale[1] = true
 }
 
 func (x *Evaluator) record(c *state.Contact, t *Trigger, a *Action, at int64, cause cause) Record {
@@ -523,7 +520,7 @@ func (x *Evaluator) fill(v *vals, c *state.Contact, at, now int64) {
 		x.v = *v
 	}
 	x.v.fit, x.v.score = 0, eng
-	x.setSlots(x.ctSlots, rs.ctEnv.all, true)
+	x.ct.invalidate()
 	fit := 0.0
 	for i, r := range rs.Fit {
 		var on bool
@@ -544,9 +541,8 @@ func (x *Evaluator) fill(v *vals, c *state.Contact, at, now int64) {
 	if v != &x.v {
 		*v = x.v
 		x.v = saved
-		return
 	}
-	x.setSlots(x.ctSlots, rs.ctEnv.scoreFit, true)
+	x.ct.invalidate()
 }
 
 // timerIndex returns the index of trigger id's pending timer in c.Timers, or -1.

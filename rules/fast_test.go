@@ -43,7 +43,7 @@ func TestFastMatchesVM(t *testing.T) {
 			t.Fatalf("%s: %v", src, err)
 		}
 		bs := (&Ruleset{}).bind(p.names, false)
-		f := compileProgram(p, bs.slot)
+		f := compileProgram(p, &bs)
 		if f == nil {
 			t.Logf("%s: runs on the VM", src)
 			continue
@@ -52,17 +52,16 @@ func TestFastMatchesVM(t *testing.T) {
 		for i, env := range envs {
 			e := eventOf(env)
 			x := &Evaluator{cur: e, interned: map[string]any{}}
-			slots := make([]any, len(bs.all))
+			slots := newEnv(x, &bs)
 			m := map[string]any{}
 			for _, b := range bs.all {
-				slots[b.slot] = b.get(x)
-				m[b.name] = slots[b.slot]
+				m[b.name] = b.get(x)
 			}
 			want, err := vm.Run(p.p, m)
 			if err != nil {
 				want = nil
 			}
-			got, ok := f(slots)
+			got, ok := f(&slots)
 			if !ok {
 				got = nil
 			}
