@@ -151,7 +151,7 @@ func (p *Partition) apply(ctx context.Context, e *event.Event, pos *state.Positi
 		if err := p.store.Put(ctx, c); err != nil {
 			return fmt.Errorf("%w: contact %q: %w", ErrDiverged, c.ID, err)
 		}
-		p.index(res.Timers)
+		p.indexFor(c, res.Timers)
 	}
 	p.emit(res)
 	// A late event can set a timer that is already due.
@@ -177,9 +177,25 @@ func (p *Partition) AddTimer(contact string, trigger string, due int64) {
 	}
 }
 
-func (p *Partition) index(ts []rules.TimerSet) {
+// indexFor indexes the timers an event set on c, through c's handle on its
+// heap entries (timerHints).
+func (p *Partition) indexFor(c *state.Contact, ts []rules.TimerSet) {
+	if len(ts) == 0 {
+		return
+	}
+	hints, _ := c.Engine.(*timerHints)
+	if hints == nil || hints.h != &p.timers {
+		hints = &timerHints{h: &p.timers, at: make([]int32, len(p.ev.Ruleset().Triggers))}
+		c.Engine = hints
+	}
 	for _, t := range ts {
-		p.push(t.Contact, t.Trigger, t.Due)
+		p.order++
+		r := timerRef{due: t.Due, order: p.order, key: timerKey{t.Contact, t.Trigger}}
+		if t.Contact == c.ID && t.Trigger < len(hints.at) {
+			p.timers.setHinted(r, &hints.at[t.Trigger])
+		} else {
+			p.timers.set(r)
+		}
 	}
 }
 
@@ -244,6 +260,22 @@ type timerRef struct {
 	moved     bool
 	next      int64
 	nextOrder uint64
+
+	// hint, if set, is the contact's note of this entry's index (see
+	// timerHints), kept up to date as the entry moves.
+	hint *int32
+}
+
+// timerHints is a contact's handle on its entries in a partition's timer
+// heap, kept with the contact while it is in memory (state.Contact.Engine):
+// at[trigger] is where the entry of that trigger was last seen in the heap.
+// A hint is checked against the entry's key before use, so a stale one
+// (the entry fired, the contact was reloaded, another partition's) only
+// costs the map lookup it would have saved: the lookup of a timer an event
+// restarts (an inactivity timer restarts on every event).
+type timerHints struct {
+	h  *timerHeap
+	at []int32
 }
 
 // timerHeap is a min-heap of timers by (due, order), indexed by key so that
@@ -268,25 +300,56 @@ func (t *timerHeap) swap(i, j int) {
 	t.h[i], t.h[j] = t.h[j], t.h[i]
 	t.pos[t.h[i].key] = i
 	t.pos[t.h[j].key] = j
+	if h := t.h[i].hint; h != nil {
+		*h = int32(i)
+	}
+	if h := t.h[j].hint; h != nil {
+		*h = int32(j)
+	}
 }
 
 // set adds the timer, or moves the key's existing entry.
 func (t *timerHeap) set(r timerRef) {
+	t.setHinted(r, nil)
+}
+
+// setHinted is set with the contact's hint of where the key's entry is,
+// which it keeps up to date.
+func (t *timerHeap) setHinted(r timerRef, hint *int32) {
 	if t.pos == nil {
 		t.pos = make(map[timerKey]int)
 	}
-	if i, ok := t.pos[r.key]; ok {
-		if cur := &t.h[i]; r.due > cur.due || (r.due == cur.due && r.order >= cur.order) {
+	i, ok := -1, false
+	if hint != nil {
+		if k := int(*hint); k < len(t.h) && t.h[k].key == r.key {
+			i, ok = k, true
+		}
+	}
+	if !ok {
+		i, ok = t.pos[r.key]
+	}
+	if ok {
+		cur := &t.h[i]
+		if hint != nil {
+			cur.hint, *hint = hint, int32(i)
+		}
+		if r.due > cur.due || (r.due == cur.due && r.order >= cur.order) {
 			cur.moved, cur.next, cur.nextOrder = true, r.due, r.order
 			return
 		}
+		r.hint = cur.hint
 		t.h[i] = r
 		t.up(i)
 		return
 	}
+	r.hint = hint
 	t.h = append(t.h, r)
-	t.pos[r.key] = len(t.h) - 1
-	t.up(len(t.h) - 1)
+	i = len(t.h) - 1
+	t.pos[r.key] = i
+	if hint != nil {
+		*hint = int32(i)
+	}
+	t.up(i)
 }
 
 // get returns where the key's timer is due and its set order, following a

@@ -5,12 +5,13 @@ import (
 	"time"
 
 	"github.com/leadpulse/leadpulse/event"
+	"github.com/leadpulse/leadpulse/state"
 )
 
 // vals are a contact's values at one evaluation.
 type vals struct {
 	id         string
-	idBox      any // id boxed once per contact in memory (fitMemo), so that reading it allocates nothing
+	c          *state.Contact // the contact, whose memo boxes id once (fitMemo)
 	score      float64
 	fit        float64
 	engagement float64
@@ -243,7 +244,7 @@ func (rs *Ruleset) contactBinding(path string, which func(x *Evaluator) *vals, c
 		if len(rest) > 0 {
 			return none
 		}
-		return binding{get: func(x *Evaluator) any { return which(x).boxedID() }}
+		return binding{get: func(x *Evaluator) any { return x.boxedID(which(x)) }}
 	case "traits":
 		if len(rest) == 1 {
 			k := rest[0]
@@ -289,7 +290,7 @@ func (rs *Ruleset) contactBinding(path string, which func(x *Evaluator) *vals, c
 		if len(rest) > 0 {
 			return none
 		}
-		return binding{get: func(x *Evaluator) any { return which(x).boxedID() }}
+		return binding{get: func(x *Evaluator) any { return x.boxedID(which(x)) }}
 	case "trigger":
 		if len(rest) > 0 {
 			return none
@@ -304,11 +305,17 @@ func (rs *Ruleset) contactBinding(path string, which func(x *Evaluator) *vals, c
 	return none
 }
 
-func (v *vals) boxedID() any {
-	if v.idBox != nil {
-		return v.idBox
+// boxedID returns the id boxed once per contact in memory (fitMemo), so
+// that reading it allocates at most once.
+func (x *Evaluator) boxedID(v *vals) any {
+	if v.c == nil || v.c.ID != v.id {
+		return v.id
 	}
-	return v.id
+	memo := x.memoOf(v.c)
+	if memo.id == nil || memo.idOf != v.id {
+		memo.id, memo.idOf = v.id, v.id
+	}
+	return memo.id
 }
 
 // intern boxes short, repeating strings (event types and names, stages)

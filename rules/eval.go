@@ -476,9 +476,12 @@ func stageIndex(stages []string, s string) int {
 	return -1
 }
 
-// fitMemo keeps the values of the fit rules that depend only on the traits
-// and the stage (FitRule.static) with the contact, so that they run again
-// only when those change (see forgetFit).
+// fitMemo keeps with the contact, while it is in memory, what changes only
+// with its traits or stage: the values of the fit rules that depend only on
+// those (FitRule.static), so that they run again only when those change
+// (see forgetFit), and the contact's id boxed once. With at most 64 fit
+// rules the values live in the contact's MemoBits (known, on), which costs
+// no memory access of its own on the hot path; the memo holds them beyond.
 type fitMemo struct {
 	on    []bool
 	known []bool
@@ -487,24 +490,58 @@ type fitMemo struct {
 }
 
 // forgetFit drops the memo after a change of traits or stage.
-func forgetFit(c *state.Contact) { c.Memo = nil }
+func forgetFit(c *state.Contact) {
+	c.Memo = nil
+	c.MemoBits = [2]uint64{}
+}
+
+// memoOf returns c's memo, making it if needed.
+func (x *Evaluator) memoOf(c *state.Contact) *fitMemo {
+	memo, _ := c.Memo.(*fitMemo)
+	if memo == nil {
+		memo = &fitMemo{}
+		if n := len(x.rs.Fit); n > 64 {
+			memo.on, memo.known = make([]bool, n), make([]bool, n)
+		}
+		c.Memo = memo
+	}
+	return memo
+}
+
+// fitKnown returns the memoized value of fit rule i, if known.
+func (x *Evaluator) fitKnown(c *state.Contact, i int) (on, known bool) {
+	if len(x.rs.Fit) <= 64 {
+		bit := uint64(1) << i
+		return c.MemoBits[1]&bit != 0, c.MemoBits[0]&bit != 0
+	}
+	memo := x.memoOf(c)
+	return memo.on[i], memo.known[i]
+}
+
+// setFit memoizes the value of fit rule i; known is false for a rule that
+// must run every time.
+func (x *Evaluator) setFit(c *state.Contact, i int, on, known bool) {
+	if len(x.rs.Fit) <= 64 {
+		bit := uint64(1) << i
+		c.MemoBits[0] &^= bit
+		c.MemoBits[1] &^= bit
+		if known {
+			c.MemoBits[0] |= bit
+		}
+		if on {
+			c.MemoBits[1] |= bit
+		}
+		return
+	}
+	memo := x.memoOf(c)
+	memo.on[i], memo.known[i] = on, known
+}
 
 // fill computes the contact's values at time `at`, with windows as of
 // `now`, into v, and fills the contact environment from them.
 func (x *Evaluator) fill(v *vals, c *state.Contact, at, now int64) {
 	rs := x.rs
-	memo, _ := c.Memo.(*fitMemo)
-	if memo == nil && len(rs.Fit) > 0 {
-		memo = &fitMemo{on: make([]bool, len(rs.Fit)), known: make([]bool, len(rs.Fit))}
-		c.Memo = memo
-	}
-	v.id, v.traits, v.stage, v.idBox = c.ID, c.Traits, c.Stage, nil
-	if memo != nil {
-		if memo.id == nil || memo.idOf != c.ID {
-			memo.id, memo.idOf = c.ID, c.ID
-		}
-		v.idBox = memo.id
-	}
+	v.id, v.traits, v.stage, v.c = c.ID, c.Traits, c.Stage, c
 	eng := 0.0
 	for i := range rs.Scoring {
 		eng += pointsAt(&c.Points[i], at, rs.HalfLife)
@@ -523,12 +560,13 @@ func (x *Evaluator) fill(v *vals, c *state.Contact, at, now int64) {
 	x.ct.invalidate()
 	fit := 0.0
 	for i, r := range rs.Fit {
-		var on bool
-		if r.static && memo.known[i] {
-			on = memo.on[i]
-		} else {
+		on, known := false, false
+		if r.static {
+			on, known = x.fitKnown(c, i)
+		}
+		if !known {
 			on = x.test(r.If)
-			memo.on[i], memo.known[i] = on, r.static
+			x.setFit(c, i, on, r.static)
 		}
 		if v == &x.v {
 			x.fitOn[i] = on

@@ -93,6 +93,14 @@ type Contact struct {
 	// in memory (values that change only with the traits or the stage). It
 	// is not encoded and Bind clears it.
 	Memo any `msgpack:"-"`
+	// MemoBits is a small cache the rules engine keeps beside Memo (bit
+	// sets), inside the contact so that reading it costs no memory access
+	// of its own. Not encoded; Bind clears it.
+	MemoBits [2]uint64 `msgpack:"-"`
+	// Engine is a cache the engine driver keeps with the contact while it
+	// is in memory (its handle on the contact's pending timers). Not
+	// encoded.
+	Engine any `msgpack:"-"`
 
 	// bound is the identity of the names the slices were last aligned to;
 	// not encoded.
@@ -284,6 +292,7 @@ func (c *Contact) Bind(n *Names) {
 	}
 	c.Timers = keep
 	c.Memo = nil
+	c.MemoBits = [2]uint64{}
 	c.bound = n
 }
 
