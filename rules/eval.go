@@ -105,7 +105,7 @@ type Evaluator struct {
 	action    any          // and the action name
 	interned  map[string]any
 	fitOn     []bool
-	seen      map[string]struct{}
+	distinct  strSet
 	moved     []MovedTimer // Merge's result, reused
 	res       Result
 	Stats     Stats
@@ -119,7 +119,6 @@ func (rs *Ruleset) NewEvaluator() *Evaluator {
 		before:   vals{windows: make([]float64, len(rs.Windows))},
 		interned: map[string]any{},
 		fitOn:    make([]bool, len(rs.Fit)),
-		seen:     map[string]struct{}{},
 		Stats:    Stats{ByTrigger: make([]uint64, len(rs.Triggers))},
 	}
 	x.ev, x.ct = newEnv(x, &rs.evEnv), newEnv(x, &rs.ctEnv)
@@ -599,9 +598,16 @@ func removeTimer(c *state.Contact, k int) {
 
 func (x *Evaluator) setTimer(c *state.Contact, ti int, due int64) {
 	id := x.rs.Triggers[ti].ID
-	if k := timerIndex(c, id); k >= 0 {
+	k := timerIndex(c, id)
+	switch {
+	case k >= 0 && k == len(c.Timers)-1:
+		// Already last: restarting it in place is removing and appending.
+		c.Timers[k] = state.Timer{Trigger: id, Due: due, Set: c.Seq}
+	case k >= 0:
 		removeTimer(c, k)
+		fallthrough
+	default:
+		c.Timers = append(c.Timers, state.Timer{Trigger: id, Due: due, Set: c.Seq})
 	}
-	c.Timers = append(c.Timers, state.Timer{Trigger: id, Due: due, Set: c.Seq})
 	x.res.Timers = append(x.res.Timers, TimerSet{Contact: c.ID, Trigger: ti, Due: due})
 }

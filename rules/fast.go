@@ -180,6 +180,17 @@ func compileBinary(n *ast.BinaryNode, b *envBindings) fastFn {
 		}
 	case "==", "!=":
 		neg := n.Operator == "!="
+		if _, ok := n.Right.(*ast.NilNode); ok {
+			// `x != nil`, which the null-safe rewrite puts before string
+			// tests: runtime.Equal(x, nil) is whether x is nil.
+			return func(s *env) (any, bool) {
+				a, ok := l(s)
+				if !ok {
+					return nil, false
+				}
+				return isNil(a) != neg, true
+			}
+		}
 		if lit, ok := n.Right.(*ast.StringNode); ok {
 			c := lit.Value
 			return func(s *env) (any, bool) {
@@ -402,4 +413,15 @@ func numOperand(n ast.Node, b *envBindings) (get numGetter, c float64, ok bool) 
 		}
 	}
 	return nil, 0, false
+}
+
+// isNil is runtime.IsNil, without reflection for the values names hold.
+func isNil(v any) bool {
+	switch v.(type) {
+	case nil:
+		return true
+	case string, float64, int, bool, int64, time.Time:
+		return false
+	}
+	return runtime.IsNil(v)
 }

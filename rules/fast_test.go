@@ -28,6 +28,10 @@ func TestFastMatchesVM(t *testing.T) {
 		`properties.path startsWith properties.prefix`,
 		`type == "track" and (event contains "Added" or event endsWith "Completed")`,
 		`properties.flag`, `!properties.flag`, `properties.flag && true`,
+		`properties.path != nil`, `properties.nested == nil`, `properties.price == nil`, `traits != nil`,
+		`type != "page"`, `event == "Form Submitted"`, `name == ""`,
+		`contact.score >= 0`, `contact.engagement < 1`, `contact.fit > -1.5`, `0 <= contact.score`,
+		`contact.stage == ""`, `contact.stage != "mql"`,
 	}
 	envs := []map[string]any{
 		{},
@@ -51,7 +55,7 @@ func TestFastMatchesVM(t *testing.T) {
 		fast++
 		for i, env := range envs {
 			e := eventOf(env)
-			x := &Evaluator{cur: e, interned: map[string]any{}}
+			x := &Evaluator{cur: e, interned: map[string]any{}, before: vals{score: 12.5, engagement: 0.5, fit: -1.5, stage: "mql"}}
 			slots := newEnv(x, &bs)
 			m := map[string]any{}
 			for _, b := range bs.all {

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"hash/maphash"
 	"math"
 	"sort"
 
@@ -81,8 +82,14 @@ func insertAt[T any](s []T, i int, v T) []T {
 // aggregate computes the window's value over the events in (now - over, now].
 func (x *Evaluator) aggregate(win *state.Window, w *Window, now int64) float64 {
 	lo := now - w.Over
-	start := sort.Search(len(win.T), func(i int) bool { return win.T[i] > lo })
-	end := len(win.T)
+	start, end := 0, len(win.T)
+	if end == 0 {
+		return 0
+	}
+	if win.T[0] <= lo {
+		// Not pruned to this bound (an inspection at another time).
+		start = sort.Search(len(win.T), func(i int) bool { return win.T[i] > lo })
+	}
 	for end > start && win.T[end-1] > now {
 		end--
 	}
@@ -94,27 +101,7 @@ func (x *Evaluator) aggregate(win *state.Window, w *Window, now int64) float64 {
 		}
 		return s
 	case Distinct:
-		keys := win.K[start:end]
-		if len(keys) <= 32 {
-			// Few keys: comparing each with those before it beats
-			// clearing and filling a map.
-			n := 0
-		next:
-			for i, k := range keys {
-				for _, prev := range keys[:i] {
-					if prev == k {
-						continue next
-					}
-				}
-				n++
-			}
-			return float64(n)
-		}
-		clear(x.seen)
-		for _, k := range keys {
-			x.seen[k] = struct{}{}
-		}
-		return float64(len(x.seen))
+		return float64(x.distinct.count(win.K[start:end]))
 	}
 	return float64(end - start)
 }
@@ -226,4 +213,60 @@ func admitCap(cp *state.Cap, a *Action, at int64) bool {
 		cp.T = append(cp.T[:0], cp.T[len(cp.T)-2*a.CapMax:]...)
 	}
 	return true
+}
+
+// strSet counts distinct strings, reusing its table from one count to the
+// next: an open-addressing set of hashes, faster than clearing and filling a
+// map for the few to few hundred keys of a distinct window.
+type strSet struct {
+	seed maphash.Seed
+	hash []uint64 // 0: empty slot; else the key's hash with its low bit set
+	keys []string
+}
+
+// count returns the number of distinct strings in keys.
+func (s *strSet) count(keys []string) int {
+	if len(keys) <= 8 {
+		// Few keys: comparing each with those before it is cheaper
+		// than hashing.
+		n := 0
+	next:
+		for i, k := range keys {
+			for _, prev := range keys[:i] {
+				if prev == k {
+					continue next
+				}
+			}
+			n++
+		}
+		return n
+	}
+	size := 16
+	for size < 2*len(keys) {
+		size *= 2
+	}
+	if len(s.hash) < size {
+		if s.hash == nil {
+			s.seed = maphash.MakeSeed()
+		}
+		s.hash, s.keys = make([]uint64, size), make([]string, size)
+	} else {
+		clear(s.hash[:size])
+	}
+	mask := uint64(size - 1)
+	n := 0
+	for _, k := range keys {
+		h := maphash.String(s.seed, k) | 1
+		for i := h & mask; ; i = (i + 1) & mask {
+			if s.hash[i] == 0 {
+				s.hash[i], s.keys[i] = h, k
+				n++
+				break
+			}
+			if s.hash[i] == h && s.keys[i] == k {
+				break
+			}
+		}
+	}
+	return n
 }
