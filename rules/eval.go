@@ -303,6 +303,19 @@ func (x *Evaluator) sequence(st *state.Trigger, t *Trigger, at, now int64) bool 
 	if n == 1 {
 		return x.match(t.Steps[0])
 	}
+	if st.Steps == nil {
+		// No partial match (nil is all NoTime): only a first step
+		// starts one, and only then is there anything to keep.
+		if !x.match(t.Steps[0]) {
+			return false
+		}
+		st.Steps = make([]int64, n)
+		for k := range st.Steps {
+			st.Steps[k] = state.NoTime
+		}
+		st.Steps[1] = at
+		return false
+	}
 	if len(st.Steps) != n {
 		st.Steps = make([]int64, n)
 		for k := range st.Steps {
@@ -482,10 +495,11 @@ func stageIndex(stages []string, s string) int {
 // rules the values live in the contact's MemoBits (known, on), which costs
 // no memory access of its own on the hot path; the memo holds them beyond.
 type fitMemo struct {
-	on    []bool
-	known []bool
-	id    any    // the contact's id, boxed once
-	idOf  string // the id boxed in id
+	on       []bool
+	known    []bool
+	distinct []distinctMemo // by window; nil until a distinct window is large
+	id       any            // the contact's id, boxed once
+	idOf     string         // the id boxed in id
 }
 
 // forgetFit drops the memo after a change of traits or stage.
@@ -547,7 +561,7 @@ func (x *Evaluator) fill(v *vals, c *state.Contact, at, now int64) {
 	}
 	v.engagement = eng
 	for i, w := range rs.Windows {
-		v.windows[i] = x.aggregate(&c.Windows[i], w, now)
+		v.windows[i] = x.aggregate(c, i, &c.Windows[i], w, now)
 	}
 	// The environment reads x.v; for the values before an event, point it
 	// there for the fit rules and copy back.

@@ -80,7 +80,9 @@ func insertAt[T any](s []T, i int, v T) []T {
 }
 
 // aggregate computes the window's value over the events in (now - over, now].
-func (x *Evaluator) aggregate(win *state.Window, w *Window, now int64) float64 {
+// c and i, when c is not nil, are the contact and the window's index: a
+// distinct count of a whole window is kept in the contact's memo.
+func (x *Evaluator) aggregate(c *state.Contact, i int, win *state.Window, w *Window, now int64) float64 {
 	lo := now - w.Over
 	start, end := 0, len(win.T)
 	if end == 0 {
@@ -101,7 +103,22 @@ func (x *Evaluator) aggregate(win *state.Window, w *Window, now int64) float64 {
 		}
 		return s
 	case Distinct:
-		return float64(x.distinct.count(win.K[start:end]))
+		keys := win.K[start:end]
+		if len(keys) <= 8 || c == nil || start != 0 || end != len(win.K) || len(win.K) != len(win.T) {
+			return float64(x.distinct.count(keys))
+		}
+		memo := x.memoOf(c)
+		if memo.distinct == nil {
+			memo.distinct = make([]distinctMemo, len(x.rs.Windows))
+		}
+		d := &memo.distinct[i]
+		sig := distinctMemo{data: &win.K[0], n: len(win.K), first: win.T[0], last: win.T[len(win.T)-1], dropped: win.Dropped}
+		if d.data != nil && d.data == sig.data && d.n == sig.n && d.first == sig.first && d.last == sig.last && d.dropped == sig.dropped {
+			return float64(d.count)
+		}
+		sig.count = x.distinct.count(keys)
+		*d = sig
+		return float64(sig.count)
 	}
 	return float64(end - start)
 }
@@ -269,4 +286,19 @@ func (s *strSet) count(keys []string) int {
 		}
 	}
 	return n
+}
+
+// distinctMemo is a distinct window's count kept with the contact (fitMemo),
+// with what identifies the window's entries it counted. The rules change a
+// window only by pruning its oldest entries (which raises its first time),
+// adding one (which raises its length, or its Dropped count when the oldest
+// is dropped to make room) and merging (which drops the memo, as does
+// loading the contact): each changes the signature. A new backing array
+// changes data, which only costs a count.
+type distinctMemo struct {
+	data        *string // &K[0]
+	n           int
+	first, last int64
+	dropped     uint64
+	count       int
 }
