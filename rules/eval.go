@@ -176,12 +176,12 @@ func (x *Evaluator) Apply(c *state.Contact, e *event.Event) *Result {
 	}
 
 	for i, w := range rs.Windows {
-		win := &c.Windows[i]
-		pruneWindow(win, now-w.Over)
+		win, sp := &c.Windows[i], spanOf(c, i)
+		pruneWindow(sp, win, now-w.Over)
 		if e.Time <= now-w.Over || !x.match(w.Match) {
 			continue
 		}
-		x.addToWindow(win, w, e.Time)
+		x.addToWindow(sp, win, w, e.Time)
 	}
 
 	for i, r := range rs.Scoring {

@@ -10,13 +10,27 @@ import (
 
 // pruneWindow drops the events at or before the window's lower bound
 // (exclusive boundary: an event at exactly now - over is out).
-func pruneWindow(w *state.Window, bound int64) {
+// sp, if not nil, is the window's span kept in the contact.
+func pruneWindow(sp *state.WindowSpan, w *state.Window, bound int64) {
+	if len(w.T) == 0 {
+		return
+	}
+	if lo, _ := span(sp, w); lo > bound {
+		return
+	}
 	n := 0
 	for n < len(w.T) && w.T[n] <= bound {
 		n++
 	}
 	if n == 0 {
 		return
+	}
+	if sp != nil {
+		if n == len(w.T) {
+			sp.OK = false
+		} else {
+			sp.Lo = w.T[n]
+		}
 	}
 	w.T = append(w.T[:0], w.T[n:]...)
 	if len(w.V) > 0 {
@@ -30,7 +44,7 @@ func pruneWindow(w *state.Window, bound int64) {
 // addToWindow inserts the event at time t in order, evaluating the window's
 // value for sum and distinct windows; an event whose value is null (or not a
 // number, for sum) is not added.
-func (x *Evaluator) addToWindow(win *state.Window, w *Window, t int64) {
+func (x *Evaluator) addToWindow(sp *state.WindowSpan, win *state.Window, w *Window, t int64) {
 	var v float64
 	var k string
 	switch w.Agg {
@@ -69,6 +83,30 @@ func (x *Evaluator) addToWindow(win *state.Window, w *Window, t int64) {
 	case Distinct:
 		win.K = insertAt(win.K, i, k)
 	}
+	if sp != nil {
+		*sp = state.WindowSpan{Lo: win.T[0], Hi: win.T[len(win.T)-1], OK: true}
+	}
+}
+
+// span returns the times of the window's oldest and newest entries (it
+// must have one), reading them from T only when the contact does not keep
+// them (state.Contact.Spans; sp is nil for a window beyond those).
+func span(sp *state.WindowSpan, w *state.Window) (lo, hi int64) {
+	if sp == nil {
+		return w.T[0], w.T[len(w.T)-1]
+	}
+	if !sp.OK {
+		*sp = state.WindowSpan{Lo: w.T[0], Hi: w.T[len(w.T)-1], OK: true}
+	}
+	return sp.Lo, sp.Hi
+}
+
+// spanOf returns the span kept for window i of c, or nil.
+func spanOf(c *state.Contact, i int) *state.WindowSpan {
+	if c == nil || i >= len(c.Spans) {
+		return nil
+	}
+	return &c.Spans[i]
 }
 
 func insertAt[T any](s []T, i int, v T) []T {
@@ -88,12 +126,15 @@ func (x *Evaluator) aggregate(c *state.Contact, i int, win *state.Window, w *Win
 	if end == 0 {
 		return 0
 	}
-	if win.T[0] <= lo {
+	first, last := span(spanOf(c, i), win)
+	if first <= lo {
 		// Not pruned to this bound (an inspection at another time).
 		start = sort.Search(len(win.T), func(i int) bool { return win.T[i] > lo })
 	}
-	for end > start && win.T[end-1] > now {
-		end--
+	if last > now {
+		for end > start && win.T[end-1] > now {
+			end--
+		}
 	}
 	switch w.Agg {
 	case Sum:
@@ -112,7 +153,7 @@ func (x *Evaluator) aggregate(c *state.Contact, i int, win *state.Window, w *Win
 			memo.distinct = make([]distinctMemo, len(x.rs.Windows))
 		}
 		d := &memo.distinct[i]
-		sig := distinctMemo{data: &win.K[0], n: len(win.K), first: win.T[0], last: win.T[len(win.T)-1], dropped: win.Dropped}
+		sig := distinctMemo{data: &win.K[0], n: len(win.K), first: first, last: last, dropped: win.Dropped}
 		if d.data != nil && d.data == sig.data && d.n == sig.n && d.first == sig.first && d.last == sig.last && d.dropped == sig.dropped {
 			return float64(d.count)
 		}

@@ -34,7 +34,9 @@ func TestDistinctCount(t *testing.T) {
 // TestDistinctMemo applies random events, in and out of time order, to
 // contacts with a distinct window that prunes, drops its oldest entries
 // at a small MaxWindowEntries and holds equal times, and checks after each
-// event the count kept in the contact's memo against a fresh count.
+// event the count kept in the contact's memo against a fresh count, and
+// the oldest and newest times the contact keeps (state.Contact.Spans)
+// against its entries.
 func TestDistinctMemo(t *testing.T) {
 	old := state.MaxWindowEntries
 	defer func() { state.MaxWindowEntries = old }()
@@ -76,6 +78,9 @@ actions:
 		want := x.aggregate(nil, 0, win, rs.Windows[0], c.Latest)
 		if got != want {
 			t.Fatalf("event %d: memo says %v distinct, a count %v (%d entries, %d dropped)", i, got, want, len(win.T), win.Dropped)
+		}
+		if sp := c.Spans[0]; sp.OK && (len(win.T) == 0 || sp.Lo != win.T[0] || sp.Hi != win.T[len(win.T)-1]) {
+			t.Fatalf("event %d: window span [%d, %d] kept, entries %v", i, sp.Lo, sp.Hi, win.T)
 		}
 	}
 }

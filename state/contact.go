@@ -97,6 +97,13 @@ type Contact struct {
 	// sets), inside the contact so that reading it costs no memory access
 	// of its own. Not encoded; Bind clears it.
 	MemoBits [2]uint64 `msgpack:"-"`
+	// Spans are the times of the oldest and newest entries of the first
+	// windows (Windows[i] for i < len(Spans)), which the rules engine
+	// keeps while the contact is in memory so that pruning and counting a
+	// window need not read its entries. Not encoded (a loaded contact has
+	// none); Bind clears them; whatever else changes a window's entries
+	// must clear its span.
+	Spans [4]WindowSpan `msgpack:"-"`
 	// Engine is a cache the engine driver keeps with the contact while it
 	// is in memory (its handle on the contact's pending timers). Not
 	// encoded.
@@ -121,6 +128,14 @@ type Window struct {
 	V       []float64 `msgpack:"v,omitempty"`
 	K       []string  `msgpack:"k,omitempty"`
 	Dropped uint64    `msgpack:"x,omitempty"` // events lost to MaxWindowEntries
+
+}
+
+// WindowSpan is the times of a window's oldest and newest entries, valid
+// when OK is set (Contact.Spans).
+type WindowSpan struct {
+	Lo, Hi int64
+	OK     bool
 }
 
 // Points is one engagement rule's points. Value is worth Value at AsOf and
@@ -293,6 +308,7 @@ func (c *Contact) Bind(n *Names) {
 	c.Timers = keep
 	c.Memo = nil
 	c.MemoBits = [2]uint64{}
+	c.Spans = [len(c.Spans)]WindowSpan{}
 	c.bound = n
 }
 
