@@ -146,12 +146,11 @@ func (x *Evaluator) Apply(c *state.Contact, e *event.Event) *Result {
 	rs := x.rs
 	c.Bind(&rs.names)
 	if e.MessageID != "" {
-		if c.Seen.SeenID(e.MessageID) {
+		if c.Seen.Check(e.MessageID) {
 			x.Stats.Duplicates++
 			res.Duplicate = true
 			return res
 		}
-		c.Seen.Add(e.MessageID)
 	}
 	x.Stats.Applied++
 	res.Event, res.Contact = e, c.ID
