@@ -49,6 +49,7 @@ type Partition struct {
 	ident    *rules.Identity
 	held     func(contact string) bool // live: contacts whose timers wait (UseLiveLinks)
 	deferred []timerRef
+	hintSlot []int // by trigger: its slot in state.Contact.Hints, -1 for none
 }
 
 // NewPartition returns a partition driver over store. emit may be nil.
@@ -177,26 +178,39 @@ func (p *Partition) AddTimer(contact string, trigger string, due int64) {
 	}
 }
 
-// indexFor indexes the timers an event set on c, through c's handle on its
-// heap entries (timerHints).
+// indexFor indexes the timers an event set on c, through c's notes of
+// where their heap entries are (state.Contact.Hints).
 func (p *Partition) indexFor(c *state.Contact, ts []rules.TimerSet) {
 	if len(ts) == 0 {
 		return
 	}
-	hints, _ := c.Engine.(*timerHints)
-	if hints == nil || hints.h != &p.timers {
-		hints = &timerHints{h: &p.timers, at: make([]int32, len(p.ev.Ruleset().Triggers))}
-		c.Engine = hints
+	if p.hintSlot == nil {
+		p.hintSlot = hintSlots(p.ev.Ruleset(), len(c.Hints))
 	}
 	for _, t := range ts {
 		p.order++
 		r := timerRef{due: t.Due, order: p.order, key: timerKey{t.Contact, t.Trigger}}
-		if t.Contact == c.ID && t.Trigger < len(hints.at) {
-			p.timers.setHinted(r, &hints.at[t.Trigger])
+		if k := p.hintSlot[t.Trigger]; k >= 0 && t.Contact == c.ID {
+			p.timers.setHinted(r, &c.Hints[k])
 		} else {
 			p.timers.set(r)
 		}
 	}
+}
+
+// hintSlots gives the first n timer triggers (absence, inactive) of rs a
+// slot of state.Contact.Hints each, by trigger index; -1 for none.
+func hintSlots(rs *rules.Ruleset, n int) []int {
+	slots := make([]int, len(rs.Triggers))
+	k := 0
+	for i, t := range rs.Triggers {
+		slots[i] = -1
+		if (t.Kind == rules.Absence || t.Kind == rules.Inactive) && k < n {
+			slots[i] = k
+			k++
+		}
+	}
+	return slots
 }
 
 func (p *Partition) push(contact string, trigger int, due int64) {
@@ -260,22 +274,6 @@ type timerRef struct {
 	moved     bool
 	next      int64
 	nextOrder uint64
-
-	// hint, if set, is the contact's note of this entry's index (see
-	// timerHints), kept up to date as the entry moves.
-	hint *int32
-}
-
-// timerHints is a contact's handle on its entries in a partition's timer
-// heap, kept with the contact while it is in memory (state.Contact.Engine):
-// at[trigger] is where the entry of that trigger was last seen in the heap.
-// A hint is checked against the entry's key before use, so a stale one
-// (the entry fired, the contact was reloaded, another partition's) only
-// costs the map lookup it would have saved: the lookup of a timer an event
-// restarts (an inactivity timer restarts on every event).
-type timerHints struct {
-	h  *timerHeap
-	at []int32
 }
 
 // timerHeap is a min-heap of timers by (due, order), indexed by key so that
@@ -300,12 +298,6 @@ func (t *timerHeap) swap(i, j int) {
 	t.h[i], t.h[j] = t.h[j], t.h[i]
 	t.pos[t.h[i].key] = i
 	t.pos[t.h[j].key] = j
-	if h := t.h[i].hint; h != nil {
-		*h = int32(i)
-	}
-	if h := t.h[j].hint; h != nil {
-		*h = int32(j)
-	}
 }
 
 // set adds the timer, or moves the key's existing entry.
@@ -313,15 +305,20 @@ func (t *timerHeap) set(r timerRef) {
 	t.setHinted(r, nil)
 }
 
-// setHinted is set with the contact's hint of where the key's entry is,
-// which it keeps up to date.
+// setHinted is set with a note of where the key's entry may be in the heap
+// (state.Contact.Hints). The note is checked against the entry's key before
+// use, so a stale one (the entry fired or moved in the heap, the contact was
+// reloaded, the note is another partition's) only costs the map lookup it
+// saves when it is right: the lookup of a timer that an event restarts (an
+// inactivity timer restarts on every event). setHinted leaves the note
+// where the entry is.
 func (t *timerHeap) setHinted(r timerRef, hint *int32) {
 	if t.pos == nil {
 		t.pos = make(map[timerKey]int)
 	}
 	i, ok := -1, false
 	if hint != nil {
-		if k := int(*hint); k < len(t.h) && t.h[k].key == r.key {
+		if k := int(*hint); k >= 0 && k < len(t.h) && t.h[k].key == r.key {
 			i, ok = k, true
 		}
 	}
@@ -330,26 +327,21 @@ func (t *timerHeap) setHinted(r timerRef, hint *int32) {
 	}
 	if ok {
 		cur := &t.h[i]
-		if hint != nil {
-			cur.hint, *hint = hint, int32(i)
-		}
 		if r.due > cur.due || (r.due == cur.due && r.order >= cur.order) {
 			cur.moved, cur.next, cur.nextOrder = true, r.due, r.order
-			return
+		} else {
+			t.h[i] = r
+			i = t.up(i)
 		}
-		r.hint = cur.hint
-		t.h[i] = r
-		t.up(i)
-		return
+	} else {
+		t.h = append(t.h, r)
+		i = len(t.h) - 1
+		t.pos[r.key] = i
+		i = t.up(i)
 	}
-	r.hint = hint
-	t.h = append(t.h, r)
-	i = len(t.h) - 1
-	t.pos[r.key] = i
 	if hint != nil {
 		*hint = int32(i)
 	}
-	t.up(i)
 }
 
 // get returns where the key's timer is due and its set order, following a
@@ -378,7 +370,8 @@ func (t *timerHeap) pop() timerRef {
 	return r
 }
 
-func (t *timerHeap) up(i int) {
+// up moves entry i up to its place and returns that place.
+func (t *timerHeap) up(i int) int {
 	for i > 0 {
 		parent := (i - 1) / 2
 		if !t.less(i, parent) {
@@ -387,6 +380,7 @@ func (t *timerHeap) up(i int) {
 		t.swap(i, parent)
 		i = parent
 	}
+	return i
 }
 
 func (t *timerHeap) down(i int) {

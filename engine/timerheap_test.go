@@ -29,6 +29,9 @@ func TestTimerHintsKeepOrder(t *testing.T) {
 			ref := timerRef{due: clock + int64(r.IntN(50)), order: order, key: timerKey{fmt.Sprint("c", c), tr}}
 			hinted.setHinted(ref, &hints[c][tr])
 			plain.set(ref)
+			if k := hints[c][tr]; hinted.h[k].key != ref.key {
+				t.Fatalf("step %d: the hint of %v points at %v", step, ref.key, hinted.h[k].key)
+			}
 		case n < 8: // the clock moves: due timers fire (moved ones take their new place)
 			clock += int64(r.IntN(10))
 			for plain.len() > 0 && plain.h[0].due <= clock {

@@ -73,10 +73,10 @@ type Contact struct {
 	// none); Bind clears them; whatever else changes a window's entries
 	// must clear its span.
 	Spans [4]WindowSpan `msgpack:"-"`
-	// Engine is a cache the engine driver keeps with the contact while it
-	// is in memory (its handle on the contact's pending timers). Not
-	// encoded.
-	Engine any `msgpack:"-"`
+	// Hints are notes the engine driver keeps with the contact while it is
+	// in memory: where its pending timers sit in the driver's timer heap.
+	// The driver checks a note before it uses it. Not encoded.
+	Hints [4]int32 `msgpack:"-"`
 	// bound is the identity of the names the slices were last aligned to;
 	// not encoded.
 	bound *Names `msgpack:"-"`
