@@ -176,11 +176,17 @@ func (x *Evaluator) Apply(c *state.Contact, e *event.Event) *Result {
 
 	for i, w := range rs.Windows {
 		win, sp := &c.Windows[i], spanOf(c, i)
-		pruneWindow(sp, win, now-w.Over)
-		if e.Time <= now-w.Over || !x.match(w.Match) {
-			continue
+		var dm *distinctMemo
+		if w.Agg == Distinct {
+			dm = x.trackDistinct(c, i, sp, win)
 		}
-		x.addToWindow(sp, win, w, e.Time)
+		pruneWindow(sp, dm, win, now-w.Over)
+		if e.Time > now-w.Over && x.match(w.Match) {
+			x.addToWindow(sp, dm, win, w, e.Time)
+		}
+		if dm != nil {
+			dm.settle(sp, win)
+		}
 	}
 
 	for i, r := range rs.Scoring {

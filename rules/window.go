@@ -10,8 +10,9 @@ import (
 
 // pruneWindow drops the events at or before the window's lower bound
 // (exclusive boundary: an event at exactly now - over is out).
-// sp, if not nil, is the window's span kept in the contact.
-func pruneWindow(sp *state.WindowSpan, w *state.Window, bound int64) {
+// sp, if not nil, is the window's span kept in the contact; dm, if not
+// nil, the distinct count kept in its memo.
+func pruneWindow(sp *state.WindowSpan, dm *distinctMemo, w *state.Window, bound int64) {
 	if len(w.T) == 0 {
 		return
 	}
@@ -32,6 +33,11 @@ func pruneWindow(sp *state.WindowSpan, w *state.Window, bound int64) {
 			sp.Lo = w.T[n]
 		}
 	}
+	if dm != nil {
+		for _, k := range w.K[:min(n, len(w.K))] {
+			dm.remove(k)
+		}
+	}
 	w.T = append(w.T[:0], w.T[n:]...)
 	if len(w.V) > 0 {
 		w.V = append(w.V[:0], w.V[n:]...)
@@ -44,7 +50,7 @@ func pruneWindow(sp *state.WindowSpan, w *state.Window, bound int64) {
 // addToWindow inserts the event at time t in order, evaluating the window's
 // value for sum and distinct windows; an event whose value is null (or not a
 // number, for sum) is not added.
-func (x *Evaluator) addToWindow(sp *state.WindowSpan, win *state.Window, w *Window, t int64) {
+func (x *Evaluator) addToWindow(sp *state.WindowSpan, dm *distinctMemo, win *state.Window, w *Window, t int64) {
 	var v float64
 	var k string
 	switch w.Agg {
@@ -66,7 +72,10 @@ func (x *Evaluator) addToWindow(sp *state.WindowSpan, win *state.Window, w *Wind
 		if w.Agg == Sum {
 			win.V = append(win.V[:0], win.V[1:]...)
 		}
-		if w.Agg == Distinct {
+		if w.Agg == Distinct && len(win.K) > 0 {
+			if dm != nil {
+				dm.remove(win.K[0])
+			}
 			win.K = append(win.K[:0], win.K[1:]...)
 		}
 		win.Dropped++
@@ -82,6 +91,9 @@ func (x *Evaluator) addToWindow(sp *state.WindowSpan, win *state.Window, w *Wind
 		win.V = insertAt(win.V, i, v)
 	case Distinct:
 		win.K = insertAt(win.K, i, k)
+		if dm != nil {
+			dm.keys[k]++
+		}
 	}
 	if sp != nil {
 		*sp = state.WindowSpan{Lo: win.T[0], Hi: win.T[len(win.T)-1], OK: true}
@@ -153,13 +165,20 @@ func (x *Evaluator) aggregate(c *state.Contact, i int, win *state.Window, w *Win
 			memo.distinct = make([]distinctMemo, len(x.rs.Windows))
 		}
 		d := &memo.distinct[i]
-		sig := distinctMemo{data: &win.K[0], n: len(win.K), first: first, last: last, dropped: win.Dropped}
-		if d.data != nil && d.data == sig.data && d.n == sig.n && d.first == sig.first && d.last == sig.last && d.dropped == sig.dropped {
-			return float64(d.count)
+		sig := windowSig{data: &win.K[0], n: len(win.K), first: first, last: last, dropped: win.Dropped}
+		if d.keys != nil && d.sig == sig {
+			return float64(len(d.keys))
 		}
-		sig.count = x.distinct.count(keys)
-		*d = sig
-		return float64(sig.count)
+		if d.keys == nil {
+			d.keys = make(map[string]int32, 16)
+		} else {
+			clear(d.keys)
+		}
+		for _, k := range keys {
+			d.keys[k]++
+		}
+		d.sig = sig
+		return float64(len(d.keys))
 	}
 	return float64(end - start)
 }
@@ -329,17 +348,67 @@ func (s *strSet) count(keys []string) int {
 	return n
 }
 
-// distinctMemo is a distinct window's count kept with the contact (fitMemo),
-// with what identifies the window's entries it counted. The rules change a
-// window only by pruning its oldest entries (which raises its first time),
-// adding one (which raises its length, or its Dropped count when the oldest
-// is dropped to make room) and merging (which drops the memo, as does
-// loading the contact): each changes the signature. A new backing array
-// changes data, which only costs a count.
+// distinctMemo is a distinct window's keys kept with the contact (fitMemo):
+// how many entries hold each key, for the entries that sig identifies.
+// Apply keeps it up to date as it prunes and adds (trackDistinct); the
+// signature catches any other change: the rules change a window only by
+// pruning its oldest entries (which raises its first time, or empties it),
+// adding one (which raises its length, or its Dropped count when the
+// oldest is dropped to make room) and merging (which drops the memo, as
+// does loading the contact). A new backing array changes data, which only
+// costs a count.
 type distinctMemo struct {
+	sig  windowSig
+	keys map[string]int32 // nil: not kept
+}
+
+// windowSig identifies a window's entries (see distinctMemo).
+type windowSig struct {
 	data        *string // &K[0]
 	n           int
 	first, last int64
 	dropped     uint64
-	count       int
+}
+
+func (d *distinctMemo) remove(k string) {
+	if n := d.keys[k]; n > 1 {
+		d.keys[k] = n - 1
+	} else {
+		delete(d.keys, k)
+	}
+}
+
+// trackDistinct returns the kept keys of distinct window i of c if they are
+// those of its entries now, so that Apply updates them as it changes the
+// window (then settle); else nil, after dropping stale ones.
+func (x *Evaluator) trackDistinct(c *state.Contact, i int, sp *state.WindowSpan, win *state.Window) *distinctMemo {
+	memo, _ := c.Memo.(*fitMemo)
+	if memo == nil || memo.distinct == nil || memo.distinct[i].keys == nil {
+		return nil
+	}
+	d := &memo.distinct[i]
+	if sig, ok := sigOf(sp, win); !ok || sig != d.sig {
+		d.keys = nil
+		return nil
+	}
+	return d
+}
+
+// settle records that d's keys are those of the window as it is now.
+func (d *distinctMemo) settle(sp *state.WindowSpan, win *state.Window) {
+	sig, ok := sigOf(sp, win)
+	if !ok {
+		d.keys = nil
+		return
+	}
+	d.sig = sig
+}
+
+// sigOf returns the signature of a window with entries, all keyed.
+func sigOf(sp *state.WindowSpan, win *state.Window) (windowSig, bool) {
+	if len(win.K) == 0 || len(win.K) != len(win.T) {
+		return windowSig{}, false
+	}
+	first, last := span(sp, win)
+	return windowSig{data: &win.K[0], n: len(win.K), first: first, last: last, dropped: win.Dropped}, true
 }
