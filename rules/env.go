@@ -433,6 +433,11 @@ func (x *Evaluator) match(p *program) bool {
 	if p.needType != "" && p.needType != x.cur.Type || p.needEvent != "" && p.needEvent != x.cur.Event {
 		return false
 	}
+	if p.rest != nil {
+		v, ok := p.rest(&x.ev)
+		b, _ := v.(bool)
+		return ok && b
+	}
 	b, _ := x.run(p).(bool)
 	return b
 }

@@ -48,6 +48,23 @@ func compileProgram(p *program, b *envBindings) fastFn {
 	}
 }
 
+// compileRest compiles the part of an event condition that match runs once
+// it has checked the `type ==` and `event ==` constants the condition
+// requires (program.rest); nil where the condition runs whole.
+func compileRest(p *program, b *envBindings) fastFn {
+	if p.fast == nil || p.needType == "" && p.needEvent == "" {
+		return nil
+	}
+	rest := withoutRequired(p.p.Node(), p.needType, p.needEvent)
+	if rest == nil {
+		return alwaysTrue
+	}
+	return compileFast(rest, b)
+}
+
+// alwaysTrue is the condition `true`.
+func alwaysTrue(*env) (any, bool) { return true, true }
+
 func compileFast(n ast.Node, b *envBindings) fastFn {
 	switch n := n.(type) {
 	case *ast.IdentifierNode:

@@ -87,3 +87,49 @@ func eventOf(m map[string]any) *evpkg.Event {
 	e.Traits, _ = m["traits"].(map[string]any)
 	return e
 }
+
+// TestMatchRestMatchesVM checks match, which checks the `type ==` and
+// `event ==` constants a condition requires and then runs only the rest of
+// it (program.rest), against the whole condition on the VM.
+func TestMatchRestMatchesVM(t *testing.T) {
+	conds := []string{
+		`type == "page" && properties.path startsWith "/pricing"`,
+		`type == "page"`, `"page" == type`, `event == "Form Submitted"`,
+		`type == "track" && event == "Form Submitted" && properties.form == "demo"`,
+		`properties.form == "demo" && event == "Form Submitted" && type == "track"`,
+		`type == "track" && (event contains "Added" or event endsWith "Completed")`,
+		`type == "track" && properties.flag`, `type == "page" && type == "track"`,
+		`type == "page" && properties.price >= 10 && !(properties.path endsWith "/x")`,
+	}
+	envs := []map[string]any{
+		{},
+		{"type": "page", "properties": map[string]any{"path": "/pricing", "price": 12.0, "flag": true}},
+		{"type": "page", "properties": map[string]any{"path": "/docs/x", "price": "12", "flag": "yes"}},
+		{"type": "track", "event": "Product Added", "properties": map[string]any{"flag": nil, "form": "demo"}},
+		{"type": "track", "event": "Form Submitted", "properties": map[string]any{"form": "demo", "path": 5.0, "flag": true}},
+	}
+	for _, src := range conds {
+		p, err := compileCond(src, EventEnv{})
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		bs := (&Ruleset{}).bind(p.names, false)
+		p.fast = compileProgram(p, &bs)
+		p.rest = compileRest(p, &bs)
+		if p.rest == nil {
+			t.Errorf("%s: no rest compiled", src)
+			continue
+		}
+		for i, m := range envs {
+			x := &Evaluator{cur: eventOf(m), interned: map[string]any{}}
+			x.ev = newEnv(x, &bs)
+			want, err := vm.Run(p.p, x.ev.envMap())
+			if err != nil {
+				want = false
+			}
+			if got := x.match(p); got != want {
+				t.Errorf("%s on env %d: match %v, VM %v", src, i, got, want)
+			}
+		}
+	}
+}

@@ -96,6 +96,7 @@ func (rs *Ruleset) bindAll() {
 			env = &rs.ctEnv
 		}
 		p.fast = compileProgram(p, env)
+		p.rest = compileRest(p, env)
 	}
 	for _, r := range rs.Fit {
 		r.static = r.If != nil
