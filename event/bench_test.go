@@ -9,6 +9,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/leadpulse/leadpulse/event"
+	"github.com/leadpulse/leadpulse/traffic"
 )
 
 // benchEvents are Segment events of about 300 bytes as JSON.
@@ -141,6 +142,54 @@ func BenchmarkDecodeIntoSkipContext(b *testing.B) {
 				if err := event.DecodeIntoSkipContext(&e, js, event.Auto, 0); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkDecodeTraffic decodes the bench's generated traffic (B2B mix,
+// 10,000 contacts; 20,000 distinct events in a cycle), the realistic case
+// for interning, with the package's decoder and with the previous one.
+func BenchmarkDecodeTraffic(b *testing.B) {
+	g := traffic.New(traffic.Config{Contacts: 10000, Seed: 1})
+	lines := make([][]byte, 20000)
+	for i := range lines {
+		lines[i] = g.AppendJSON(nil)
+	}
+	for _, skip := range []bool{false, true} {
+		name := "context"
+		if skip {
+			name = "skip-context"
+		}
+		b.Run(name, func(b *testing.B) {
+			var e event.Event
+			b.ReportAllocs()
+			defer reportCPU(b)()
+			i := 0
+			for b.Loop() {
+				var err error
+				if skip {
+					err = event.DecodeIntoSkipContext(&e, lines[i%len(lines)], event.JSON, 0)
+				} else {
+					err = event.DecodeInto(&e, lines[i%len(lines)], event.JSON, 0)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+		b.Run(name+"/reference", func(b *testing.B) {
+			var e event.Event
+			b.ReportAllocs()
+			defer reportCPU(b)()
+			i := 0
+			for b.Loop() {
+				e = event.Event{}
+				if err := event.RefDecodeInto(&e, lines[i%len(lines)], event.JSON, 0, skip); err != nil {
+					b.Fatal(err)
+				}
+				i++
 			}
 		})
 	}

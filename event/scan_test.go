@@ -196,9 +196,16 @@ func checkSameAsReference(t *testing.T, b []byte) {
 					e, err := event.Decode(b, f, fallback)
 					sameResult(t, "Decode", b, want, wantErr, e, err)
 				}
+				// A Decoder decodes into the maps of the event before, cleared,
+				// which goccy/go-json fills rather than makes: its errors may
+				// differ from Decode's (they did before the scanner).
 				d := event.Decoder{SkipContext: skip}
 				if _, err := d.Decode(warm, event.JSON, 0); err != nil {
 					t.Fatal(err)
+				}
+				want = &event.Event{Properties: map[string]any{}, Traits: map[string]any{}, Context: map[string]any{}}
+				if wantErr = event.RefDecodeInto(want, b, f, fallback, skip); wantErr != nil {
+					want = nil
 				}
 				e, err := d.Decode(b, f, fallback)
 				sameResult(t, "Decoder", b, want, wantErr, e, err)
