@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	json "github.com/goccy/go-json"
@@ -47,7 +48,39 @@ func refDecodeInto(e *Event, b []byte, f Format, fallback int64, skipContext boo
 	if err := refCheckUTF8(e, b, f); err != nil {
 		return err
 	}
-	return e.Resolve(fallback)
+	return refResolve(e, fallback)
+}
+
+// refResolve is Event.Resolve as it was.
+func refResolve(e *Event, fallback int64) error {
+	if e.Type == "" {
+		return &Error{Reason: ReasonNoType, Msg: `the event has no "type"; set it to one of track, page, screen, identify, group, alias`}
+	}
+	if !knownType(e.Type) {
+		return &Error{Reason: ReasonUnknownType, Msg: fmt.Sprintf("type %q is not one of track, page, screen, identify, group, alias", e.Type)}
+	}
+	if e.UserID == "" && e.AnonymousID == "" {
+		return &Error{Reason: ReasonNoContact, Msg: `the event names no contact; set "userId" or "anonymousId"`}
+	}
+	switch {
+	case e.RawTimestamp != "":
+		t, err := refParseTime("timestamp", e.RawTimestamp)
+		if err != nil {
+			return err
+		}
+		e.Time = t
+	case e.RawOriginalTimestamp != "":
+		t, err := refParseTime("originalTimestamp", e.RawOriginalTimestamp)
+		if err != nil {
+			return err
+		}
+		e.Time = t
+	case fallback != 0:
+		e.Time = fallback
+	default:
+		return &Error{Reason: ReasonBadTime, Msg: `the event has no time; set "timestamp" (RFC 3339, e.g. "2026-03-02T09:00:00Z")`}
+	}
+	return nil
 }
 
 func refDecodeJSON(e *Event, b []byte, skipContext bool) error {
@@ -91,4 +124,20 @@ func refCheckUTF8(e *Event, b []byte, f Format) error {
 		return nil
 	}
 	return &Error{Reason: ReasonBadUTF8, Msg: fmt.Sprintf("field %q is not valid UTF-8 text (an invalid byte, or an escaped lone surrogate); send ids and names as UTF-8", field)}
+}
+
+// refParseTime is parseTime as it was, before parseUTC.
+func refParseTime(field, s string) (int64, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return 0, &Error{Reason: ReasonBadTime, Msg: fmt.Sprintf(`%s %q is not RFC 3339; send e.g. "2026-03-02T09:00:00Z" or "2026-03-02T10:00:00.123+01:00"`, field, s), Err: err}
+	}
+	if t.Before(minTime) || t.After(maxTime) {
+		return 0, &Error{Reason: ReasonBadTime, Msg: fmt.Sprintf("%s %q is outside the years 1678–2262 that leadpulse can hold; send the real event time", field, s)}
+	}
+	ns := t.UnixNano()
+	if ns == 0 {
+		return 0, &Error{Reason: ReasonBadTime, Msg: fmt.Sprintf("%s %q is the Unix epoch, a placeholder rather than an event time; send the real event time", field, s)}
+	}
+	return ns, nil
 }

@@ -279,6 +279,13 @@ func typeName(b []byte) string {
 
 // ws skips JSON white space.
 func (s *scanner) ws() {
+	if s.i < len(s.b) && s.b[s.i] > ' ' {
+		return // compact JSON: no white space between tokens
+	}
+	s.wsSlow()
+}
+
+func (s *scanner) wsSlow() {
 	for s.i < len(s.b) {
 		switch s.b[s.i] {
 		case ' ', '\t', '\n', '\r':
@@ -781,8 +788,8 @@ func (s *scanner) skip(depth int) bool {
 // hash. Strings are immutable: sharing them cannot change a result.
 
 const (
-	internSlots  = 1 << 12
-	internMaxLen = 64
+	internSlots  = 1 << 13
+	internMaxLen = 128
 )
 
 type interned struct {
