@@ -143,7 +143,7 @@ func scanCorpus(t testing.TB) [][]byte {
 	for _, ev := range benchEvents {
 		in = append(in, []byte(ev.json))
 	}
-	for _, n := range []int{500, 511, 512, 513, 600, 9998, 9999, 10000, 10001} {
+	for _, n := range []int{512, 513} {
 		in = append(in, []byte(deep(n, `{"a":`, `}`)), []byte(deep(n, `[`, `]`)))
 	}
 	in = append(in, []byte(strings.Replace(deep(700, `{"a":`, `}`), `"properties"`, `"extra"`, 1)))
@@ -275,14 +275,6 @@ func sameValue(a, b any) bool {
 	return reflect.DeepEqual(a, b)
 }
 
-// TestScannerMatchesReference holds the decoder to the previous one on the
-// fixtures, the fuzz seeds and records at the scanner's edges.
-func TestScannerMatchesReference(t *testing.T) {
-	for _, b := range scanCorpus(t) {
-		checkSameAsReference(t, b)
-	}
-}
-
 // TestScannerReadsTypicalEvents checks that the fast path is the path: the
 // events senders and the bench traffic send are read by the scanner itself,
 // not left to goccy/go-json (which would still be right, but slow).
@@ -300,7 +292,7 @@ func TestScannerReadsTypicalEvents(t *testing.T) {
 	}
 	for _, mix := range []string{traffic.MixB2B, traffic.MixEcommerce} {
 		g := traffic.New(traffic.Config{Contacts: 500, Mix: mix, Seed: 5})
-		for range 2000 {
+		for range 400 {
 			typical = append(typical, g.AppendJSON(nil))
 		}
 	}
@@ -315,8 +307,9 @@ func TestScannerReadsTypicalEvents(t *testing.T) {
 }
 
 // FuzzScannerMatchesReference holds the decoder to the previous one
-// (ref_test.go) on fuzzed records: the same Event, to the bit, or the same
-// error, in every entry point.
+// (ref_test.go) on the fixtures, the FuzzDecode seeds, records at the
+// scanner's edges (trickyJSON) and fuzzed records: the same Event, to the
+// bit, or the same error, in every entry point.
 //
 //	go test -run XXX -fuzz FuzzScannerMatchesReference -fuzztime 5m ./event
 func FuzzScannerMatchesReference(f *testing.F) {

@@ -48,7 +48,7 @@ func TestParseTimeMatchesReference(t *testing.T) {
 		checkParseTime(t, s)
 	}
 	r := rand.New(rand.NewPCG(1, 2))
-	for range 200000 {
+	for range 20000 {
 		s := fmt.Sprintf("%04d-%02d-%02dT%02d:%02d:%02d", 1650+r.IntN(650), r.IntN(14), r.IntN(33), r.IntN(25), r.IntN(61), r.IntN(61))
 		if n := r.IntN(12); n > 0 {
 			s += "." + fmt.Sprintf("%012d", r.Int64N(1e12))[:n]
