@@ -11,8 +11,9 @@ import (
 )
 
 // The JSON fast path: a single-pass scanner for the Segment envelope that
-// builds the Event directly, about four times cheaper than goccy/go-json into
-// the struct (see BenchmarkDecodeInto and BenchmarkDecodeIntoReference).
+// builds the Event directly, with about a third less CPU and a quarter to a
+// third of the allocations of goccy/go-json into the struct (see
+// BenchmarkDecodeInto, BenchmarkDecodeTraffic and their references).
 //
 // It is exact by construction rather than by imitation: it accepts only
 // strictly valid JSON of the shape a sender writes (field names exactly as
@@ -34,7 +35,6 @@ const scanMaxDepth = 512
 type scanner struct {
 	b       []byte
 	i       int
-	vals    []any  // elements of the arrays being read, innermost last
 	buf     []byte // unescaped text of a string with escapes
 	escaped bool   // the last string read had escapes
 	seen    uint   // top-level fields already read, by field index
@@ -672,11 +672,11 @@ func (s *scanner) array(depth int) (any, bool) {
 	b := s.b
 	s.i++
 	s.ws()
+	arr := make([]any, 0, 4)
 	if s.i < len(b) && b[s.i] == ']' {
 		s.i++
-		return []any{}, true
+		return arr, true
 	}
-	base := len(s.vals)
 	for {
 		if s.i >= len(b) {
 			return nil, false
@@ -685,7 +685,7 @@ func (s *scanner) array(depth int) (any, bool) {
 		if !ok {
 			return nil, false
 		}
-		s.vals = append(s.vals, v)
+		arr = append(arr, v)
 		if s.ws(); s.i >= len(b) {
 			return nil, false
 		}
@@ -693,20 +693,13 @@ func (s *scanner) array(depth int) (any, bool) {
 		case ',':
 			s.i++
 			s.ws()
-			continue
 		case ']':
 			s.i++
+			return arr, true
 		default:
 			return nil, false
 		}
-		break
 	}
-	elems := s.vals[base:]
-	arr := make([]any, len(elems))
-	copy(arr, elems)
-	clear(elems)
-	s.vals = s.vals[:base]
-	return arr, true
 }
 
 // skip checks the value at s.i (not white space) at depth and moves past it
