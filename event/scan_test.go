@@ -38,6 +38,9 @@ var trickyJSON = []string{
 	`{"type":"page","userId":"u1","properties":{"a":1},"properties":null,"timestamp":"2026-03-02T09:00:00Z"}`,
 	`{"type":"page","userId":"u1","properties":{"a":1,"a":{"x":1},"a":{"y":2}},"timestamp":"2026-03-02T09:00:00Z"}`,
 	`{"type":"page","userId":"u1","Properties":{"a":1},"properties":{"b":2},"timestamp":"2026-03-02T09:00:00Z"}`,
+	// Names of the Event's Go fields, and its ignored field.
+	`{"type":"page","userId":"u1","-":"x","Time":"y","time":[1],"UserID":"u2","RawTimestamp":"z","timestamp":"2026-03-02T09:00:00Z"}`,
+	`{"type":"page","userId":"u1","-":5,"Time":5,"timestamp":"2026-03-02T09:00:00Z"}`,
 	// Field types.
 	`{"type":null,"userId":"u1","timestamp":"2026-03-02T09:00:00Z"}`,
 	`{"type":5,"userId":"u1","timestamp":"2026-03-02T09:00:00Z"}`,
