@@ -71,7 +71,24 @@ type LinkOutcome struct {
 	// Forward: the event carries only an anonymous id retired into this
 	// user; the driver forwards it unchanged, keyed by the user.
 	Forward string
+	// Dropped are the ids the event would link that were not queued: the
+	// user's late link already has MaxQueuedLinks links queued behind it
+	// (the driver counts and logs them). They stay their own contacts,
+	// as after a refused link, and link at the user's next event that
+	// carries them once the queue has drained.
+	Dropped []string
 }
+
+// MaxQueuedLinks bounds the links queued behind a user's late link
+// (state.PendingLink.Then): the user's linking events read while the
+// answer to a timed-out hand-over has not come. Each is one more round
+// trip and lives in the user's state blob, so a user whose every event
+// carries a new or refused anonymous id while the anonymous ids'
+// partition is stalled must not grow them without bound. A linking event
+// read when the queue is full links nothing (LinkOutcome.Dropped); 16 is
+// far above what a person produces while a partition recovers (a second
+// device, a shared computer).
+const MaxQueuedLinks = 16
 
 // AnswerKind is how the owner of an anonymous id answered a LinkRequest.
 type AnswerKind int
@@ -180,8 +197,13 @@ func (p *Partition) ApplyLive(ctx context.Context, le *LiveEvent) (LinkOutcome, 
 			// refused, replay asks again at this event and counts the
 			// conflict again; if it is merged, the queued link drops it.
 			if ids := p.toLink(c, e, user, anon); len(ids) > 0 && pl.Late {
-				pl.Then = append(pl.Then, state.PendingLink{Link: le.Pos, Time: e.Time, IDs: ids, Late: true})
-				changed = true
+				if len(pl.Then) >= MaxQueuedLinks {
+					out.Dropped = ids
+					p.droppedLinks++
+				} else {
+					pl.Then = append(pl.Then, state.PendingLink{Link: le.Pos, Time: e.Time, IDs: ids, Late: true})
+					changed = true
+				}
 			}
 			break
 		}
@@ -229,6 +251,10 @@ func (p *Partition) request(u *state.Contact) *LinkRequest {
 	return &LinkRequest{Anon: pl.IDs[0], User: u.ID, Link: pl.Link, Time: pl.Time,
 		Full: len(u.Merged) >= p.ident.MaxAnonymous}
 }
+
+// DroppedLinks counts the linking events whose links were not queued
+// behind a late link because MaxQueuedLinks were queued already.
+func (p *Partition) DroppedLinks() uint64 { return p.droppedLinks }
 
 // Pending returns a user's pending link as the store has it, for a driver
 // that restarts: nil when none.

@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -586,5 +587,70 @@ func TestLiveLateLinkQueuesNextLink(t *testing.T) {
 				t.Errorf("live: %d links, %d merges, conflicts %v; replay: %d, %d, %v", links, merges, conflicts, rst.Links, rst.Merges, rst.Conflicts)
 			}
 		})
+	}
+}
+
+// TestLiveLateLinkQueueBounded: the links queued behind a late link are
+// bounded by MaxQueuedLinks. A user whose every event brings another
+// anonymous id while its first hand-over is late queues the first
+// MaxQueuedLinks of them; the links of its later events are dropped
+// (counted), so that its state does not grow without bound. A dropped id
+// stays its own contact, as after a refused link, and links at the user's
+// next event that carries it.
+func TestLiveLateLinkQueueBounded(t *testing.T) {
+	ctx := context.Background()
+	rs := mustParse(t, strings.Replace(liveRules, "max_anonymous: 2", "max_anonymous: 100", 1))
+	page := func(i int, user, anon string) *event.Event {
+		e, err := event.Decode([]byte(ev(time.Duration(i)*time.Minute, append([]any{"type", "page", "messageId", fmt.Sprint("m", i)}, as(user, anon)...)...)), event.JSON, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	s := newSim(t, rs, 3)
+	s.giveUp = true
+	const extra = 3
+	n := engine.MaxQueuedLinks + extra
+	// The user's linking events are read one after the other before any
+	// answer: the first parks the user and times out at once, the next n
+	// each bring another anonymous id.
+	up := s.partOf("u")
+	for i := 0; i <= n; i++ {
+		s.pushEvent(page(i, "u", fmt.Sprint("a", i)))
+		for len(up.q) > 0 && up.q[0].kind == "event" {
+			s.process(up, up.q[0])
+			up.q = up.q[1:]
+		}
+	}
+	u, _ := s.store.Get(ctx, "u")
+	if u.Pending == nil || !u.Pending.Late || len(u.Pending.Then) != engine.MaxQueuedLinks {
+		t.Fatalf("pending link %+v: want late, with %d links queued", u.Pending, engine.MaxQueuedLinks)
+	}
+	if got := up.p.DroppedLinks(); got != extra {
+		t.Fatalf("%d linking events dropped, want %d", got, extra)
+	}
+	if u.Seq != uint64(n+1) {
+		t.Errorf("u applied %d events, want all %d (a dropped link drops no event)", u.Seq, n+1)
+	}
+	s.quiesce()
+	u, _ = s.store.Get(ctx, "u")
+	var want []string
+	for i := 0; i <= engine.MaxQueuedLinks; i++ {
+		want = append(want, fmt.Sprint("a", i))
+	}
+	if u.Pending != nil || !slices.Equal(u.Merged, want) {
+		t.Fatalf("after the answers: pending %+v, merged %v; want none pending, merged %v", u.Pending, u.Merged, want)
+	}
+	dropped := fmt.Sprint("a", n)
+	if c, _ := s.store.Get(ctx, dropped); c.MergedInto != "" {
+		t.Fatalf("dropped id %s was linked: %+v", dropped, c)
+	}
+	// The user's next event carrying a dropped id links it.
+	s.giveUp = false
+	s.pushEvent(page(n+1, "u", dropped))
+	s.quiesce()
+	u, _ = s.store.Get(ctx, "u")
+	if !slices.Contains(u.Merged, dropped) {
+		t.Errorf("u's next event with %s did not link it: merged %v", dropped, u.Merged)
 	}
 }

@@ -129,6 +129,7 @@ func (w *worker) applyEvent(ctx context.Context, e *event.Event, r *kgo.Record, 
 	}
 	if p := w.parked[key]; p != nil && !noLink {
 		p.recs = append(p.recs, r)
+		w.m.held.Inc()
 		return nil
 	}
 	w.cause = recordTime(r)
@@ -147,6 +148,11 @@ func (w *worker) applyEvent(ctx context.Context, e *event.Event, r *kgo.Record, 
 	}
 	if w.fatal != nil {
 		return w.fatal
+	}
+	if len(out.Dropped) > 0 {
+		w.m.dropped.Inc()
+		w.log.Warn("stream: identity links dropped: the user's late hand-over already has the most links queued behind it; the ids link at the user's next event that carries them (is the anonymous ids' partition stalled?)",
+			"user", out.Contact, "ids", out.Dropped, "queued", engine.MaxQueuedLinks, "offset", r.Offset)
 	}
 	switch {
 	case bad != nil:
