@@ -409,18 +409,46 @@ func (p *Partition) GiveUp(ctx context.Context, user string) error {
 	return nil
 }
 
-// EraseLive erases a contact at its owner and returns the anonymous ids
-// merged into it, whose owners must erase their tombstones (Unlink).
-func (p *Partition) EraseLive(ctx context.Context, id string) ([]string, error) {
+// EraseLive erases a contact at its owner. It returns the anonymous ids
+// merged into it, whose owners must erase their tombstones (Unlink), and,
+// for an anonymous id merged into a user, that user, whose owner must take
+// the id off its list (Unmerge), as replay's Erase does.
+func (p *Partition) EraseLive(ctx context.Context, id string) (merged []string, into string, err error) {
 	c, err := p.store.Get(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("engine: load contact %q to erase it: %w", id, err)
+		return nil, "", fmt.Errorf("engine: load contact %q to erase it: %w", id, err)
 	}
-	merged := slices.Clone(c.Merged)
+	merged = slices.Clone(c.Merged)
 	if err := p.store.Delete(ctx, id); err != nil {
-		return nil, fmt.Errorf("engine: erase contact %q: %w", id, err)
+		return nil, "", fmt.Errorf("engine: erase contact %q: %w", id, err)
 	}
-	return merged, nil
+	return merged, c.MergedInto, nil
+}
+
+// Unmerge takes the erased anonymous id anon off user's merged list (SPEC
+// §6 (d): erasing a merged id removes its link; the history it brought
+// stays the user's until the user is erased). from is the erasure's record
+// in anon's partition: the owner of anon sends the unmerge after every
+// forward of anon's events it sent before, so the user's forwarded
+// position for that partition (Contact.ForwardSeen) skips a re-read, even
+// after anon has been linked to the user again. It reports whether the
+// list changed.
+func (p *Partition) Unmerge(ctx context.Context, user, anon string, from state.Position) (bool, error) {
+	u, err := p.store.Get(ctx, user)
+	if err != nil {
+		return false, fmt.Errorf("engine: load contact %q: %w", user, err)
+	}
+	if !hasState(u) || u.ForwardSeen(from) {
+		return false, nil
+	}
+	i := slices.Index(u.Merged, anon)
+	if i >= 0 {
+		u.Merged = slices.Delete(u.Merged, i, i+1)
+	}
+	if err := p.store.Put(ctx, u); err != nil {
+		return false, fmt.Errorf("%w: contact %q: %w", ErrDiverged, u.ID, err)
+	}
+	return i >= 0, nil
 }
 
 // Unlink erases the tombstone of anon if it was retired into user: a later
