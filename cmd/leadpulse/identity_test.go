@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -80,14 +81,8 @@ func identityInput(t *testing.T, n int) *identityFlows {
 		}
 	}
 	in := &identityFlows{liveInput: &liveInput{}, tabs: map[int][2]string{}}
-	add := func(e *event.Event) {
-		b, err := event.EncodeJSON(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		in.recs = append(in.recs, &kgo.Record{Topic: "events", Key: []byte(inputKey(e)), Value: b})
-		in.lines = append(in.lines, b)
-	}
+	var evs []*event.Event
+	add := func(e *event.Event) { evs = append(evs, e) }
 	for i, e := range gen {
 		owner := e.UserID
 		if owner == "" {
@@ -104,11 +99,26 @@ func identityInput(t *testing.T, n int) *identityFlows {
 			in.held++
 		}
 		if u, ok := tabAfter[i]; ok {
-			in.tabs[len(in.recs)] = [2]string{cookie(u), u}
+			in.tabs[len(evs)] = [2]string{cookie(u), u}
 			add(&event.Event{Type: "page", AnonymousID: cookie(u), Name: "Pricing",
 				Properties: map[string]any{"path": "/pricing"}, MessageID: fmt.Sprintf("tab-%d", i),
 				Time: e.Time, RawTimestamp: e.RawTimestamp})
 		}
+	}
+	// Every event of a person (its user, its cookie, a shared device's
+	// cookie) in one input partition: the ingest stage keeps input order
+	// within a partition only, and replay applies input order.
+	var people testenv.Groups
+	for _, e := range evs {
+		people.Join(e.UserID, e.AnonymousID)
+	}
+	for _, e := range evs {
+		b, err := event.EncodeJSON(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in.recs = append(in.recs, &kgo.Record{Topic: "events", Key: []byte(people.Of(e.Contact())), Value: b})
+		in.lines = append(in.lines, b)
 	}
 	return in
 }
@@ -264,16 +274,43 @@ func inspectAndForget(t *testing.T, e *liveEnv, p *proc, x *expected) {
 	}
 	defer st.Close()
 	ctx := context.Background()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	testenv.Eventually(t, 10*time.Second, func() error {
 		_, errU := st.Inspect(ctx, user)
 		_, errA := st.Inspect(ctx, anon)
 		if errors.Is(errU, state.ErrNotFound) && errors.Is(errA, state.ErrNotFound) {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("forget %s: after 10s, %s: %v, its merged id %s: %v (want both erased)", user, user, errU, anon, errA)
+		return fmt.Errorf("forget %s: %s: %v, its merged id %s: %v (want both erased)", user, user, errU, anon, errA)
+	})
+
+	// Forget a merged anonymous id of another user: its tombstone goes and
+	// its user's list loses it (replay's Erase), the user stays.
+	var anon2, user2 string
+	for a, u := range x.retired {
+		if u != user && (anon2 == "" || a < anon2) {
+			anon2, user2 = a, u
 		}
 	}
+	req, _ = http.NewRequest(http.MethodDelete, "http://"+p.http+"/contacts/"+anon2, nil)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE /contacts/%s: %d", anon2, resp.StatusCode)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		_, errA := st.Inspect(ctx, anon2)
+		u, errU := st.Inspect(ctx, user2)
+		if errU != nil {
+			return fmt.Errorf("forget %s erased or lost its user %s: %w", anon2, user2, errU)
+		}
+		if !errors.Is(errA, state.ErrNotFound) || slices.Contains(u.Contact.Merged, anon2) {
+			return fmt.Errorf("forget %s: its tombstone: %v; %s merged %v (want it erased and off the list)", anon2, errA, user2, u.Contact.Merged)
+		}
+		return nil
+	})
 }
 
 // identityPipeline is the test pipeline with a hand-over timeout the test
@@ -299,21 +336,19 @@ func TestRunIdentitySIGKILL(t *testing.T) {
 	other := e.start("b") // a second process keeps some partitions across the kills
 	p := e.start("a")
 	procs := []*proc{other, p}
-	pr := e.produceGated(in.recs, identityRate, 5, in.gates(t, e.redis.Addr, x))
+	gates := in.gates(t, e.redis.Addr, x)
+	var killed [4]atomic.Bool
+	for i := range killed {
+		holdAfter(gates, len(in.recs)*(i+1)/5, len(in.recs), &killed[i])
+	}
+	pr := e.produceGated(in.recs, identityRate, 5, gates)
 	var kills []string
 	inFlight := 0
 	var held, forwarded float64 // counted by processes before they were killed
 	for i := range 4 {
 		pr.waitSent(t, len(in.recs)*(i+1)/5)
-		// Kill while a user waits for a hand-over, when that happens
-		// within 3s (a hand-over takes milliseconds).
-		parked := 0.0
-		_ = testenv.Poll(3*time.Second, func() error {
-			if parked = p.metric("leadpulse_identity_parked_contacts", ""); parked == 0 {
-				return errors.New("no user parked")
-			}
-			return nil
-		})
+		// Kill while a user waits for a hand-over.
+		parked := waitParked(p)
 		h, f := p.metric("leadpulse_identity_held_events_total", ""), p.metric("leadpulse_identity_forwarded_total", "")
 		held, forwarded = held+h, forwarded+f
 		if parked > 0 {
@@ -323,6 +358,7 @@ func TestRunIdentitySIGKILL(t *testing.T) {
 		p.signal(syscall.SIGKILL)
 		p = e.start(fmt.Sprintf("a%d", i+2))
 		procs = append(procs, p)
+		killed[i].Store(true)
 	}
 	pr.wait(t)
 	e.waitDone()
@@ -354,17 +390,108 @@ func TestRunIdentitySIGKILL(t *testing.T) {
 // waitSharedN waits until both processes own partitions and together all n.
 func waitSharedN(t *testing.T, a, b *proc, n int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		na, nb := a.metric("leadpulse_score_partitions", ""), b.metric("leadpulse_score_partitions", "")
 		if na > 0 && nb > 0 && int(na+nb) == n {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("partitions not shared within 30s: a %v, b %v", na, nb)
+		return fmt.Errorf("partitions not shared: %s %v, %s %v", a.name, na, b.name, nb)
+	})
+}
+
+// holdAfter makes the producer wait, 2s of traffic after point (or at the
+// last record), until done is set: a test's kill or rebalance at point then
+// comes while traffic flows — it waits for a user to be parked, which
+// needs linking events — even when a loaded machine slows the processes
+// down and the producer would otherwise finish first.
+func holdAfter(gates map[int]func() error, point, n int, done *atomic.Bool) {
+	i := min(point+2*identityRate, n-1)
+	prev := gates[i]
+	gates[i] = func() error {
+		if !done.Load() {
+			return errors.New("waiting for the test's kill or rebalance")
 		}
-		time.Sleep(20 * time.Millisecond)
+		if prev != nil {
+			return prev()
+		}
+		return nil
 	}
+}
+
+// waitParked waits up to 3s until p has a user parked (a hand-over takes
+// milliseconds) and returns how many.
+func waitParked(p *proc) float64 {
+	parked := 0.0
+	_ = testenv.Poll(3*time.Second, func() error {
+		if parked = p.metric("leadpulse_identity_parked_contacts", ""); parked == 0 {
+			return errors.New("no user parked")
+		}
+		return nil
+	})
+	return parked
+}
+
+// TestRunIdentityRebalance: processes join and leave the group while
+// identity traffic streams in, each time while a user of the process
+// giving up partitions is parked: its partitions are revoked mid-hand-over
+// (the worker drains, drops the held records and commits its offset before
+// the first of them; the next owner re-reads them, finds the pending link
+// in the user's state and waits for the answer, which is later in the
+// partition). No merge is lost or applied twice: every contact's final
+// state, merged lists and tombstones included, equals replay's, and every
+// action is there.
+func TestRunIdentityRebalance(t *testing.T) {
+	e := newLiveEnvWith(t, testenv.RedisConfig{}, identityPipeline, b2bRulesFile, identityPartitions)
+	in := identityInput(t, 5000)
+	x := replayInput(t, e.rules, in.liveInput)
+	checkIdentityReplay(t, x)
+	a := e.start("a")
+	procs := []*proc{a}
+	gates := in.gates(t, e.redis.Addr, x)
+	var moved [4]atomic.Bool
+	for i := range moved {
+		holdAfter(gates, len(in.recs)*(i+1)/5, len(in.recs), &moved[i])
+	}
+	pr := e.produceGated(in.recs, identityRate, 5, gates)
+	var moves []string
+	inFlight := 0
+	step := func(i int, what string, losing *proc, move func()) {
+		pr.waitSent(t, len(in.recs)*i/5)
+		parked := waitParked(losing)
+		if parked > 0 {
+			inFlight++
+		}
+		move()
+		moved[i-1].Store(true)
+		moves = append(moves, fmt.Sprintf("%s at %d (%v users of %s parked)", what, pr.sent.Load(), parked, losing.name))
+	}
+	var b, c *proc
+	step(1, "b joins", a, func() { b = e.start("b"); procs = append(procs, b); waitSharedN(t, a, b, identityPartitions) })
+	step(2, "b leaves", b, func() {
+		if code := b.signal(syscall.SIGTERM); code != 0 {
+			t.Errorf("b exited %d on SIGTERM", code)
+		}
+	})
+	step(3, "c joins", a, func() { c = e.start("c"); procs = append(procs, c); waitSharedN(t, a, c, identityPartitions) })
+	step(4, "a leaves", a, func() {
+		if code := a.signal(syscall.SIGTERM); code != 0 {
+			t.Errorf("a exited %d on SIGTERM", code)
+		}
+	})
+	pr.wait(t)
+	e.waitDone()
+	dups := compareActions(t, e.readTopic("actions"), x)
+	compareState(t, e.redis.Addr, x)
+	in.checkForwarded(t, e.redis.Addr)
+	for _, q := range procs {
+		if n := strings.Count(q.stderr.String(), "identity hand-over timed out"); n > 0 {
+			t.Errorf("%s: %d hand-overs timed out (handover_timeout 2m)", q.name, n)
+		}
+	}
+	if inFlight == 0 {
+		t.Error("no rebalance came while a user was parked: the test proves little")
+	}
+	t.Logf("%s; %d actions produced again, each its original", strings.Join(moves, "; "), dups)
 }
 
 // histogram sums a histogram's buckets over processes, as "le=count" pairs.
@@ -396,15 +523,4 @@ func histogram(name string, ps ...*proc) string {
 		parts = append(parts, fmt.Sprintf("%s=%v", le, counts[le]))
 	}
 	return strings.Join(parts, " ")
-}
-
-// inputKey keys an input record by its anonymousId when it has one (else
-// its userId): a visitor's events before and at identification then share
-// an input partition, so the ingest stage keys them in order even when a
-// process dies mid-transaction (DESIGN.md, Identity live: ordering).
-func inputKey(e *event.Event) string {
-	if e.AnonymousID != "" {
-		return e.AnonymousID
-	}
-	return e.Contact()
 }
