@@ -335,6 +335,7 @@ func TestRunIdentitySIGKILL(t *testing.T) {
 	checkIdentityReplay(t, x)
 	other := e.start("b") // a second process keeps some partitions across the kills
 	p := e.start("a")
+	waitSharedN(t, other, p, identityPartitions)
 	procs := []*proc{other, p}
 	gates := in.gates(t, e.redis.Addr, x)
 	var killed [4]atomic.Bool
@@ -358,6 +359,7 @@ func TestRunIdentitySIGKILL(t *testing.T) {
 		p.signal(syscall.SIGKILL)
 		p = e.start(fmt.Sprintf("a%d", i+2))
 		procs = append(procs, p)
+		waitOwns(t, p)
 		killed[i].Store(true)
 	}
 	pr.wait(t)
@@ -418,17 +420,30 @@ func holdAfter(gates map[int]func() error, point, n int, done *atomic.Bool) {
 	}
 }
 
-// waitParked waits up to 3s until p has a user parked (a hand-over takes
-// milliseconds) and returns how many.
-func waitParked(p *proc) float64 {
-	parked := 0.0
-	_ = testenv.Poll(3*time.Second, func() error {
-		if parked = p.metric("leadpulse_identity_parked_contacts", ""); parked == 0 {
-			return errors.New("no user parked")
+// waitOwns waits until p owns a partition of the scoring stage, so that
+// the test's next kill finds it at work.
+func waitOwns(t *testing.T, p *proc) {
+	t.Helper()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if p.metric("leadpulse_score_partitions", "") == 0 {
+			return fmt.Errorf("%s owns no partition", p.name)
 		}
 		return nil
 	})
-	return parked
+}
+
+// waitParked waits up to 5s until p has a user parked and returns how
+// many (0 if none was seen). A hand-over takes milliseconds on a quiet
+// machine, so it scrapes p's metrics back to back rather than on
+// testenv.Poll's backing-off schedule, which would mostly look between
+// them.
+func waitParked(p *proc) float64 {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		if parked := p.metric("leadpulse_identity_parked_contacts", ""); parked > 0 {
+			return parked
+		}
+	}
+	return 0
 }
 
 // TestRunIdentityRebalance: processes join and leave the group while
