@@ -50,6 +50,9 @@ type Partition struct {
 	held     func(contact string) bool // live: contacts whose timers wait (UseLiveLinks)
 	deferred []timerRef
 	hintSlot []int // by trigger: its slot in state.Contact.Hints, -1 for none
+	// droppedLinks counts linking events not queued behind a late link
+	// (MaxQueuedLinks, live.go).
+	droppedLinks uint64
 }
 
 // NewPartition returns a partition driver over store. emit may be nil.
