@@ -120,7 +120,9 @@ func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOpti
 	errs := orDiscard(opt.Errs)
 	sum := &Summary{BadReasons: map[event.Reason]int{}}
 	var writeErr error
-	p := NewPartition(rs, store, func(res *rules.Result) {
+	// The partition is the store's and the link table's only user until
+	// the replay returns: their lock-free views.
+	p := NewPartition(rs, store.Owned(), func(res *rules.Result) {
 		for i := range res.Records {
 			if writeErr != nil {
 				return
@@ -132,7 +134,7 @@ func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOpti
 		}
 	})
 	if !opt.NoLinks {
-		p.UseLinks(state.NewMemoryLinks())
+		p.UseLinks(state.NewMemoryLinks().Owned())
 	}
 	lines := &lineReader{r: bufio.NewReaderSize(in, 64<<10), max: MaxLine}
 	dec := event.Decoder{SkipContext: !rs.ReadsContext()}
@@ -238,8 +240,16 @@ type lineReader struct {
 // last line without a newline is a line).
 func (l *lineReader) next() (line []byte, size int, err error) {
 	l.buf = l.buf[:0]
-	for {
-		chunk, err := l.r.ReadSlice('\n')
+	chunk, err := l.r.ReadSlice('\n')
+	if err == nil && len(chunk) <= l.max+1 {
+		// The whole line is in the reader's buffer (the common case):
+		// no copy. It stays valid until the next read.
+		return chunk[:len(chunk)-1], len(chunk) - 1, nil
+	}
+	for first := true; ; first = false {
+		if !first {
+			chunk, err = l.r.ReadSlice('\n')
+		}
 		size += len(chunk)
 		if size <= l.max+1 { // +1: the newline does not count
 			l.buf = append(l.buf, chunk...)

@@ -22,7 +22,10 @@
 //     per absence/inactivity trigger).
 package state
 
-import "math"
+import (
+	"math"
+	"sync"
+)
 
 // Version is the encoding version written in every blob. A blob of a later
 // version than the code knows is refused (ErrVersion); earlier versions are
@@ -80,6 +83,9 @@ type Contact struct {
 	// bound is the identity of the names the slices were last aligned to;
 	// not encoded.
 	bound *Names `msgpack:"-"`
+	// home is the Memory store that holds this very contact, if any, so
+	// that its Put needs no lookup; not encoded.
+	home *Memory `msgpack:"-"`
 
 	// Merged lists the anonymous ids linked to this user (SPEC §6), in link
 	// order, whether or not they had state: every accepted link counts
@@ -302,6 +308,9 @@ type Names struct {
 	Points   []string
 	Triggers []string
 	Caps     []string
+
+	once sync.Once
+	lay  *slotLayout
 }
 
 // Bind aligns the contact's per-rule slices to n, keeping the state of rules
@@ -311,10 +320,11 @@ func (c *Contact) Bind(n *Names) {
 	if c.bound == n {
 		return
 	}
-	c.Windows = alignSlots(c.Windows, n.Windows, func(w *Window) string { return w.Name }, func(s string) Window { return Window{Name: s} })
-	c.Points = alignSlots(c.Points, n.Points, func(p *Points) string { return p.Rule }, func(s string) Points { return Points{Rule: s, AsOf: NoTime} })
-	c.Triggers = alignSlots(c.Triggers, n.Triggers, func(t *Trigger) string { return t.ID }, func(s string) Trigger { return Trigger{ID: s, Last: NoTime} })
-	c.Caps = alignSlots(c.Caps, n.Caps, func(x *Cap) string { return x.Action }, func(s string) Cap { return Cap{Action: s} })
+	if c.Windows == nil && c.Points == nil && c.Triggers == nil && c.Caps == nil {
+		n.layout().fresh(c, n)
+	} else {
+		c.align(n)
+	}
 	keep := c.Timers[:0]
 	for _, t := range c.Timers {
 		for _, name := range n.Triggers {
@@ -329,6 +339,15 @@ func (c *Contact) Bind(n *Names) {
 	c.MemoBits = [2]uint64{}
 	c.Spans = [len(c.Spans)]WindowSpan{}
 	c.bound = n
+}
+
+// align aligns the per-rule slices of a contact that has some (a loaded or
+// previously bound one) to n.
+func (c *Contact) align(n *Names) {
+	c.Windows = alignSlots(c.Windows, n.Windows, func(w *Window) string { return w.Name }, func(s string) Window { return Window{Name: s} })
+	c.Points = alignSlots(c.Points, n.Points, func(p *Points) string { return p.Rule }, func(s string) Points { return Points{Rule: s, AsOf: NoTime} })
+	c.Triggers = alignSlots(c.Triggers, n.Triggers, func(t *Trigger) string { return t.ID }, func(s string) Trigger { return Trigger{ID: s, Last: NoTime} })
+	c.Caps = alignSlots(c.Caps, n.Caps, func(x *Cap) string { return x.Action }, func(s string) Cap { return Cap{Action: s} })
 }
 
 func alignSlots[T any](have []T, names []string, name func(*T) string, fresh func(string) T) []T {

@@ -121,3 +121,41 @@ func (l *MemoryLinks) Range(f func(anon, user string) bool) {
 		}
 	}
 }
+
+// Owned returns a view of l for one goroutine that owns l while it uses the
+// view: it takes no locks, so nothing else may use l meanwhile (replay). The
+// view and l hold the same links.
+func (l *MemoryLinks) Owned() Links { return ownedLinks{l} }
+
+type ownedLinks struct{ l *MemoryLinks }
+
+func (o ownedLinks) Owner(_ context.Context, anon string) (string, error) {
+	return o.l.owner[anon], nil
+}
+
+func (o ownedLinks) Known(_ context.Context, id string) (bool, error) {
+	_, ok := o.l.known[id]
+	return ok, nil
+}
+
+func (o ownedLinks) MarkKnown(_ context.Context, id string) error {
+	if _, ok := o.l.known[id]; !ok {
+		o.l.known[id] = struct{}{}
+	}
+	return nil
+}
+
+func (o ownedLinks) Link(_ context.Context, anon, user string) error {
+	o.l.owner[anon] = user
+	return nil
+}
+
+func (o ownedLinks) Unlink(_ context.Context, anon string) error {
+	delete(o.l.owner, anon)
+	return nil
+}
+
+func (o ownedLinks) Forget(_ context.Context, id string) error {
+	delete(o.l.known, id)
+	return nil
+}
