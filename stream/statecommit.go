@@ -165,3 +165,17 @@ func (w *worker) commitState(ctx context.Context, offset int64) error {
 	}
 	return nil
 }
+
+// timersAhead indexes the stored timers due up to TimerHorizon after the
+// event time t. It loads half a horizon further than that, so that the
+// batches of the next half horizon of event time need no round trip: a live
+// partition's clock moves with every batch, and loading exactly up to
+// t+TimerHorizon made one synchronous DueTimers round trip (ZRANGEBYSCORE,
+// and the blobs of its candidates) per batch, before the batch was applied.
+func (w *worker) timersAhead(ctx context.Context, t int64) error {
+	h := int64(w.cfg.TimerHorizon)
+	if t+h <= w.loaded {
+		return nil
+	}
+	return w.loadTimers(ctx, t+h+h/2)
+}

@@ -400,7 +400,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 	}
 	w.m.eventsInStage[stageScore].Add(float64(len(batch) - markers))
 	if w.cache != nil && n > 0 {
-		if err := w.loadTimers(ctx, maxT+int64(cfg.TimerHorizon)); err != nil {
+		if err := w.timersAhead(ctx, maxT); err != nil {
 			return err
 		}
 		ids := make([]string, 0, n)
