@@ -26,6 +26,7 @@ import (
 	"github.com/leadpulse/leadpulse/config"
 	"github.com/leadpulse/leadpulse/sinks"
 	"github.com/leadpulse/leadpulse/state"
+	"github.com/leadpulse/leadpulse/stream"
 )
 
 // specExample is the deployment config of SPEC §4, word for word.
@@ -91,6 +92,7 @@ func TestDefaults(t *testing.T) {
 			check("redis.ttl", c.Redis.TTL.D(), state.DefaultTTL)
 			check("redis.max_retries", c.Redis.MaxRetries, 3)
 			check("redis.cache_capacity", c.Redis.CacheCapacity, state.DefaultCacheCapacity)
+			check("redis.flush_interval", c.Redis.FlushInterval.D(), stream.DefaultFlushInterval)
 			check("rules", c.Rules, "/etc/leadpulse/rules.yaml")
 			check("http", c.HTTP, "127.0.0.1:8080")
 			check("log", c.Log, config.Log{Level: "info", Format: "text"})

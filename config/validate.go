@@ -150,6 +150,7 @@ func (c *Config) validate(ps *problems) {
 		ps.add(c, []string{"redis.max_retries"}, "%d: want -1 (no retries) or more", r.MaxRetries)
 	}
 	c.positive(ps, "redis.cache_capacity", &r.CacheCapacity, state.DefaultCacheCapacity)
+	c.duration(ps, "redis.flush_interval", &r.FlushInterval, stream.DefaultFlushInterval)
 	c.validateTLS(ps, "redis.tls", &r.TLS)
 
 	if c.Rules == "" {

@@ -113,7 +113,7 @@ func runLive(e *env, r *runCmd, cfg *config.Config, scfg stream.Config, rs *rule
 	reg := app.NewRegistry()
 	app.RegisterRedisStats(reg, rdb)
 
-	sc := stream.Scoring{Rules: rs, Redis: rdb, Cache: cfg.CacheOptions()}
+	sc := stream.Scoring{Rules: rs, Redis: rdb, Cache: cfg.CacheOptions(), FlushInterval: cfg.Redis.FlushInterval.D()}
 	ui := newWebUI(&sc)
 	p, metrics, err := app.NewPipeline(reg, scfg, sc)
 	if err != nil {
