@@ -8,7 +8,11 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"runtime/trace"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/leadpulse/leadpulse/state"
 )
@@ -186,6 +190,7 @@ type pipelineStats struct {
 	batches   uint64
 	batchSecs float64
 	redis     state.RedisStats
+	redisCPU  float64 // the Redis server's CPU seconds (INFO cpu); 0 if unknown
 }
 
 func (r *run) stats() pipelineStats {
@@ -193,8 +198,30 @@ func (r *run) stats() pipelineStats {
 	s.batches, s.batchSecs = histogram(r.reg, "leadpulse_score_batch_seconds")
 	if r.rdb != nil {
 		s.redis = r.rdb.Stats()
+		s.redisCPU = redisServerCPU(r.rdb.Client())
 	}
 	return s
+}
+
+// redisServerCPU returns the CPU seconds the Redis server has used
+// (used_cpu_user + used_cpu_sys of INFO cpu; of the first node in Cluster),
+// or 0 when it cannot be read.
+func redisServerCPU(c redis.UniversalClient) float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	info, err := c.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
+			f, _ := strconv.ParseFloat(v, 64)
+			sum += f
+		}
+	}
+	return sum
 }
 
 // fill sets the phase's resource and store figures from the counters at
@@ -236,6 +263,9 @@ func (r *run) fill(ph *Phase, a, b pipelineStats, lagFrom float64) {
 		}
 		if ph.Seconds > 0 {
 			d.WrittenPerSec = float64(d.Written) / ph.Seconds
+		}
+		if a.redisCPU > 0 && b.redisCPU > a.redisCPU {
+			d.ServerCPUMicrosPerEvent = (b.redisCPU - a.redisCPU) * 1e6 / n
 		}
 		ph.Redis = &d
 	}
