@@ -190,7 +190,9 @@ func (w *worker) run() {
 	defer tick.Stop()
 	var batch []*kgo.Record
 	for {
-		// Between batches: everything before is committed.
+		// Between batches: everything before is applied and its actions
+		// acknowledged; with Redis its state may wait for a later commit
+		// (statecommit.go), so a rules switch writes it first.
 		if rs := w.s.p.rules.Load(); rs != w.rs {
 			if err := w.settle(ctx); err != nil {
 				w.s.fail(err)
