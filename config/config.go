@@ -252,12 +252,11 @@ type Redis struct {
 	// CacheCapacity is the most contacts each partition keeps in memory in
 	// front of Redis. default: 20000
 	CacheCapacity int `yaml:"cache_capacity"`
-	// FlushInterval is the longest a partition working through a backlog
-	// keeps the contacts changed by consecutive batches before it writes
-	// them to Redis, once, and then commits their offsets; a caught-up
-	// partition writes within the offset commit interval (100ms). A crash
-	// re-reads at most this much more (repeats are dropped by messageId,
-	// actions keep their ids). default: 1s
+	// FlushInterval is the longest a partition keeps the contacts changed
+	// by consecutive batches before it writes them to Redis, once each,
+	// and then commits their offsets. A crash re-reads at most this much
+	// more (repeats are skipped, actions keep their ids); Redis shows a
+	// contact up to this much behind its actions. default: 1s
 	FlushInterval Duration `yaml:"flush_interval"`
 }
 

@@ -30,15 +30,15 @@ type Scoring struct {
 	// Cache configures the per-partition caches over Redis. default: see
 	// state.CacheOptions
 	Cache state.CacheOptions
-	// FlushInterval is, with Redis, the longest a partition working through
-	// a backlog keeps the contacts changed by consecutive batches in its
-	// cache before it writes them, so that a contact seen in several of
-	// them is encoded and written once. A caught-up partition writes after
-	// every batch. The batches' actions are produced as they are applied;
+	// FlushInterval is, with Redis, the longest a partition keeps the
+	// contacts changed by consecutive batches in its cache before it writes
+	// them, so that a contact seen in several of them is encoded and
+	// written once. The batches' actions are produced as they are applied;
 	// their offsets are committed only after their state is written, so a
-	// crash re-reads at most this much more (repeats are dropped by
-	// messageId, actions keep their ids). See statecommit.go.
-	// default: DefaultFlushInterval (1s)
+	// crash re-reads at most this much more (repeats are skipped, actions
+	// keep their ids), and Redis (Inspect) shows a contact up to this much
+	// behind its actions. See statecommit.go. default: DefaultFlushInterval
+	// (1s)
 	FlushInterval time.Duration
 	// OnAction, when set, sees every action after Kafka acknowledged it on
 	// the actions topic. It is called from the partition goroutines, at the

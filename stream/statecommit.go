@@ -15,81 +15,100 @@ const DefaultFlushInterval = time.Second
 
 // Coalesced state commits (Redis).
 //
-// Under a backlog a partition applies batch after batch, and the same
-// contacts come back in consecutive batches. Writing every changed contact
-// after each batch encoded and wrote such a contact once per batch: about
-// 0.35 Redis writes per event in `leadpulse bench` (10,000 contacts, batches
-// of ~2,000 records), each an encode (~7 µs) and a compare-and-set script
-// (~10–13 µs of Redis CPU), more than the rest of the event's processing.
-// So while more records wait, a batch's changes stay in the partition's
-// cache (dirty contacts are never evicted), and one Commit writes the
-// changes of several batches as of the last one's position, when:
+// A partition applies batch after batch, and the same contacts come back in
+// consecutive batches. Writing every changed contact after each batch
+// encoded and wrote such a contact once per batch: about 0.35 Redis writes
+// per event under a backlog in `leadpulse bench` (10,000 contacts, batches
+// of ~2,000 records), about one per event when caught up (batches of a few
+// records), each an encode (~7 µs) and a compare-and-set script (10–25 µs
+// of Redis CPU, more with AOF), more than the rest of the event's
+// processing. So a batch's changes stay in the partition's cache (dirty
+// contacts are never evicted), and one Commit writes the changes of several
+// batches as of the last one's position, when:
 //
-//   - Scoring.FlushInterval has passed since the first batch not written,
-//   - the queue is empty (the partition is caught up) and CommitInterval
-//     has passed since the first batch not written: a live partition
-//     writes a few times per offset commit instead of after every batch
-//     of a few records (at 5,000 events/s, ~130 round trips/s per
-//     partition), off the path of the next batch,
-//   - the dirty contacts reach half the cache's capacity,
-//   - a timer fires (tick), the rules change, or the partition stops.
+//   - Scoring.FlushInterval (redis.flush_interval) has passed since the
+//     first change not written — checked after each batch, and by a timer
+//     while the partition is idle;
+//   - the dirty contacts reach half the cache's capacity;
+//   - a timer fires by the wall clock, the rules change, or the partition
+//     stops (revoke, shutdown).
 //
 // The order of commits holds for every record: a batch's actions are
-// produced and acknowledged when it is applied, its state is written
-// after that, and its offset is noted for the committer only once its state
-// is durable (pendingState keeps the latest batch's). A crash, a lost
+// produced and acknowledged when it is applied, its state is written after
+// that, and its offset is noted for the committer only once its state is
+// durable (pendingState keeps the latest batch's). A crash, a lost
 // partition or a failed write therefore loses state and offsets together:
 // the records are read again from the last committed offset, repeats are
-// dropped by messageId and their actions come again with the same ids,
-// exactly as after a crash between a batch's actions and its state commit.
+// skipped (Contact.Covers, messageIds) and their actions come again with the
+// same ids, exactly as after a crash between a batch's actions and its
+// state commit.
 type pendingState struct {
-	eo      kgo.EpochOffset // the offset to note once the state is durable
-	offset  int64           // the last applied record's offset: the position of the write
-	waiting bool            // eo and offset are set: a batch's state is not written yet
-	since   time.Time       // when the first batch not written was applied
-	due     *time.Timer     // wakes an idle worker when the pending state is due (stateDue)
+	waiting bool            // the cache holds changes not written yet
+	offset  int64           // the position to write them at: the last applied record's offset
+	eo      kgo.EpochOffset // the offset to note once they are written, if hasEO
+	hasEO   bool
+	since   time.Time   // when the first change not written was made
+	due     *time.Timer // wakes an idle worker when the pending state is due (stateDue)
+}
+
+// owe records that the cache holds changes to write as of offset.
+func (w *worker) owe(offset int64) {
+	if !w.pend.waiting {
+		w.pend.waiting, w.pend.since = true, time.Now()
+	}
+	w.pend.offset = offset
 }
 
 // afterBatch is called once a batch's actions are acknowledged: it writes
-// the state and notes the offset eo, or leaves both for a later batch.
+// the state and notes the offset eo, or leaves both for later.
 func (w *worker) afterBatch(ctx context.Context, offset int64, eo kgo.EpochOffset) error {
 	if w.cache == nil {
 		w.s.commits.note(w.part, eo)
 		return nil
 	}
-	if !w.pend.waiting {
-		w.pend.since = time.Now()
-	}
-	w.pend.eo, w.pend.offset, w.pend.waiting = eo, offset, true
+	w.owe(offset)
+	w.pend.eo, w.pend.hasEO = eo, true
 	if w.holdState() {
 		return nil
 	}
-	return w.commitState(ctx, offset)
+	return w.settle(ctx)
 }
 
-// holdState reports whether the pending state may wait: the cache has room
-// and the state is younger than FlushInterval while records are queued, or
-// than the idle interval when none are.
+// afterRelease is called once the output of held events released between
+// batches (identity hand-overs that timed out) is acknowledged: their state
+// is written with the pending state. While hand-overs are in flight this
+// runs at every tick, and writing at once kept a live partition from
+// coalescing anything.
+func (w *worker) afterRelease(ctx context.Context) error {
+	if w.cache == nil || w.cache.Dirty() == 0 {
+		return nil
+	}
+	w.owe(max(w.next-1, 0))
+	if w.holdState() {
+		return nil
+	}
+	return w.settle(ctx)
+}
+
+// flushInterval is how long changes may wait to be written.
+func (w *worker) flushInterval() time.Duration {
+	if f := w.s.sc.FlushInterval; f > 0 {
+		return f
+	}
+	return DefaultFlushInterval
+}
+
+// holdState reports whether the pending state may wait: it is younger than
+// the flush interval and the cache has room.
 func (w *worker) holdState() bool {
 	capacity := w.s.sc.Cache.Capacity
 	if capacity <= 0 {
 		capacity = state.DefaultCacheCapacity
 	}
-	if w.cache.Dirty() >= max(capacity/2, 1) {
-		return false
-	}
-	age := time.Since(w.pend.since)
-	if n, _ := w.queued(); n > 0 {
-		interval := w.s.sc.FlushInterval
-		if interval <= 0 {
-			interval = DefaultFlushInterval
-		}
-		return age < interval
-	}
-	return age < w.idleInterval()
+	return w.cache.Dirty() < max(capacity/2, 1) && time.Since(w.pend.since) < w.flushInterval()
 }
 
-// settle writes the state a batch left pending, and notes its offset.
+// settle writes the pending state, and notes the offset that waited for it.
 func (w *worker) settle(ctx context.Context) error {
 	if !w.pend.waiting {
 		return nil
@@ -97,19 +116,10 @@ func (w *worker) settle(ctx context.Context) error {
 	return w.commitState(ctx, w.pend.offset)
 }
 
-// idleInterval is how long a caught-up partition keeps its pending state.
-func (w *worker) idleInterval() time.Duration {
-	d := w.cfg.CommitInterval
-	if f := w.s.sc.FlushInterval; f > 0 && f < d {
-		d = f
-	}
-	return d
-}
-
 // settleIdle writes the pending state of a partition with nothing queued if
 // it is due, or now.
 func (w *worker) settleIdle(ctx context.Context, now bool) error {
-	if !w.pend.waiting || (!now && time.Since(w.pend.since) < w.idleInterval()) {
+	if !w.pend.waiting || (!now && time.Since(w.pend.since) < w.flushInterval()) {
 		return nil
 	}
 	return w.settle(ctx)
@@ -122,7 +132,7 @@ func (w *worker) stateDue() <-chan time.Time {
 	if !w.pend.waiting {
 		return nil
 	}
-	d := time.Until(w.pend.since.Add(w.idleInterval()))
+	d := time.Until(w.pend.since.Add(w.flushInterval()))
 	if w.pend.due == nil {
 		w.pend.due = time.NewTimer(d)
 	} else {
@@ -159,10 +169,10 @@ func (w *worker) commitState(ctx context.Context, offset int64) error {
 	if err != nil {
 		return err
 	}
-	if w.pend.waiting {
+	if w.pend.waiting && w.pend.hasEO {
 		w.s.commits.note(w.part, w.pend.eo)
-		w.pend.waiting, w.pend.since = false, time.Time{}
 	}
+	w.pend.waiting, w.pend.hasEO, w.pend.since = false, false, time.Time{}
 	return nil
 }
 

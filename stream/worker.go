@@ -591,7 +591,12 @@ func (w *worker) tick(ctx context.Context) error {
 		if w.fatal != nil {
 			return w.fatal
 		}
-		if err := w.flush(ctx, max(w.next-1, 0)); err != nil {
+		// The released events' actions now; their state with the next
+		// state commit (statecommit.go).
+		if err := w.produce(ctx); err != nil {
+			return err
+		}
+		if err := w.afterRelease(ctx); err != nil {
 			return err
 		}
 	}
