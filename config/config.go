@@ -254,7 +254,8 @@ type Redis struct {
 	CacheCapacity int `yaml:"cache_capacity"`
 	// FlushInterval is the longest a partition keeps the contacts changed
 	// by consecutive batches before it writes them to Redis, once each,
-	// and then commits their offsets. A crash re-reads at most this much
+	// and then commits their offsets (sooner when its records pause for
+	// 100ms). A crash re-reads at most this much
 	// more (repeats are skipped, actions keep their ids); Redis shows a
 	// contact up to this much behind its actions. default: 1s
 	FlushInterval Duration `yaml:"flush_interval"`

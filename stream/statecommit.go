@@ -29,6 +29,11 @@ const DefaultFlushInterval = time.Second
 //   - Scoring.FlushInterval (redis.flush_interval) has passed since the
 //     first change not written — checked after each batch, and by a timer
 //     while the partition is idle;
+//   - the partition's records pause: no batch for CommitInterval (a
+//     backlog or a burst is worked off, or the traffic is sparse). A live
+//     partition at thousands of events/s never pauses that long and writes
+//     once per flush interval; the end of a backlog is not held back by
+//     it (the offsets that wait for the state would be);
 //   - the dirty contacts reach half the cache's capacity;
 //   - a timer fires by the wall clock, the rules change, or the partition
 //     stops (revoke, shutdown).
@@ -48,6 +53,7 @@ type pendingState struct {
 	eo      kgo.EpochOffset // the offset to note once they are written, if hasEO
 	hasEO   bool
 	since   time.Time   // when the first change not written was made
+	batch   time.Time   // when the last batch was applied
 	due     *time.Timer // wakes an idle worker when the pending state is due (stateDue)
 }
 
@@ -67,7 +73,7 @@ func (w *worker) afterBatch(ctx context.Context, offset int64, eo kgo.EpochOffse
 		return nil
 	}
 	w.owe(offset)
-	w.pend.eo, w.pend.hasEO = eo, true
+	w.pend.eo, w.pend.hasEO, w.pend.batch = eo, true, time.Now()
 	if w.holdState() {
 		return nil
 	}
@@ -116,10 +122,26 @@ func (w *worker) settle(ctx context.Context) error {
 	return w.commitState(ctx, w.pend.offset)
 }
 
+// quietInterval is how long without a batch counts as a pause of the
+// partition's records.
+func (w *worker) quietInterval() time.Duration {
+	return min(w.cfg.CommitInterval, w.flushInterval())
+}
+
+// idleDue is when the pending state of a partition with nothing queued is
+// due: at the flush interval, or once its records pause.
+func (w *worker) idleDue() time.Time {
+	due := w.pend.since.Add(w.flushInterval())
+	if q := w.pend.batch.Add(w.quietInterval()); q.Before(due) {
+		due = q
+	}
+	return due
+}
+
 // settleIdle writes the pending state of a partition with nothing queued if
 // it is due, or now.
 func (w *worker) settleIdle(ctx context.Context, now bool) error {
-	if !w.pend.waiting || (!now && time.Since(w.pend.since) < w.flushInterval()) {
+	if !w.pend.waiting || (!now && time.Now().Before(w.idleDue())) {
 		return nil
 	}
 	return w.settle(ctx)
@@ -132,7 +154,7 @@ func (w *worker) stateDue() <-chan time.Time {
 	if !w.pend.waiting {
 		return nil
 	}
-	d := time.Until(w.pend.since.Add(w.flushInterval()))
+	d := time.Until(w.idleDue())
 	if w.pend.due == nil {
 		w.pend.due = time.NewTimer(d)
 	} else {
