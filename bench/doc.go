@@ -11,8 +11,9 @@
 //     from the same broker, no decoding, no commits.
 //  3. Drain (throughput): the pipeline (package stream, as `leadpulse dev`
 //     wires it) starts and applies the backlog; the consumer lag is sampled
-//     every 100ms, and the sustained rate is the slope from 90% to 10% of
-//     the backlog. CPU (getrusage, the whole process), heap allocation
+//     every 100ms, the records not yet taken into a scoring batch every
+//     50ms, and the sustained rate is the slope of the latter from 90% to
+//     10% of the backlog (committed offsets move in steps with Redis). CPU (getrusage, the whole process), heap allocation
 //     (runtime/metrics), peak heap and RSS, the scoring batches and, with
 //     Redis, the store's round trips (state.Redis stats) are taken over it.
 //  4. Latency phases, one per Config.Rates: open loop at the offered rate

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/leadpulse/leadpulse/state"
@@ -288,7 +289,9 @@ func (r *run) drain(ctx context.Context, n int64, win *window) (*Phase, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: the pipeline read nothing: %w", err)
 	}
+	taken := r.sampleTaken(n)
 	t1, b, end, err := r.settled(ctx)
+	backlog := taken()
 	if err != nil {
 		return nil, err
 	}
@@ -301,10 +304,54 @@ func (r *run) drain(ctx context.Context, n int64, win *window) (*Phase, error) {
 		ph.LagFinal = end.Records
 	}
 	ph.EventsPerSec = ph.OverallPerSec
-	if rate, ok := sustained(r.mon.lagSince(lagFrom), n); ok {
+	if rate, ok := sustained(backlog, n); ok {
 		ph.EventsPerSec, ph.Sustained = rate, true
 	}
 	return ph, nil
+}
+
+// sampleTaken samples, every 50ms until the returned function is called,
+// the records of the n-record backlog the scoring stage has not taken into
+// a batch yet (leadpulse_events_in_total of stage score), and returns them.
+//
+// The sustained rate is measured on it rather than on the consumer lag
+// (committed offsets): with Redis a partition commits its state, and then
+// its offsets, once per flush interval under a backlog (stream's coalesced
+// state writes), so the committed lag falls in steps of up to a second,
+// and a slope between two samples of a staircase is no rate.
+func (r *run) sampleTaken(n int64) func() []LagSample {
+	stop, done := make(chan struct{}), make(chan struct{})
+	var out []LagSample
+	t0 := r.mon.t0
+	taken := func() int64 {
+		var sum float64
+		eachMetric(r.reg, "leadpulse_events_in_total", func(m *dto.Metric) {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "stage" && l.GetValue() == "score" {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		})
+		return int64(sum)
+	}
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			out = append(out, LagSample{Seconds: time.Since(t0).Seconds(), Records: max(n-taken(), 0)})
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() []LagSample {
+		close(stop)
+		<-done
+		return out
+	}
 }
 
 // sustained is the pipeline's steady rate in a drain: the slope of the
