@@ -252,10 +252,10 @@ type Redis struct {
 	// CacheCapacity is the most contacts each partition keeps in memory in
 	// front of Redis. default: 20000
 	CacheCapacity int `yaml:"cache_capacity"`
-	// FlushInterval is the longest a partition keeps the contacts changed
-	// by consecutive batches before it writes them to Redis, once each,
-	// and then commits their offsets (sooner when its records pause for
-	// 100ms). A crash re-reads at most this much
+	// FlushInterval is the longest a partition working through a backlog
+	// keeps the contacts changed by consecutive batches before it writes
+	// them to Redis, once each, and then commits their offsets; a
+	// caught-up partition writes within 100ms. A crash re-reads at most this much
 	// more (repeats are skipped, actions keep their ids); Redis shows a
 	// contact up to this much behind its actions. default: 1s
 	FlushInterval Duration `yaml:"flush_interval"`

@@ -30,11 +30,11 @@ type Scoring struct {
 	// Cache configures the per-partition caches over Redis. default: see
 	// state.CacheOptions
 	Cache state.CacheOptions
-	// FlushInterval is, with Redis, the longest a partition keeps the
-	// contacts changed by consecutive batches in its cache before it writes
-	// them, so that a contact seen in several of them is encoded and
-	// written once; it writes them sooner when its records pause for
-	// Config.CommitInterval. The batches' actions are produced as they are applied;
+	// FlushInterval is, with Redis, the longest a partition working through
+	// a backlog keeps the contacts changed by consecutive batches in its
+	// cache before it writes them, so that a contact seen in several of
+	// them is encoded and written once; a caught-up partition writes
+	// within Config.CommitInterval. The batches' actions are produced as they are applied;
 	// their offsets are committed only after their state is written, so a
 	// crash re-reads at most this much more (repeats are skipped, actions
 	// keep their ids), and Redis (Inspect) shows a contact up to this much
