@@ -123,13 +123,6 @@ func (r *run) setup(ctx context.Context) error {
 	} else {
 		r.res.Broker = strings.Join(r.brokers, ",")
 	}
-	var topicConfigs map[string]string
-	if len(r.cfg.Brokers) == 0 {
-		// The embedded broker keeps its log in this process' heap, in
-		// segments it frees only whole: small ones, so that the records
-		// the latency phases delete once read (trimLoop) leave the heap.
-		topicConfigs = map[string]string{"segment.bytes": "1048576"}
-	}
 	pfx := "bench-" + r.id + "."
 	r.scfg = stream.Config{
 		Brokers: r.brokers,
@@ -141,7 +134,6 @@ func (r *run) setup(ctx context.Context) error {
 		InputKeyed:     !cfg.Unkeyed,
 		NoTransactions: cfg.NoTransactions,
 		Partitions:     cfg.Partitions,
-		TopicConfigs:   topicConfigs,
 		BatchRecords:   cfg.BatchRecords,
 		QueueRecords:   max(4096, 2*cfg.BatchRecords),
 		FetchMaxWait:   cfg.FetchMaxWait,
