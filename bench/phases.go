@@ -315,6 +315,7 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 	lagFrom := time.Since(r.mon.t0).Seconds()
 	win := r.col.watch(math.MaxInt64, math.MaxInt64)
 	a := r.stats()
+	hand := buckets(r.reg, handoverMetric)
 	before := r.load.acked.Load()
 	// The window opens before the first event is stamped, so that no
 	// action escapes it; openLoop's stamps start 5ms from now.
@@ -343,6 +344,7 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 		AppliedMS:        latencyOf(r.col.appliedSnapshot(win)),
 		SamplesWanted:    cfg.Samples,
 		ProducerBehindMS: float64(behind.Microseconds()) / 1000,
+		HandoverMS:       bucketLatency(hand, buckets(r.reg, handoverMetric)),
 	}
 	if int64(sent) != ph.Events {
 		return nil, fmt.Errorf("bench: %d events sent at %.0f/s but %d acknowledged", sent, rate, ph.Events)
@@ -365,6 +367,9 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 	}
 	return ph, nil
 }
+
+// handoverMetric is the stream package's identity hand-over histogram.
+const handoverMetric = "leadpulse_identity_handover_seconds"
 
 // maxPhase bounds a latency phase lengthened by Config.Samples.
 const maxPhase = 10 * time.Minute

@@ -106,6 +106,14 @@ func latencyOf(h *hdrhistogram.Histogram) *Latency {
 	}
 }
 
+// BucketLatency is a latency read from a Prometheus histogram: its
+// quantiles are the upper bounds (ms) of the buckets that hold them.
+type BucketLatency struct {
+	Count int64   `json:"count"`
+	P50LE float64 `json:"p50_le"`
+	P99LE float64 `json:"p99_le"`
+}
+
 // Phase is one measured phase: the throughput drain, or a latency phase at
 // an offered rate.
 type Phase struct {
@@ -146,6 +154,12 @@ type Phase struct {
 	HopFloorMS *Latency `json:"hop_floor_ms,omitempty"`
 	// ProducerBehindMS is how late the open-loop producer sent at worst.
 	ProducerBehindMS float64 `json:"producer_behind_ms,omitempty"`
+	// HandoverMS is the identity hand-overs of the phase (SPEC §6, live):
+	// a link request produced by the user's partition → the anonymous
+	// id's answer applied there (leadpulse_identity_handover_seconds);
+	// nil when there were none (merging off, or no identify). In the drain
+	// a request waits behind the anonymous id's partition's backlog.
+	HandoverMS *BucketLatency `json:"handover_ms,omitempty"`
 
 	CPUSeconds         float64 `json:"cpu_seconds"`
 	CPUMicrosPerEvent  float64 `json:"cpu_us_per_event"`
@@ -316,6 +330,12 @@ func (r *Result) WriteTable(w io.Writer) error {
 			hops = 3
 		}
 		p.f("  hop p99: one produce→fetch hop of the same broker at the same rate (plain clients); the pipeline makes %d hops\n", hops)
+		for _, ph := range r.Rates {
+			if h := ph.HandoverMS; h != nil {
+				p.f("  identity hand-over at %s/s (link request produced → answer applied): %s, p50 ≤ %s ms, p99 ≤ %s ms (histogram bucket bounds)\n",
+					num(ph.OfferedPerSec), num(float64(h.Count)), ms2(h.P50LE), ms2(h.P99LE))
+			}
+		}
 		if len(r.Rates) > 0 && r.Rates[0].Redis != nil && r.Drain == nil {
 			tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 			fmt.Fprintf(tw, "figure\tpipeline\tceiling\tratio\t\n")
@@ -389,3 +409,37 @@ func num(f float64) string {
 }
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// WriteMergeComparison writes the figures of two runs of the same traffic,
+// identity merging on and off (`leadpulse bench --merge both`), side by
+// side: the throughput phase's rate and cost, and per latency phase the
+// event → state applied and event → action latencies at the same offered
+// rate, with the hand-overs of the run with merging.
+func WriteMergeComparison(w io.Writer, on, off *Result) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "identity merge on vs off (the same traffic, one run after the other)\n")
+	fmt.Fprintf(tw, "figure\tmerge on\tmerge off\t\n")
+	if on.Drain != nil && off.Drain != nil {
+		fmt.Fprintf(tw, "events/s sustained (throughput)\t%s\t%s\t\n", num(on.Drain.EventsPerSec), num(off.Drain.EventsPerSec))
+		fmt.Fprintf(tw, "CPU µs/event (throughput)\t%.1f\t%.1f\t\n", on.Drain.CPUMicrosPerEvent, off.Drain.CPUMicrosPerEvent)
+		fmt.Fprintf(tw, "allocs/event (throughput)\t%.1f\t%.1f\t\n", on.Drain.AllocsPerEvent, off.Drain.AllocsPerEvent)
+	}
+	pq := func(l *Latency) string {
+		if l == nil || l.Count == 0 {
+			return "n/a"
+		}
+		return ms2(l.P50) + " / " + ms2(l.P99)
+	}
+	for i := range min(len(on.Rates), len(off.Rates)) {
+		a, b := on.Rates[i], off.Rates[i]
+		rate := num(a.OfferedPerSec)
+		fmt.Fprintf(tw, "events/s achieved at %s/s\t%s\t%s\t\n", rate, num(a.EventsPerSec), num(b.EventsPerSec))
+		fmt.Fprintf(tw, "applied p50 / p99 ms at %s/s\t%s\t%s\t\n", rate, pq(a.AppliedMS), pq(b.AppliedMS))
+		fmt.Fprintf(tw, "action p50 / p99 ms at %s/s\t%s\t%s\t\n", rate, pq(a.LatencyMS), pq(b.LatencyMS))
+		fmt.Fprintf(tw, "CPU µs/event at %s/s\t%.1f\t%.1f\t\n", rate, a.CPUMicrosPerEvent, b.CPUMicrosPerEvent)
+		if h := a.HandoverMS; h != nil {
+			fmt.Fprintf(tw, "hand-overs, p50 / p99 ms (bucket bounds) at %s/s\t%s, ≤ %s / ≤ %s\t-\t\n", rate, num(float64(h.Count)), ms2(h.P50LE), ms2(h.P99LE))
+		}
+	}
+	return tw.Flush()
+}

@@ -85,7 +85,7 @@ func TestDefaults(t *testing.T) {
 			check("pipeline", c.Pipeline, config.Pipeline{BatchRecords: 4000, QueueRecords: 4096, PollRecords: 10000,
 				TimerDelay: config.Duration(500 * time.Millisecond), Tick: config.Duration(200 * time.Millisecond),
 				TimerHorizon: config.Duration(time.Minute), DrainTimeout: config.Duration(30 * time.Second),
-				MaxEventBytes: 1 << 20, UnreachableAfter: config.Duration(5 * time.Second), HandoverTimeout: config.Duration(10 * time.Second)})
+				MaxEventBytes: 1 << 20, UnreachableAfter: config.Duration(5 * time.Second), HandoverTimeout: config.Duration(30 * time.Second)})
 			check("redis.addr", []string(c.Redis.Addr), []string{"127.0.0.1:6379"})
 			check("redis.key_prefix", c.Redis.KeyPrefix, "lp")
 			check("redis.ttl", c.Redis.TTL.D(), state.DefaultTTL)

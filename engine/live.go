@@ -71,7 +71,24 @@ type LinkOutcome struct {
 	// Forward: the event carries only an anonymous id retired into this
 	// user; the driver forwards it unchanged, keyed by the user.
 	Forward string
+	// Dropped are the ids the event would link that were not queued: the
+	// user's late link already has MaxQueuedLinks links queued behind it
+	// (the driver counts and logs them). They stay their own contacts,
+	// as after a refused link, and link at the user's next event that
+	// carries them once the queue has drained.
+	Dropped []string
 }
+
+// MaxQueuedLinks bounds the links queued behind a user's late link
+// (state.PendingLink.Then): the user's linking events read while the
+// answer to a timed-out hand-over has not come. Each is one more round
+// trip and lives in the user's state blob, so a user whose every event
+// carries a new or refused anonymous id while the anonymous ids'
+// partition is stalled must not grow them without bound. A linking event
+// read when the queue is full links nothing (LinkOutcome.Dropped); 16 is
+// far above what a person produces while a partition recovers (a second
+// device, a shared computer).
+const MaxQueuedLinks = 16
 
 // AnswerKind is how the owner of an anonymous id answered a LinkRequest.
 type AnswerKind int
@@ -180,8 +197,13 @@ func (p *Partition) ApplyLive(ctx context.Context, le *LiveEvent) (LinkOutcome, 
 			// refused, replay asks again at this event and counts the
 			// conflict again; if it is merged, the queued link drops it.
 			if ids := p.toLink(c, e, user, anon); len(ids) > 0 && pl.Late {
-				pl.Then = append(pl.Then, state.PendingLink{Link: le.Pos, Time: e.Time, IDs: ids, Late: true})
-				changed = true
+				if len(pl.Then) >= MaxQueuedLinks {
+					out.Dropped = ids
+					p.droppedLinks++
+				} else {
+					pl.Then = append(pl.Then, state.PendingLink{Link: le.Pos, Time: e.Time, IDs: ids, Late: true})
+					changed = true
+				}
 			}
 			break
 		}
@@ -229,6 +251,10 @@ func (p *Partition) request(u *state.Contact) *LinkRequest {
 	return &LinkRequest{Anon: pl.IDs[0], User: u.ID, Link: pl.Link, Time: pl.Time,
 		Full: len(u.Merged) >= p.ident.MaxAnonymous}
 }
+
+// DroppedLinks counts the linking events whose links were not queued
+// behind a late link because MaxQueuedLinks were queued already.
+func (p *Partition) DroppedLinks() uint64 { return p.droppedLinks }
 
 // Pending returns a user's pending link as the store has it, for a driver
 // that restarts: nil when none.
@@ -383,18 +409,46 @@ func (p *Partition) GiveUp(ctx context.Context, user string) error {
 	return nil
 }
 
-// EraseLive erases a contact at its owner and returns the anonymous ids
-// merged into it, whose owners must erase their tombstones (Unlink).
-func (p *Partition) EraseLive(ctx context.Context, id string) ([]string, error) {
+// EraseLive erases a contact at its owner. It returns the anonymous ids
+// merged into it, whose owners must erase their tombstones (Unlink), and,
+// for an anonymous id merged into a user, that user, whose owner must take
+// the id off its list (Unmerge), as replay's Erase does.
+func (p *Partition) EraseLive(ctx context.Context, id string) (merged []string, into string, err error) {
 	c, err := p.store.Get(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("engine: load contact %q to erase it: %w", id, err)
+		return nil, "", fmt.Errorf("engine: load contact %q to erase it: %w", id, err)
 	}
-	merged := slices.Clone(c.Merged)
+	merged = slices.Clone(c.Merged)
 	if err := p.store.Delete(ctx, id); err != nil {
-		return nil, fmt.Errorf("engine: erase contact %q: %w", id, err)
+		return nil, "", fmt.Errorf("engine: erase contact %q: %w", id, err)
 	}
-	return merged, nil
+	return merged, c.MergedInto, nil
+}
+
+// Unmerge takes the erased anonymous id anon off user's merged list (SPEC
+// §6 (d): erasing a merged id removes its link; the history it brought
+// stays the user's until the user is erased). from is the erasure's record
+// in anon's partition: the owner of anon sends the unmerge after every
+// forward of anon's events it sent before, so the user's forwarded
+// position for that partition (Contact.ForwardSeen) skips a re-read, even
+// after anon has been linked to the user again. It reports whether the
+// list changed.
+func (p *Partition) Unmerge(ctx context.Context, user, anon string, from state.Position) (bool, error) {
+	u, err := p.store.Get(ctx, user)
+	if err != nil {
+		return false, fmt.Errorf("engine: load contact %q: %w", user, err)
+	}
+	if !hasState(u) || u.ForwardSeen(from) {
+		return false, nil
+	}
+	i := slices.Index(u.Merged, anon)
+	if i >= 0 {
+		u.Merged = slices.Delete(u.Merged, i, i+1)
+	}
+	if err := p.store.Put(ctx, u); err != nil {
+		return false, fmt.Errorf("%w: contact %q: %w", ErrDiverged, u.ID, err)
+	}
+	return i >= 0, nil
 }
 
 // Unlink erases the tombstone of anon if it was retired into user: a later

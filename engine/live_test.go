@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -586,5 +587,153 @@ func TestLiveLateLinkQueuesNextLink(t *testing.T) {
 				t.Errorf("live: %d links, %d merges, conflicts %v; replay: %d, %d, %v", links, merges, conflicts, rst.Links, rst.Merges, rst.Conflicts)
 			}
 		})
+	}
+}
+
+// TestLiveLateLinkQueueBounded: the links queued behind a late link are
+// bounded by MaxQueuedLinks. A user whose every event brings another
+// anonymous id while its first hand-over is late queues the first
+// MaxQueuedLinks of them; the links of its later events are dropped
+// (counted), so that its state does not grow without bound. A dropped id
+// stays its own contact, as after a refused link, and links at the user's
+// next event that carries it.
+func TestLiveLateLinkQueueBounded(t *testing.T) {
+	ctx := context.Background()
+	rs := mustParse(t, strings.Replace(liveRules, "max_anonymous: 2", "max_anonymous: 100", 1))
+	page := func(i int, user, anon string) *event.Event {
+		e, err := event.Decode([]byte(ev(time.Duration(i)*time.Minute, append([]any{"type", "page", "messageId", fmt.Sprint("m", i)}, as(user, anon)...)...)), event.JSON, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	s := newSim(t, rs, 3)
+	s.giveUp = true
+	const extra = 3
+	n := engine.MaxQueuedLinks + extra
+	// The user's linking events are read one after the other before any
+	// answer: the first parks the user and times out at once, the next n
+	// each bring another anonymous id.
+	up := s.partOf("u")
+	for i := 0; i <= n; i++ {
+		s.pushEvent(page(i, "u", fmt.Sprint("a", i)))
+		for len(up.q) > 0 && up.q[0].kind == "event" {
+			s.process(up, up.q[0])
+			up.q = up.q[1:]
+		}
+	}
+	u, _ := s.store.Get(ctx, "u")
+	if u.Pending == nil || !u.Pending.Late || len(u.Pending.Then) != engine.MaxQueuedLinks {
+		t.Fatalf("pending link %+v: want late, with %d links queued", u.Pending, engine.MaxQueuedLinks)
+	}
+	if got := up.p.DroppedLinks(); got != extra {
+		t.Fatalf("%d linking events dropped, want %d", got, extra)
+	}
+	if u.Seq != uint64(n+1) {
+		t.Errorf("u applied %d events, want all %d (a dropped link drops no event)", u.Seq, n+1)
+	}
+	s.quiesce()
+	u, _ = s.store.Get(ctx, "u")
+	var want []string
+	for i := 0; i <= engine.MaxQueuedLinks; i++ {
+		want = append(want, fmt.Sprint("a", i))
+	}
+	if u.Pending != nil || !slices.Equal(u.Merged, want) {
+		t.Fatalf("after the answers: pending %+v, merged %v; want none pending, merged %v", u.Pending, u.Merged, want)
+	}
+	dropped := fmt.Sprint("a", n)
+	if c, _ := s.store.Get(ctx, dropped); c.MergedInto != "" {
+		t.Fatalf("dropped id %s was linked: %+v", dropped, c)
+	}
+	// The user's next event carrying a dropped id links it.
+	s.giveUp = false
+	s.pushEvent(page(n+1, "u", dropped))
+	s.quiesce()
+	u, _ = s.store.Get(ctx, "u")
+	if !slices.Contains(u.Merged, dropped) {
+		t.Errorf("u's next event with %s did not link it: merged %v", dropped, u.Merged)
+	}
+}
+
+// TestLiveEraseMergedAnonymousID: erasing an anonymous id merged into a
+// user (`leadpulse forget A`) takes it off the user's list, as replay's
+// Erase does: A's owner erases the tombstone and names the user
+// (EraseLive), the user's owner unmerges. A re-read of the unmerge — even
+// after A has been linked to the user again — changes nothing.
+func TestLiveEraseMergedAnonymousID(t *testing.T) {
+	ctx := context.Background()
+	rs := mustParse(t, liveRules)
+	mk := func(i int, user, anon string) *event.Event {
+		e, err := event.Decode([]byte(ev(time.Duration(i)*time.Minute, append([]any{"type", "page", "messageId", fmt.Sprint("m", i)}, as(user, anon)...)...)), event.JSON, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	ref := state.NewMemory()
+	rp := engine.NewPartition(rs, ref, nil)
+	rp.UseLinks(state.NewMemoryLinks())
+	s := newSim(t, rs, 3)
+	apply := func(evs ...*event.Event) {
+		for _, e := range evs {
+			if err := rp.Apply(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+			s.pushEvent(e)
+			s.quiesce()
+		}
+	}
+	apply(mk(0, "", "a1"), mk(1, "", "a2"), mk(2, "u", "a1"), mk(3, "u", "a2"))
+	if u, _ := s.store.Get(ctx, "u"); !slices.Equal(u.Merged, []string{"a1", "a2"}) {
+		t.Fatalf("u merged %v before the erasure, want [a1 a2]", u.Merged)
+	}
+
+	// forget a1: replay's Erase, and live's two steps.
+	if _, err := rp.Erase(ctx, "a1"); err != nil {
+		t.Fatal(err)
+	}
+	merged, into, err := s.partOf("a1").p.EraseLive(ctx, "a1")
+	if err != nil || len(merged) != 0 || into != "u" {
+		t.Fatalf("EraseLive(a1) = %v, %q, %v; want no merged ids, into u", merged, into, err)
+	}
+	ap := s.partOf("a1") // the forget record's place in a1's partition
+	from := state.Position{Partition: ap.n, Offset: ap.next}
+	ap.next++
+	unmerge := func() bool {
+		t.Helper()
+		changed, err := s.partOf("u").p.Unmerge(ctx, "u", "a1", from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return changed
+	}
+	if !unmerge() {
+		t.Fatal("Unmerge(u, a1) changed nothing")
+	}
+	want, _ := ref.Get(ctx, "u")
+	got, _ := s.store.Get(ctx, "u")
+	if !slices.Equal(got.Merged, want.Merged) || !slices.Equal(got.Merged, []string{"a2"}) {
+		t.Fatalf("u merged %v after forget a1; replay %v, want [a2]", got.Merged, want.Merged)
+	}
+	if c, _ := s.store.Get(ctx, "a1"); c.MergedInto != "" || c.Seq != 0 {
+		t.Fatalf("a1 after forget: %+v, want nothing", c)
+	}
+	if unmerge() {
+		t.Fatal("a re-read unmerge changed the list again")
+	}
+
+	// a1 comes back as a new anonymous contact and links to u again; the
+	// old unmerge read once more must not take it off.
+	apply(mk(4, "", "a1"), mk(5, "u", "a1"))
+	want, _ = ref.Get(ctx, "u")
+	got, _ = s.store.Get(ctx, "u")
+	if !slices.Equal(got.Merged, want.Merged) || !slices.Contains(got.Merged, "a1") {
+		t.Fatalf("u merged %v after a1 linked again; replay %v", got.Merged, want.Merged)
+	}
+	if unmerge() {
+		t.Fatal("an old unmerge read again took a1 off after it was linked again")
+	}
+	if !reflect.DeepEqual(comparable(got).Windows, comparable(want).Windows) {
+		t.Errorf("u windows %+v, replay %+v", got.Windows, want.Windows)
 	}
 }

@@ -49,6 +49,9 @@ type Partition struct {
 	ident    *rules.Identity
 	held     func(contact string) bool // live: contacts whose timers wait (UseLiveLinks)
 	deferred []timerRef
+	// droppedLinks counts linking events not queued behind a late link
+	// (MaxQueuedLinks, live.go).
+	droppedLinks uint64
 }
 
 // NewPartition returns a partition driver over store. emit may be nil.

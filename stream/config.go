@@ -145,7 +145,9 @@ type Config struct {
 	// HandoverTimeout bounds how long a user's events wait behind a linking
 	// event for the anonymous id's partition to answer (SPEC §6, live). On
 	// expiry they are applied without the merge, which happens when the
-	// answer comes. default: 10s
+	// answer comes. Keep it above TransactionTimeout: an ingest process
+	// killed mid-transaction holds every answer back until the broker
+	// aborts its transaction. default: 30s
 	HandoverTimeout time.Duration
 
 	// MaxEventBytes is the largest record value taken as an event. A larger
@@ -196,7 +198,7 @@ var defaults = Config{
 	Tick:               200 * time.Millisecond,
 	TimerHorizon:       time.Minute,
 	DrainTimeout:       30 * time.Second,
-	HandoverTimeout:    10 * time.Second,
+	HandoverTimeout:    30 * time.Second,
 	TransactionTimeout: 10 * time.Second,
 	MaxEventBytes:      DefaultMaxEventBytes,
 	UnreachableAfter:   5 * time.Second,

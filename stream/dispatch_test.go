@@ -136,8 +136,8 @@ func TestDispatchDeliversOnceInOrder(t *testing.T) {
 	dedupe := sinks.NewMemoryDedupe(0)
 	stop := startDispatch(t, cfg, srv.URL, dedupe)
 	dlq := newConsumer(t, addr, "actions.dlq")
-	dlq.until(1, 10*time.Second)
-	testenv.Eventually(t, 10*time.Second, func() error {
+	dlq.until(1, 60*time.Second)
+	testenv.Eventually(t, 60*time.Second, func() error {
 		if n := h.count(); n < 60 {
 			return fmt.Errorf("webhook received %d requests, want 60", n)
 		}

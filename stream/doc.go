@@ -170,5 +170,7 @@
 //	leadpulse_identity_handover_seconds               histogram: link-request produced → answer applied
 //	leadpulse_identity_parked_contacts                users waiting for a hand-over
 //	leadpulse_identity_forwarded_total                events of merged ids forwarded to their user
+//	leadpulse_identity_held_events_total              records of a parked user held until its hand-over completes
+//	leadpulse_identity_links_dropped_total            linking events not queued behind a late hand-over (queue full)
 //	leadpulse_identity_handover_timeouts_total        hand-overs given up after HandoverTimeout
 package stream

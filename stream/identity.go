@@ -29,6 +29,9 @@ import (
 //	forward       key U  from A's owner: an event carrying only the retired
 //	                     A, unchanged (HeaderAnon, HeaderFrom: its record)
 //	unlink        key A  from U's owner, when U is erased (HeaderUser)
+//	unmerge       key U  from A's owner, when the merged A is erased: take
+//	                     A off U's list (HeaderAnon, HeaderFrom: the erasure's
+//	                     record)
 //
 // The engine keeps every fact in contact state (engine/live.go); the worker
 // holds a parked user's records in memory and does not commit its offset
@@ -40,6 +43,7 @@ const (
 	ControlLinked      = "linked"
 	ControlForward     = "forward"
 	ControlUnlink      = "unlink"
+	ControlUnmerge     = "unmerge"
 
 	HeaderUser = "leadpulse-user"
 	HeaderAnon = "leadpulse-anon"
@@ -59,7 +63,7 @@ type parked struct {
 
 func isIdentityControl(ctl string) bool {
 	switch ctl {
-	case ControlLinkRequest, ControlHandover, ControlRefused, ControlLinked, ControlUnlink:
+	case ControlLinkRequest, ControlHandover, ControlRefused, ControlLinked, ControlUnlink, ControlUnmerge:
 		return true
 	}
 	return false
@@ -129,6 +133,7 @@ func (w *worker) applyEvent(ctx context.Context, e *event.Event, r *kgo.Record, 
 	}
 	if p := w.parked[key]; p != nil && !noLink {
 		p.recs = append(p.recs, r)
+		w.m.held.Inc()
 		return nil
 	}
 	w.cause = recordTime(r)
@@ -147,6 +152,11 @@ func (w *worker) applyEvent(ctx context.Context, e *event.Event, r *kgo.Record, 
 	}
 	if w.fatal != nil {
 		return w.fatal
+	}
+	if len(out.Dropped) > 0 {
+		w.m.dropped.Inc()
+		w.log.Warn("stream: identity links dropped: the user's late hand-over already has the most links queued behind it; the ids link at the user's next event that carries them (is the anonymous ids' partition stalled?)",
+			"user", out.Contact, "ids", out.Dropped, "queued", engine.MaxQueuedLinks, "offset", r.Offset)
 	}
 	switch {
 	case bad != nil:
@@ -263,6 +273,15 @@ func (w *worker) applyIdentity(ctx context.Context, ctl string, r *kgo.Record) e
 		}
 	case ControlUnlink:
 		return w.retry(ctx, "unlink", func() error { _, err := w.eng.Unlink(ctx, key, headerOf(r, HeaderUser)); return err })
+	case ControlUnmerge:
+		from, err := parsePos(headerOf(r, HeaderFrom))
+		if err != nil {
+			return bad(err)
+		}
+		return w.retry(ctx, "unmerge", func() error {
+			_, err := w.eng.Unmerge(ctx, key, headerOf(r, HeaderAnon), from)
+			return err
+		})
 	}
 	return nil
 }
@@ -349,12 +368,15 @@ func (w *worker) dropParked() {
 }
 
 // forget erases a contact (a forget control record) and asks the owners of
-// the anonymous ids merged into it to erase their tombstones (SPEC §6 (d)).
+// the anonymous ids merged into it to erase their tombstones, or, for a
+// merged anonymous id, its user's owner to take it off the user's list
+// (SPEC §6 (d)).
 func (w *worker) forget(ctx context.Context, id string, offset int64) error {
 	var merged []string
+	var into string
 	if err := w.retry(ctx, "erase contact", func() error {
 		var err error
-		merged, err = w.eng.EraseLive(ctx, id)
+		merged, into, err = w.eng.EraseLive(ctx, id)
 		return err
 	}); err != nil {
 		return err
@@ -363,6 +385,11 @@ func (w *worker) forget(ctx context.Context, id string, offset int64) error {
 		w.out = append(w.out, w.control2(a, ControlUnlink, HeaderUser, id))
 		w.meta = append(w.meta, outMeta{})
 	}
-	w.log.Info("stream: contact erased", "contact", id, "offset", offset, "merged_ids", len(merged))
+	if into != "" {
+		w.out = append(w.out, w.control2(into, ControlUnmerge, HeaderAnon, id,
+			HeaderFrom, fmtPos(state.Position{Partition: w.part, Offset: offset})))
+		w.meta = append(w.meta, outMeta{})
+	}
+	w.log.Info("stream: contact erased", "contact", id, "offset", offset, "merged_ids", len(merged), "merged_into", into)
 	return nil
 }

@@ -2,6 +2,7 @@ package stream_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -235,18 +236,30 @@ func testIdentityLiveTimeout(t *testing.T, store func(*testing.T) (stream.Scorin
 			later[j] = append(later[j], tab)
 		}
 	}
+	var all []*event.Event
 	for i, e := range gen {
-		evs := []*event.Event{e}
+		all = append(all, e)
 		for _, x := range later[i] {
 			x.Time, x.RawTimestamp = e.Time, e.RawTimestamp
-			evs = append(evs, x)
+			all = append(all, x)
 		}
-		for _, e := range evs {
-			if err := encodeInput(e, &recs, &lines); err != nil {
-				t.Fatal(err)
-			}
-			last = e.Timestamp()
+	}
+	// Every event of a person (its user, its cookie, a shared device's
+	// cookie) in one input partition: the ingest stage keeps input order
+	// within a partition only, and replay applies input order.
+	var people testenv.Groups
+	for _, e := range all {
+		people.Join(rs.Identity().Usable(e.UserID, e.AnonymousID))
+	}
+	for _, e := range all {
+		user, anon := rs.Identity().Usable(e.UserID, e.AnonymousID)
+		b, err := event.EncodeJSON(e)
+		if err != nil {
+			t.Fatal(err)
 		}
+		recs = append(recs, &kgo.Record{Topic: "events", Key: []byte(people.Of(cmp.Or(user, anon))), Value: b})
+		lines = append(lines, b)
+		last = e.Timestamp()
 	}
 	x := replayIdentity(t, rs, lines)
 	part := kgo.StickyKeyPartitioner(nil).ForTopic("events.keyed")
@@ -455,25 +468,4 @@ func slot(id string) int {
 		}
 	}
 	return int(crc) % 16384
-}
-
-func encodeInput(e *event.Event, recs *[]*kgo.Record, lines *[][]byte) error {
-	b, err := event.EncodeJSON(e)
-	if err != nil {
-		return err
-	}
-	*recs = append(*recs, &kgo.Record{Topic: "events", Key: []byte(inputKey(e)), Value: b})
-	*lines = append(*lines, b)
-	return nil
-}
-
-// inputKey keys an input record by its anonymousId when it has one (else
-// its userId), as a site's tracking producer does: a visitor's events before
-// and at identification then share an input partition, so the ingest stage
-// keys them in order even when one of its processes dies (DESIGN.md).
-func inputKey(e *event.Event) string {
-	if e.AnonymousID != "" {
-		return e.AnonymousID
-	}
-	return e.Contact()
 }

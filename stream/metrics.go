@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/leadpulse/leadpulse/engine"
 	"github.com/leadpulse/leadpulse/event"
 	"github.com/leadpulse/leadpulse/rules"
 )
@@ -46,6 +47,8 @@ type Metrics struct {
 	handover  prometheus.Histogram   // link-request produced → answer applied
 	parked    prometheus.Gauge       // users held behind a linking event
 	forwarded prometheus.Counter     // events of retired anonymous ids forwarded to their user
+	held      prometheus.Counter     // records held behind a parked user
+	dropped   prometheus.Counter     // linking events not queued behind a late link (engine.MaxQueuedLinks)
 	timeouts  prometheus.Counter     // hand-overs given up waiting for
 }
 
@@ -208,6 +211,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Name: "leadpulse_identity_forwarded_total",
 		Help: "Events carrying only a merged anonymous id, forwarded to the partition of its user.",
 	})
+	m.held = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "leadpulse_identity_held_events_total",
+		Help: "Records of a parked user (read after its linking event) held until the hand-over completes.",
+	})
+	m.dropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "leadpulse_identity_links_dropped_total",
+		Help: "Linking events of a user whose late hand-over already had " + strconv.Itoa(engine.MaxQueuedLinks) + " links queued behind it: their ids were not linked (they link at the user's next event carrying them).",
+	})
 	m.timeouts = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "leadpulse_identity_handover_timeouts_total",
 		Help: "Linking events applied without their merge after identity handover_timeout; the merge follows when the answer comes.",
@@ -226,7 +237,7 @@ func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.eventsIn, m.badEvents, m.latency, m.timerDelay, m.lag, m.queueDepth, m.queueCap,
 		m.firings, m.actions, m.suppressed, m.storeCommits, m.casRejections, m.skipped, m.offsetCommits, m.batchDuration,
 		m.partitions, m.pauses, m.produceErrors, m.deadLetterLost, m.dispatchQueued, m.rebalanceCount,
-		m.links, m.merges, m.conflicts, m.handover, m.parked, m.forwarded, m.timeouts}
+		m.links, m.merges, m.conflicts, m.handover, m.parked, m.forwarded, m.held, m.dropped, m.timeouts}
 }
 
 func (m *Metrics) bad(stage string, r event.Reason) {

@@ -116,12 +116,14 @@ func (b *benchCmd) Run(e *env) error {
 			runs = append(runs, run{off, nm})
 		}
 	}
+	var results []*bench.Result
 	for i, rn := range runs {
 		cfg.NoTransactions, cfg.NoMerge = rn.noTxn, rn.noMerge
 		res, err := bench.Run(e.ctx, cfg)
 		if err != nil {
 			return benchError(err)
 		}
+		results = append(results, res)
 		if i > 0 && !b.JSON {
 			fmt.Fprintln(e.stdout)
 		}
@@ -133,6 +135,10 @@ func (b *benchCmd) Run(e *env) error {
 		if err != nil {
 			return err
 		}
+	}
+	if b.Merge == "both" && !b.JSON && len(results) == 2 {
+		fmt.Fprintln(e.stdout)
+		return bench.WriteMergeComparison(e.stdout, results[0], results[1])
 	}
 	return nil
 }

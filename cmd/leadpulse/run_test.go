@@ -397,11 +397,25 @@ func (e *liveEnv) produce(recs []*kgo.Record, perSecond int) *producer {
 
 // produceChunks is produce with chunk records at a time.
 func (e *liveEnv) produceChunks(recs []*kgo.Record, perSecond, chunk int) *producer {
+	return e.produceGated(recs, perSecond, chunk, nil)
+}
+
+// produceGated is produceChunks where the record at index i, if gates has
+// a condition for it, is sent only once the condition holds (within 60s).
+func (e *liveEnv) produceGated(recs []*kgo.Record, perSecond, chunk int, gates map[int]func() error) *producer {
 	pr := &producer{done: make(chan error, 1)}
 	go func() {
 		start := time.Now()
 		for i := 0; i < len(recs); i += chunk {
 			j := min(i+chunk, len(recs))
+			for k := i; k < j; k++ {
+				if g := gates[k]; g != nil {
+					if err := testenv.Poll(60*time.Second, g); err != nil {
+						pr.done <- fmt.Errorf("record %d waited 60s: %w", k, err)
+						return
+					}
+				}
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			err := e.cl.ProduceSync(ctx, recs[i:j]...).FirstErr()
 			cancel()
