@@ -56,7 +56,9 @@ bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem ./engine/ ./rules/ ./event/
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./event/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 30s ./event/
+	$(GO) test -run '^$$' -fuzz '^FuzzScannerMatchesReference$$' -fuzztime 60s ./event/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTime$$' -fuzztime 15s ./event/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./rules/
 
 clean:

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/leadpulse/leadpulse/event"
 	"github.com/leadpulse/leadpulse/rules"
@@ -63,6 +64,7 @@ func BenchmarkApply(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu0 := cpuTime()
 			for i := 0; i < b.N; i++ {
 				e := evs[i%len(evs)]
 				if i > 0 && i%len(evs) == 0 {
@@ -74,6 +76,7 @@ func BenchmarkApply(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, cpu0, b.N)
 		})
 	}
 }
@@ -118,6 +121,7 @@ func BenchmarkReplay1M(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for i := 0; i < b.N; i++ {
 		sum, err := Replay(context.Background(), rs, bytes.NewReader(data), ReplayOptions{Out: io.Discard, NoLinks: *noLinks})
 		if err != nil {
@@ -130,4 +134,16 @@ func BenchmarkReplay1M(b *testing.B) {
 		b.ReportMetric(float64(sum.Emitted), "actions")
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
+	if d := cpuTime() - cpu0; d > 0 {
+		b.ReportMetric(float64(n*b.N)/d.Seconds(), "events/cpu-s")
+	}
+}
+
+// reportCPU reports the process's CPU time per op since cpu0 (cpu-ns/op):
+// unlike ns/op, it leaves out the time spent waiting for a core on a busy
+// machine. It includes the garbage collector's work.
+func reportCPU(b *testing.B, cpu0 time.Duration, n int) {
+	if d := cpuTime() - cpu0; d > 0 && n > 0 {
+		b.ReportMetric(float64(d.Nanoseconds())/float64(n), "cpu-ns/op")
+	}
 }

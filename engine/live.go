@@ -225,7 +225,7 @@ func (p *Partition) ApplyLive(ctx context.Context, le *LiveEvent) (LinkOutcome, 
 		}
 	}
 	if !res.Duplicate {
-		p.index(res.Timers)
+		p.indexFor(c, res.Timers)
 	}
 	p.emit(res)
 	return out, p.fireDue(ctx, p.clock)

@@ -49,6 +49,7 @@ type Partition struct {
 	ident    *rules.Identity
 	held     func(contact string) bool // live: contacts whose timers wait (UseLiveLinks)
 	deferred []timerRef
+	hintSlot []int // by trigger: its slot in state.Contact.Hints, -1 for none
 	// droppedLinks counts linking events not queued behind a late link
 	// (MaxQueuedLinks, live.go).
 	droppedLinks uint64
@@ -154,7 +155,7 @@ func (p *Partition) apply(ctx context.Context, e *event.Event, pos *state.Positi
 		if err := p.store.Put(ctx, c); err != nil {
 			return fmt.Errorf("%w: contact %q: %w", ErrDiverged, c.ID, err)
 		}
-		p.index(res.Timers)
+		p.indexFor(c, res.Timers)
 	}
 	p.emit(res)
 	// A late event can set a timer that is already due.
@@ -180,10 +181,39 @@ func (p *Partition) AddTimer(contact string, trigger string, due int64) {
 	}
 }
 
-func (p *Partition) index(ts []rules.TimerSet) {
-	for _, t := range ts {
-		p.push(t.Contact, t.Trigger, t.Due)
+// indexFor indexes the timers an event set on c, through c's notes of
+// where their heap entries are (state.Contact.Hints).
+func (p *Partition) indexFor(c *state.Contact, ts []rules.TimerSet) {
+	if len(ts) == 0 {
+		return
 	}
+	if p.hintSlot == nil {
+		p.hintSlot = hintSlots(p.ev.Ruleset(), len(c.Hints))
+	}
+	for _, t := range ts {
+		p.order++
+		r := timerRef{due: t.Due, order: p.order, key: timerKey{t.Contact, t.Trigger}}
+		if k := p.hintSlot[t.Trigger]; k >= 0 && t.Contact == c.ID {
+			p.timers.setHinted(r, &c.Hints[k])
+		} else {
+			p.timers.set(r)
+		}
+	}
+}
+
+// hintSlots gives the first n timer triggers (absence, inactive) of rs a
+// slot of state.Contact.Hints each, by trigger index; -1 for none.
+func hintSlots(rs *rules.Ruleset, n int) []int {
+	slots := make([]int, len(rs.Triggers))
+	k := 0
+	for i, t := range rs.Triggers {
+		slots[i] = -1
+		if (t.Kind == rules.Absence || t.Kind == rules.Inactive) && k < n {
+			slots[i] = k
+			k++
+		}
+	}
+	return slots
 }
 
 func (p *Partition) push(contact string, trigger int, due int64) {
@@ -275,21 +305,46 @@ func (t *timerHeap) swap(i, j int) {
 
 // set adds the timer, or moves the key's existing entry.
 func (t *timerHeap) set(r timerRef) {
+	t.setHinted(r, nil)
+}
+
+// setHinted is set with a note of where the key's entry may be in the heap
+// (state.Contact.Hints). The note is checked against the entry's key before
+// use, so a stale one (the entry fired or moved in the heap, the contact was
+// reloaded, the note is another partition's) only costs the map lookup it
+// saves when it is right: the lookup of a timer that an event restarts (an
+// inactivity timer restarts on every event). setHinted leaves the note
+// where the entry is.
+func (t *timerHeap) setHinted(r timerRef, hint *int32) {
 	if t.pos == nil {
 		t.pos = make(map[timerKey]int)
 	}
-	if i, ok := t.pos[r.key]; ok {
-		if cur := &t.h[i]; r.due > cur.due || (r.due == cur.due && r.order >= cur.order) {
-			cur.moved, cur.next, cur.nextOrder = true, r.due, r.order
-			return
+	i, ok := -1, false
+	if hint != nil {
+		if k := int(*hint); k >= 0 && k < len(t.h) && t.h[k].key == r.key {
+			i, ok = k, true
 		}
-		t.h[i] = r
-		t.up(i)
-		return
 	}
-	t.h = append(t.h, r)
-	t.pos[r.key] = len(t.h) - 1
-	t.up(len(t.h) - 1)
+	if !ok {
+		i, ok = t.pos[r.key]
+	}
+	if ok {
+		cur := &t.h[i]
+		if r.due > cur.due || (r.due == cur.due && r.order >= cur.order) {
+			cur.moved, cur.next, cur.nextOrder = true, r.due, r.order
+		} else {
+			t.h[i] = r
+			i = t.up(i)
+		}
+	} else {
+		t.h = append(t.h, r)
+		i = len(t.h) - 1
+		t.pos[r.key] = i
+		i = t.up(i)
+	}
+	if hint != nil {
+		*hint = int32(i)
+	}
 }
 
 // get returns where the key's timer is due and its set order, following a
@@ -318,7 +373,8 @@ func (t *timerHeap) pop() timerRef {
 	return r
 }
 
-func (t *timerHeap) up(i int) {
+// up moves entry i up to its place and returns that place.
+func (t *timerHeap) up(i int) int {
 	for i > 0 {
 		parent := (i - 1) / 2
 		if !t.less(i, parent) {
@@ -327,6 +383,7 @@ func (t *timerHeap) up(i int) {
 		t.swap(i, parent)
 		i = parent
 	}
+	return i
 }
 
 func (t *timerHeap) down(i int) {

@@ -2,11 +2,14 @@ package event_test
 
 import (
 	stdjson "encoding/json"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/leadpulse/leadpulse/event"
+	"github.com/leadpulse/leadpulse/traffic"
 )
 
 // benchEvents are Segment events of about 300 bytes as JSON.
@@ -82,9 +85,112 @@ func BenchmarkDecodeInto(b *testing.B) {
 	var e event.Event
 	b.ReportAllocs()
 	b.SetBytes(int64(len(js)))
+	defer reportCPU(b)()
 	for b.Loop() {
 		if err := event.DecodeInto(&e, js, event.Auto, 0); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// reportCPU reports the process's CPU time per op (cpu-ns/op, GC included)
+// beside ns/op: on a machine shared with other work, wall time per op
+// varies with the load and CPU time much less. Use as defer reportCPU(b)().
+func reportCPU(b *testing.B) func() {
+	start := cpuTime()
+	return func() {
+		b.ReportMetric(float64((cpuTime()-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkDecodeIntoReference is BenchmarkDecodeInto with the previous
+// decoder (goccy/go-json into the struct, ref_test.go), for a before/after
+// in one run.
+func BenchmarkDecodeIntoReference(b *testing.B) {
+	js := []byte(benchEvents[0].json)
+	var e event.Event
+	b.ReportAllocs()
+	b.SetBytes(int64(len(js)))
+	defer reportCPU(b)()
+	for b.Loop() {
+		e = event.Event{}
+		if err := event.RefDecodeInto(&e, js, event.Auto, 0, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeIntoSkipContext is the live path when no rule reads
+// `context`.
+func BenchmarkDecodeIntoSkipContext(b *testing.B) {
+	for _, ev := range benchEvents {
+		js := []byte(ev.json)
+		b.Run(ev.name, func(b *testing.B) {
+			var e event.Event
+			b.ReportAllocs()
+			b.SetBytes(int64(len(js)))
+			defer reportCPU(b)()
+			for b.Loop() {
+				if err := event.DecodeIntoSkipContext(&e, js, event.Auto, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDecodeTraffic decodes the bench's generated traffic (B2B mix,
+// 10,000 contacts; 20,000 distinct events in a cycle), the realistic case
+// for interning, with the package's decoder and with the previous one.
+func BenchmarkDecodeTraffic(b *testing.B) {
+	g := traffic.New(traffic.Config{Contacts: 10000, Seed: 1})
+	lines := make([][]byte, 20000)
+	for i := range lines {
+		lines[i] = g.AppendJSON(nil)
+	}
+	for _, skip := range []bool{false, true} {
+		name := "context"
+		if skip {
+			name = "skip-context"
+		}
+		b.Run(name, func(b *testing.B) {
+			var e event.Event
+			b.ReportAllocs()
+			defer reportCPU(b)()
+			i := 0
+			for b.Loop() {
+				var err error
+				if skip {
+					err = event.DecodeIntoSkipContext(&e, lines[i%len(lines)], event.JSON, 0)
+				} else {
+					err = event.DecodeInto(&e, lines[i%len(lines)], event.JSON, 0)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+		b.Run(name+"/reference", func(b *testing.B) {
+			var e event.Event
+			b.ReportAllocs()
+			defer reportCPU(b)()
+			i := 0
+			for b.Loop() {
+				e = event.Event{}
+				if err := event.RefDecodeInto(&e, lines[i%len(lines)], event.JSON, 0, skip); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
 	}
 }

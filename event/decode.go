@@ -82,10 +82,11 @@ func decodeInto(e *Event, b []byte, f Format, fallback int64, skipContext bool) 
 		f = Detect(b)
 	}
 	var err error
+	scanned := false
 	if f == Msgpack {
 		err = decodeMsgpack(e, b)
 	} else {
-		err = decodeJSON(e, b, skipContext)
+		scanned, err = decodeJSON(e, b, skipContext)
 	}
 	// An empty object reads as an absent one: rules see null either way.
 	for _, m := range []*map[string]any{&e.Properties, &e.Traits, &e.Context} {
@@ -96,8 +97,12 @@ func decodeInto(e *Event, b []byte, f Format, fallback int64, skipContext bool) 
 	if err != nil {
 		return err
 	}
-	if err := checkUTF8(e, b, f); err != nil {
-		return err
+	// The scanner reads only valid UTF-8 without lone surrogates, so
+	// checkUTF8 cannot refuse what it read.
+	if !scanned {
+		if err := checkUTF8(e, b, f); err != nil {
+			return err
+		}
 	}
 	return e.Resolve(fallback)
 }
@@ -128,15 +133,30 @@ type withoutContext struct {
 // of a UTF-8 text; JSON does not allow it, so decodeJSON skips it.
 var utf8BOM = []byte("\xef\xbb\xbf")
 
-func decodeJSON(e *Event, b []byte, skipContext bool) error {
-	trimmed := bytes.TrimSpace(bytes.TrimPrefix(bytes.TrimSpace(b), utf8BOM))
+// trimJSON returns the JSON text b without white space around it and a byte
+// order mark before it.
+func trimJSON(b []byte) []byte { return bytes.TrimSpace(bytes.TrimPrefix(bytes.TrimSpace(b), utf8BOM)) }
+
+// decodeJSON decodes the JSON event b into e; scanned says that the scanner
+// read it (scan.go), rather than goccy/go-json.
+func decodeJSON(e *Event, b []byte, skipContext bool) (scanned bool, err error) {
+	trimmed := trimJSON(b)
 	if len(trimmed) == 0 {
-		return &Error{Reason: ReasonMalformed, Msg: "the record is empty; each line or record must be one JSON event object"}
+		return false, &Error{Reason: ReasonMalformed, Msg: "the record is empty; each line or record must be one JSON event object"}
 	}
 	if trimmed[0] != '{' {
-		return &Error{Reason: ReasonMalformed, Msg: fmt.Sprintf("not a JSON object (it starts with %q); each line or record must be one event object {...}, not an array or a bare value", trimmed[0])}
+		return false, &Error{Reason: ReasonMalformed, Msg: fmt.Sprintf("not a JSON object (it starts with %q); each line or record must be one event object {...}, not an array or a bare value", trimmed[0])}
 	}
-	var err error
+	props, traits, context := e.Properties, e.Traits, e.Context // empty, or nil
+	if scanJSON(e, trimmed, skipContext) {
+		return true, nil
+	}
+	// Not a record the scanner reads exactly as goccy/go-json does (bad
+	// input, mostly): decode it with goccy/go-json, from where it started.
+	for _, m := range [...]map[string]any{props, traits, context} {
+		clear(m)
+	}
+	*e = Event{Properties: props, Traits: traits, Context: context}
 	if skipContext {
 		if err = json.Unmarshal(trimmed, &withoutContext{Event: e}); err != nil {
 			// Bad input: decode it in full for exactly DecodeInto's error.
@@ -147,13 +167,13 @@ func decodeJSON(e *Event, b []byte, skipContext bool) error {
 		err = json.Unmarshal(trimmed, e)
 	}
 	if err == nil {
-		return nil
+		return false, nil
 	}
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) && te.Field != "" {
-		return &Error{Reason: ReasonMalformed, Msg: fmt.Sprintf("field %q is a JSON %s; %s", te.Field, te.Value, wantType(te.Field)), Err: err}
+		return false, &Error{Reason: ReasonMalformed, Msg: fmt.Sprintf("field %q is a JSON %s; %s", te.Field, te.Value, wantType(te.Field)), Err: err}
 	}
-	return &Error{Reason: ReasonMalformed, Msg: "not valid JSON for an event; each line or record must be one complete JSON object", Err: err}
+	return false, &Error{Reason: ReasonMalformed, Msg: "not valid JSON for an event; each line or record must be one complete JSON object", Err: err}
 }
 
 // wantType says what a field must be, for error messages.

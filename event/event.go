@@ -149,6 +149,9 @@ var (
 // cannot hold is bad, and so is the Unix epoch itself: Time 0 means "no time"
 // (see Resolve's fallback), and a zero timestamp is a sender's placeholder.
 func parseTime(field, s string) (int64, error) {
+	if ns, ok := parseUTC(s); ok && ns != 0 {
+		return ns, nil
+	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		return 0, &Error{Reason: ReasonBadTime, Msg: fmt.Sprintf(`%s %q is not RFC 3339; send e.g. "2026-03-02T09:00:00Z" or "2026-03-02T10:00:00.123+01:00"`, field, s), Err: err}
@@ -161,4 +164,70 @@ func parseTime(field, s string) (int64, error) {
 		return 0, &Error{Reason: ReasonBadTime, Msg: fmt.Sprintf("%s %q is the Unix epoch, a placeholder rather than an event time; send the real event time", field, s)}
 	}
 	return ns, nil
+}
+
+// parseUTC reads the form most senders write, YYYY-MM-DDTHH:MM:SS, up to
+// nine digits of fraction, then Z, in the years 1700–2200, into Unix
+// nanoseconds: exactly what time.Parse(time.RFC3339Nano) gives for it, at a
+// fraction of the cost. ok is false for anything else, which parseTime
+// leaves to time.Parse.
+func parseUTC(s string) (ns int64, ok bool) {
+	if len(s) < len("2006-01-02T15:04:05Z") || len(s) > len("2006-01-02T15:04:05.999999999Z") || s[len(s)-1] != 'Z' ||
+		s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
+		return 0, false
+	}
+	num := func(s string) int {
+		n := 0
+		for i := 0; i < len(s); i++ {
+			d := s[i] - '0'
+			if d > 9 {
+				return -1
+			}
+			n = n*10 + int(d)
+		}
+		return n
+	}
+	year, month, day := num(s[0:4]), num(s[5:7]), num(s[8:10])
+	hour, minute, sec := num(s[11:13]), num(s[14:16]), num(s[17:19])
+	if year < 1700 || year > 2200 || month < 1 || month > 12 || day < 1 || day > daysIn(month, year) ||
+		hour < 0 || hour > 23 || minute < 0 || minute > 59 || sec < 0 || sec > 59 {
+		return 0, false
+	}
+	nsec := 0
+	if frac := s[19 : len(s)-1]; frac != "" {
+		if len(frac) < 2 || frac[0] != '.' {
+			return 0, false
+		}
+		if nsec = num(frac[1:]); nsec < 0 {
+			return 0, false
+		}
+		for range 10 - len(frac) {
+			nsec *= 10
+		}
+	}
+	// Days from 1970-01-01 to the date (the proleptic Gregorian calendar,
+	// as time.Date counts them), with the year starting in March.
+	y := year
+	if month <= 2 {
+		y--
+	}
+	era := y / 400
+	yoe := y - era*400
+	doy := (153*((month+9)%12)+2)/5 + day - 1
+	days := era*146097 + yoe*365 + yoe/4 - yoe/100 + doy - 719468
+	return (int64(days)*86400+int64(hour*3600+minute*60+sec))*1e9 + int64(nsec), true
+}
+
+// daysIn is the number of days of month in year.
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
 }

@@ -122,6 +122,11 @@ func FuzzDecodeJSONAsMsgpack(f *testing.F) {
 			return // encoding/json cannot read it, or it is not an object
 		}
 		je, jerr := event.Decode([]byte(js), event.JSON, 0)
+		if event.ReasonOf(jerr) == event.ReasonBadUTF8 {
+			// encoding/json, which made the msgpack form, wrote the invalid
+			// text as U+FFFD: the msgpack form is another, valid, event.
+			return
+		}
 		me, merr := event.Decode(m, event.Msgpack, 0)
 		if event.ReasonOf(jerr) != event.ReasonOf(merr) {
 			t.Fatalf("JSON: %v\nmsgpack: %v\n%q", jerr, merr, m)

@@ -3,7 +3,6 @@ package event
 import (
 	"bytes"
 	"fmt"
-	"strings"
 	"unicode/utf8"
 
 	json "github.com/goccy/go-json"
@@ -25,7 +24,10 @@ var checkedFields = [...]string{"type", "userId", "anonymousId", "previousId", "
 // decoded e was not valid UTF-8 in b. It costs a scan of six strings for
 // U+FFFD; only an event that holds one is read again.
 func checkUTF8(e *Event, b []byte, f Format) error {
-	if !strings.ContainsRune(e.Type+e.UserID+e.AnonymousID+e.PreviousID+e.Event+e.MessageID, utf8.RuneError) {
+	// The six strings joined, as one text, on the stack unless they are long.
+	var joined [256]byte
+	text := append(append(append(append(append(append(joined[:0], e.Type...), e.UserID...), e.AnonymousID...), e.PreviousID...), e.Event...), e.MessageID...)
+	if !bytes.ContainsRune(text, utf8.RuneError) {
 		return nil
 	}
 	var field string

@@ -5,12 +5,13 @@ import (
 	"time"
 
 	"github.com/leadpulse/leadpulse/event"
+	"github.com/leadpulse/leadpulse/state"
 )
 
 // vals are a contact's values at one evaluation.
 type vals struct {
 	id         string
-	idBox      any // id boxed once per contact in memory (fitMemo), so that reading it allocates nothing
+	c          *state.Contact // the contact, whose memo boxes id once (fitMemo)
 	score      float64
 	fit        float64
 	engagement float64
@@ -22,22 +23,37 @@ type vals struct {
 // getter reads one flat name (see expr.go) for the current evaluation.
 type getter func(x *Evaluator) any
 
-// binding is a name the rules read, its slot and how to read it.
+// numGetter reads a name whose value is always a number, without boxing it.
+type numGetter func(x *Evaluator) float64
+
+// strGetter reads a name whose value is a string or null (ok false), without
+// boxing it.
+type strGetter func(x *Evaluator) (s string, ok bool)
+
+// binding is a name the rules read, its slot and how to read it. num and
+// str, when set, read the same value unboxed (fast.go uses them for
+// comparisons with constants); get is always set.
 type binding struct {
 	name string
 	slot int
 	get  getter
+	num  numGetter
+	str  strGetter
 }
 
 // envBindings is every name the programs of one environment read. The
-// evaluator keeps their values in a slice of slots, read by the native
-// closures (fast.go), and copies them into a map only for a program that
+// evaluator keeps their values in a slice of slots (env), filled lazily:
+// a name is read at most once per evaluation, and only if a program that
+// runs reads it. The values are copied into a map only for a program that
 // runs on the VM.
 type envBindings struct {
-	all      []binding
-	scoreFit []binding // the names that depend on fit, filled after the fit rules ran
-	trigger  int       // slot of `trigger`, -1 if unused
-	action   int       // slot of `action`, -1 if unused
+	all []binding
+	// before are the slots of `contact.…` names in the event environment:
+	// they are read when the event starts (Evaluator.Apply), because the
+	// event changes the contact's traits map that they would read later.
+	before  []int
+	trigger int // slot of `trigger`, -1 if unused
+	action  int // slot of `action`, -1 if unused
 }
 
 // slot returns the slot of a name, or -1.
@@ -88,20 +104,21 @@ func (rs *Ruleset) bind(names []string, contactEnv bool) envBindings {
 			continue
 		}
 		seen[name] = true
-		var g getter
+		var bd binding
 		if contactEnv {
-			g = rs.contactGetter(name, func(x *Evaluator) *vals { return &x.v }, true)
+			bd = rs.contactBinding(name, func(x *Evaluator) *vals { return &x.v }, true)
 		} else {
-			g = rs.eventGetter(name)
+			bd = rs.eventBinding(name)
 		}
-		bd := binding{name: name, slot: len(b.all), get: g}
+		bd.name, bd.slot = name, len(b.all)
 		b.all = append(b.all, bd)
 		if !contactEnv {
+			if root, _ := splitPath(name); root == "contact" {
+				b.before = append(b.before, bd.slot)
+			}
 			continue
 		}
 		switch root, _ := splitPath(name); root {
-		case "score", "fit":
-			b.scoreFit = append(b.scoreFit, bd)
 		case "trigger":
 			b.trigger = bd.slot
 		case "action":
@@ -111,14 +128,20 @@ func (rs *Ruleset) bind(names []string, contactEnv bool) envBindings {
 	return b
 }
 
-// eventGetter reads a name of the event environment from the current event.
-func (rs *Ruleset) eventGetter(path string) getter {
+// eventBinding reads a name of the event environment from the current event.
+func (rs *Ruleset) eventBinding(path string) binding {
 	root, rest := splitPath(path)
-	str := func(f func(e *event.Event) string, intern bool) getter {
+	str := func(f func(e *event.Event) string, intern bool) binding {
 		if len(rest) > 0 {
-			return nothing
+			return binding{get: nothing}
 		}
-		return func(x *Evaluator) any {
+		s := func(x *Evaluator) (string, bool) {
+			if x.cur == nil {
+				return "", false
+			}
+			return f(x.cur), true
+		}
+		return binding{str: s, get: func(x *Evaluator) any {
 			if x.cur == nil {
 				return nil
 			}
@@ -126,15 +149,28 @@ func (rs *Ruleset) eventGetter(path string) getter {
 				return x.intern(f(x.cur))
 			}
 			return f(x.cur)
-		}
+		}}
 	}
-	nested := func(f func(e *event.Event) map[string]any) getter {
-		return func(x *Evaluator) any {
+	nested := func(f func(e *event.Event) map[string]any) binding {
+		if len(rest) == 1 {
+			k := rest[0]
+			return binding{get: func(x *Evaluator) any {
+				if x.cur == nil {
+					return nil
+				}
+				m := f(x.cur)
+				if m == nil {
+					return nil
+				}
+				return m[k]
+			}}
+		}
+		return binding{get: func(x *Evaluator) any {
 			if x.cur == nil {
 				return nil
 			}
 			return dig(f(x.cur), rest)
-		}
+		}}
 	}
 	switch root {
 	case "type":
@@ -153,14 +189,14 @@ func (rs *Ruleset) eventGetter(path string) getter {
 		return str(func(e *event.Event) string { return e.MessageID }, false)
 	case "timestamp":
 		if len(rest) > 0 {
-			return nothing
+			return binding{get: nothing}
 		}
-		return func(x *Evaluator) any {
+		return binding{get: func(x *Evaluator) any {
 			if x.cur == nil {
 				return nil
 			}
 			return time.Unix(0, x.cur.Time).UTC()
-		}
+		}}
 	case "properties":
 		return nested(func(e *event.Event) map[string]any { return e.Properties })
 	case "traits":
@@ -168,77 +204,118 @@ func (rs *Ruleset) eventGetter(path string) getter {
 	case "context":
 		return nested(func(e *event.Event) map[string]any { return e.Context })
 	case "contact":
-		return rs.contactGetter(strings.Join(rest, "."), func(x *Evaluator) *vals { return &x.before }, false)
+		return rs.contactBinding(strings.Join(rest, "."), func(x *Evaluator) *vals { return &x.before }, false)
 	}
-	return nothing
+	return binding{get: nothing}
 }
 
-// contactGetter reads a name of the contact environment from the values
+// contactBinding reads a name of the contact environment from the values
 // which(x) returns. In an event condition (`contact.…`) only the contact's
 // values exist; in a contact condition `event.…`, `trigger`, `action` and
 // `contact` do too.
-func (rs *Ruleset) contactGetter(path string, which func(x *Evaluator) *vals, contactEnv bool) getter {
+func (rs *Ruleset) contactBinding(path string, which func(x *Evaluator) *vals, contactEnv bool) binding {
 	root, rest := splitPath(path)
-	scalar := func(g getter) getter {
+	none := binding{get: nothing}
+	number := func(f numGetter) binding {
+		return binding{num: f, get: func(x *Evaluator) any { return f(x) }}
+	}
+	scalar := func(f numGetter) binding {
 		if len(rest) > 0 {
-			return nothing
+			return none
 		}
-		return g
+		return number(f)
 	}
 	switch root {
 	case "score":
-		return scalar(func(x *Evaluator) any { return which(x).score })
+		return scalar(func(x *Evaluator) float64 { return which(x).score })
 	case "fit":
-		return scalar(func(x *Evaluator) any { return which(x).fit })
+		return scalar(func(x *Evaluator) float64 { return which(x).fit })
 	case "engagement":
-		return scalar(func(x *Evaluator) any { return which(x).engagement })
+		return scalar(func(x *Evaluator) float64 { return which(x).engagement })
 	case "stage":
-		return scalar(func(x *Evaluator) any { return x.intern(which(x).stage) })
+		if len(rest) > 0 {
+			return none
+		}
+		return binding{
+			str: func(x *Evaluator) (string, bool) { return which(x).stage, true },
+			get: func(x *Evaluator) any { return x.intern(which(x).stage) },
+		}
 	case "id":
-		return scalar(func(x *Evaluator) any { return which(x).boxedID() })
+		if len(rest) > 0 {
+			return none
+		}
+		return binding{get: func(x *Evaluator) any { return x.boxedID(which(x)) }}
 	case "traits":
-		return func(x *Evaluator) any { return dig(which(x).traits, rest) }
+		if len(rest) == 1 {
+			k := rest[0]
+			return binding{get: func(x *Evaluator) any {
+				m := which(x).traits
+				if m == nil {
+					return nil
+				}
+				return m[k]
+			}}
+		}
+		return binding{get: func(x *Evaluator) any { return dig(which(x).traits, rest) }}
 	case "windows":
 		if len(rest) != 1 {
-			return nothing
+			return none
 		}
 		for i, w := range rs.Windows {
 			if w.Name != rest[0] {
 				continue
 			}
 			if w.Agg == Sum {
-				return func(x *Evaluator) any { return which(x).windows[i] }
+				return number(func(x *Evaluator) float64 { return which(x).windows[i] })
 			}
 			// Counts are whole numbers: as int, small ones box without
 			// allocating.
-			return func(x *Evaluator) any { return int(which(x).windows[i]) }
+			return binding{
+				num: func(x *Evaluator) float64 { return float64(int(which(x).windows[i])) },
+				get: func(x *Evaluator) any { return int(which(x).windows[i]) },
+			}
 		}
-		return nothing
+		return none
 	}
 	if !contactEnv {
-		return nothing
+		return none
 	}
 	switch root {
 	case "event":
 		if len(rest) == 0 {
-			return nothing
+			return none
 		}
-		return rs.eventGetter(strings.Join(rest, "."))
+		return rs.eventBinding(strings.Join(rest, "."))
 	case "contact":
-		return scalar(func(x *Evaluator) any { return which(x).boxedID() })
+		if len(rest) > 0 {
+			return none
+		}
+		return binding{get: func(x *Evaluator) any { return x.boxedID(which(x)) }}
 	case "trigger":
-		return scalar(func(x *Evaluator) any { return x.trigger })
+		if len(rest) > 0 {
+			return none
+		}
+		return binding{get: func(x *Evaluator) any { return x.trigger }}
 	case "action":
-		return scalar(func(x *Evaluator) any { return x.action })
+		if len(rest) > 0 {
+			return none
+		}
+		return binding{get: func(x *Evaluator) any { return x.action }}
 	}
-	return nothing
+	return none
 }
 
-func (v *vals) boxedID() any {
-	if v.idBox != nil {
-		return v.idBox
+// boxedID returns the id boxed once per contact in memory (fitMemo), so
+// that reading it allocates at most once.
+func (x *Evaluator) boxedID(v *vals) any {
+	if v.c == nil || v.c.ID != v.id {
+		return v.id
 	}
-	return v.id
+	memo := x.memoOf(v.c)
+	if memo.id == nil || memo.idOf != v.id {
+		memo.id, memo.idOf = v.id, v.id
+	}
+	return memo.id
 }
 
 // intern boxes short, repeating strings (event types and names, stages)
@@ -257,54 +334,86 @@ func (x *Evaluator) intern(s string) any {
 	return v
 }
 
-// setSlots reads the bound names into their slots.
-func (x *Evaluator) setSlots(slots []any, bs []binding, contactEnv bool) {
-	for _, b := range bs {
-		slots[b.slot] = b.get(x)
-	}
-	x.stale[b2i(contactEnv)] = true
+// env is the values of one environment's names for the current evaluation.
+// A slot is read from its binding the first time a program reads it after
+// invalidate, so an evaluation pays only for the names it reads.
+type env struct {
+	x     *Evaluator
+	binds []binding
+	vals  []any
+	gen   []uint32 // gen[i] == cur: vals[i] is current
+	cur   uint32
+	m     map[string]any // for programs on the VM
+	stale bool           // m lags the values
 }
 
-func b2i(b bool) int {
-	if b {
-		return 1
+func newEnv(x *Evaluator, b *envBindings) env {
+	return env{
+		x:     x,
+		binds: b.all,
+		vals:  make([]any, len(b.all)),
+		gen:   make([]uint32, len(b.all)),
+		cur:   1,
+		m:     make(map[string]any, len(b.all)),
+		stale: true,
 	}
-	return 0
+}
+
+// get returns the value of slot i, reading it if it is not current.
+func (e *env) get(i int) any {
+	if e.gen[i] == e.cur {
+		return e.vals[i]
+	}
+	v := e.binds[i].get(e.x)
+	e.vals[i], e.gen[i] = v, e.cur
+	return v
+}
+
+// set puts a value in slot i.
+func (e *env) set(i int, v any) {
+	e.vals[i], e.gen[i] = v, e.cur
+	e.stale = true
+}
+
+// invalidate marks every value as out of date: what the names read has
+// changed.
+func (e *env) invalidate() {
+	e.cur++
+	if e.cur == 0 {
+		clear(e.gen)
+		e.cur = 1
+	}
+	e.stale = true
 }
 
 // envMap returns the map environment for a program on the VM, brought up
-// to date with the slots.
-func (x *Evaluator) envMap(contactEnv bool) map[string]any {
-	i := b2i(contactEnv)
-	m, slots, bs := x.evm, x.evSlots, x.rs.evEnv.all
-	if contactEnv {
-		m, slots, bs = x.ctm, x.ctSlots, x.rs.ctEnv.all
-	}
-	if x.stale[i] {
-		for _, b := range bs {
-			m[b.name] = slots[b.slot]
+// to date.
+func (e *env) envMap() map[string]any {
+	if e.stale {
+		for i := range e.binds {
+			e.m[e.binds[i].name] = e.get(i)
 		}
-		x.stale[i] = false
+		e.stale = false
 	}
-	return m
+	return e.m
 }
 
 // run evaluates a program, natively where it can (fast.go), else on the VM;
 // a runtime error (say, arithmetic on null) yields null, never a failure, as
 // SPEC §2 requires.
 func (x *Evaluator) run(p *program) any {
+	e := &x.ev
+	if p.contactEnv {
+		e = &x.ct
+	}
 	if p.fast != nil {
-		slots := x.evSlots
-		if p.contactEnv {
-			slots = x.ctSlots
-		}
-		v, ok := p.fast(slots)
+		v, ok := p.fast(e)
 		if !ok {
 			return nil
 		}
 		return v
 	}
-	v, err := x.vm.Run(p.p, x.envMap(p.contactEnv))
+	v, err := x.vm.Run(p.p, e.envMap())
 	if err != nil {
 		return nil
 	}
@@ -323,6 +432,11 @@ func (x *Evaluator) test(p *program) bool {
 func (x *Evaluator) match(p *program) bool {
 	if p.needType != "" && p.needType != x.cur.Type || p.needEvent != "" && p.needEvent != x.cur.Event {
 		return false
+	}
+	if p.rest != nil {
+		v, ok := p.rest(&x.ev)
+		b, _ := v.(bool)
+		return ok && b
 	}
 	b, _ := x.run(p).(bool)
 	return b

@@ -98,17 +98,14 @@ type Evaluator struct {
 	vm vm.VM // reused by every program run: no allocation per run
 
 	// The flat environments (see expr.go, env.go) and what fills them.
-	evSlots   []any
-	ctSlots   []any
-	evm, ctm  map[string]any // for programs on the VM
-	stale     [2]bool        // the maps lag the slots (event, contact)
-	cur       *event.Event   // the event being applied; nil while a timer fires
-	v, before vals           // the contact's values now, and before the event
-	trigger   any            // while an action is prepared: the trigger id
-	action    any            // and the action name
+	ev, ct    env
+	cur       *event.Event // the event being applied; nil while a timer fires
+	v, before vals         // the contact's values now, and before the event
+	trigger   any          // while an action is prepared: the trigger id
+	action    any          // and the action name
 	interned  map[string]any
 	fitOn     []bool
-	seen      map[string]struct{}
+	distinct  strSet
 	moved     []MovedTimer // Merge's result, reused
 	res       Result
 	Stats     Stats
@@ -116,19 +113,16 @@ type Evaluator struct {
 
 // NewEvaluator returns an evaluator for rs.
 func (rs *Ruleset) NewEvaluator() *Evaluator {
-	return &Evaluator{
+	x := &Evaluator{
 		rs:       rs,
-		evSlots:  make([]any, len(rs.evEnv.all)),
-		ctSlots:  make([]any, len(rs.ctEnv.all)),
-		evm:      make(map[string]any, len(rs.evEnv.all)),
-		ctm:      make(map[string]any, len(rs.ctEnv.all)),
 		v:        vals{windows: make([]float64, len(rs.Windows))},
 		before:   vals{windows: make([]float64, len(rs.Windows))},
 		interned: map[string]any{},
 		fitOn:    make([]bool, len(rs.Fit)),
-		seen:     map[string]struct{}{},
 		Stats:    Stats{ByTrigger: make([]uint64, len(rs.Triggers))},
 	}
+	x.ev, x.ct = newEnv(x, &rs.evEnv), newEnv(x, &rs.ctEnv)
+	return x
 }
 
 // Ruleset returns the rules the evaluator runs.
@@ -152,12 +146,11 @@ func (x *Evaluator) Apply(c *state.Contact, e *event.Event) *Result {
 	rs := x.rs
 	c.Bind(&rs.names)
 	if e.MessageID != "" {
-		if c.Seen.SeenID(e.MessageID) {
+		if c.Seen.Check(e.MessageID) {
 			x.Stats.Duplicates++
 			res.Duplicate = true
 			return res
 		}
-		c.Seen.Add(e.MessageID)
 	}
 	x.Stats.Applied++
 	res.Event, res.Contact = e, c.ID
@@ -176,15 +169,24 @@ func (x *Evaluator) Apply(c *state.Contact, e *event.Event) *Result {
 		c.Latest = e.Time
 	}
 	now := c.Latest
-	x.setSlots(x.evSlots, rs.evEnv.all, false)
+	x.ev.invalidate()
+	for _, i := range rs.evEnv.before {
+		x.ev.get(i)
+	}
 
 	for i, w := range rs.Windows {
-		win := &c.Windows[i]
-		pruneWindow(win, now-w.Over)
-		if e.Time <= now-w.Over || !x.match(w.Match) {
-			continue
+		win, sp := &c.Windows[i], spanOf(c, i)
+		var dm *distinctMemo
+		if w.Agg == Distinct {
+			dm = x.trackDistinct(c, i, sp, win)
 		}
-		x.addToWindow(win, w, e.Time)
+		pruneWindow(sp, dm, win, now-w.Over)
+		if e.Time > now-w.Over && x.match(w.Match) {
+			x.addToWindow(sp, dm, win, w, e.Time)
+		}
+		if dm != nil {
+			dm.settle(sp, win)
+		}
 	}
 
 	for i, r := range rs.Scoring {
@@ -306,6 +308,19 @@ func (x *Evaluator) sequence(st *state.Trigger, t *Trigger, at, now int64) bool 
 	if n == 1 {
 		return x.match(t.Steps[0])
 	}
+	if st.Steps == nil {
+		// No partial match (nil is all NoTime): only a first step
+		// starts one, and only then is there anything to keep.
+		if !x.match(t.Steps[0]) {
+			return false
+		}
+		st.Steps = make([]int64, n)
+		for k := range st.Steps {
+			st.Steps[k] = state.NoTime
+		}
+		st.Steps[1] = at
+		return false
+	}
 	if len(st.Steps) != n {
 		st.Steps = make([]int64, n)
 		for k := range st.Steps {
@@ -356,7 +371,7 @@ func (x *Evaluator) fire(c *state.Contact, i int, at int64, cause cause) {
 		c.Stage = t.SetStage
 		x.v.stage = c.Stage
 		forgetFit(c)
-		x.setSlots(x.ctSlots, x.rs.ctEnv.all, true)
+		x.ct.invalidate()
 	}
 	res := &x.res
 	res.Firings = append(res.Firings, Firing{Trigger: t.ID, Contact: c.ID, At: at})
@@ -387,12 +402,11 @@ func (x *Evaluator) fire(c *state.Contact, i int, at int64, cause cause) {
 // environment, where the rules read them.
 func (x *Evaluator) setTrigger() {
 	if i := x.rs.ctEnv.trigger; i >= 0 {
-		x.ctSlots[i] = x.trigger
+		x.ct.set(i, x.trigger)
 	}
 	if i := x.rs.ctEnv.action; i >= 0 {
-		x.ctSlots[i] = x.action
+		x.ct.set(i, x.action)
 	}
-	x.stale[1] = true
 }
 
 func (x *Evaluator) record(c *state.Contact, t *Trigger, a *Action, at int64, cause cause) Record {
@@ -479,42 +493,80 @@ func stageIndex(stages []string, s string) int {
 	return -1
 }
 
-// fitMemo keeps the values of the fit rules that depend only on the traits
-// and the stage (FitRule.static) with the contact, so that they run again
-// only when those change (see forgetFit).
+// fitMemo keeps with the contact, while it is in memory, what changes only
+// with its traits or stage: the values of the fit rules that depend only on
+// those (FitRule.static), so that they run again only when those change
+// (see forgetFit), and the contact's id boxed once. With at most 64 fit
+// rules the values live in the contact's MemoBits (known, on), which costs
+// no memory access of its own on the hot path; the memo holds them beyond.
 type fitMemo struct {
-	on    []bool
-	known []bool
-	id    any    // the contact's id, boxed once
-	idOf  string // the id boxed in id
+	on       []bool
+	known    []bool
+	distinct []distinctMemo // by window; nil until a distinct window is large
+	id       any            // the contact's id, boxed once
+	idOf     string         // the id boxed in id
 }
 
 // forgetFit drops the memo after a change of traits or stage.
-func forgetFit(c *state.Contact) { c.Memo = nil }
+func forgetFit(c *state.Contact) {
+	c.Memo = nil
+	c.MemoBits = [2]uint64{}
+}
+
+// memoOf returns c's memo, making it if needed.
+func (x *Evaluator) memoOf(c *state.Contact) *fitMemo {
+	memo, _ := c.Memo.(*fitMemo)
+	if memo == nil {
+		memo = &fitMemo{}
+		if n := len(x.rs.Fit); n > 64 {
+			memo.on, memo.known = make([]bool, n), make([]bool, n)
+		}
+		c.Memo = memo
+	}
+	return memo
+}
+
+// fitKnown returns the memoized value of fit rule i, if known.
+func (x *Evaluator) fitKnown(c *state.Contact, i int) (on, known bool) {
+	if len(x.rs.Fit) <= 64 {
+		bit := uint64(1) << i
+		return c.MemoBits[1]&bit != 0, c.MemoBits[0]&bit != 0
+	}
+	memo := x.memoOf(c)
+	return memo.on[i], memo.known[i]
+}
+
+// setFit memoizes the value of fit rule i; known is false for a rule that
+// must run every time.
+func (x *Evaluator) setFit(c *state.Contact, i int, on, known bool) {
+	if len(x.rs.Fit) <= 64 {
+		bit := uint64(1) << i
+		c.MemoBits[0] &^= bit
+		c.MemoBits[1] &^= bit
+		if known {
+			c.MemoBits[0] |= bit
+		}
+		if on {
+			c.MemoBits[1] |= bit
+		}
+		return
+	}
+	memo := x.memoOf(c)
+	memo.on[i], memo.known[i] = on, known
+}
 
 // fill computes the contact's values at time `at`, with windows as of
 // `now`, into v, and fills the contact environment from them.
 func (x *Evaluator) fill(v *vals, c *state.Contact, at, now int64) {
 	rs := x.rs
-	memo, _ := c.Memo.(*fitMemo)
-	if memo == nil && len(rs.Fit) > 0 {
-		memo = &fitMemo{on: make([]bool, len(rs.Fit)), known: make([]bool, len(rs.Fit))}
-		c.Memo = memo
-	}
-	v.id, v.traits, v.stage, v.idBox = c.ID, c.Traits, c.Stage, nil
-	if memo != nil {
-		if memo.id == nil || memo.idOf != c.ID {
-			memo.id, memo.idOf = c.ID, c.ID
-		}
-		v.idBox = memo.id
-	}
+	v.id, v.traits, v.stage, v.c = c.ID, c.Traits, c.Stage, c
 	eng := 0.0
 	for i := range rs.Scoring {
 		eng += pointsAt(&c.Points[i], at, rs.HalfLife)
 	}
 	v.engagement = eng
 	for i, w := range rs.Windows {
-		v.windows[i] = x.aggregate(&c.Windows[i], w, now)
+		v.windows[i] = x.aggregate(c, i, &c.Windows[i], w, now)
 	}
 	// The environment reads x.v; for the values before an event, point it
 	// there for the fit rules and copy back.
@@ -523,15 +575,16 @@ func (x *Evaluator) fill(v *vals, c *state.Contact, at, now int64) {
 		x.v = *v
 	}
 	x.v.fit, x.v.score = 0, eng
-	x.setSlots(x.ctSlots, rs.ctEnv.all, true)
+	x.ct.invalidate()
 	fit := 0.0
 	for i, r := range rs.Fit {
-		var on bool
-		if r.static && memo.known[i] {
-			on = memo.on[i]
-		} else {
+		on, known := false, false
+		if r.static {
+			on, known = x.fitKnown(c, i)
+		}
+		if !known {
 			on = x.test(r.If)
-			memo.on[i], memo.known[i] = on, r.static
+			x.setFit(c, i, on, r.static)
 		}
 		if v == &x.v {
 			x.fitOn[i] = on
@@ -544,9 +597,8 @@ func (x *Evaluator) fill(v *vals, c *state.Contact, at, now int64) {
 	if v != &x.v {
 		*v = x.v
 		x.v = saved
-		return
 	}
-	x.setSlots(x.ctSlots, rs.ctEnv.scoreFit, true)
+	x.ct.invalidate()
 }
 
 // timerIndex returns the index of trigger id's pending timer in c.Timers, or -1.
@@ -565,9 +617,16 @@ func removeTimer(c *state.Contact, k int) {
 
 func (x *Evaluator) setTimer(c *state.Contact, ti int, due int64) {
 	id := x.rs.Triggers[ti].ID
-	if k := timerIndex(c, id); k >= 0 {
+	k := timerIndex(c, id)
+	switch {
+	case k >= 0 && k == len(c.Timers)-1:
+		// Already last: restarting it in place is removing and appending.
+		c.Timers[k] = state.Timer{Trigger: id, Due: due, Set: c.Seq}
+	case k >= 0:
 		removeTimer(c, k)
+		fallthrough
+	default:
+		c.Timers = append(c.Timers, state.Timer{Trigger: id, Due: due, Set: c.Seq})
 	}
-	c.Timers = append(c.Timers, state.Timer{Trigger: id, Due: due, Set: c.Seq})
 	x.res.Timers = append(x.res.Timers, TimerSet{Contact: c.ID, Trigger: ti, Due: due})
 }

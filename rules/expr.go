@@ -347,6 +347,10 @@ type program struct {
 	// needType and needEvent are constants the condition requires of an
 	// event's type and event name ("" for none); see Evaluator.match.
 	needType, needEvent string
+	// rest is the native form of the condition without those conjuncts,
+	// which match runs once it has checked them; nil where the condition
+	// runs whole.
+	rest fastFn
 }
 
 // compileCond compiles a boolean condition against env (EventEnv or ContactEnv).
@@ -564,6 +568,40 @@ func required(n ast.Node) (typ, evt string) {
 	}
 	visit(n)
 	return typ, evt
+}
+
+// withoutRequired returns the condition n without its top-level
+// `type == typ` and `event == evt` conjuncts (required's), or nil when
+// nothing is left. Given those hold, the rest is true exactly when n is.
+func withoutRequired(n ast.Node, typ, evt string) ast.Node {
+	b, ok := n.(*ast.BinaryNode)
+	if !ok {
+		return n
+	}
+	switch b.Operator {
+	case "&&", "and":
+		l, r := withoutRequired(b.Left, typ, evt), withoutRequired(b.Right, typ, evt)
+		switch {
+		case l == nil:
+			return r
+		case r == nil:
+			return l
+		case l == b.Left && r == b.Right:
+			return n
+		}
+		return &ast.BinaryNode{Operator: b.Operator, Left: l, Right: r}
+	case "==":
+		id, ok1 := b.Left.(*ast.IdentifierNode)
+		lit, ok2 := b.Right.(*ast.StringNode)
+		if !ok1 || !ok2 {
+			id, ok1 = b.Right.(*ast.IdentifierNode)
+			lit, ok2 = b.Left.(*ast.StringNode)
+		}
+		if ok1 && ok2 && (id.Value == "type" && lit.Value == typ || id.Value == "event" && lit.Value == evt) {
+			return nil
+		}
+	}
+	return n
 }
 
 // names lists the member properties read from the identifier root (for

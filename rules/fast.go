@@ -13,7 +13,7 @@ import (
 // fastFn evaluates a program natively over the environment's slots. ok is
 // false where the VM would have raised a runtime error (an operand of the
 // wrong type), which — like any runtime error — makes the result null.
-type fastFn func(slots []any) (v any, ok bool)
+type fastFn func(e *env) (v any, ok bool)
 
 // compileFast turns the patched, flattened tree of a program into Go
 // closures when every node is of the small set that rules conditions are
@@ -26,14 +26,14 @@ type fastFn func(slots []any) (v any, ok bool)
 // exist because a VM run costs about 1,000–2,000 instructions even for
 // `type == "page" && properties.path startsWith "/pricing"`, most of it
 // generic dispatch and reflection, and several conditions run per event.
-func compileProgram(p *program, slot func(name string) int) fastFn {
-	f := compileFast(p.p.Node(), slot)
+func compileProgram(p *program, b *envBindings) fastFn {
+	f := compileFast(p.p.Node(), b)
 	if f == nil || !p.boolean {
 		return f
 	}
 	// A condition ends with the VM's cast to bool: null is false, any
 	// other non-bool an error.
-	return func(s []any) (any, bool) {
+	return func(s *env) (any, bool) {
 		v, ok := f(s)
 		if !ok {
 			return nil, false
@@ -48,44 +48,61 @@ func compileProgram(p *program, slot func(name string) int) fastFn {
 	}
 }
 
-func compileFast(n ast.Node, slot func(name string) int) fastFn {
+// compileRest compiles the part of an event condition that match runs once
+// it has checked the `type ==` and `event ==` constants the condition
+// requires (program.rest); nil where the condition runs whole.
+func compileRest(p *program, b *envBindings) fastFn {
+	if p.fast == nil || p.needType == "" && p.needEvent == "" {
+		return nil
+	}
+	rest := withoutRequired(p.p.Node(), p.needType, p.needEvent)
+	if rest == nil {
+		return alwaysTrue
+	}
+	return compileFast(rest, b)
+}
+
+// alwaysTrue is the condition `true`.
+func alwaysTrue(*env) (any, bool) { return true, true }
+
+func compileFast(n ast.Node, b *envBindings) fastFn {
 	switch n := n.(type) {
 	case *ast.IdentifierNode:
-		i := slot(n.Value)
+		i := b.slot(n.Value)
 		if i < 0 {
 			return nil
 		}
-		return func(s []any) (any, bool) { return s[i], true }
+		return func(s *env) (any, bool) { return s.get(i), true }
 	case *ast.StringNode:
 		v := any(n.Value)
-		return func([]any) (any, bool) { return v, true }
+		return func(*env) (any, bool) { return v, true }
 	case *ast.IntegerNode:
 		v := any(n.Value)
-		return func([]any) (any, bool) { return v, true }
+		return func(*env) (any, bool) { return v, true }
 	case *ast.FloatNode:
 		v := any(n.Value)
-		return func([]any) (any, bool) { return v, true }
+		return func(*env) (any, bool) { return v, true }
 	case *ast.BoolNode:
 		v := any(n.Value)
-		return func([]any) (any, bool) { return v, true }
+		return func(*env) (any, bool) { return v, true }
 	case *ast.NilNode:
-		return func([]any) (any, bool) { return nil, true }
+		return func(*env) (any, bool) { return nil, true }
 	case *ast.ConstantNode:
 		switch n.Value.(type) {
 		case string, float64, int, bool, nil:
 			v := n.Value
-			return func([]any) (any, bool) { return v, true }
+			return func(*env) (any, bool) { return v, true }
 		}
 		return nil
 	case *ast.UnaryNode:
 		if n.Operator != "!" && n.Operator != "not" {
 			return nil
 		}
-		x := compileFast(n.Node, slot)
+		x := compileFast(n.Node, b)
 		if x == nil {
 			return nil
 		}
-		return func(s []any) (any, bool) {
+		return func(s *env) (any, bool) {
 			v, ok := x(s)
 			b, isBool := v.(bool)
 			if !ok || !isBool {
@@ -94,13 +111,16 @@ func compileFast(n ast.Node, slot func(name string) int) fastFn {
 			return !b, true
 		}
 	case *ast.BinaryNode:
-		return compileBinary(n, slot)
+		return compileBinary(n, b)
 	}
 	return nil
 }
 
-func compileBinary(n *ast.BinaryNode, slot func(string) int) fastFn {
-	l := compileFast(n.Left, slot)
+func compileBinary(n *ast.BinaryNode, b *envBindings) fastFn {
+	if f := compileUnboxed(n, b); f != nil {
+		return f
+	}
+	l := compileFast(n.Left, b)
 	if l == nil {
 		return nil
 	}
@@ -116,7 +136,7 @@ func compileBinary(n *ast.BinaryNode, slot func(string) int) fastFn {
 		if err != nil {
 			return nil
 		}
-		return func(s []any) (any, bool) {
+		return func(s *env) (any, bool) {
 			v, ok := l(s)
 			str, isStr := v.(string)
 			if !ok || !isStr {
@@ -125,13 +145,13 @@ func compileBinary(n *ast.BinaryNode, slot func(string) int) fastFn {
 			return re.MatchString(str), true
 		}
 	}
-	r := compileFast(n.Right, slot)
+	r := compileFast(n.Right, b)
 	if r == nil {
 		return nil
 	}
 	switch n.Operator {
 	case "&&", "and":
-		return func(s []any) (any, bool) {
+		return func(s *env) (any, bool) {
 			a, ok := l(s)
 			ab, isBool := a.(bool)
 			if !ok || !isBool {
@@ -148,7 +168,7 @@ func compileBinary(n *ast.BinaryNode, slot func(string) int) fastFn {
 			return bb, true
 		}
 	case "||", "or":
-		return func(s []any) (any, bool) {
+		return func(s *env) (any, bool) {
 			a, ok := l(s)
 			ab, isBool := a.(bool)
 			if !ok || !isBool {
@@ -165,7 +185,7 @@ func compileBinary(n *ast.BinaryNode, slot func(string) int) fastFn {
 			return bb, true
 		}
 	case "??":
-		return func(s []any) (any, bool) {
+		return func(s *env) (any, bool) {
 			a, ok := l(s)
 			if !ok {
 				return nil, false
@@ -177,9 +197,20 @@ func compileBinary(n *ast.BinaryNode, slot func(string) int) fastFn {
 		}
 	case "==", "!=":
 		neg := n.Operator == "!="
+		if _, ok := n.Right.(*ast.NilNode); ok {
+			// `x != nil`, which the null-safe rewrite puts before string
+			// tests: runtime.Equal(x, nil) is whether x is nil.
+			return func(s *env) (any, bool) {
+				a, ok := l(s)
+				if !ok {
+					return nil, false
+				}
+				return isNil(a) != neg, true
+			}
+		}
 		if lit, ok := n.Right.(*ast.StringNode); ok {
 			c := lit.Value
-			return func(s []any) (any, bool) {
+			return func(s *env) (any, bool) {
 				a, ok := l(s)
 				if !ok {
 					return nil, false
@@ -188,7 +219,7 @@ func compileBinary(n *ast.BinaryNode, slot func(string) int) fastFn {
 				return (isStr && str == c) != neg, true
 			}
 		}
-		return func(s []any) (any, bool) {
+		return func(s *env) (any, bool) {
 			a, ok1 := l(s)
 			b, ok2 := r(s)
 			if !ok1 || !ok2 {
@@ -198,7 +229,7 @@ func compileBinary(n *ast.BinaryNode, slot func(string) int) fastFn {
 		}
 	case "<", ">", "<=", ">=":
 		pred := orderPred(n.Operator)
-		return func(s []any) (any, bool) {
+		return func(s *env) (any, bool) {
 			a, ok1 := l(s)
 			b, ok2 := r(s)
 			if !ok1 || !ok2 {
@@ -216,7 +247,7 @@ func compileBinary(n *ast.BinaryNode, slot func(string) int) fastFn {
 		default:
 			f = strings.Contains
 		}
-		return func(s []any) (any, bool) {
+		return func(s *env) (any, bool) {
 			a, ok1 := l(s)
 			b, ok2 := r(s)
 			as, isStr1 := a.(string)
@@ -252,7 +283,7 @@ func compileIn(l fastFn, right ast.Node) fastFn {
 	default:
 		return nil
 	}
-	return func(s []any) (any, bool) {
+	return func(s *env) (any, bool) {
 		v, ok := l(s)
 		if !ok {
 			return nil, false
@@ -315,4 +346,99 @@ func order(a, b any, pred func(int) bool) (any, bool) {
 		return pred(x.Compare(y)), true
 	}
 	return nil, false
+}
+
+// compileUnboxed compiles the comparisons of a name with a constant that
+// conditions are mostly made of — `type == "page"`, `score >= 100`,
+// `windows.pricing_views_7d >= 3` — reading the name through its unboxed
+// getter (binding.str, binding.num): no interface, no allocation, no
+// interning. It returns nil for anything else. The results are those of the
+// general closures below: a string getter's ok is false exactly where the
+// boxed value is not a string, and a number getter's value is never null.
+func compileUnboxed(n *ast.BinaryNode, b *envBindings) fastFn {
+	switch n.Operator {
+	case "==", "!=":
+		id, ok1 := n.Left.(*ast.IdentifierNode)
+		lit, ok2 := n.Right.(*ast.StringNode)
+		if !ok1 || !ok2 {
+			return nil
+		}
+		i := b.slot(id.Value)
+		if i < 0 || b.all[i].str == nil {
+			return nil
+		}
+		get, c, neg := b.all[i].str, lit.Value, n.Operator == "!="
+		return func(e *env) (any, bool) {
+			s, ok := get(e.x)
+			return (ok && s == c) != neg, true
+		}
+	case "<", ">", "<=", ">=":
+		l, lc, lok := numOperand(n.Left, b)
+		r, rc, rok := numOperand(n.Right, b)
+		if !lok || !rok || (l == nil && r == nil) {
+			return nil
+		}
+		pred := orderPred(n.Operator)
+		return func(e *env) (any, bool) {
+			x, y := lc, rc
+			if l != nil {
+				x = l(e.x)
+			}
+			if r != nil {
+				y = r(e.x)
+			}
+			if math.IsNaN(x) || math.IsNaN(y) {
+				return false, true
+			}
+			switch {
+			case x < y:
+				return pred(-1), true
+			case x > y:
+				return pred(1), true
+			}
+			return pred(0), true
+		}
+	}
+	return nil
+}
+
+// numOperand is an operand that is always a number: a name with a number
+// getter (get), possibly behind `?? default`, which never applies to it, or
+// a numeric constant (c, with get nil). ok is false otherwise.
+func numOperand(n ast.Node, b *envBindings) (get numGetter, c float64, ok bool) {
+	switch n := n.(type) {
+	case *ast.IdentifierNode:
+		if i := b.slot(n.Value); i >= 0 && b.all[i].num != nil {
+			return b.all[i].num, 0, true
+		}
+	case *ast.BinaryNode:
+		if n.Operator == "??" {
+			if id, ok := n.Left.(*ast.IdentifierNode); ok {
+				return numOperand(id, b)
+			}
+		}
+	case *ast.IntegerNode:
+		return nil, float64(n.Value), true
+	case *ast.FloatNode:
+		return nil, n.Value, true
+	case *ast.ConstantNode:
+		if f, ok := toFloat(n.Value); ok {
+			switch n.Value.(type) {
+			case int, float64:
+				return nil, f, true
+			}
+		}
+	}
+	return nil, 0, false
+}
+
+// isNil is runtime.IsNil, without reflection for the values names hold.
+func isNil(v any) bool {
+	switch v.(type) {
+	case nil:
+		return true
+	case string, float64, int, bool, int64, time.Time:
+		return false
+	}
+	return runtime.IsNil(v)
 }

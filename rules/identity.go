@@ -197,6 +197,9 @@ func (x *Evaluator) Merge(u, a *state.Contact) []MovedTimer {
 
 	for i, w := range rs.Windows {
 		mergeWindow(&u.Windows[i], &a.Windows[i], w.Agg)
+		if sp := spanOf(u, i); sp != nil {
+			sp.OK = false
+		}
 	}
 	for i := range rs.Scoring {
 		mergePoints(&u.Points[i], &a.Points[i], rs.HalfLife)

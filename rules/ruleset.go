@@ -95,7 +95,8 @@ func (rs *Ruleset) bindAll() {
 		if p.contactEnv {
 			env = &rs.ctEnv
 		}
-		p.fast = compileProgram(p, env.slot)
+		p.fast = compileProgram(p, env)
+		p.rest = compileRest(p, env)
 	}
 	for _, r := range rs.Fit {
 		r.static = r.If != nil

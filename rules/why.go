@@ -120,7 +120,7 @@ func (rs *Ruleset) Why(c *state.Contact, id string, at int64) (WhyView, error) {
 			var val any
 			if at != state.NoTime {
 				if s := rs.ctEnv.slot(name); s >= 0 {
-					val = roundAny(x.ctSlots[s])
+					val = roundAny(x.ct.get(s))
 				}
 			}
 			out = append(out, WhyValue{Name: name, Value: val})

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"hash/maphash"
 	"math"
 	"sort"
 
@@ -9,13 +10,33 @@ import (
 
 // pruneWindow drops the events at or before the window's lower bound
 // (exclusive boundary: an event at exactly now - over is out).
-func pruneWindow(w *state.Window, bound int64) {
+// sp, if not nil, is the window's span kept in the contact; dm, if not
+// nil, the distinct count kept in its memo.
+func pruneWindow(sp *state.WindowSpan, dm *distinctMemo, w *state.Window, bound int64) {
+	if len(w.T) == 0 {
+		return
+	}
+	if lo, _ := span(sp, w); lo > bound {
+		return
+	}
 	n := 0
 	for n < len(w.T) && w.T[n] <= bound {
 		n++
 	}
 	if n == 0 {
 		return
+	}
+	if sp != nil {
+		if n == len(w.T) {
+			sp.OK = false
+		} else {
+			sp.Lo = w.T[n]
+		}
+	}
+	if dm != nil {
+		for _, k := range w.K[:min(n, len(w.K))] {
+			dm.remove(k)
+		}
 	}
 	w.T = append(w.T[:0], w.T[n:]...)
 	if len(w.V) > 0 {
@@ -29,7 +50,7 @@ func pruneWindow(w *state.Window, bound int64) {
 // addToWindow inserts the event at time t in order, evaluating the window's
 // value for sum and distinct windows; an event whose value is null (or not a
 // number, for sum) is not added.
-func (x *Evaluator) addToWindow(win *state.Window, w *Window, t int64) {
+func (x *Evaluator) addToWindow(sp *state.WindowSpan, dm *distinctMemo, win *state.Window, w *Window, t int64) {
 	var v float64
 	var k string
 	switch w.Agg {
@@ -51,7 +72,10 @@ func (x *Evaluator) addToWindow(win *state.Window, w *Window, t int64) {
 		if w.Agg == Sum {
 			win.V = append(win.V[:0], win.V[1:]...)
 		}
-		if w.Agg == Distinct {
+		if w.Agg == Distinct && len(win.K) > 0 {
+			if dm != nil {
+				dm.remove(win.K[0])
+			}
 			win.K = append(win.K[:0], win.K[1:]...)
 		}
 		win.Dropped++
@@ -67,7 +91,34 @@ func (x *Evaluator) addToWindow(win *state.Window, w *Window, t int64) {
 		win.V = insertAt(win.V, i, v)
 	case Distinct:
 		win.K = insertAt(win.K, i, k)
+		if dm != nil {
+			dm.keys[k]++
+		}
 	}
+	if sp != nil {
+		*sp = state.WindowSpan{Lo: win.T[0], Hi: win.T[len(win.T)-1], OK: true}
+	}
+}
+
+// span returns the times of the window's oldest and newest entries (it
+// must have one), reading them from T only when the contact does not keep
+// them (state.Contact.Spans; sp is nil for a window beyond those).
+func span(sp *state.WindowSpan, w *state.Window) (lo, hi int64) {
+	if sp == nil {
+		return w.T[0], w.T[len(w.T)-1]
+	}
+	if !sp.OK {
+		*sp = state.WindowSpan{Lo: w.T[0], Hi: w.T[len(w.T)-1], OK: true}
+	}
+	return sp.Lo, sp.Hi
+}
+
+// spanOf returns the span kept for window i of c, or nil.
+func spanOf(c *state.Contact, i int) *state.WindowSpan {
+	if c == nil || i >= len(c.Spans) {
+		return nil
+	}
+	return &c.Spans[i]
 }
 
 func insertAt[T any](s []T, i int, v T) []T {
@@ -79,12 +130,23 @@ func insertAt[T any](s []T, i int, v T) []T {
 }
 
 // aggregate computes the window's value over the events in (now - over, now].
-func (x *Evaluator) aggregate(win *state.Window, w *Window, now int64) float64 {
+// c and i, when c is not nil, are the contact and the window's index: a
+// distinct count of a whole window is kept in the contact's memo.
+func (x *Evaluator) aggregate(c *state.Contact, i int, win *state.Window, w *Window, now int64) float64 {
 	lo := now - w.Over
-	start := sort.Search(len(win.T), func(i int) bool { return win.T[i] > lo })
-	end := len(win.T)
-	for end > start && win.T[end-1] > now {
-		end--
+	start, end := 0, len(win.T)
+	if end == 0 {
+		return 0
+	}
+	first, last := span(spanOf(c, i), win)
+	if first <= lo {
+		// Not pruned to this bound (an inspection at another time).
+		start = sort.Search(len(win.T), func(i int) bool { return win.T[i] > lo })
+	}
+	if last > now {
+		for end > start && win.T[end-1] > now {
+			end--
+		}
 	}
 	switch w.Agg {
 	case Sum:
@@ -95,26 +157,28 @@ func (x *Evaluator) aggregate(win *state.Window, w *Window, now int64) float64 {
 		return s
 	case Distinct:
 		keys := win.K[start:end]
-		if len(keys) <= 32 {
-			// Few keys: comparing each with those before it beats
-			// clearing and filling a map.
-			n := 0
-		next:
-			for i, k := range keys {
-				for _, prev := range keys[:i] {
-					if prev == k {
-						continue next
-					}
-				}
-				n++
-			}
-			return float64(n)
+		if len(keys) <= 8 || c == nil || start != 0 || end != len(win.K) || len(win.K) != len(win.T) {
+			return float64(x.distinct.count(keys))
 		}
-		clear(x.seen)
+		memo := x.memoOf(c)
+		if memo.distinct == nil {
+			memo.distinct = make([]distinctMemo, len(x.rs.Windows))
+		}
+		d := &memo.distinct[i]
+		sig := windowSig{data: &win.K[0], n: len(win.K), first: first, last: last, dropped: win.Dropped}
+		if d.keys != nil && d.sig == sig {
+			return float64(len(d.keys))
+		}
+		if d.keys == nil {
+			d.keys = make(map[string]int32, 16)
+		} else {
+			clear(d.keys)
+		}
 		for _, k := range keys {
-			x.seen[k] = struct{}{}
+			d.keys[k]++
 		}
-		return float64(len(x.seen))
+		d.sig = sig
+		return float64(len(d.keys))
 	}
 	return float64(end - start)
 }
@@ -226,4 +290,125 @@ func admitCap(cp *state.Cap, a *Action, at int64) bool {
 		cp.T = append(cp.T[:0], cp.T[len(cp.T)-2*a.CapMax:]...)
 	}
 	return true
+}
+
+// strSet counts distinct strings, reusing its table from one count to the
+// next: an open-addressing set of hashes, faster than clearing and filling a
+// map for the few to few hundred keys of a distinct window.
+type strSet struct {
+	seed maphash.Seed
+	hash []uint64 // 0: empty slot; else the key's hash with its low bit set
+	keys []string
+}
+
+// count returns the number of distinct strings in keys.
+func (s *strSet) count(keys []string) int {
+	if len(keys) <= 8 {
+		// Few keys: comparing each with those before it is cheaper
+		// than hashing.
+		n := 0
+	next:
+		for i, k := range keys {
+			for _, prev := range keys[:i] {
+				if prev == k {
+					continue next
+				}
+			}
+			n++
+		}
+		return n
+	}
+	size := 16
+	for size < 2*len(keys) {
+		size *= 2
+	}
+	if len(s.hash) < size {
+		if s.hash == nil {
+			s.seed = maphash.MakeSeed()
+		}
+		s.hash, s.keys = make([]uint64, size), make([]string, size)
+	} else {
+		clear(s.hash[:size])
+	}
+	mask := uint64(size - 1)
+	n := 0
+	for _, k := range keys {
+		h := maphash.String(s.seed, k) | 1
+		for i := h & mask; ; i = (i + 1) & mask {
+			if s.hash[i] == 0 {
+				s.hash[i], s.keys[i] = h, k
+				n++
+				break
+			}
+			if s.hash[i] == h && s.keys[i] == k {
+				break
+			}
+		}
+	}
+	return n
+}
+
+// distinctMemo is a distinct window's keys kept with the contact (fitMemo):
+// how many entries hold each key, for the entries that sig identifies.
+// Apply keeps it up to date as it prunes and adds (trackDistinct); the
+// signature catches any other change: the rules change a window only by
+// pruning its oldest entries (which raises its first time, or empties it),
+// adding one (which raises its length, or its Dropped count when the
+// oldest is dropped to make room) and merging (which drops the memo, as
+// does loading the contact). A new backing array changes data, which only
+// costs a count.
+type distinctMemo struct {
+	sig  windowSig
+	keys map[string]int32 // nil: not kept
+}
+
+// windowSig identifies a window's entries (see distinctMemo).
+type windowSig struct {
+	data        *string // &K[0]
+	n           int
+	first, last int64
+	dropped     uint64
+}
+
+func (d *distinctMemo) remove(k string) {
+	if n := d.keys[k]; n > 1 {
+		d.keys[k] = n - 1
+	} else {
+		delete(d.keys, k)
+	}
+}
+
+// trackDistinct returns the kept keys of distinct window i of c if they are
+// those of its entries now, so that Apply updates them as it changes the
+// window (then settle); else nil, after dropping stale ones.
+func (x *Evaluator) trackDistinct(c *state.Contact, i int, sp *state.WindowSpan, win *state.Window) *distinctMemo {
+	memo, _ := c.Memo.(*fitMemo)
+	if memo == nil || memo.distinct == nil || memo.distinct[i].keys == nil {
+		return nil
+	}
+	d := &memo.distinct[i]
+	if sig, ok := sigOf(sp, win); !ok || sig != d.sig {
+		d.keys = nil
+		return nil
+	}
+	return d
+}
+
+// settle records that d's keys are those of the window as it is now.
+func (d *distinctMemo) settle(sp *state.WindowSpan, win *state.Window) {
+	sig, ok := sigOf(sp, win)
+	if !ok {
+		d.keys = nil
+		return
+	}
+	d.sig = sig
+}
+
+// sigOf returns the signature of a window with entries, all keyed.
+func sigOf(sp *state.WindowSpan, win *state.Window) (windowSig, bool) {
+	if len(win.K) == 0 || len(win.K) != len(win.T) {
+		return windowSig{}, false
+	}
+	first, last := span(sp, win)
+	return windowSig{data: &win.K[0], n: len(win.K), first: first, last: last, dropped: win.Dropped}, true
 }

@@ -2,6 +2,7 @@ package state
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -116,6 +117,25 @@ func TestSeenIsBounded(t *testing.T) {
 	}
 	if !s.SeenID(last) {
 		t.Error("the newest id is forgotten")
+	}
+}
+
+// TestSeenCheck checks that Check is SeenID then Add: the same ring after
+// the same ids, repeats reported, beyond the bound too.
+func TestSeenCheck(t *testing.T) {
+	var checked, added Seen
+	for i := 0; i < 3*MaxSeenIDs; i++ {
+		id := fmt.Sprintf("m-%d", i%(MaxSeenIDs+40)) // repeats, some forgotten by then
+		want := added.SeenID(id)
+		if !want {
+			added.Add(id)
+		}
+		if got := checked.Check(id); got != want {
+			t.Fatalf("id %d (%s): Check says seen %v, SeenID %v", i, id, got, want)
+		}
+	}
+	if !reflect.DeepEqual(checked, added) {
+		t.Error("Check and SeenID+Add left different rings")
 	}
 }
 

@@ -55,6 +55,32 @@ type Contact struct {
 	Caps     []Cap          `msgpack:"c,omitempty"`
 	Seen     Seen           `msgpack:"d"`
 
+	// The caches below are kept with the contact while it is in memory and
+	// never encoded; they sit beside the fields every event reads.
+
+	// Memo is a cache the rules engine keeps with the contact while it is
+	// in memory (values that change only with the traits or the stage). It
+	// is not encoded and Bind clears it.
+	Memo any `msgpack:"-"`
+	// MemoBits is a small cache the rules engine keeps beside Memo (bit
+	// sets), inside the contact so that reading it costs no memory access
+	// of its own. Not encoded; Bind clears it.
+	MemoBits [2]uint64 `msgpack:"-"`
+	// Spans are the times of the oldest and newest entries of the first
+	// windows (Windows[i] for i < len(Spans)), which the rules engine
+	// keeps while the contact is in memory so that pruning and counting a
+	// window need not read its entries. Not encoded (a loaded contact has
+	// none); Bind clears them; whatever else changes a window's entries
+	// must clear its span.
+	Spans [4]WindowSpan `msgpack:"-"`
+	// Hints are notes the engine driver keeps with the contact while it is
+	// in memory: where its pending timers sit in the driver's timer heap.
+	// The driver checks a note before it uses it. Not encoded.
+	Hints [4]int32 `msgpack:"-"`
+	// bound is the identity of the names the slices were last aligned to;
+	// not encoded.
+	bound *Names `msgpack:"-"`
+
 	// Merged lists the anonymous ids linked to this user (SPEC §6), in link
 	// order, whether or not they had state: every accepted link counts
 	// toward the rules' identity.max_anonymous, which bounds the list.
@@ -88,15 +114,6 @@ type Contact struct {
 	// re-read after a crash or a rebalance skips it (Covers), record by
 	// record, with or without a messageId. Zero in replay.
 	Applied Position `msgpack:"a,omitempty"`
-
-	// Memo is a cache the rules engine keeps with the contact while it is
-	// in memory (values that change only with the traits or the stage). It
-	// is not encoded and Bind clears it.
-	Memo any `msgpack:"-"`
-
-	// bound is the identity of the names the slices were last aligned to;
-	// not encoded.
-	bound *Names `msgpack:"-"`
 }
 
 // Position is a Kafka partition and offset.
@@ -113,6 +130,14 @@ type Window struct {
 	V       []float64 `msgpack:"v,omitempty"`
 	K       []string  `msgpack:"k,omitempty"`
 	Dropped uint64    `msgpack:"x,omitempty"` // events lost to MaxWindowEntries
+
+}
+
+// WindowSpan is the times of a window's oldest and newest entries, valid
+// when OK is set (Contact.Spans).
+type WindowSpan struct {
+	Lo, Hi int64
+	OK     bool
 }
 
 // Points is one engagement rule's points. Value is worth Value at AsOf and
@@ -171,7 +196,10 @@ func hashID(id string) uint64 {
 
 // SeenID reports whether id is among the remembered messageIds.
 func (s *Seen) SeenID(id string) bool {
-	h := hashID(id)
+	return s.seen(hashID(id))
+}
+
+func (s *Seen) seen(h uint64) bool {
 	for _, x := range s.H {
 		if x == h {
 			return true
@@ -182,7 +210,21 @@ func (s *Seen) SeenID(id string) bool {
 
 // Add remembers id, forgetting the oldest beyond MaxSeenIDs.
 func (s *Seen) Add(id string) {
+	s.add(hashID(id))
+}
+
+// Check reports whether id is among the remembered messageIds, and
+// remembers it if not: SeenID then Add, hashing id once.
+func (s *Seen) Check(id string) (seen bool) {
 	h := hashID(id)
+	if s.seen(h) {
+		return true
+	}
+	s.add(h)
+	return false
+}
+
+func (s *Seen) add(h uint64) {
 	if len(s.H) < MaxSeenIDs {
 		s.H = append(s.H, h)
 		return
@@ -284,6 +326,8 @@ func (c *Contact) Bind(n *Names) {
 	}
 	c.Timers = keep
 	c.Memo = nil
+	c.MemoBits = [2]uint64{}
+	c.Spans = [len(c.Spans)]WindowSpan{}
 	c.bound = n
 }
 
