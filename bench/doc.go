@@ -44,7 +44,10 @@
 // process: its CPU is in the CPU figures, its memory in the RSS, and the raw
 // consume ceiling includes it too. The drained records are deleted from it
 // before the latency phases, so that their heap does not slow the process
-// beside them.
+// beside them, and during the latency phases what every reader has consumed
+// is deleted once a second, in 1 MiB segments (trimLoop): kfake keeps its
+// log in this heap, which a real broker keeps on disk, and a phase of
+// minutes grew it by gigabytes that every garbage collection marked.
 //
 // # Output
 //

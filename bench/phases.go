@@ -118,6 +118,15 @@ func (r *run) measure(ctx context.Context) error {
 	if cfg.Events > 0 && len(cfg.Rates) > 0 {
 		r.trimTopics(ctx)
 	}
+	// And, during them, the records every reader has consumed (trimLoop).
+	stopTrim := func() {}
+	if len(cfg.Brokers) == 0 && len(cfg.Rates) > 0 {
+		tctx, cancel := context.WithCancel(ctx)
+		trimDone := make(chan struct{})
+		go func() { defer close(trimDone); r.trimLoop(tctx) }()
+		stopTrim = func() { cancel(); <-trimDone }
+		defer stopTrim() // on an early return
+	}
 	for _, rate := range cfg.Rates {
 		r.logf("latency: %.0f events/s for %v", rate, cfg.Duration)
 		ph, err := r.openLoop(ctx, rate)
@@ -126,6 +135,7 @@ func (r *run) measure(ctx context.Context) error {
 		}
 		res.Rates = append(res.Rates, ph)
 	}
+	stopTrim()
 	if cfg.MemProfile != "" {
 		if err := writeHeapProfile(cfg.MemProfile); err != nil {
 			return err

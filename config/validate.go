@@ -172,6 +172,14 @@ func (c *Config) validate(ps *problems) {
 	default:
 		ps.add(c, []string{"log.level"}, "%q: want debug, info, warn or error", c.Log.Level)
 	}
+	c.UI.History = strings.ToLower(c.UI.History)
+	switch c.UI.History {
+	case "":
+		c.UI.History = UIHistoryEvents
+	case UIHistoryEvents, UIHistoryActions, UIHistoryOff:
+	default:
+		ps.add(c, []string{"ui.history"}, "%q: want events (record every applied event and action for the UI), actions (actions only) or off", c.UI.History)
+	}
 	c.Log.Format = strings.ToLower(c.Log.Format)
 	switch c.Log.Format {
 	case "":

@@ -114,7 +114,7 @@ func runLive(e *env, r *runCmd, cfg *config.Config, scfg stream.Config, rs *rule
 	app.RegisterRedisStats(reg, rdb)
 
 	sc := stream.Scoring{Rules: rs, Redis: rdb, Cache: cfg.CacheOptions(), FlushInterval: cfg.Redis.FlushInterval.D()}
-	ui := newWebUI(&sc)
+	ui := newWebUI(&sc, cfg.UI.History)
 	p, metrics, err := app.NewPipeline(reg, scfg, sc)
 	if err != nil {
 		return &exitError{code: 2, msg: "leadpulse run: " + err.Error()}
