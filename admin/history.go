@@ -2,6 +2,7 @@ package admin
 
 import (
 	"container/list"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -49,7 +50,25 @@ type HistoryOptions struct {
 	// Events, Firings and Awards are the most entries kept per contact.
 	// defaults: 30, 30, 200
 	Events, Firings, Awards int
+	// NoEvents records actions only (Action: the live feed, recent
+	// firings): Applied does nothing, so the contact page shows no recent
+	// events, its score chart no awards, and the email search finds
+	// nothing. For a process that need not pay for the per-event record
+	// (about 1–3 µs of CPU an event, BenchmarkHistoryApplied); leave
+	// stream.Scoring.OnApplied unset then, so that nothing is called.
+	// default: false (events are recorded)
+	NoEvents bool
+	// NoActions also leaves actions unrecorded: Action does nothing (no
+	// live feed, no recent firings). default: false
+	NoActions bool
 }
+
+// What a History records (History.Records, config ui.history).
+const (
+	RecordsEvents  = "events"  // events and actions
+	RecordsActions = "actions" // actions only
+	RecordsNothing = "off"
+)
 
 // HistoryEvent is one applied event as the page shows it.
 type HistoryEvent struct {
@@ -65,20 +84,27 @@ type HistoryEvent struct {
 }
 
 // histEvent is a HistoryEvent as recorded: times unformatted, strings
-// shared with the event (they are immutable), so that recording costs
-// little on the partition goroutine.
+// shared with the event (they are immutable), the first award inline, so
+// that recording costs little on the partition goroutine: no allocation
+// for an event that earned points from at most one rule and set no traits.
 type histEvent struct {
 	at, applied              int64
 	typ, ev, name, path, mid string
 	traits                   []string
-	points                   []rules.Award
+	first                    rules.Award   // the first award, if npoints > 0
+	more                     []rules.Award // the awards after the first
+	npoints                  int
 }
 
 func (e *histEvent) view() HistoryEvent {
-	return HistoryEvent{
+	v := HistoryEvent{
 		At: formatNs(e.at), Type: e.typ, Event: e.ev, Name: e.name, Path: e.path, MessageID: e.mid,
-		Traits: e.traits, Points: e.points, Applied: formatNs(e.applied),
+		Traits: e.traits, Applied: formatNs(e.applied),
 	}
+	if e.npoints > 0 {
+		v.Points = append(append(make([]rules.Award, 0, e.npoints), e.first), e.more...)
+	}
+	return v
 }
 
 func formatNs(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
@@ -98,14 +124,20 @@ type ring[T any] struct {
 	next int
 }
 
-func (r *ring[T]) add(v T, n int) {
+// at returns the slot the next value goes to, overwriting the oldest once
+// n are kept; the caller fills it in place (no copy of a large T).
+func (r *ring[T]) at(n int) *T {
 	if len(r.buf) < n {
-		r.buf = append(r.buf, v)
-		return
+		var zero T
+		r.buf = append(r.buf, zero)
+		return &r.buf[len(r.buf)-1]
 	}
-	r.buf[r.next] = v
+	p := &r.buf[r.next]
 	r.next = (r.next + 1) % len(r.buf)
+	return p
 }
+
+func (r *ring[T]) add(v T, n int) { *r.at(n) = v }
 
 // items returns the values oldest first.
 func (r *ring[T]) items() []T {
@@ -139,6 +171,20 @@ func NewHistory(o HistoryOptions) *History {
 		sh.contacts, sh.emails = map[string]*contactHistory{}, map[string]string{}
 	}
 	return h
+}
+
+// Records returns what the History records: RecordsEvents,
+// RecordsActions or RecordsNothing.
+func (h *History) Records() string {
+	switch {
+	case !h.o.NoEvents && !h.o.NoActions:
+		return RecordsEvents
+	case !h.o.NoActions:
+		return RecordsActions
+	case !h.o.NoEvents:
+		return "events without actions"
+	}
+	return RecordsNothing
 }
 
 // Feed returns the live feed of actions the History fans out.
@@ -180,25 +226,30 @@ func (sh *historyShard) get(id string) *contactHistory {
 // arrive through Action.
 func (h *History) Applied(res *rules.Result) {
 	e := res.Event
-	if e == nil {
+	if e == nil || h.o.NoEvents {
 		return
 	}
-	he := histEvent{at: e.Time, applied: time.Now().UnixNano(), typ: e.Type, ev: e.Event, name: e.Name, mid: e.MessageID}
+	applied := time.Now().UnixNano()
+	var path string
 	if p, ok := e.Properties["path"].(string); ok {
-		he.path = p
+		path = p
 	}
-	var email string
+	var (
+		email  string
+		traits []string
+	)
 	if len(e.Traits) > 0 {
-		he.traits = make([]string, 0, len(e.Traits))
+		traits = make([]string, 0, len(e.Traits))
 		for k := range e.Traits {
-			he.traits = append(he.traits, k)
+			traits = append(traits, k)
 		}
 		if s, ok := e.Traits["email"].(string); ok {
 			email = strings.ToLower(strings.TrimSpace(s))
 		}
 	}
-	if len(res.Awards) > 0 {
-		he.points = append([]rules.Award(nil), res.Awards...)
+	var more []rules.Award
+	if len(res.Awards) > 1 {
+		more = slices.Clone(res.Awards[1:])
 	}
 	id := res.Contact // as identity resolved it
 	if id == "" {
@@ -208,9 +259,14 @@ func (h *History) Applied(res *rules.Result) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	c := sh.get(id)
-	c.events.add(he, h.o.Events)
+	he := c.events.at(h.o.Events)
+	*he = histEvent{at: e.Time, applied: applied, typ: e.Type, ev: e.Event, name: e.Name, path: path, mid: e.MessageID,
+		traits: traits, more: more, npoints: len(res.Awards)}
+	if len(res.Awards) > 0 {
+		he.first = res.Awards[0]
+	}
 	for _, a := range res.Awards {
-		c.awards.add(rules.AwardAt{Rule: a.Rule, Points: a.Points, At: e.Time}, h.o.Awards)
+		*c.awards.at(h.o.Awards) = rules.AwardAt{Rule: a.Rule, Points: a.Points, At: e.Time}
 	}
 	if email != "" && email != c.email {
 		if c.email != "" && sh.emails[c.email] == id {
@@ -224,6 +280,9 @@ func (h *History) Applied(res *rules.Result) {
 // Action records an emitted action (stream.Scoring.OnAction) and publishes
 // it on the feed.
 func (h *History) Action(r *rules.Record) {
+	if h.o.NoActions {
+		return
+	}
 	rec := *r
 	sh := h.shard(rec.Contact)
 	sh.mu.Lock()

@@ -45,6 +45,10 @@ type Timeline struct {
 	Chart   rules.ScoreChart `json:"chart"`
 	// Email is the contact's email trait, if any.
 	Email string `json:"email,omitempty"`
+	// History is what this process records beside the state (config
+	// ui.history): "events", "actions" (no recent events, no awards in
+	// the chart) or "off".
+	History string `json:"history"`
 }
 
 // chartPoints is the number of samples per part of the chart.
@@ -71,8 +75,10 @@ func (h *handler) timeline(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	var hist ContactHistory
+	records := RecordsNothing
 	if h.o.History != nil {
 		hist = h.o.History.Contact(id)
+		records = h.o.History.Records()
 	} else {
 		hist = ContactHistory{Events: []HistoryEvent{}, Firings: []rules.Record{}}
 	}
@@ -84,7 +90,8 @@ func (h *handler) timeline(w http.ResponseWriter, r *http.Request) {
 		Events:  hist.Events,
 		Firings: hist.Firings,
 		// Inspect bound the contact to rs already; Chart works on it too.
-		Chart: rs.Chart(st.Contact, hist.Awards, chartPoints),
+		Chart:   rs.Chart(st.Contact, hist.Awards, chartPoints),
+		History: records,
 	}
 	if e, ok := tl.Traits["email"].(string); ok {
 		tl.Email = e
@@ -128,7 +135,9 @@ func (h *handler) search(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := SearchResponse{IDs: []string{}, Note: "searched the email traits of the contacts this process applied events to since it started (History)"}
-	if h.o.History != nil {
+	if h.o.History == nil || h.o.History.Records() != RecordsEvents {
+		resp.Note = "this process does not record events (config ui.history), so it knows no email traits: search by contact id"
+	} else {
 		if id, ok := h.o.History.ByEmail(email); ok {
 			resp.IDs = append(resp.IDs, id)
 		}

@@ -50,7 +50,12 @@ type uiEnv struct {
 
 func newUIEnv(t *testing.T, token string) *uiEnv {
 	t.Helper()
-	e := &uiEnv{hist: admin.NewHistory(admin.HistoryOptions{}), reg: prometheus.NewRegistry()}
+	return newUIEnvWith(t, token, admin.HistoryOptions{})
+}
+
+func newUIEnvWith(t *testing.T, token string, ho admin.HistoryOptions) *uiEnv {
+	t.Helper()
+	e := &uiEnv{hist: admin.NewHistory(ho), reg: prometheus.NewRegistry()}
 	e.file = filepath.Join(t.TempDir(), "rules.yaml")
 	if err := os.WriteFile(e.file, []byte(testRules), 0o644); err != nil {
 		t.Fatal(err)
@@ -145,6 +150,49 @@ func TestTimelineAndSearch(t *testing.T) {
 	}
 	if len(e.hist.Contact("u1").Events) != 0 {
 		t.Error("history kept after erasure")
+	}
+}
+
+// ui.history: actions and off. The page keeps working on the stored
+// state; what is not recorded is empty and the timeline says why.
+func TestTimelineWithoutEventHistory(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		o       admin.HistoryOptions
+		want    string
+		firings int
+	}{
+		{"actions", admin.HistoryOptions{NoEvents: true}, admin.RecordsActions, 1},
+		{"off", admin.HistoryOptions{NoEvents: true, NoActions: true}, admin.RecordsNothing, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newUIEnvWith(t, "", tc.o)
+			e.apply(t, u1Events...)
+			var tl admin.Timeline
+			if code := getJSON(t, e.srv.URL+"/contacts/u1/timeline", "", &tl); code != 200 {
+				t.Fatalf("timeline: %d", code)
+			}
+			if tl.History != tc.want || len(tl.Events) != 0 || len(tl.Firings) != tc.firings || len(tl.Chart.Awards) != 0 {
+				t.Errorf("history %q, %d events, %d firings, %d awards; want %q, 0, %d, 0", tl.History, len(tl.Events), len(tl.Firings), len(tl.Chart.Awards), tc.want, tc.firings)
+			}
+			if tl.Events == nil || tl.Firings == nil {
+				t.Error("events or firings null; the page wants lists")
+			}
+			// The stored state is whole: the score counts every event.
+			if tl.Score < 40 || len(tl.Chart.Score) == 0 {
+				t.Errorf("score %v, chart %v", tl.Score, tl.Chart.Score)
+			}
+			var sr admin.SearchResponse
+			if code := getJSON(t, e.srv.URL+"/contacts?email=ada@example.com", "", &sr); code != 200 || len(sr.IDs) != 0 || !strings.Contains(sr.Note, "ui.history") {
+				t.Errorf("search by email: %d %+v", code, sr)
+			}
+		})
+	}
+	e := newUIEnv(t, "")
+	e.apply(t, u1Events...)
+	var tl admin.Timeline
+	if getJSON(t, e.srv.URL+"/contacts/u1/timeline", "", &tl); tl.History != admin.RecordsEvents {
+		t.Errorf("default history %q, want %q", tl.History, admin.RecordsEvents)
 	}
 }
 

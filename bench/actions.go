@@ -229,3 +229,14 @@ func (c *collector) counts() (total, timers, outside, bad int64) {
 	defer c.mu.Unlock()
 	return c.total, c.timerN, c.outside, c.badValue
 }
+
+// positions returns the next offset the reader reads, by partition.
+func (c *collector) positions() map[int32]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[int32]int64, len(c.next))
+	for p, o := range c.next {
+		out[p] = o
+	}
+	return out
+}

@@ -11,8 +11,9 @@
 //     from the same broker, no decoding, no commits.
 //  3. Drain (throughput): the pipeline (package stream, as `leadpulse dev`
 //     wires it) starts and applies the backlog; the consumer lag is sampled
-//     every 100ms, and the sustained rate is the slope from 90% to 10% of
-//     the backlog. CPU (getrusage, the whole process), heap allocation
+//     every 100ms, the records not yet taken into a scoring batch every
+//     50ms, and the sustained rate is the slope of the latter from 90% to
+//     10% of the backlog (committed offsets move in steps with Redis). CPU (getrusage, the whole process), heap allocation
 //     (runtime/metrics), peak heap and RSS, the scoring batches and, with
 //     Redis, the store's round trips (state.Redis stats) are taken over it.
 //  4. Latency phases, one per Config.Rates: open loop at the offered rate
@@ -43,7 +44,10 @@
 // process: its CPU is in the CPU figures, its memory in the RSS, and the raw
 // consume ceiling includes it too. The drained records are deleted from it
 // before the latency phases, so that their heap does not slow the process
-// beside them.
+// beside them, and during the latency phases what every reader has consumed
+// is deleted once a second, in 1 MiB segments (trimLoop): kfake keeps its
+// log in this heap, which a real broker keeps on disk, and a phase of
+// minutes grew it by gigabytes that every garbage collection marked.
 //
 // # Output
 //

@@ -8,7 +8,12 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"runtime/trace"
+	"strconv"
+	"strings"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/leadpulse/leadpulse/state"
 )
@@ -113,6 +118,15 @@ func (r *run) measure(ctx context.Context) error {
 	if cfg.Events > 0 && len(cfg.Rates) > 0 {
 		r.trimTopics(ctx)
 	}
+	// And, during them, the records every reader has consumed (trimLoop).
+	stopTrim := func() {}
+	if len(cfg.Brokers) == 0 && len(cfg.Rates) > 0 {
+		tctx, cancel := context.WithCancel(ctx)
+		trimDone := make(chan struct{})
+		go func() { defer close(trimDone); r.trimLoop(tctx) }()
+		stopTrim = func() { cancel(); <-trimDone }
+		defer stopTrim() // on an early return
+	}
 	for _, rate := range cfg.Rates {
 		r.logf("latency: %.0f events/s for %v", rate, cfg.Duration)
 		ph, err := r.openLoop(ctx, rate)
@@ -121,6 +135,7 @@ func (r *run) measure(ctx context.Context) error {
 		}
 		res.Rates = append(res.Rates, ph)
 	}
+	stopTrim()
 	if cfg.MemProfile != "" {
 		if err := writeHeapProfile(cfg.MemProfile); err != nil {
 			return err
@@ -186,6 +201,7 @@ type pipelineStats struct {
 	batches   uint64
 	batchSecs float64
 	redis     state.RedisStats
+	redisCPU  float64 // the Redis server's CPU seconds (INFO cpu); 0 if unknown
 }
 
 func (r *run) stats() pipelineStats {
@@ -193,8 +209,30 @@ func (r *run) stats() pipelineStats {
 	s.batches, s.batchSecs = histogram(r.reg, "leadpulse_score_batch_seconds")
 	if r.rdb != nil {
 		s.redis = r.rdb.Stats()
+		s.redisCPU = redisServerCPU(r.rdb.Client())
 	}
 	return s
+}
+
+// redisServerCPU returns the CPU seconds the Redis server has used
+// (used_cpu_user + used_cpu_sys of INFO cpu; of the first node in Cluster),
+// or 0 when it cannot be read.
+func redisServerCPU(c redis.UniversalClient) float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	info, err := c.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
+			f, _ := strconv.ParseFloat(v, 64)
+			sum += f
+		}
+	}
+	return sum
 }
 
 // fill sets the phase's resource and store figures from the counters at
@@ -237,6 +275,9 @@ func (r *run) fill(ph *Phase, a, b pipelineStats, lagFrom float64) {
 		if ph.Seconds > 0 {
 			d.WrittenPerSec = float64(d.Written) / ph.Seconds
 		}
+		if a.redisCPU > 0 && b.redisCPU > a.redisCPU {
+			d.ServerCPUMicrosPerEvent = (b.redisCPU - a.redisCPU) * 1e6 / n
+		}
 		ph.Redis = &d
 	}
 }
@@ -258,7 +299,9 @@ func (r *run) drain(ctx context.Context, n int64, win *window) (*Phase, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: the pipeline read nothing: %w", err)
 	}
+	taken := r.sampleTaken(n)
 	t1, b, end, err := r.settled(ctx)
+	backlog := taken()
 	if err != nil {
 		return nil, err
 	}
@@ -271,10 +314,54 @@ func (r *run) drain(ctx context.Context, n int64, win *window) (*Phase, error) {
 		ph.LagFinal = end.Records
 	}
 	ph.EventsPerSec = ph.OverallPerSec
-	if rate, ok := sustained(r.mon.lagSince(lagFrom), n); ok {
+	if rate, ok := sustained(backlog, n); ok {
 		ph.EventsPerSec, ph.Sustained = rate, true
 	}
 	return ph, nil
+}
+
+// sampleTaken samples, every 50ms until the returned function is called,
+// the records of the n-record backlog the scoring stage has not taken into
+// a batch yet (leadpulse_events_in_total of stage score), and returns them.
+//
+// The sustained rate is measured on it rather than on the consumer lag
+// (committed offsets): with Redis a partition commits its state, and then
+// its offsets, once per flush interval under a backlog (stream's coalesced
+// state writes), so the committed lag falls in steps of up to a second,
+// and a slope between two samples of a staircase is no rate.
+func (r *run) sampleTaken(n int64) func() []LagSample {
+	stop, done := make(chan struct{}), make(chan struct{})
+	var out []LagSample
+	t0 := r.mon.t0
+	taken := func() int64 {
+		var sum float64
+		eachMetric(r.reg, "leadpulse_events_in_total", func(m *dto.Metric) {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "stage" && l.GetValue() == "score" {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		})
+		return int64(sum)
+	}
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			out = append(out, LagSample{Seconds: time.Since(t0).Seconds(), Records: max(n-taken(), 0)})
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() []LagSample {
+		close(stop)
+		<-done
+		return out
+	}
 }
 
 // sustained is the pipeline's steady rate in a drain: the slope of the

@@ -196,6 +196,11 @@ type RedisPhase struct {
 	WrittenPerBatch         float64 `json:"contacts_written_per_batch"`
 	LoadedPerBatch          float64 `json:"contacts_loaded_per_batch"`
 	WrittenPerSec           float64 `json:"contacts_written_per_sec"`
+	// ServerCPUMicrosPerEvent is the CPU the Redis server used during the
+	// phase (INFO cpu: used_cpu_user + used_cpu_sys) per event: on the
+	// same host as the pipeline it competes for the same cores. 0 when
+	// INFO is refused (ACL without +info).
+	ServerCPUMicrosPerEvent float64 `json:"server_cpu_us_per_event"`
 }
 
 // RedisFigures are the Redis store's figures beside the raw write ceiling.
@@ -364,6 +369,9 @@ func redisRows(tw io.Writer, rp *RedisPhase, rf *RedisFigures) {
 	fmt.Fprintf(tw, "redis write round trips/batch\t%.2f\t\t\t\n", rp.WriteRoundTripsPerBatch)
 	fmt.Fprintf(tw, "redis contacts written/batch\t%.0f\t\t\t\n", rp.WrittenPerBatch)
 	fmt.Fprintf(tw, "redis contacts loaded/batch\t%.1f\t\t\t\n", rp.LoadedPerBatch)
+	if rp.ServerCPUMicrosPerEvent > 0 {
+		fmt.Fprintf(tw, "redis-server CPU µs/event\t%.1f\t\t\t\n", rp.ServerCPUMicrosPerEvent)
+	}
 }
 
 type printer struct {

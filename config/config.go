@@ -67,6 +67,8 @@ type Config struct {
 	AdminToken string `yaml:"admin_token"`
 	// Log configures the process' logs (standard error).
 	Log Log `yaml:"log"`
+	// UI configures what the web UI (/ui/) records as the pipeline runs.
+	UI UI `yaml:"ui"`
 	// Sinks is the `sinks:` block, sink name → sink, kept raw: the sinks
 	// package parses it (SinksSource, sinks.Parse). Here it is only checked to be a
 	// mapping. default: none (no dispatch stage: the actions stay on the
@@ -252,7 +254,33 @@ type Redis struct {
 	// CacheCapacity is the most contacts each partition keeps in memory in
 	// front of Redis. default: 20000
 	CacheCapacity int `yaml:"cache_capacity"`
+	// FlushInterval is the longest a partition working through a backlog
+	// keeps the contacts changed by consecutive batches before it writes
+	// them to Redis, once each, and then commits their offsets; a
+	// caught-up partition writes within 100ms. A crash re-reads at most this much
+	// more (repeats are skipped, actions keep their ids); Redis shows a
+	// contact up to this much behind its actions. default: 1s
+	FlushInterval Duration `yaml:"flush_interval"`
 }
+
+// UI configures the web UI's in-memory history (docs/ui.md).
+type UI struct {
+	// History is what the process records for the UI beside the contact
+	// state: "events" (every applied event and every action: the contact
+	// page's last events, score chart awards and email search, the live
+	// feed and recent firings), "actions" (actions only: the live feed and
+	// recent firings; the per-event record, about 1–3 µs of CPU an event
+	// on the partitions' goroutines, is not made) or "off" (nothing; the
+	// page still shows the stored state). default: events
+	History string `yaml:"history"`
+}
+
+// UI history values.
+const (
+	UIHistoryEvents  = "events"
+	UIHistoryActions = "actions"
+	UIHistoryOff     = "off"
+)
 
 // Log configures the logs.
 type Log struct {

@@ -26,6 +26,7 @@ import (
 	"github.com/leadpulse/leadpulse/config"
 	"github.com/leadpulse/leadpulse/sinks"
 	"github.com/leadpulse/leadpulse/state"
+	"github.com/leadpulse/leadpulse/stream"
 )
 
 // specExample is the deployment config of SPEC §4, word for word.
@@ -91,9 +92,11 @@ func TestDefaults(t *testing.T) {
 			check("redis.ttl", c.Redis.TTL.D(), state.DefaultTTL)
 			check("redis.max_retries", c.Redis.MaxRetries, 3)
 			check("redis.cache_capacity", c.Redis.CacheCapacity, state.DefaultCacheCapacity)
+			check("redis.flush_interval", c.Redis.FlushInterval.D(), stream.DefaultFlushInterval)
 			check("rules", c.Rules, "/etc/leadpulse/rules.yaml")
 			check("http", c.HTTP, "127.0.0.1:8080")
 			check("log", c.Log, config.Log{Level: "info", Format: "text"})
+			check("ui.history", c.UI.History, config.UIHistoryEvents)
 			check("sinks", len(c.Sinks), 0)
 			sc, err := c.Stream(nil)
 			if err != nil {
@@ -193,7 +196,7 @@ func TestProblems(t *testing.T) {
 		want []string // substrings, each of one problem, in order
 	}{
 		{"unknown top-level key", "kafka:\n  brokers: [a:1]\nredis_addr: x\n", nil,
-			[]string{`leadpulse.yaml:3: unknown key "redis_addr" at the top level; the keys are kafka, pipeline, redis, rules, http, admin_token, log, sinks`}},
+			[]string{`leadpulse.yaml:3: unknown key "redis_addr" at the top level; the keys are kafka, pipeline, redis, rules, http, admin_token, log, ui, sinks`}},
 		{"unknown nested key", "kafka:\n  group: g\n  brokerz: [a:1]\n", nil,
 			[]string{`leadpulse.yaml:3: unknown key "brokerz" in kafka:; did you mean "brokers"? the keys there are brokers, group, topics`}},
 		{"unknown key in tls", "redis:\n  tls:\n    enabled: true\n    ca: x\n", nil,
@@ -231,6 +234,7 @@ func TestProblems(t *testing.T) {
 		{"negative numbers", "pipeline:\n  batch_records: -1\nkafka:\n  partitions: -2\n", nil,
 			[]string{`kafka.partitions: -2`, `pipeline.batch_records: -1`}},
 		{"log", "log: {level: loud, format: xml}\n", nil, []string{`log.level: "loud"`, `log.format: "xml"`}},
+		{"ui history", "ui: {history: some}\n", nil, []string{`leadpulse.yaml:1: ui.history: "some": want events`}},
 		{"unknown variable", "", []string{"LEADPULSE_KAFKA_BROKER=k:1"},
 			[]string{`$LEADPULSE_KAFKA_BROKER: unknown variable; did you mean LEADPULSE_KAFKA_BROKERS?`}},
 		{"bad variable values", "", []string{"LEADPULSE_PIPELINE_BATCH_RECORDS=lots", "LEADPULSE_KAFKA_SESSION_TIMEOUT=soon", "LEADPULSE_KAFKA_INPUT_KEYED=maybe"},

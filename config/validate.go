@@ -150,6 +150,7 @@ func (c *Config) validate(ps *problems) {
 		ps.add(c, []string{"redis.max_retries"}, "%d: want -1 (no retries) or more", r.MaxRetries)
 	}
 	c.positive(ps, "redis.cache_capacity", &r.CacheCapacity, state.DefaultCacheCapacity)
+	c.duration(ps, "redis.flush_interval", &r.FlushInterval, stream.DefaultFlushInterval)
 	c.validateTLS(ps, "redis.tls", &r.TLS)
 
 	if c.Rules == "" {
@@ -170,6 +171,14 @@ func (c *Config) validate(ps *problems) {
 	case "debug", "info", "warn", "error":
 	default:
 		ps.add(c, []string{"log.level"}, "%q: want debug, info, warn or error", c.Log.Level)
+	}
+	c.UI.History = strings.ToLower(c.UI.History)
+	switch c.UI.History {
+	case "":
+		c.UI.History = UIHistoryEvents
+	case UIHistoryEvents, UIHistoryActions, UIHistoryOff:
+	default:
+		ps.add(c, []string{"ui.history"}, "%q: want events (record every applied event and action for the UI), actions (actions only) or off", c.UI.History)
 	}
 	c.Log.Format = strings.ToLower(c.Log.Format)
 	switch c.Log.Format {

@@ -89,6 +89,12 @@ var _ Store = (*Cache)(nil)
 // Len returns the number of contacts held.
 func (c *Cache) Len() int { return len(c.m) }
 
+// Dirty returns the number of contacts Put since the last successful Commit:
+// the writes the next Commit sends. A caller that commits less often than
+// once per batch (coalescing a contact's changes over several batches into
+// one write) bounds it, since dirty contacts are never evicted.
+func (c *Cache) Dirty() int { return len(c.dirty) }
+
 // Stats returns the counters; safe from any goroutine.
 func (c *Cache) Stats() CacheStats {
 	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Evictions: c.evictions.Load()}

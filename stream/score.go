@@ -30,6 +30,17 @@ type Scoring struct {
 	// Cache configures the per-partition caches over Redis. default: see
 	// state.CacheOptions
 	Cache state.CacheOptions
+	// FlushInterval is, with Redis, the longest a partition working through
+	// a backlog keeps the contacts changed by consecutive batches in its
+	// cache before it writes them, so that a contact seen in several of
+	// them is encoded and written once; a caught-up partition writes
+	// within Config.CommitInterval. The batches' actions are produced as they are applied;
+	// their offsets are committed only after their state is written, so a
+	// crash re-reads at most this much more (repeats are skipped, actions
+	// keep their ids), and Redis (Inspect) shows a contact up to this much
+	// behind its actions. See statecommit.go. default: DefaultFlushInterval
+	// (1s)
+	FlushInterval time.Duration
 	// OnAction, when set, sees every action after Kafka acknowledged it on
 	// the actions topic. It is called from the partition goroutines, at the
 	// same time for different partitions, and must not keep r.

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -79,6 +78,7 @@ type worker struct {
 	firings []prometheus.Counter
 	fatal   error              // set by emit when an action cannot be encoded
 	parked  map[string]*parked // users held behind a linking event (identity.go)
+	pend    pendingState       // state and offset waiting for the next Redis commit (statecommit.go)
 }
 
 type outMeta struct {
@@ -190,8 +190,14 @@ func (w *worker) run() {
 	defer tick.Stop()
 	var batch []*kgo.Record
 	for {
-		// Between batches: everything before is committed.
+		// Between batches: everything before is applied and its actions
+		// acknowledged; with Redis its state may wait for a later commit
+		// (statecommit.go), so a rules switch writes it first.
 		if rs := w.s.p.rules.Load(); rs != w.rs {
+			if err := w.settle(ctx); err != nil {
+				w.s.fail(err)
+				return
+			}
 			if err := w.swapRules(ctx, rs); err != nil {
 				w.s.fail(fmt.Errorf("stream: partition %d: switch rules: %w", w.part, err))
 				return
@@ -210,7 +216,15 @@ func (w *worker) run() {
 				w.s.fail(err)
 				return
 			}
+			batch = w.letGo(batch)
 			continue
+		}
+		// Caught up or stopping: write the state the last batches left
+		// pending once it is due (at once when stopping), and note their
+		// offset.
+		if err := w.settleIdle(ctx, mode == stopDrain); err != nil {
+			w.s.fail(err)
+			return
 		}
 		if mode == stopDrain {
 			// Everything is applied; its offsets are committed before the
@@ -227,6 +241,7 @@ func (w *worker) run() {
 		select {
 		case <-w.wake:
 		case <-tick.C:
+		case <-w.stateDue():
 		case f := <-w.reqs:
 			f(ctx)
 		case <-ctx.Done():
@@ -388,7 +403,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 	}
 	w.m.eventsInStage[stageScore].Add(float64(len(batch) - markers))
 	if w.cache != nil && n > 0 {
-		if err := w.loadTimers(ctx, maxT+int64(cfg.TimerHorizon)); err != nil {
+		if err := w.timersAhead(ctx, maxT); err != nil {
 			return err
 		}
 		ids := make([]string, 0, n)
@@ -435,13 +450,19 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 		w.s.sc.OnBatchApplied(w.applied, time.Now().UnixNano())
 	}
 	last := batch[len(batch)-1]
-	if err := w.flush(ctx, last.Offset); err != nil {
+	if err := w.produce(ctx); err != nil {
 		return err
 	}
 	// The offset (not past a held record) is committed with the other
 	// partitions' at most every CommitInterval (committer), and
-	// synchronously when the worker stops.
-	w.s.commits.note(w.part, kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: w.commitOffset(last.Offset + 1)})
+	// synchronously when the worker stops, once the batch's state is
+	// durable: at once with memory, with Redis when the batch's changes
+	// are written, which may be coalesced with the next batches'
+	// (afterBatch, statecommit.go).
+	eo := kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: w.commitOffset(last.Offset + 1)}
+	if err := w.afterBatch(ctx, last.Offset, eo); err != nil {
+		return err
+	}
 	w.next = last.Offset + 1
 	if _, hw := w.queued(); hw >= 0 {
 		w.m.lag.WithLabelValues(w.topic, w.label).Set(float64(max(hw-w.next, 0)))
@@ -449,6 +470,34 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 	w.m.batchDuration.Observe(time.Since(start).Seconds())
 	return nil
 }
+
+// letGo drops what a processed batch left referenced in the worker's
+// buffers (batch is run's), and returns batch to reuse.
+//
+// Why: the buffers are reused from batch to batch, so without this each
+// kept the records and decoded events of the largest batch it ever held —
+// after a backlog, 4,000 records per partition with the fetched batches
+// their values point into, and 4,000 events with their maps and strings:
+// about half of the live heap after `leadpulse bench`'s drain (heap
+// profile: 57 of 106 MB under worker.process), which every garbage
+// collection then marked while the caught-up partitions applied a few
+// records per batch. Buffers far larger than the batches now are let go
+// altogether, so the capacity follows the load.
+func (w *worker) letGo(batch []*kgo.Record) []*kgo.Record {
+	n := len(batch)
+	clear(batch)
+	clear(w.src)
+	clear(w.evs)
+	if c := cap(w.evs); c > shrinkBelow && n < c/8 {
+		w.evs, w.src, w.erase, w.applied = nil, nil, nil, nil
+		return nil
+	}
+	return batch[:0]
+}
+
+// shrinkBelow is the buffer capacity (records) a worker keeps whatever its
+// batches (letGo).
+const shrinkBelow = 256
 
 // emit receives what each applied event or fired timer produced.
 func (w *worker) emit(res *rules.Result) {
@@ -481,8 +530,18 @@ func (w *worker) deadLetter(r *kgo.Record) {
 }
 
 // flush produces the batch's output and waits for Kafka's acknowledgement,
-// then commits the store as of offset.
+// then commits the store as of offset (and notes the offset a batch left
+// waiting for it, see afterBatch).
 func (w *worker) flush(ctx context.Context, offset int64) error {
+	if err := w.produce(ctx); err != nil {
+		return err
+	}
+	return w.commitState(ctx, offset)
+}
+
+// produce produces the output of what was applied (actions and dead
+// letters) and waits for Kafka's acknowledgement.
+func (w *worker) produce(ctx context.Context) error {
 	if len(w.out) > 0 {
 		res := w.s.cl.ProduceSync(ctx, w.out...)
 		if err := res.FirstErr(); err != nil {
@@ -515,27 +574,7 @@ func (w *worker) flush(ctx context.Context, offset int64) error {
 		w.out, w.meta = w.out[:0], w.meta[:0]
 	}
 	w.countStats()
-	if w.cache == nil {
-		return nil
-	}
-	pos := state.Position{Partition: w.part, Offset: max(offset, 0)}
-	return w.retry(ctx, "commit state", func() error {
-		err := w.cache.Commit(ctx, pos)
-		var ce *state.ConflictError
-		if errors.As(err, &ce) {
-			w.m.storeCommits.WithLabelValues("conflict").Inc()
-			w.m.casRejections.Add(float64(len(ce.Contacts)))
-			if !errors.Is(err, state.ErrUnavailable) {
-				return nil // the rest was written; the rejected contacts are reloaded on their next event
-			}
-		}
-		if err != nil {
-			w.m.storeCommits.WithLabelValues("error").Inc()
-			return err
-		}
-		w.m.storeCommits.WithLabelValues("ok").Inc()
-		return nil
-	})
+	return nil
 }
 
 // countStats turns the evaluator's counters into metrics.
@@ -581,7 +620,12 @@ func (w *worker) tick(ctx context.Context) error {
 		if w.fatal != nil {
 			return w.fatal
 		}
-		if err := w.flush(ctx, max(w.next-1, 0)); err != nil {
+		// The released events' actions now; their state with the next
+		// state commit (statecommit.go).
+		if err := w.produce(ctx); err != nil {
+			return err
+		}
+		if err := w.afterRelease(ctx); err != nil {
 			return err
 		}
 	}

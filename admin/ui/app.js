@@ -183,6 +183,12 @@ function renderContact(c) {
   table("t-firings", ["at", "trigger", "action", "sink", "score", "message"], c.recent_firings.slice().reverse().map((f) => [when(f.at), f.trigger, f.action, f.sink || "", f.score, f.message || ""]));
   table("t-events", ["at", "type", "event / path", "points", "traits"], c.recent_events.slice().reverse().map((e) => [
     when(e.at), e.type, e.event || e.path || e.name || "", (e.points || []).map((p) => `${p.Rule} ${p.Points > 0 ? "+" : ""}${fmt(p.Points)}`).join(", "), (e.traits || []).join(", ")]));
+  if (c.history && c.history !== "events") {
+    // ui.history: actions or off: this process does not record events.
+    const note = (id) => { const td = $(id).querySelector("td.muted"); if (td) td.textContent = `not recorded (ui.history: ${c.history})`; };
+    note("t-events");
+    if (c.history === "off") note("t-firings");
+  }
   $("why").hidden = true;
 }
 function contactLink(id) { return el("a", { href: "#contact=" + encodeURIComponent(id) }, id); }

@@ -105,7 +105,7 @@ func (d *devCmd) Run(e *env) error {
 	addr := cluster.ListenAddrs()[0]
 
 	sc := stream.Scoring{Rules: rs}
-	ui := newWebUI(&sc)
+	ui := newWebUI(&sc, "events") // dev records everything (config ui.history: events)
 	var rdb *state.Redis
 	if d.Redis != "" {
 		state.SetRedisLogger(log) // go-redis' own lines through slog, not beside it

@@ -113,8 +113,8 @@ func runLive(e *env, r *runCmd, cfg *config.Config, scfg stream.Config, rs *rule
 	reg := app.NewRegistry()
 	app.RegisterRedisStats(reg, rdb)
 
-	sc := stream.Scoring{Rules: rs, Redis: rdb, Cache: cfg.CacheOptions()}
-	ui := newWebUI(&sc)
+	sc := stream.Scoring{Rules: rs, Redis: rdb, Cache: cfg.CacheOptions(), FlushInterval: cfg.Redis.FlushInterval.D()}
+	ui := newWebUI(&sc, cfg.UI.History)
 	p, metrics, err := app.NewPipeline(reg, scfg, sc)
 	if err != nil {
 		return &exitError{code: 2, msg: "leadpulse run: " + err.Error()}

@@ -1,0 +1,59 @@
+package stream
+
+import (
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/leadpulse/leadpulse/event"
+)
+
+// TestLetGo: once a batch is applied, the worker's reused buffers reference
+// none of its records or decoded events (they would stay live, and be
+// marked by every garbage collection, until a batch as large came), and
+// buffers far larger than the batches are dropped.
+func TestLetGo(t *testing.T) {
+	fill := func(w *worker, n int) []*kgo.Record {
+		batch := make([]*kgo.Record, n)
+		w.evs, w.src = make([]event.Event, n), make([]*kgo.Record, 0, n)
+		for i := range batch {
+			batch[i] = &kgo.Record{Value: []byte("{}")}
+			w.evs[i] = event.Event{Type: "page", UserID: "u", Properties: map[string]any{"path": "/"}}
+			w.src = append(w.src, batch[i])
+		}
+		return batch
+	}
+	for _, tc := range []struct {
+		name   string
+		cap, n int
+		shrunk bool
+	}{
+		{"same size", 1000, 1000, false},
+		{"small buffers are kept", 200, 10, false},
+		{"large buffers after a small batch", 4000, 100, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &worker{}
+			big := fill(w, tc.cap)
+			w.evs, w.src = w.evs[:tc.n], w.src[:tc.n]
+			batch := big[:tc.n]
+			evs, src := w.evs[:cap(w.evs)], w.src[:cap(w.src)]
+			// Entries beyond n were cleared after earlier batches.
+			clear(evs[tc.n:])
+			clear(src[tc.n:])
+			clear(big[tc.n:])
+			got := w.letGo(batch)
+			for i := range tc.n {
+				if big[i] != nil || src[i] != nil || evs[i].Properties != nil || evs[i].UserID != "" {
+					t.Fatalf("entry %d still referenced: record %v, src %v, event %+v", i, big[i], src[i], evs[i])
+				}
+			}
+			if shrunk := got == nil && w.evs == nil && w.src == nil; shrunk != tc.shrunk {
+				t.Errorf("buffers dropped: %v, want %v (batch cap %d, evs cap %d)", shrunk, tc.shrunk, cap(got), cap(w.evs))
+			}
+			if !tc.shrunk && (len(got) != 0 || cap(got) != tc.cap) {
+				t.Errorf("batch buffer len %d cap %d, want 0 and %d for reuse", len(got), cap(got), tc.cap)
+			}
+		})
+	}
+}

@@ -1,0 +1,151 @@
+package stream_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/leadpulse/leadpulse/internal/testenv"
+	"github.com/leadpulse/leadpulse/rules"
+	"github.com/leadpulse/leadpulse/state"
+	"github.com/leadpulse/leadpulse/stream"
+)
+
+// TestRedisStateBeforeOffsets works through a backlog in small batches with
+// Redis state and checks, while it runs, the order of commits with
+// coalesced state writes (statecommit.go): whenever a partition's offset is
+// committed, every event of that partition before it is in its contact's
+// state in Redis. With a short flush interval the state and the offsets
+// move many times during the run; with a long one it checks that the
+// writes were coalesced: a contact seen in most of its partition's batches
+// is written a few times, not once per batch.
+func TestRedisStateBeforeOffsets(t *testing.T) {
+	t.Run("often", func(t *testing.T) { testStateBeforeOffsets(t, 5*time.Millisecond) })
+	t.Run("coalesced", func(t *testing.T) { testStateBeforeOffsets(t, 2*time.Second) })
+}
+
+func testStateBeforeOffsets(t *testing.T, flush time.Duration) {
+	rs, err := rules.Parse("cart.yaml", []byte(cartRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const contacts, batch = 30, 10
+	perContact := 100
+	if flush < time.Second {
+		perContact = 300 // a longer run: more checks while offsets move
+	}
+	addr := startKafka(t)
+	t0 := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	cfg := testConfig(t, addr, newClock(t0))
+	cfg.InputKeyed = true
+	cfg.BatchRecords = batch
+	cfg.QueueRecords = 4 * batch
+	cfg.CommitInterval = min(flush, 500*time.Millisecond)
+	if err := stream.EnsureTopics(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	var recs []*kgo.Record
+	for i := range perContact {
+		for c := range contacts {
+			id := fmt.Sprintf("u-%d", c)
+			at := t0.Add(time.Duration(i) * time.Second)
+			recs = append(recs, &kgo.Record{Topic: "events", Key: []byte(id), Value: fmt.Appendf(nil,
+				`{"type":"track","userId":%q,"event":"Page Viewed","messageId":"%s-%d","timestamp":%q}`, id, id, i, at.Format(time.RFC3339Nano))})
+		}
+	}
+	produce(t, addr, recs) // fills in each record's partition and offset
+	// The offsets of each contact's events.
+	type key struct {
+		id string
+		p  int32
+	}
+	byContact := map[key][]int64{}
+	for _, r := range recs {
+		k := key{string(r.Key), r.Partition}
+		byContact[k] = append(byContact[k], r.Offset)
+	}
+
+	rdb := openRedis(t, testenv.RedisServer(t))
+	run := start(t, cfg, stream.Scoring{Rules: rs, Redis: rdb, FlushInterval: flush}, nil)
+
+	adm := kadm.NewClient(client(t, addr))
+	ctx := context.Background()
+	var checks int
+	check := func() (done bool, err error) {
+		ofs, err := adm.FetchOffsets(ctx, "leadpulse")
+		if err != nil {
+			return false, err
+		}
+		committed := map[int32]int64{}
+		ofs.Each(func(o kadm.OffsetResponse) {
+			if o.Topic == "events" {
+				committed[o.Partition] = o.At
+			}
+		})
+		// Offsets first, state second: state only grows, so a state read
+		// after the offsets must hold every event before them.
+		all := true
+		for k, offsets := range byContact {
+			n := 0
+			for _, o := range offsets {
+				if o < committed[k.p] {
+					n++
+				}
+			}
+			if n < len(offsets) {
+				all = false
+			}
+			if n == 0 {
+				continue
+			}
+			st, err := rdb.Inspect(ctx, k.id)
+			if err != nil {
+				return false, fmt.Errorf("contact %s: %d events committed in partition %d, state: %w", k.id, n, k.p, err)
+			}
+			if st.Contact.Seq < uint64(n) {
+				return false, fmt.Errorf("offset %d committed in partition %d, but contact %s holds %d events in Redis, want at least %d: an offset was committed before its state", committed[k.p], k.p, k.id, st.Contact.Seq, n)
+			}
+		}
+		checks++
+		return all, nil
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		done, err := check()
+		if err != nil && !errors.Is(err, state.ErrUnavailable) {
+			t.Fatal(err)
+		}
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not everything committed within 30s (%d checks)", checks)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	run.shutdown(t)
+
+	// Each contact is in about every batch of its partition (five contacts
+	// per partition, batches of ten records): written after every batch, it
+	// would be written ~perContact*contacts/partitions/batch = 50 times.
+	var writes int64
+	for c := range contacts {
+		st, err := rdb.Inspect(ctx, fmt.Sprintf("u-%d", c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Contact.Seq != uint64(perContact) {
+			t.Errorf("contact u-%d holds %d events, want %d", c, st.Contact.Seq, perContact)
+		}
+		writes += st.Version
+	}
+	if max := int64(contacts * 10); flush >= time.Second && writes > max {
+		t.Errorf("%d contact writes for %d contacts: the backlog's writes were not coalesced (want at most %d)", writes, contacts, max)
+	}
+	t.Logf("%d checks; %d contact writes for %d events of %d contacts", checks, writes, len(recs), contacts)
+}
