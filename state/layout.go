@@ -16,25 +16,13 @@ import (
 // append (none of the four grows) would copy out, never into a neighbour.
 // Nothing about the encoding changes: the codec reads and writes slices.
 
-// slotLayout is the block type for one Names: a struct of arrays, made
+// slotLayout is the block type for one Names: a struct of four arrays, made
 // with reflect so that the garbage collector knows where its pointers are.
 type slotLayout struct {
 	typ                    reflect.Type
 	offW, offP, offT, offC uintptr
-	offWT, offH, offM      uintptr
 	nW, nP, nT, nC         int
 }
-
-// Room kept in the block for the first entries of the lists that grow from
-// empty, so that a new contact's first events append there instead of
-// allocating and copying (1, 2, 4, … entries) at random places: the first
-// entries of each window, of the messageId ring and of the pending timers.
-// A list that outgrows its room moves out, as any append does.
-const (
-	roomWindow = 4
-	roomSeen   = 8
-	roomTimers = 2
-)
 
 // layout returns n's block layout, built on first use (Names never change
 // after their first use).
@@ -46,37 +34,24 @@ func (n *Names) layout() *slotLayout {
 			{Name: "P", Type: reflect.ArrayOf(l.nP, reflect.TypeFor[Points]())},
 			{Name: "T", Type: reflect.ArrayOf(l.nT, reflect.TypeFor[Trigger]())},
 			{Name: "C", Type: reflect.ArrayOf(l.nC, reflect.TypeFor[Cap]())},
-			{Name: "WT", Type: reflect.ArrayOf(l.nW*roomWindow, reflect.TypeFor[int64]())},
-			{Name: "H", Type: reflect.ArrayOf(roomSeen, reflect.TypeFor[uint64]())},
-			{Name: "M", Type: reflect.ArrayOf(roomTimers, reflect.TypeFor[Timer]())},
 		})
 		l.offW, l.offP = l.typ.Field(0).Offset, l.typ.Field(1).Offset
 		l.offT, l.offC = l.typ.Field(2).Offset, l.typ.Field(3).Offset
-		l.offWT, l.offH, l.offM = l.typ.Field(4).Offset, l.typ.Field(5).Offset, l.typ.Field(6).Offset
 		n.lay = l
 	})
 	return n.lay
 }
 
 // fresh gives c, which has no per-rule slots, new empty ones for n in one
-// block, with room for the first entries of the lists that c does not have
-// yet (an empty list with room is encoded as an empty one: by its length).
+// block.
 func (l *slotLayout) fresh(c *Contact, n *Names) {
 	base := reflect.New(l.typ).UnsafePointer()
 	c.Windows = slotsAt[Window](base, l.offW, l.nW)
 	c.Points = slotsAt[Points](base, l.offP, l.nP)
 	c.Triggers = slotsAt[Trigger](base, l.offT, l.nT)
 	c.Caps = slotsAt[Cap](base, l.offC, l.nC)
-	room := slotsAt[int64](base, l.offWT, l.nW*roomWindow)
 	for i, s := range n.Windows {
 		c.Windows[i].Name = s
-		c.Windows[i].T = room[i*roomWindow : i*roomWindow : (i+1)*roomWindow]
-	}
-	if len(c.Seen.H) == 0 {
-		c.Seen.H = slotsAt[uint64](base, l.offH, roomSeen)[:0]
-	}
-	if len(c.Timers) == 0 {
-		c.Timers = slotsAt[Timer](base, l.offM, roomTimers)[:0]
 	}
 	for i, s := range n.Points {
 		c.Points[i] = Points{Rule: s, AsOf: NoTime}
