@@ -192,7 +192,7 @@ func (w *worker) applyEvent(ctx context.Context, e *event.Event, r *kgo.Record, 
 	err := w.retry(ctx, "apply event", func() error {
 		var err error
 		out, err = w.eng.ApplyLive(ctx, le)
-		if event.ReasonOf(err) != "" {
+		if err != nil && event.ReasonOf(err) != "" { // ReasonOf allocates, even for nil
 			bad, err = err, nil
 		}
 		return err
