@@ -488,7 +488,9 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 // profile: 57 of 106 MB under worker.process), which every garbage
 // collection then marked while the caught-up partitions applied a few
 // records per batch. Buffers far larger than the batches now are let go
-// altogether, so the capacity follows the load.
+// altogether, so the capacity follows the load. The events' maps go back to
+// the Decoder emptied, to decode the next batch (dropped too, beyond a few
+// batches' worth, when the buffers are).
 func (w *worker) letGo(batch []*kgo.Record) []*kgo.Record {
 	n := len(batch)
 	clear(batch)
