@@ -42,7 +42,10 @@ lint: vet
 # B2B events drained through the live pipeline (embedded broker, memory store)
 # beside the raw consume ceiling, then open-loop phases at 5,000 and 20,000
 # events/s, each long enough for 10,000 samples of both latencies (event →
-# state applied, event → action read): about two minutes on 2 cores.
+# state applied, event → action read): about three minutes on a shared 2-core
+# machine (2 min at 5,000/s, 30 s at 20,000/s). The simulated visitors come and
+# go (bench --turnover, on by default), so the actions per event stay level and
+# 10,000 actions come within the phase; BENCH_FLAGS=--no-turnover turns it off.
 # BENCH_FLAGS adds flags, e.g. BENCH_FLAGS='--redis 127.0.0.1:6379 --json';
 # BENCH_SAMPLES=0 gives 5 s phases.
 BENCH_RATES ?= 5000,20000

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"math"
 	"sync"
 	"time"
 
@@ -44,6 +45,23 @@ type window struct {
 	hist     *hdrhistogram.Histogram // event → action read, µs
 	actions  int64
 	applied  *hdrhistogram.Histogram // event → state applied, µs (every event)
+
+	// origin is the start of the window's first minute; byMinute counts
+	// its events (applied) and actions by minute of their stamps, so that
+	// a drift of the actions per event over a long phase shows.
+	origin   int64
+	byMinute []minuteCount
+}
+
+type minuteCount struct{ events, actions int64 }
+
+// minute returns the counts of the minute that holds stamp t.
+func (w *window) minute(t int64) *minuteCount {
+	i := max(int((t-w.origin)/int64(time.Minute)), 0)
+	for len(w.byMinute) <= i {
+		w.byMinute = append(w.byMinute, minuteCount{})
+	}
+	return &w.byMinute[i]
 }
 
 // Latency bounds of the histograms: 1µs to 1h, 3 significant digits.
@@ -81,15 +99,23 @@ func (c *collector) close() { c.cl.Close() }
 // bounds may be set later with setBounds.
 func (c *collector) watch(from, to int64) *window {
 	w := &window{from: from, to: to, hist: newHist(), applied: newHist()}
+	if from != math.MaxInt64 {
+		w.origin = from
+	}
 	c.mu.Lock()
 	c.windows = append(c.windows, w)
 	c.mu.Unlock()
 	return w
 }
 
+// setBounds sets w's bounds; the first bounds set also fix the start of
+// its first minute.
 func (c *collector) setBounds(w *window, from, to int64) {
 	c.mu.Lock()
 	w.from, w.to = from, to
+	if w.origin == 0 {
+		w.origin = from
+	}
 	c.mu.Unlock()
 }
 
@@ -139,6 +165,7 @@ func (c *collector) record(v []byte, now int64) {
 	for _, w := range c.windows {
 		if ns >= w.from && ns <= w.to {
 			w.actions++
+			w.minute(ns).actions++
 			_ = w.hist.RecordValue(max((now-ns)/int64(time.Microsecond), histLowest))
 			return
 		}
@@ -167,6 +194,7 @@ func (c *collector) appliedBatch(times []int64, at int64) {
 			}
 		}
 		_ = w.applied.RecordValue(max((at-t)/int64(time.Microsecond), histLowest))
+		w.minute(t).events++
 	}
 }
 
@@ -205,6 +233,21 @@ func (c *collector) snapshot(w *window) (*hdrhistogram.Histogram, int64) {
 	h := newHist()
 	h.Merge(w.hist)
 	return h, w.actions
+}
+
+// byMinute returns w's events and actions by minute of their stamps; the
+// last minute may be partial.
+func (c *collector) byMinute(w *window) []MinuteCount {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]MinuteCount, len(w.byMinute))
+	for i, m := range w.byMinute {
+		out[i] = MinuteCount{Minute: i, Events: m.events, Actions: m.actions}
+		if m.events > 0 {
+			out[i].ActionsPer10k = float64(m.actions) / float64(m.events) * 10_000
+		}
+	}
+	return out
 }
 
 // appliedSnapshot returns a copy of w's event → state applied histogram.

@@ -40,6 +40,21 @@
 // milliseconds at full speed, so per-contact windows fill far faster than on
 // a real site; raise Config.Contacts to thin them out.
 //
+// # Visitor turnover
+//
+// Visitors come and go (Config.Lifetime, traffic.Config.Lifetime; on by
+// default): a simulated visitor leaves after about Lifetime events and a new
+// visitor with a fresh id takes its place, so Contacts visitors are live at
+// any time while new ones keep arriving, one per about Lifetime events.
+// Without turnover the same visitors send every event of a phase of
+// minutes, use up their triggers' cooldowns and caps, and the actions per
+// event fall tenfold: a phase could not collect Config.Samples actions. With
+// it they stay level; each latency phase reports them by minute
+// (Phase.ByMinute) with its new visitors. The store keeps the contacts of
+// the visitors who left (a real store keeps them until they expire), so it
+// grows by about a contact per Lifetime events (State.Contacts at the end,
+// Result.Visitors beside it), and the heap and RSS figures carry them.
+//
 // With the embedded broker (franz-go's kfake), the broker runs in this
 // process: its CPU is in the CPU figures, its memory in the RSS, and the raw
 // consume ceiling includes it too. The drained records are deleted from it

@@ -58,6 +58,7 @@ func newLoader(cfg *Config, cl *kgo.Client, topic string) *loader {
 		Zipf:           cfg.Zipf,
 		AnonymousShare: cfg.AnonymousShare,
 		Mix:            cfg.Mix,
+		Lifetime:       max(cfg.Lifetime, 0), // negative: no turnover
 		// A few identifies from a device another visitor identified on
 		// (identity conflicts).
 		SharedDevices: 0.02,

@@ -31,6 +31,7 @@ func (r *run) measure(ctx context.Context) error {
 	r.logf("producing %d events to %s", n, r.scfg.Topics.Events)
 	pstart := time.Now()
 	first := pstart.UnixNano()
+	visitors := r.load.gen.Visitors()
 	if err := r.load.preload(ctx, int(n)); err != nil {
 		return err
 	}
@@ -103,6 +104,7 @@ func (r *run) measure(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		ph.NewVisitors = int64(r.load.gen.Visitors() - visitors)
 		res.Drain = ph
 	} else {
 		r.logf("warming up with %d events", n)
@@ -146,6 +148,7 @@ func (r *run) measure(ctx context.Context) error {
 
 	// 5. The summary figures.
 	res.ActionsTotal, res.ActionsFromTimer, res.ActionsUnmatched, _ = r.col.counts()
+	res.Visitors = r.load.gen.Visitors()
 	if d := res.Drain; d != nil {
 		res.Events, res.Seconds, res.EventsPerSec = d.Events, d.Seconds, d.EventsPerSec
 		res.CPUMicrosPerEvent, res.AllocBytesPerEvent = d.CPUMicrosPerEvent, d.AllocBytesPerEvent
@@ -394,6 +397,7 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 	a := r.stats()
 	hand := buckets(r.reg, handoverMetric)
 	before := r.load.acked.Load()
+	visitors := r.load.gen.Visitors()
 	// The window opens before the first event is stamped, so that no
 	// action escapes it; openLoop's stamps start 5ms from now.
 	r.col.setBounds(win, time.Now().UnixNano(), math.MaxInt64)
@@ -420,6 +424,8 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 		Seconds: t1.Sub(time.Unix(0, first)).Seconds(), Actions: actions, LatencyMS: latencyOf(h),
 		AppliedMS:        latencyOf(r.col.appliedSnapshot(win)),
 		SamplesWanted:    cfg.Samples,
+		NewVisitors:      int64(r.load.gen.Visitors() - visitors),
+		ByMinute:         r.col.byMinute(win),
 		ProducerBehindMS: float64(behind.Microseconds()) / 1000,
 		HandoverMS:       bucketLatency(hand, buckets(r.reg, handoverMetric)),
 	}

@@ -48,14 +48,21 @@ type Result struct {
 	// Transactions: the ingest hop ran in Kafka transactions (unkeyed runs).
 	Transactions bool `json:"transactions"`
 	// Merge: identity merging was on (the rules' identity.merge).
-	Merge      bool    `json:"identity_merge"`
-	Broker     string  `json:"broker"` // "embedded (kfake)" or the seed brokers
-	Contacts   int     `json:"contacts"`
-	Zipf       float64 `json:"zipf"`
-	Mix        string  `json:"mix"`
-	Anonymous  float64 `json:"anonymous_share"`
-	GOMAXPROCS int     `json:"gomaxprocs"`
-	Started    string  `json:"started"` // RFC 3339
+	Merge     bool    `json:"identity_merge"`
+	Broker    string  `json:"broker"` // "embedded (kfake)" or the seed brokers
+	Contacts  int     `json:"contacts"`
+	Zipf      float64 `json:"zipf"`
+	Mix       string  `json:"mix"`
+	Anonymous float64 `json:"anonymous_share"`
+	// Lifetime is the mean events a simulated visitor sent before leaving
+	// (Config.Lifetime); 0: no turnover, the same Contacts visitors all
+	// along.
+	Lifetime int `json:"visitor_lifetime_events"`
+	// Visitors is how many distinct simulated visitors sent events over
+	// the run: Contacts at most without turnover, more with it.
+	Visitors   int    `json:"visitors"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	Started    string `json:"started"` // RFC 3339
 
 	// Preload is the producer's rate while loading the throughput phase's
 	// events (before the pipeline starts).
@@ -149,6 +156,13 @@ type Phase struct {
 	// many samples of each latency, or 10 minutes (0: it ran for
 	// Config.Duration).
 	SamplesWanted int `json:"samples_wanted,omitempty"`
+	// NewVisitors is the simulated visitors first seen in the phase: with
+	// turnover (Config.Lifetime) those who arrived as others left.
+	NewVisitors int64 `json:"new_visitors"`
+	// ByMinute is the phase's events and actions by minute of the events'
+	// stamps: the actions per event should stay level over a long phase
+	// (with turnover); the last minute may be partial.
+	ByMinute []MinuteCount `json:"by_minute,omitempty"`
 	// HopFloorMS is one produce→fetch hop of the same broker at the same
 	// rate with plain clients; the pipeline has two hops (three unkeyed).
 	HopFloorMS *Latency `json:"hop_floor_ms,omitempty"`
@@ -180,6 +194,15 @@ type Phase struct {
 	Lag      []LagSample `json:"lag,omitempty"`
 
 	Redis *RedisPhase `json:"redis,omitempty"`
+}
+
+// MinuteCount is one minute of a phase: the events stamped in it (applied)
+// and the actions they caused (timer triggers' left out).
+type MinuteCount struct {
+	Minute        int     `json:"minute"`
+	Events        int64   `json:"events"`
+	Actions       int64   `json:"actions"`
+	ActionsPer10k float64 `json:"actions_per_10k_events"`
 }
 
 // RedisPhase is the Redis store's work in a phase (state.RedisStats).
@@ -214,7 +237,9 @@ type RedisFigures struct {
 	Ratio         float64 `json:"ratio"`
 }
 
-// StateFigures describe the stored contacts at the end of the run.
+// StateFigures describe the stored contacts at the end of the run. The
+// store keeps the contacts of visitors who left (turnover), as a real one
+// does until they expire: Contacts grows with the new visitors.
 type StateFigures struct {
 	Contacts  int `json:"contacts"` // memory store only
 	BlobBytes int `json:"mean_blob_bytes"`
@@ -250,11 +275,20 @@ func (r *Result) WriteTable(w io.Writer) error {
 	}
 	p.f("  rules   %s ×%d (%d scoring rules, %d triggers; %s); batch %d records\n", r.Rules, r.RuleCopies, r.Scoring, r.Triggers, merge, r.Batch)
 	p.f("  load    %s contacts, %s, %s mix, %.0f%% anonymous, %s\n", num(float64(r.Contacts)), skew, r.Mix, r.Anonymous*100, keyed)
+	if r.Lifetime > 0 {
+		p.f("  visitors  turnover: a visitor leaves after %s events (mean) and a new one takes its place; %s visitors in all\n", num(float64(r.Lifetime)), num(float64(r.Visitors)))
+	} else {
+		p.f("  visitors  no turnover: the same %s visitors all along (%s seen)\n", num(float64(r.Contacts)), num(float64(r.Visitors)))
+	}
 	if r.State.BlobBytes > 0 {
+		grows := ""
+		if r.Lifetime > 0 {
+			grows = " (the store keeps the visitors who left: it grows with new visitors)"
+		}
 		if r.State.Contacts > 0 {
-			p.f("  state   %s contacts at the end, %s B per encoded contact (mean)\n", num(float64(r.State.Contacts)), num(float64(r.State.BlobBytes)))
+			p.f("  state   %s contacts at the end%s, %s B per encoded contact (mean)\n", num(float64(r.State.Contacts)), grows, num(float64(r.State.BlobBytes)))
 		} else {
-			p.f("  state   %s B per encoded contact (mean)\n", num(float64(r.State.BlobBytes)))
+			p.f("  state   %s B per encoded contact (mean)%s\n", num(float64(r.State.BlobBytes)), grows)
 		}
 	}
 	p.f("\n")
@@ -336,6 +370,11 @@ func (r *Result) WriteTable(w io.Writer) error {
 		}
 		p.f("  hop p99: one produce→fetch hop of the same broker at the same rate (plain clients); the pipeline makes %d hops\n", hops)
 		for _, ph := range r.Rates {
+			if len(ph.ByMinute) > 0 {
+				p.f("  actions per 10,000 events at %s/s, by minute:%s; %s new visitors\n", num(ph.OfferedPerSec), perMinute(ph.ByMinute), num(float64(ph.NewVisitors)))
+			}
+		}
+		for _, ph := range r.Rates {
 			if h := ph.HandoverMS; h != nil {
 				p.f("  identity hand-over at %s/s (link request produced → answer applied): %s, p50 ≤ %s ms, p99 ≤ %s ms (histogram bucket bounds)\n",
 					num(ph.OfferedPerSec), num(float64(h.Count)), ms2(h.P50LE), ms2(h.P99LE))
@@ -372,6 +411,26 @@ func redisRows(tw io.Writer, rp *RedisPhase, rf *RedisFigures) {
 	if rp.ServerCPUMicrosPerEvent > 0 {
 		fmt.Fprintf(tw, "redis-server CPU µs/event\t%.1f\t\t\t\n", rp.ServerCPUMicrosPerEvent)
 	}
+}
+
+// perMinute formats actions per 10,000 events by minute: " 210 198 (partial
+// 205)"; at most 12 minutes, the middle elided.
+func perMinute(ms []MinuteCount) string {
+	var b strings.Builder
+	for i, m := range ms {
+		if len(ms) > 12 && i >= 6 && i < len(ms)-6 {
+			if i == 6 {
+				b.WriteString(" …")
+			}
+			continue
+		}
+		if i == len(ms)-1 && len(ms) > 1 {
+			fmt.Fprintf(&b, " (last, %s events: %.0f)", num(float64(m.Events)), m.ActionsPer10k)
+			continue
+		}
+		fmt.Fprintf(&b, " %.0f", m.ActionsPer10k)
+	}
+	return b.String()
 }
 
 type printer struct {

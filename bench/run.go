@@ -86,6 +86,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		Transactions: cfg.Unkeyed && !cfg.NoTransactions,
 		Merge:        rs.Identity().Merge,
 		Contacts:     cfg.Contacts, Zipf: cfg.Zipf, Mix: cfg.Mix, Anonymous: cfg.AnonymousShare,
+		Lifetime:   max(cfg.Lifetime, 0),
 		GOMAXPROCS: runtime.GOMAXPROCS(0), Started: rfc3339(time.Now()),
 	}
 	if r.res.Anonymous == 0 {

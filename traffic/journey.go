@@ -17,6 +17,8 @@ type contact struct {
 	idQueued bool   // an identify is planned or sent
 	idAt     uint64 // the event number of the identify
 	sessions int
+	events   int  // events sent
+	lifetime int  // events to send before leaving (Config.Lifetime)
 	pending  []op // the rest of the current session, from next
 	next     int
 	prevPage int // index in the page table of the last page, -1 at session start
@@ -405,15 +407,19 @@ const (
 	loyal
 )
 
-func (g *Generator) newContact(i int) *contact {
+// newContact creates visitor number i: 0 to Contacts-1 are the first
+// population, the numbers after them the visitors who arrive later
+// (turnover). The number decides the visitor's ids and profile.
+func (g *Generator) newContact(i uint64) *contact {
+	g.visitors++
 	// Each contact draws from its own stream so that a contact's profile
 	// does not depend on when it is first seen.
-	r := rand.New(rand.NewPCG(uint64(g.cfg.Seed), uint64(i)+1))
+	r := rand.New(rand.NewPCG(uint64(g.cfg.Seed), i+1))
 	c := &contact{prevPage: -1, campaign: -1}
 	var b [24]byte
 	// Multiplying by an odd constant is a bijection on uint64, so ids are
 	// distinct for distinct contacts; the seed varies them between runs.
-	id := (uint64(i)+1)*0x9e3779b97f4a7c15 ^ uint64(g.cfg.Seed)*0xbf58476d1ce4e5b9
+	id := (i+1)*0x9e3779b97f4a7c15 ^ uint64(g.cfg.Seed)*0xbf58476d1ce4e5b9
 	c.anonID = string(strconv.AppendUint(append(b[:0], "anon-"...), id, 36))
 	c.known = r.Float64() >= g.cfg.AnonymousShare
 	c.ua = uint8(r.IntN(len(userAgents)))
@@ -466,5 +472,10 @@ func (g *Generator) newContact(i int) *contact {
 	}
 	c.newsletter = r.IntN(3) == 0
 	c.willProject = r.IntN(10) < 6
+	if g.cfg.Lifetime > 0 {
+		// Drawn last, from the visitor's own stream: without turnover
+		// every other draw, and so the traffic, stays what it was.
+		c.lifetime = max(1, int(math.Round(r.ExpFloat64()*float64(g.cfg.Lifetime))))
+	}
 	return c
 }

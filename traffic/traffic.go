@@ -15,7 +15,10 @@
 // contacts become hot leads, carts are abandoned, trials stall.
 //
 // Every call of Next or AppendJSON picks a contact (uniformly, or Zipf-skewed)
-// and emits the next event of its journey; event time advances by an
+// and emits the next event of its journey. With Config.Lifetime visitors come
+// and go: a contact leaves after about Lifetime events and a new visitor
+// takes its slot, so a long stream keeps bringing new journeys instead of
+// wearing out the same ones; event time advances by an
 // exponentially distributed gap of mean Step, so time strictly increases. The
 // same Config always yields the same events, whichever of Next and AppendJSON
 // is used to read them.
@@ -69,6 +72,19 @@ type Config struct {
 	// Mix is the kind of site: "b2b" or "ecommerce". default: "b2b"; an
 	// unknown value means "b2b".
 	Mix string
+	// Lifetime turns on visitor turnover: a visitor leaves after about this
+	// many events and a new visitor, with a fresh anonymousId and profile,
+	// takes its place, so that the live population stays at Contacts while
+	// the stream keeps bringing new visitors, about one per Lifetime events,
+	// as a real site's traffic does. Each visitor's lifetime is drawn
+	// (exponentially distributed, mean Lifetime, at least 1 event) when it
+	// arrives; it leaves at the end of the session in which the lifetime is
+	// spent, never in the middle of one, so it sends a little more than its
+	// lifetime. A visitor who left never comes back. default: 0 — visitors
+	// never leave: the same Contacts visitors send every event, and in a
+	// long stream use up what their journeys can do (a trigger's cooldown,
+	// an action's cap), as a site without new visitors would.
+	Lifetime int
 	// SharedDevices is the share of identifies sent from a device another
 	// contact identified on before (at least 1,000 events before, as a
 	// shared device changes hands between sessions): the identify carries
@@ -110,6 +126,9 @@ func (c *Config) defaults() {
 	if c.Mix != MixEcommerce {
 		c.Mix = MixB2B
 	}
+	if c.Lifetime < 0 {
+		c.Lifetime = 0
+	}
 }
 
 // Generator produces the events. It is not safe for concurrent use.
@@ -125,6 +144,13 @@ type Generator struct {
 	idPrefix string  // messageId prefix, "m<seed>-"
 	contacts []*contact
 	cur      rawEvent
+
+	// Turnover (Config.Lifetime): the number the next arriving visitor is
+	// created with (newContact's i; the first population is 0 to
+	// Contacts-1), and the visitors seen so far and those who left.
+	nextVisitor uint64
+	visitors    uint64
+	left        uint64
 }
 
 // New returns a generator for cfg (zero fields take their defaults).
@@ -139,6 +165,8 @@ func New(cfg Config) *Generator {
 		unit:     float64(time.Millisecond),
 		idPrefix: "m" + strconv.FormatInt(cfg.Seed, 10) + "-",
 		contacts: make([]*contact, cfg.Contacts),
+
+		nextVisitor: uint64(cfg.Contacts),
 	}
 	if cfg.Step < 10*time.Millisecond {
 		g.unit = 1
@@ -229,8 +257,18 @@ func (g *Generator) advance() {
 		g.now += gap
 	}
 	g.seq++
-	c := g.pick()
+	i, c := g.pick()
 	g.cur.reset(g.now)
+	if len(c.pending) == 0 && g.cfg.Lifetime > 0 && c.events >= c.lifetime {
+		// The visitor has spent its lifetime and its last session is over:
+		// it leaves, and a new visitor takes its slot (and its share of
+		// the traffic, with Zipf).
+		c = g.newContact(g.nextVisitor)
+		g.nextVisitor++
+		g.contacts[i] = c
+		g.left++
+	}
+	c.events++
 	if len(c.pending) == 0 {
 		c.pending = c.pending[:0]
 		c.next = 0
@@ -250,7 +288,9 @@ func (g *Generator) advance() {
 	g.emit(c, op)
 }
 
-func (g *Generator) pick() *contact {
+// pick chooses the slot of the population that sends the next event and
+// returns it with its visitor, created on first use.
+func (g *Generator) pick() (int, *contact) {
 	var i int
 	if g.zipf != nil {
 		i = int(g.zipf.Uint64())
@@ -259,11 +299,20 @@ func (g *Generator) pick() *contact {
 	}
 	c := g.contacts[i]
 	if c == nil {
-		c = g.newContact(i)
+		c = g.newContact(uint64(i))
 		g.contacts[i] = c
 	}
-	return c
+	return i, c
 }
+
+// Visitors returns how many distinct visitors have sent an event so far:
+// at most Config.Contacts without turnover, and with it (Config.Lifetime)
+// that plus every visitor who arrived in the place of one who left.
+func (g *Generator) Visitors() int { return int(g.visitors) }
+
+// Left returns how many visitors have left so far (Config.Lifetime); each
+// was replaced by a new visitor. 0 without turnover.
+func (g *Generator) Left() int { return int(g.left) }
 
 func (g *Generator) appendMessageID(dst []byte) []byte {
 	dst = append(dst, g.idPrefix...)

@@ -85,6 +85,7 @@ func TestEventsDecode(t *testing.T) {
 		{"ecommerce", Config{Mix: MixEcommerce, Seed: 3}},
 		{"zipf fast", Config{Zipf: 2, Step: time.Microsecond}},
 		{"all identify", Config{AnonymousShare: -1, Contacts: 100}},
+		{"turnover", Config{Contacts: 200, Lifetime: 10, Seed: 4}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := New(tc.cfg)

@@ -16,13 +16,15 @@ type benchCmd struct {
 	Events   int           `default:"300000" placeholder:"N" help:"Throughput phase: produce N events first, then time the pipeline draining them; 0 skips it. Default: 300000."`
 	Rate     []float64     `default:"5000" sep:"," placeholder:"R,..." help:"Latency phases: offered events/s, open loop (Poisson arrivals), one phase per rate; 0 skips them. Default: 5000."`
 	Duration time.Duration `default:"5s" placeholder:"D" help:"Length of each latency phase. Default: 5s."`
-	Samples  int           `default:"0" placeholder:"N" help:"Run each latency phase longer than --duration, until it has N samples of each latency (events applied, actions read; a p99 needs about 10000), at most 10 minutes; more --contacts give more actions per event. Default: 0 (--duration)."`
+	Samples  int           `default:"0" placeholder:"N" help:"Run each latency phase longer than --duration, until it has N samples of each latency (events applied, actions read; a p99 needs about 10000), at most 10 minutes. Default: 0 (--duration)."`
 
 	Contacts  int     `default:"10000" placeholder:"N" help:"Simulated visitors. Default: 10000."`
 	Zipf      float64 `default:"0" placeholder:"S" help:"Skew of the choice of contact: 0 uniform, above 1 Zipf (a few contacts send most events). Default: 0."`
 	Mix       string  `default:"b2b" enum:"b2b,ecommerce" help:"Kind of site: b2b or ecommerce (give --rules examples/ecommerce.yaml with ecommerce). Default: b2b."`
 	Anonymous float64 `default:"0.6" placeholder:"F" help:"Share of contacts that never identify. Default: 0.6."`
 	Seed      int64   `default:"1" help:"Seed of the generated traffic. Default: 1."`
+	Turnover  bool    `default:"true" negatable:"" help:"Visitor turnover: a simulated visitor leaves after about --lifetime events and a new one takes its place, so the live population stays at --contacts while new visitors keep arriving, as on a real site, and the actions per event stay level over a long phase. The store keeps the contacts of visitors who left, so it grows with new visitors (the state line reports it). --no-turnover: the same --contacts visitors all along, who use up their triggers' cooldowns and caps within minutes. Default: on."`
+	Lifetime  int     `default:"40" placeholder:"N" help:"With --turnover: the mean events a visitor sends before leaving (exponentially distributed; it leaves at the end of a visit). Default: 40."`
 	Keyed     bool    `default:"true" negatable:"" help:"Key records by contact and skip the ingest hop (--no-keyed: unkeyed records through the ingest stage). Default: keyed."`
 
 	Transactions string `default:"on" enum:"on,off,both" help:"With --no-keyed: the ingest hop in Kafka transactions (on), without (off), or both, one run after the other, to measure their cost. Default: on."`
@@ -53,6 +55,7 @@ func (b *benchCmd) Run(e *env) error {
 		Mix:            b.Mix,
 		AnonymousShare: b.Anonymous,
 		Seed:           b.Seed,
+		Lifetime:       b.Lifetime,
 		Unkeyed:        !b.Keyed,
 		Events:         b.Events,
 		Rates:          b.Rate,
@@ -74,6 +77,12 @@ func (b *benchCmd) Run(e *env) error {
 	}
 	if b.Anonymous == 0 {
 		cfg.AnonymousShare = -1 // none (0 is the default in Config)
+	}
+	if b.Lifetime < 1 {
+		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse bench: --lifetime %d: give the mean events a visitor sends before leaving, 1 or more (--no-turnover turns turnover off)", b.Lifetime)}
+	}
+	if !b.Turnover {
+		cfg.Lifetime = -1 // off (0 is the default in Config)
 	}
 	if b.Quiet {
 		cfg.Log = nil
