@@ -179,6 +179,27 @@ func BenchmarkDecodeTraffic(b *testing.B) {
 				i++
 			}
 		})
+		// As the stream worker decodes: a batch of events kept until it is
+		// applied, then recycled, their maps decoding the next batch.
+		b.Run(name+"/decoder-batch", func(b *testing.B) {
+			d := event.Decoder{SkipContext: skip, MaxSpare: 3 * 4000}
+			evs := make([]event.Event, 4000)
+			b.ReportAllocs()
+			defer reportCPU(b)()
+			i := 0
+			for b.Loop() {
+				e := &evs[i%len(evs)]
+				if err := d.DecodeInto(e, lines[i%len(lines)], event.JSON, 0); err != nil {
+					b.Fatal(err)
+				}
+				i++
+				if i%len(evs) == 0 {
+					for j := range evs {
+						d.Recycle(&evs[j])
+					}
+				}
+			}
+		})
 		b.Run(name+"/reference", func(b *testing.B) {
 			var e event.Event
 			b.ReportAllocs()

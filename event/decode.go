@@ -646,8 +646,87 @@ type Decoder struct {
 	// (rules.Ruleset.ReadsContext).
 	SkipContext bool
 
+	// MaxSpare bounds the maps kept from recycled events (Recycle) for
+	// DecodeInto: 0 keeps none.
+	MaxSpare int
+
 	e                         Event
 	props, traits, contextMap map[string]any
+	spares                    []map[string]any // cleared maps for DecodeInto
+}
+
+// maxSpareLen is the most entries a recycled map may have held to be kept:
+// a map keeps its capacity when cleared, and an occasional event with
+// hundreds of properties must not make every later event's map that large.
+const maxSpareLen = 64
+
+// DecodeInto decodes and resolves one record into e, a caller-owned Event,
+// as DecodeInto does, filling maps kept from events recycled earlier
+// (Recycle) rather than allocating new ones. Unlike Decode's Event, e and
+// its maps stay valid across later calls: they are the caller's until it
+// passes e to Recycle. On an error e is reset and its maps kept.
+//
+// Why: a caller that decodes a batch of records before applying them (the
+// stream worker) keeps many events at once, so Decode's single reused
+// Event does not fit; the maps return to the Decoder once each is applied.
+func (d *Decoder) DecodeInto(e *Event, b []byte, f Format, fallback int64) error {
+	p, t := d.spare(), d.spare()
+	var c map[string]any
+	if !d.SkipContext {
+		c = d.spare()
+	}
+	*e = Event{Properties: p, Traits: t, Context: c}
+	err := decodeInto(e, b, f, fallback, d.SkipContext)
+	// A map the event did not take (absent, null or empty: decodeInto
+	// leaves the field nil) goes back.
+	for _, m := range [...]struct{ given, got map[string]any }{{p, e.Properties}, {t, e.Traits}, {c, e.Context}} {
+		if m.given != nil && m.got == nil {
+			d.keep(m.given)
+		}
+	}
+	if err != nil {
+		d.Recycle(e)
+	}
+	return err
+}
+
+// Recycle keeps e's maps for later DecodeInto calls and resets e. Nothing
+// may use e's maps afterwards; values read from them (strings, nested maps
+// and arrays, which are never reused) stay valid.
+func (d *Decoder) Recycle(e *Event) {
+	for _, m := range [...]map[string]any{e.Properties, e.Traits, e.Context} {
+		if m != nil {
+			d.keep(m)
+		}
+	}
+	*e = Event{}
+}
+
+// Trim drops the kept maps beyond n, so that the memory a burst needed is
+// let go once it is over.
+func (d *Decoder) Trim(n int) {
+	if len(d.spares) > n {
+		d.spares = append([]map[string]any(nil), d.spares[:n]...)
+	}
+}
+
+func (d *Decoder) spare() map[string]any {
+	n := len(d.spares)
+	if n == 0 {
+		return nil // the decoder allocates a map if the event has the field
+	}
+	m := d.spares[n-1]
+	d.spares[n-1] = nil
+	d.spares = d.spares[:n-1]
+	return m
+}
+
+func (d *Decoder) keep(m map[string]any) {
+	if len(m) > maxSpareLen || len(d.spares) >= d.MaxSpare {
+		return
+	}
+	clear(m)
+	d.spares = append(d.spares, m)
 }
 
 // Decode decodes and resolves one record, as DecodeInto does.

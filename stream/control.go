@@ -205,11 +205,22 @@ func partitionOfKey(topic, key string, n int) int32 {
 	return int32(kgo.StickyKeyPartitioner(nil).ForTopic(topic).Partition(&kgo.Record{Key: []byte(key)}, n))
 }
 
+// knownControls are the control header's values controlOf returns without
+// copying the header.
+var knownControls = [...]string{ControlForward, ControlForget, ControlLinkRequest, ControlHandover,
+	ControlRefused, ControlLinked, ControlUnlink, ControlUnmerge}
+
 // controlOf returns the control header's value, if r is a control record.
 func controlOf(r *kgo.Record) (string, bool) {
 	for i := range r.Headers {
 		if r.Headers[i].Key == HeaderControl {
-			return string(r.Headers[i].Value), true
+			v := r.Headers[i].Value
+			for _, c := range knownControls {
+				if string(v) == c {
+					return c, true // no copy of the value for each record
+				}
+			}
+			return string(v), true
 		}
 	}
 	return "", false
@@ -243,6 +254,10 @@ func (w *worker) swapRules(ctx context.Context, rs *rules.Ruleset) error {
 	clock := w.eng.Clock()
 	w.rs = rs
 	w.eng = w.newEngine(rs)
+	if skip := !rs.ReadsContext(); skip != w.dec.SkipContext {
+		w.dec.SkipContext = skip
+		w.forgetHeldEvents() // decoded with or without `context` as the old rules needed
+	}
 	if clock != state.NoTime {
 		// Nothing is indexed yet: this only carries the clock over.
 		if err := w.eng.Advance(ctx, clock); err != nil {

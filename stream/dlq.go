@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
@@ -107,14 +108,16 @@ func formatOf(r *kgo.Record) event.Format {
 		if !strings.EqualFold(h.Key, "content-type") {
 			continue
 		}
-		v := string(h.Value)
-		if i := strings.IndexByte(v, ';'); i >= 0 {
+		// Without a string of the value: this runs for every record.
+		v := h.Value
+		if i := bytes.IndexByte(v, ';'); i >= 0 {
 			v = v[:i]
 		}
-		switch strings.ToLower(strings.TrimSpace(v)) {
-		case event.ContentTypeMsgpack, "application/x-msgpack", "application/vnd.msgpack":
+		v = bytes.TrimSpace(v)
+		switch {
+		case bytes.EqualFold(v, []byte(event.ContentTypeMsgpack)), bytes.EqualFold(v, []byte("application/x-msgpack")), bytes.EqualFold(v, []byte("application/vnd.msgpack")):
 			return event.Msgpack
-		case ContentTypeJSON:
+		case bytes.EqualFold(v, []byte(ContentTypeJSON)):
 			return event.JSON
 		}
 	}

@@ -56,9 +56,59 @@ const (
 
 // parked is a user held behind its linking event.
 type parked struct {
-	recs  []*kgo.Record // the linking event first, then every later record of the user
-	since time.Time     // when parked (the timeout counts from here)
-	asked time.Time     // when the pending request was produced (zero: before a restart)
+	recs  []held    // the linking event first, then every later record of the user
+	since time.Time // when parked (the timeout counts from here)
+	asked time.Time // when the pending request was produced (zero: before a restart)
+}
+
+// held is a record of a parked user with the event decoded when it was
+// read, so that its release does not decode it again (in a backlog's drain
+// about a third of the records are held while the anonymous ids'
+// partitions catch up). e is nil when the partition held maxHeldEvents
+// decoded events already: the release decodes the record again, as it did
+// before the events were kept. Nothing of it is persisted: after a crash
+// or a rebalance the records are read again from Kafka (the offset is not
+// committed past the first held record).
+type held struct {
+	r *kgo.Record
+	e *event.Event
+}
+
+// maxHeldEvents bounds the decoded events a partition keeps with its held
+// records: about 570 bytes each beside the record (the bench's B2B events,
+// context skipped), so at most about 9 MB a partition. 16,384 covers the
+// parked users of the bench's backlog (300,000 events on 6 partitions held
+// up to 54,000 records at once); held records beyond it keep only the
+// record, and their release decodes it again, as before.
+const maxHeldEvents = 16384
+
+// hold returns r as a held record, taking over the decoded event *e (its
+// maps are the held record's now; *e is reset) while the partition keeps
+// fewer than maxHeldEvents.
+func (w *worker) hold(r *kgo.Record, e *event.Event) held {
+	h := held{r: r}
+	if w.heldEvents < maxHeldEvents {
+		h.e = new(event.Event)
+		*h.e = *e
+		*e = event.Event{}
+		w.heldEvents++
+	}
+	return h
+}
+
+// forgetHeldEvents drops the decoded events of the held records: their
+// release decodes the records again (the rules changed whether the
+// partition decodes `context`).
+func (w *worker) forgetHeldEvents() {
+	for _, p := range w.parked {
+		for i := range p.recs {
+			if e := p.recs[i].e; e != nil {
+				w.dec.Recycle(e)
+				p.recs[i].e = nil
+			}
+		}
+	}
+	w.heldEvents = 0
 }
 
 func isIdentityControl(ctl string) bool {
@@ -132,7 +182,7 @@ func (w *worker) applyEvent(ctx context.Context, e *event.Event, r *kgo.Record, 
 		le.Into, le.From, key = string(r.Key), from, string(r.Key)
 	}
 	if p := w.parked[key]; p != nil && !noLink {
-		p.recs = append(p.recs, r)
+		p.recs = append(p.recs, w.hold(r, e))
 		w.m.held.Inc()
 		return nil
 	}
@@ -142,7 +192,7 @@ func (w *worker) applyEvent(ctx context.Context, e *event.Event, r *kgo.Record, 
 	err := w.retry(ctx, "apply event", func() error {
 		var err error
 		out, err = w.eng.ApplyLive(ctx, le)
-		if event.ReasonOf(err) != "" {
+		if err != nil && event.ReasonOf(err) != "" { // ReasonOf allocates, even for nil
 			bad, err = err, nil
 		}
 		return err
@@ -164,7 +214,7 @@ func (w *worker) applyEvent(ctx context.Context, e *event.Event, r *kgo.Record, 
 		w.deadLetter(badInput(w.cfg.Topics.DLQ, r, bad))
 	case out.Parked:
 		now := time.Now()
-		p := &parked{recs: []*kgo.Record{r}, since: now}
+		p := &parked{recs: []held{w.hold(r, e)}, since: now}
 		if out.Request != nil {
 			p.asked = now
 			w.sendRequest(out.Request)
@@ -302,20 +352,24 @@ func (w *worker) release(ctx context.Context, user string) error {
 	p := w.parked[user]
 	delete(w.parked, user)
 	w.m.parked.Dec()
-	for i, r := range p.recs {
+	for i, h := range p.recs {
 		if q := w.parked[user]; q != nil {
 			q.recs = append(q.recs, p.recs[i:]...)
 			return nil
 		}
-		var e event.Event
-		decode := event.DecodeInto
-		if !w.rs.ReadsContext() {
-			decode = event.DecodeIntoSkipContext
+		e := h.e
+		if e != nil {
+			w.heldEvents--
+		} else {
+			e = &w.relEv
+			if err := w.dec.DecodeInto(e, h.r.Value, formatOf(h.r), recordTime(h.r)); err != nil {
+				return fmt.Errorf("stream: partition %d: a held record at offset %d no longer decodes: %w", w.part, h.r.Offset, err)
+			}
 		}
-		if err := decode(&e, r.Value, formatOf(r), recordTime(r)); err != nil {
-			return fmt.Errorf("stream: partition %d: a held record at offset %d no longer decodes: %w", w.part, r.Offset, err)
-		}
-		if err := w.applyEvent(ctx, &e, r, i == 0); err != nil {
+		p.recs[i] = held{}
+		err := w.applyEvent(ctx, e, h.r, i == 0)
+		w.dec.Recycle(e) // held again (the user parked again): reset already
+		if err != nil {
 			return err
 		}
 	}
@@ -351,8 +405,8 @@ func (w *worker) expire(ctx context.Context) error {
 // to next: not past the first held record.
 func (w *worker) commitOffset(next int64) int64 {
 	for _, p := range w.parked {
-		if len(p.recs) > 0 && p.recs[0].Offset < next {
-			next = p.recs[0].Offset
+		if len(p.recs) > 0 && p.recs[0].r.Offset < next {
+			next = p.recs[0].r.Offset
 		}
 	}
 	return next
@@ -365,6 +419,7 @@ func (w *worker) dropParked() {
 		w.m.parked.Sub(float64(n))
 		clear(w.parked)
 	}
+	w.heldEvents = 0
 }
 
 // forget erases a contact (a forget control record) and asks the owners of

@@ -57,3 +57,40 @@ func TestLetGo(t *testing.T) {
 		})
 	}
 }
+
+// TestHoldBound: a held record keeps its decoded event (taking over its
+// maps) while the partition keeps fewer than maxHeldEvents, and only the
+// record beyond; forgetHeldEvents (a rules switch that changes whether
+// `context` is decoded) drops them all, so that release decodes again.
+func TestHoldBound(t *testing.T) {
+	w := &worker{parked: map[string]*parked{}}
+	p := &parked{}
+	w.parked["u"] = p
+	r := &kgo.Record{Value: []byte(`{}`)}
+	for i := range maxHeldEvents + 2 {
+		e := event.Event{Type: "page", UserID: "u", Properties: map[string]any{"i": i}}
+		p.recs = append(p.recs, w.hold(r, &e))
+		h := p.recs[i]
+		if kept := i < maxHeldEvents; (h.e != nil) != kept {
+			t.Fatalf("record %d: event kept %v, want %v", i, h.e != nil, kept)
+		}
+		if h.e != nil && (e.Properties != nil || h.e.Properties["i"] != i) {
+			t.Fatalf("record %d: held event %+v, source left %+v; the held record must own the maps", i, h.e, e)
+		}
+		if h.e == nil && e.Properties == nil {
+			t.Fatalf("record %d: source event reset although not kept", i)
+		}
+	}
+	if w.heldEvents != maxHeldEvents {
+		t.Errorf("heldEvents %d, want %d", w.heldEvents, maxHeldEvents)
+	}
+	w.forgetHeldEvents()
+	for i, h := range p.recs {
+		if h.e != nil || h.r != r {
+			t.Fatalf("record %d after forgetHeldEvents: %+v", i, h)
+		}
+	}
+	if w.heldEvents != 0 {
+		t.Errorf("heldEvents %d after forgetHeldEvents", w.heldEvents)
+	}
+}

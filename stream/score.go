@@ -50,7 +50,9 @@ type Scoring struct {
 	// timer (Result.Event, Result.Awards) as soon as the engine produced it,
 	// before the batch is durable. It is called from the partition
 	// goroutines, at the same time for different partitions, must return
-	// quickly and must not keep res (it is reused). default: nil
+	// quickly and must not keep res (it is reused), nor the maps of
+	// res.Event (Properties, Traits, Context: the partition decodes later
+	// records into them); values read from them may be kept. default: nil
 	OnApplied func(res *rules.Result)
 	// OnBatchApplied, when set, sees the event times (Unix ns) of each batch's
 	// applied events and the moment (Unix ns) the batch was applied: the

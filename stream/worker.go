@@ -78,7 +78,15 @@ type worker struct {
 	firings []prometheus.Counter
 	fatal   error              // set by emit when an action cannot be encoded
 	parked  map[string]*parked // users held behind a linking event (identity.go)
-	pend    pendingState       // state and offset waiting for the next Redis commit (statecommit.go)
+	// dec decodes the partition's records into evs (and relEv), with the
+	// maps of the events applied before: letGo and release give them back.
+	// The engine, the evaluator and Scoring.OnApplied keep nothing of an
+	// event's maps past its application (trait values are copied into the
+	// contact; nested values are never reused).
+	dec        event.Decoder
+	relEv      event.Event  // a held record decoded again at its release
+	heldEvents int          // held records that keep their decoded event (at most maxHeldEvents)
+	pend       pendingState // state and offset waiting for the next Redis commit (statecommit.go)
 }
 
 type outMeta struct {
@@ -105,6 +113,7 @@ func newWorker(s *scorer, p int32, nparts int) *worker {
 	rs := s.p.rules.Load()
 	w.rs = rs
 	w.eng = w.newEngine(rs)
+	w.dec = event.Decoder{SkipContext: !rs.ReadsContext(), MaxSpare: 3 * s.cfg.BatchRecords}
 	w.stats.ByTrigger = make([]uint64, len(rs.Triggers))
 	for _, t := range rs.Triggers {
 		w.firings = append(w.firings, s.m.firings.WithLabelValues(t.ID))
@@ -373,16 +382,12 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 			continue
 		}
 		e := &w.evs[n]
-		decode := event.DecodeInto
-		if !w.rs.ReadsContext() {
-			decode = event.DecodeIntoSkipContext // no rule reads it: a third less decoding
-		}
 		if len(r.Value) > cfg.MaxEventBytes {
 			w.m.bad(stageScore, ReasonTooLarge)
 			w.deadLetter(tooLarge(cfg.Topics.DLQ, r, cfg.MaxEventBytes))
 			continue
 		}
-		if err := decode(e, r.Value, formatOf(r), recordTime(r)); err != nil {
+		if err := w.dec.DecodeInto(e, r.Value, formatOf(r), recordTime(r)); err != nil {
 			w.m.bad(stageScore, event.ReasonOf(err))
 			w.deadLetter(badInput(cfg.Topics.DLQ, r, err))
 			continue
@@ -393,6 +398,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 				w.deadLetter(deadLetter(cfg.Topics.DLQ, r, ReasonMisrouted, fmt.Sprintf(
 					"contact %q belongs in partition %d of %d (murmur2 of the contact), not %d: key records by contact with Kafka's default partitioner, or send them to the events topic and let the ingest stage key them",
 					contactKey(w.rs, e), want, w.nparts, r.Partition)))
+				w.dec.Recycle(e)
 				continue
 			}
 		}
@@ -482,14 +488,19 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 // profile: 57 of 106 MB under worker.process), which every garbage
 // collection then marked while the caught-up partitions applied a few
 // records per batch. Buffers far larger than the batches now are let go
-// altogether, so the capacity follows the load.
+// altogether, so the capacity follows the load. The events' maps go back to
+// the Decoder emptied, to decode the next batch (dropped too, beyond a few
+// batches' worth, when the buffers are).
 func (w *worker) letGo(batch []*kgo.Record) []*kgo.Record {
 	n := len(batch)
 	clear(batch)
 	clear(w.src)
-	clear(w.evs)
+	for i := range w.evs {
+		w.dec.Recycle(&w.evs[i]) // its maps decode the next batch
+	}
 	if c := cap(w.evs); c > shrinkBelow && n < c/8 {
 		w.evs, w.src, w.erase, w.applied = nil, nil, nil, nil
+		w.dec.Trim(3 * shrinkBelow)
 		return nil
 	}
 	return batch[:0]
