@@ -95,6 +95,9 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // ReasonOf returns the Reason of a bad-input error, or "" if err is not one.
 func ReasonOf(err error) Reason {
+	if err == nil {
+		return "" // without errors.As, whose target escapes: no allocation per event
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Reason
