@@ -24,7 +24,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/leadpulse/leadpulse/event"
 	"github.com/leadpulse/leadpulse/internal/testenv"
 	"github.com/leadpulse/leadpulse/stream"
 	"github.com/leadpulse/leadpulse/traffic"
@@ -211,12 +210,7 @@ func makeChaosInput(t *testing.T, size chaosSize, partitions int) (in *liveInput
 			e.MessageID = ""
 			noID++
 		}
-		b, err := event.EncodeJSON(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		in.recs = append(in.recs, &kgo.Record{Topic: "events", Key: []byte(e.Contact()), Value: b})
-		in.lines = append(in.lines, b)
+		in.add(t, e, e.Contact())
 		last = e.Timestamp()
 	}
 	in.recs, in.lines = appendClockEvents(in.recs, in.lines, last, partitions)

@@ -113,12 +113,7 @@ func identityInput(t *testing.T, n int) *identityFlows {
 		people.Join(e.UserID, e.AnonymousID)
 	}
 	for _, e := range evs {
-		b, err := event.EncodeJSON(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		in.recs = append(in.recs, &kgo.Record{Topic: "events", Key: []byte(people.Of(e.Contact())), Value: b})
-		in.lines = append(in.lines, b)
+		in.add(t, e, people.Of(e.Contact()))
 	}
 	return in
 }

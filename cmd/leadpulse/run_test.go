@@ -288,6 +288,19 @@ type liveInput struct {
 	lines [][]byte
 }
 
+// add appends e as a record of the events topic keyed by key and as the
+// same line of replay's input, and returns its JSON.
+func (in *liveInput) add(t *testing.T, e *event.Event, key string) []byte {
+	t.Helper()
+	b, err := event.EncodeJSON(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.recs = append(in.recs, &kgo.Record{Topic: "events", Key: []byte(key), Value: b})
+	in.lines = append(in.lines, b)
+	return b
+}
+
 func makeLiveInput(t *testing.T, n int) *liveInput {
 	return makeInputOf(t, n, liveTraffic)
 }
@@ -299,12 +312,7 @@ func makeInputOf(t *testing.T, n int, tc traffic.Config) *liveInput {
 	var last time.Time
 	for range n {
 		e := g.Next()
-		b, err := event.EncodeJSON(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		in.recs = append(in.recs, &kgo.Record{Topic: "events", Key: []byte(e.Contact()), Value: b})
-		in.lines = append(in.lines, b)
+		in.add(t, e, e.Contact())
 		last = e.Timestamp()
 	}
 	// One clock event per partition, last in each.
