@@ -43,13 +43,7 @@ func TestForgetAndInspect(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		addr := startKafka(t)
-		t0 := time.Date(2031, 3, 2, 9, 0, 0, 0, time.UTC)
-		cfg := testConfig(t, addr, newClock(t0.Add(-time.Hour)))
-		cfg.InputKeyed = true
-		if err := stream.EnsureTopics(context.Background(), cfg); err != nil {
-			t.Fatal(err)
-		}
+		addr, cfg, t0 := keyedKafka(t)
 		ctx := context.Background()
 		sc := scoring(rs)
 		r := start(t, cfg, sc, nil)
@@ -144,13 +138,7 @@ actions:
 		if err != nil {
 			t.Fatal(err)
 		}
-		addr := startKafka(t)
-		t0 := time.Date(2031, 3, 2, 9, 0, 0, 0, time.UTC)
-		cfg := testConfig(t, addr, newClock(t0.Add(-time.Hour)))
-		cfg.InputKeyed = true
-		if err := stream.EnsureTopics(context.Background(), cfg); err != nil {
-			t.Fatal(err)
-		}
+		addr, cfg, t0 := keyedKafka(t)
 		r := start(t, cfg, scoring(rsA), nil)
 		produce(t, addr, []*kgo.Record{track("u-1", "Product Added", t0), track("u-1", "Page Viewed", t0.Add(time.Minute))})
 		waitCommitted(t, addr, "leadpulse", "events", 2)

@@ -50,13 +50,7 @@ func TestLaterEventsLeaveEarlierAlone(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		addr := startKafka(t)
-		t0 := time.Date(2031, 3, 2, 9, 0, 0, 0, time.UTC)
-		cfg := testConfig(t, addr, newClock(t0.Add(-time.Hour)))
-		cfg.InputKeyed = true
-		if err := stream.EnsureTopics(context.Background(), cfg); err != nil {
-			t.Fatal(err)
-		}
+		addr, cfg, t0 := keyedKafka(t)
 		hist := admin.NewHistory(admin.HistoryOptions{})
 		sc := scoring(rs)
 		sc.OnApplied = hist.Applied

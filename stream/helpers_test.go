@@ -353,3 +353,18 @@ func openRedis(t testing.TB, addrs ...string) *state.Redis {
 	t.Cleanup(func() { r.Close() })
 	return r
 }
+
+// keyedKafka starts a broker with the pipeline's topics for input keyed by
+// contact, and returns its address, the config and t0, the events' start
+// (the clock stands an hour before it).
+func keyedKafka(t *testing.T) (string, stream.Config, time.Time) {
+	t.Helper()
+	addr := startKafka(t)
+	t0 := time.Date(2031, 3, 2, 9, 0, 0, 0, time.UTC)
+	cfg := testConfig(t, addr, newClock(t0.Add(-time.Hour)))
+	cfg.InputKeyed = true
+	if err := stream.EnsureTopics(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	return addr, cfg, t0
+}
