@@ -68,11 +68,12 @@ func (w *worker) owe(offset int64) {
 	w.pend.offset = offset
 }
 
-// afterBatch is called once a batch's actions are acknowledged: it writes
-// the state and notes the offset eo, or leaves both for later.
+// afterBatch is called once a batch's output is sent: it writes the state
+// and notes the offset eo, or leaves both for later; either only after the
+// output is acknowledged (output.go).
 func (w *worker) afterBatch(ctx context.Context, offset int64, eo kgo.EpochOffset) error {
 	if w.cache == nil {
-		w.s.commits.note(w.part, eo)
+		w.noteAcked(eo)
 		return nil
 	}
 	w.owe(offset)
@@ -84,8 +85,8 @@ func (w *worker) afterBatch(ctx context.Context, offset int64, eo kgo.EpochOffse
 }
 
 // afterRelease is called once the output of held events released between
-// batches (identity hand-overs that timed out) is acknowledged: their state
-// is written with the pending state. While hand-overs are in flight this
+// batches (identity hand-overs that timed out) is sent: their state is
+// written with the pending state (after the output is acknowledged). While hand-overs are in flight this
 // runs at every tick, and writing at once kept a live partition from
 // coalescing anything.
 func (w *worker) afterRelease(ctx context.Context) error {
@@ -173,6 +174,10 @@ func (w *worker) stateDue() <-chan time.Time {
 func (w *worker) commitState(ctx context.Context, offset int64) error {
 	if w.cache == nil {
 		return nil
+	}
+	// Never state whose output Kafka does not hold (output.go).
+	if err := w.awaitOutput(ctx); err != nil {
+		return err
 	}
 	pos := state.Position{Partition: w.part, Offset: max(offset, 0)}
 	err := w.retry(ctx, "commit state", func() error {
