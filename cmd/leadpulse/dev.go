@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake" // embedded Kafka-compatible broker for dev
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -106,6 +107,7 @@ func (d *devCmd) Run(e *env) error {
 
 	sc := stream.Scoring{Rules: rs}
 	ui := newWebUI(&sc, "events") // dev records everything (config ui.history: events)
+	reg := app.NewRegistry()
 	var rdb *state.Redis
 	if d.Redis != "" {
 		state.SetRedisLogger(log) // go-redis' own lines through slog, not beside it
@@ -120,6 +122,14 @@ func (d *devCmd) Run(e *env) error {
 			return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: --redis %s: %v", d.Redis, err)}
 		}
 		sc.Redis = rdb
+	} else {
+		// The store is made here to be counted in /metrics: what a dev
+		// process holds grows with it (scripts/dev-memory.sh reads it).
+		sc.Memory = state.NewMemory()
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "leadpulse_state_memory_contacts",
+			Help: "Contacts held in the in-memory store (leadpulse dev without --redis).",
+		}, func() float64 { return float64(sc.Memory.Len()) }))
 	}
 	sinkCfg := devSinks
 	if d.Sinks != "" {
@@ -128,7 +138,6 @@ func (d *devCmd) Run(e *env) error {
 		}
 	}
 
-	reg := app.NewRegistry()
 	cfg := stream.Config{
 		Brokers:      []string{addr},
 		Partitions:   d.Partitions,
@@ -163,6 +172,7 @@ func (d *devCmd) Run(e *env) error {
 	// HTTP first: /healthz and /readyz answer while the topics are made.
 	srv := &http.Server{Handler: admin.Handler(ui.options(admin.Options{
 		Gatherer: reg, Ready: app.Ready(p, dispatch.Stage, rdb), Contacts: app.Contacts{P: p}, Rules: p.Rules, Token: d.AdminToken, Logger: log,
+		Profiling: true, // /debug/pprof/: what a dev process holds (docs/commands.md#dev)
 	})), ReadHeaderTimeout: 5 * time.Second}
 	defer app.ServeHTTP(ctx, srv, httpLn, log, "dev")()
 	if err := app.EnsureTopics(ctx, p); err != nil {
