@@ -2,10 +2,12 @@
 # dev-memory.sh: runs `leadpulse dev` with demo traffic for a while and
 # prints, every interval, what the process holds: its resident set (RSS,
 # from /proc), the Go heap in use and the heap the runtime keeps from the
-# OS (go_memstats_* from /metrics), the contacts in the memory store, the
-# events applied and the broker's retained log (from a heap profile, when
-# asked). It answers "does dev grow?" in a way anyone can repeat; it is
-# not a test and asserts nothing.
+# OS (go_memstats_* from /metrics), the contacts in the memory store and
+# the events applied; with PROFILES, heap profiles (/debug/pprof/heap) and
+# what each part holds in them: the embedded broker, the contact state, the
+# UI's history, the Kafka clients. It answers "does dev grow, and what
+# holds its memory?" in a way anyone can repeat; it is not a test and
+# asserts nothing. Needs curl, and go for the build and the profiles.
 #
 #   scripts/dev-memory.sh                    # 10 minutes at 2,000 events/s, a row every 30 s
 #   MINUTES=3 RATE=500 EVERY=10 scripts/dev-memory.sh
@@ -69,6 +71,7 @@ end=$((start + MINUTES * 60))
 peak=0
 prevEvents=0 prevT=$start
 declare -A saved=()
+rows=""
 tick=0
 while :; do
 	now=$(date +%s)
@@ -81,9 +84,11 @@ while :; do
 	[[ $events == - ]] && events=0
 	rate=$(((events - prevEvents) / (now > prevT ? now - prevT : 1)))
 	prevEvents=$events prevT=$now
-	printf '%4d:%02d %8s %10s %10s %10s %9s %11s\n' $((el / 60)) $((el % 60)) "$(mb "$rss")" \
+	row=$(printf '%4d:%02d %8s %10s %10s %10s %9s %11s' $((el / 60)) $((el % 60)) "$(mb "$rss")" \
 		"$(mb "$(metric go_memstats_heap_inuse_bytes)")" "$(mb "$(metric go_memstats_heap_sys_bytes)")" \
-		"$(mb "$(metric go_memstats_heap_idle_bytes)")" "$(metric leadpulse_state_memory_contacts)" "$rate"
+		"$(mb "$(metric go_memstats_heap_idle_bytes)")" "$(metric leadpulse_state_memory_contacts)" "$rate")
+	echo "$row"
+	rows+=$row$'\n'
 	for m in $PROFILES; do
 		if [[ -z "${saved[$m]:-}" ]] && ((el >= m * 60)); then
 			curl -fsS -o "$OUT/heap-$m.pb.gz" "http://$HTTP/debug/pprof/heap" && saved[$m]=1
@@ -95,6 +100,29 @@ while :; do
 	((wait > 0)) && sleep "$wait"
 done
 echo "peak RSS $(mb "$peak") MB sampled, VmHWM $(mb "$(status VmHWM)") MB; heap in use, sys, idle in MB (go_memstats_heap_*_bytes); events/s applied since the row before"
+# inuse MB of the allocations whose stack matches focus (and not ignore).
+inuse() {
+	go tool pprof -top -nodefraction 0 -inuse_space -unit MB -focus "$2" ${3:+-ignore "$3"} "$1" 2>/dev/null |
+		awk '/^Showing nodes accounting for/ { v = $5; sub(/MB,?$/, "", v); print v + 0; f = 1 } END { if (!f) print 0 }'
+}
+if [[ -n $PROFILES ]]; then
+	echo
+	echo "heap in use by part (MB, from the heap profiles; as of the last GC before each):"
+	printf '%7s %7s %8s %8s %8s %8s %12s
+' minute total broker state ui_hist clients state/contact
+fi
 for m in $PROFILES; do
-	[[ -f "$OUT/heap-$m.pb.gz" ]] && echo "heap profile at minute $m: go tool pprof -top -inuse_space $OUT/heap-$m.pb.gz"
+	f=$OUT/heap-$m.pb.gz
+	[[ -f $f ]] || continue
+	total=$(go tool pprof -top -inuse_space -unit MB "$f" 2>/dev/null | awk '/^Showing nodes/ { v = $(NF - 1); sub(/MB$/, "", v); print v + 0 }')
+	state=$(inuse "$f" 'leadpulse/(rules|state|engine)\.' 'leadpulse/admin|kfake')
+	contacts=$(awk -v m="$m" '$1 ~ /^[0-9]+:/ { split($1, t, ":"); if (t[1] + t[2] / 60 <= m) c = $6 } END { print c }' <<<"$rows")
+	printf '%7s %7s %8s %8s %8s %8s %12s
+' "$m" "$total" "$(inuse "$f" 'franz-go/pkg/kfake')" "$state" \
+		"$(inuse "$f" 'leadpulse/admin\.' kfake)" "$(inuse "$f" 'franz-go/pkg/kgo' kfake)" \
+		"$(awk -v s="$state" -v c="$contacts" 'BEGIN { if (c > 0) printf "%.0f B", s * 1048576 / c; else print "-" }')"
 done
+if [[ -n $PROFILES ]]; then
+	echo "broker: the embedded kfake (its log and index); state: allocations under rules, state, engine (contact state, caches);"
+	echo "ui_hist: the admin UI's history and feed; clients: franz-go clients. Look closer: go tool pprof -top -inuse_space $OUT/heap-MIN.pb.gz"
+fi
