@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/leadpulse/leadpulse/internal/testenv"
@@ -78,6 +79,9 @@ func testStateBeforeOffsets(t *testing.T, flush time.Duration) {
 	var checks int
 	check := func() (done bool, err error) {
 		ofs, err := adm.FetchOffsets(ctx, "leadpulse")
+		if errors.Is(err, kerr.GroupIDNotFound) {
+			return false, nil // the group has not joined yet: nothing committed
+		}
 		if err != nil {
 			return false, err
 		}
