@@ -13,5 +13,5 @@ var (
 func scanned(b []byte, skipContext bool) bool {
 	b = trimJSON(b)
 	var e Event
-	return len(b) > 0 && b[0] == '{' && scanJSON(&e, b, skipContext)
+	return len(b) > 0 && b[0] == '{' && scanJSON(&e, b, &options{skipContext: skipContext})
 }

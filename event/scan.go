@@ -62,12 +62,12 @@ const (
 // may be empty maps to fill. It reports false, with e's maps possibly
 // partly filled, when the record is not one it reads exactly as
 // goccy/go-json does; the caller then decodes it with goccy/go-json.
-func scanJSON(e *Event, b []byte, skipContext bool) bool {
+func scanJSON(e *Event, b []byte, o *options) bool {
 	s := scanner{b: b}
-	return s.event(e, skipContext)
+	return s.event(e, o)
 }
 
-func (s *scanner) event(e *Event, skipContext bool) bool {
+func (s *scanner) event(e *Event, o *options) bool {
 	b := s.b
 	s.i = 1 // '{'
 	s.ws()
@@ -103,15 +103,15 @@ func (s *scanner) event(e *Event, skipContext bool) bool {
 		}
 		switch f {
 		case fUnknown:
-			if !s.skip(2) {
+			if !s.skip(2, false) {
 				return false
 			}
 		case fProperties, fTraits, fContext:
-			dst := &e.Properties
+			dst, keys := &e.Properties, o.sel.Properties
 			if f == fTraits {
-				dst = &e.Traits
+				dst, keys = &e.Traits, o.sel.Traits
 			} else if f == fContext {
-				dst = &e.Context
+				dst, keys = &e.Context, o.sel.Context
 			}
 			switch {
 			case b[s.i] == 'n':
@@ -121,10 +121,16 @@ func (s *scanner) event(e *Event, skipContext bool) bool {
 				*dst = nil
 			case b[s.i] != '{':
 				return false
-			case f == fContext && skipContext:
-				if !s.skip(2) {
+			case f == fContext && o.skipContext:
+				if !s.skip(2, false) {
 					return false
 				}
+			case !keys.All():
+				m, ok := s.selected(*dst, 2, keys)
+				if !ok {
+					return false
+				}
+				*dst = m
 			default:
 				m, ok := s.object(*dst, 2)
 				if !ok {
@@ -664,6 +670,65 @@ func (s *scanner) object(m map[string]any, depth int) (map[string]any, bool) {
 	}
 }
 
+// selected reads the free-form object at s.i (at its '{'), at depth, as
+// object does, but builds only the keys that keys selects into m (a new map
+// if m is nil and one is selected): the others are skipped, checked as
+// strictly as object would read them.
+func (s *scanner) selected(m map[string]any, depth int, keys Keys) (map[string]any, bool) {
+	if depth > scanMaxDepth {
+		return nil, false
+	}
+	b := s.b
+	s.i++
+	s.ws()
+	if s.i < len(b) && b[s.i] == '}' {
+		s.i++
+		return m, true
+	}
+	for {
+		if s.i >= len(b) || b[s.i] != '"' {
+			return nil, false
+		}
+		raw, ok := s.str()
+		if !ok {
+			return nil, false
+		}
+		name, want := keys.lookup(raw)
+		if s.ws(); s.i >= len(b) || b[s.i] != ':' {
+			return nil, false
+		}
+		s.i++
+		if s.ws(); s.i >= len(b) {
+			return nil, false
+		}
+		if want {
+			v, ok := s.value(depth + 1)
+			if !ok {
+				return nil, false
+			}
+			if m == nil {
+				m = make(map[string]any, len(keys.names))
+			}
+			m[name] = v
+		} else if !s.skip(depth+1, true) {
+			return nil, false
+		}
+		if s.ws(); s.i >= len(b) {
+			return nil, false
+		}
+		switch b[s.i] {
+		case ',':
+			s.i++
+			s.ws()
+		case '}':
+			s.i++
+			return m, true
+		default:
+			return nil, false
+		}
+	}
+}
+
 // array reads the array at s.i (at its '[').
 func (s *scanner) array(depth int) (any, bool) {
 	if depth > scanMaxDepth {
@@ -703,9 +768,13 @@ func (s *scanner) array(depth int) (any, bool) {
 }
 
 // skip checks the value at s.i (not white space) at depth and moves past it
-// without building it: an unread field, or `context` when it is not wanted.
-// Its strings are checked as str checks them, its numbers by the grammar.
-func (s *scanner) skip(depth int) bool {
+// without building it: an unread field, `context` when it is not wanted, or
+// an unselected key of a free-form object (strict). Its strings are checked
+// as str checks them; its numbers by the grammar only, as goccy/go-json
+// skips an unread field, or when strict as value reads them (within
+// float64's range), so that skipping a free-form value accepts exactly
+// what reading it would.
+func (s *scanner) skip(depth int, strict bool) bool {
 	b := s.b
 	switch b[s.i] {
 	case '"':
@@ -719,6 +788,10 @@ func (s *scanner) skip(depth int) bool {
 		return s.lit("null")
 	case '{', '[':
 	default:
+		if strict {
+			_, ok := s.number()
+			return ok
+		}
 		return s.skipNumber()
 	}
 	if depth > scanMaxDepth {
@@ -754,7 +827,7 @@ func (s *scanner) skip(depth int) bool {
 				return false
 			}
 		}
-		if !s.skip(depth + 1) {
+		if !s.skip(depth+1, strict) {
 			return false
 		}
 		if s.ws(); s.i >= len(b) {

@@ -212,9 +212,77 @@ func checkSameAsReference(t *testing.T, b []byte) {
 				}
 				e, err := d.Decode(b, f, fallback)
 				sameResult(t, "Decoder", b, want, wantErr, e, err)
+
+				// A selection of keys changes only what the maps hold.
+				for _, sel := range selections {
+					want, wantErr := event.RefDecode(b, f, fallback, skip)
+					var got event.Event
+					var gotErr error
+					if skip {
+						d := event.Decoder{SkipContext: true, Select: sel}
+						var e *event.Event
+						if e, gotErr = d.Decode(b, f, fallback); e != nil {
+							got = *e
+						}
+					} else {
+						gotErr = event.DecodeIntoSelect(&got, b, f, fallback, sel)
+					}
+					sameResult(t, "DecodeIntoSelect", b, selectKeys(want, sel), wantErr, &got, gotErr)
+
+					d := event.Decoder{SkipContext: skip, Select: sel}
+					if _, err := d.Decode(warm, event.JSON, 0); err != nil {
+						t.Fatal(err)
+					}
+					want = &event.Event{Properties: map[string]any{}, Traits: map[string]any{}, Context: map[string]any{}}
+					if wantErr = event.RefDecodeInto(want, b, f, fallback, skip); wantErr != nil {
+						want = nil
+					}
+					e, err := d.Decode(b, f, fallback)
+					sameResult(t, "Decoder with Select", b, selectKeys(want, sel), wantErr, e, err)
+				}
 			}
 		}
 	}
+}
+
+// selections are the key selections the differential tests decode with:
+// the names that the fixtures, trickyJSON and warm use, and none.
+var selections = []event.Select{
+	{
+		Properties: event.OnlyKeys("a", "b", "k", "p", "path", "form", "price", "\u00e9", "f"),
+		Traits:     event.OnlyKeys("t", "email", "x"),
+		Context:    event.OnlyKeys("c", "ip", "a"),
+	},
+	{Properties: event.OnlyKeys(), Traits: event.OnlyKeys(), Context: event.OnlyKeys()},
+	{Properties: event.OnlyKeys("é", "a")},
+}
+
+// selectKeys returns a copy of e whose maps hold only what sel selects (an
+// empty one nil), as a decoder with that selection decodes it.
+func selectKeys(e *event.Event, sel event.Select) *event.Event {
+	if e == nil {
+		return nil
+	}
+	c := *e
+	for _, x := range []struct {
+		m    *map[string]any
+		keys event.Keys
+	}{{&c.Properties, sel.Properties}, {&c.Traits, sel.Traits}, {&c.Context, sel.Context}} {
+		if x.keys.All() || *x.m == nil {
+			continue
+		}
+		m := map[string]any{}
+		for _, k := range x.keys.Names() {
+			if v, ok := (*x.m)[k]; ok {
+				m[k] = v
+			}
+		}
+		if len(m) == 0 {
+			m = nil
+		}
+		*x.m = m
+	}
+	return &c
 }
 
 func sameResult(t *testing.T, what string, in []byte, want *event.Event, wantErr error, got *event.Event, gotErr error) {
