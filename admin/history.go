@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/leadpulse/leadpulse/event"
 	"github.com/leadpulse/leadpulse/rules"
 )
 
@@ -220,6 +221,10 @@ func (sh *historyShard) get(id string) *contactHistory {
 	sh.contacts[id] = c
 	return c
 }
+
+// HistoryReads is what Applied reads of an event: the `path` property and
+// the traits (stream.Scoring.OnAppliedReads).
+var HistoryReads = event.Select{Properties: event.OnlyKeys("path"), Context: event.OnlyKeys()}
 
 // Applied records an applied event (stream.Scoring.OnApplied). Results
 // without an event (fired timers, repeats) are ignored: their actions

@@ -97,8 +97,8 @@ func (w *worker) hold(r *kgo.Record, e *event.Event) held {
 }
 
 // forgetHeldEvents drops the decoded events of the held records: their
-// release decodes the records again (the rules changed whether the
-// partition decodes `context`).
+// release decodes the records again (the rules changed which keys of
+// properties and context, or whether `context`, the partition decodes).
 func (w *worker) forgetHeldEvents() {
 	for _, p := range w.parked {
 		for i := range p.recs {
