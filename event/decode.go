@@ -98,10 +98,7 @@ func decodeInto(e *Event, b []byte, f Format, fallback int64, o *options) error 
 	var err error
 	scanned := false
 	if f == Msgpack {
-		err = decodeMsgpack(e, b)
-		if err == nil {
-			o.sel.filter(e) // the msgpack reader builds every key
-		}
+		err = decodeMsgpack(e, b, &o.sel)
 	} else {
 		scanned, err = decodeJSON(e, b, o)
 	}
@@ -254,7 +251,9 @@ type errMsgpack struct{ msg string }
 
 func (e *errMsgpack) Error() string { return e.msg }
 
-func decodeMsgpack(e *Event, b []byte) error {
+// decodeMsgpack decodes the msgpack event b into e, keeping the keys of
+// its objects that sel selects.
+func decodeMsgpack(e *Event, b []byte, sel *Select) error {
 	if len(b) == 0 {
 		return &Error{Reason: ReasonMalformed, Msg: "the record is empty; each record must be one msgpack event map"}
 	}
@@ -265,7 +264,7 @@ func decodeMsgpack(e *Event, b []byte) error {
 	m.b = b
 	m.r.Reset(b)
 	m.d.Reset(&m.r)
-	err := m.event(e)
+	err := m.event(e, sel)
 	left := m.r.Len()
 	m.b = nil
 	m.r.Reset(nil)
@@ -286,7 +285,7 @@ func decodeMsgpack(e *Event, b []byte) error {
 	return nil
 }
 
-func (m *msgpackDecoder) event(e *Event) error {
+func (m *msgpackDecoder) event(e *Event, sel *Select) error {
 	n, err := m.d.DecodeMapLen()
 	if err != nil {
 		return err
@@ -316,11 +315,11 @@ func (m *msgpackDecoder) event(e *Event) error {
 		case "originalTimestamp":
 			err = m.str(&e.RawOriginalTimestamp, k)
 		case "properties":
-			err = m.obj(&e.Properties, k)
+			err = m.obj(&e.Properties, k, sel.Properties)
 		case "traits":
-			err = m.obj(&e.Traits, k)
+			err = m.obj(&e.Traits, k, sel.Traits)
 		case "context":
-			err = m.obj(&e.Context, k)
+			err = m.obj(&e.Context, k, sel.Context)
 		default:
 			err = m.skip("", k, 2)
 		}
@@ -458,9 +457,10 @@ func (m *msgpackDecoder) str(dst *string, key []byte) error {
 	return &errMsgpack{fmt.Sprintf("field %q is a msgpack %s; it must be a string", key, msgpackKind(c))}
 }
 
-// obj reads a map field at depth 2 (the event map is depth 1). As with JSON,
-// nil sets it to nil and a repeated field adds to the map of the first.
-func (m *msgpackDecoder) obj(dst *map[string]any, key []byte) error {
+// obj reads a map field at depth 2 (the event map is depth 1), keeping the
+// keys that keys selects. As with JSON, nil sets it to nil and a repeated
+// field adds to the map of the first.
+func (m *msgpackDecoder) obj(dst *map[string]any, key []byte, keys Keys) error {
 	c, _, _, err := m.peek()
 	if err != nil {
 		return err
@@ -470,14 +470,16 @@ func (m *msgpackDecoder) obj(dst *map[string]any, key []byte) error {
 		*dst = nil
 		return m.d.DecodeNil()
 	case isMsgpackMap(c):
-		*dst, err = m.object(*dst, string(key), 2)
+		*dst, err = m.object(*dst, string(key), 2, keys)
 		return err
 	}
 	return &errMsgpack{fmt.Sprintf("field %q is a msgpack %s; it must be a map", key, msgpackKind(c))}
 }
 
-// object reads the map at path and depth into obj, or a new map if obj is nil.
-func (m *msgpackDecoder) object(obj map[string]any, path string, depth int) (map[string]any, error) {
+// object reads the map at path and depth into obj, or a new map if obj is
+// nil, keeping the keys that keys selects: the values of the others are
+// read all the same (and dropped), so that they are checked alike.
+func (m *msgpackDecoder) object(obj map[string]any, path string, depth int, keys Keys) (map[string]any, error) {
 	if depth > maxDepth {
 		return nil, errTooDeep(path)
 	}
@@ -485,7 +487,7 @@ func (m *msgpackDecoder) object(obj map[string]any, path string, depth int) (map
 	if err != nil {
 		return nil, err
 	}
-	if obj == nil {
+	if obj == nil && keys.All() {
 		obj = make(map[string]any, min(n, m.r.Len()/2)) // a key and a value take at least 2 bytes
 	}
 	for range n {
@@ -497,7 +499,20 @@ func (m *msgpackDecoder) object(obj map[string]any, path string, depth int) (map
 		if err != nil {
 			return nil, err
 		}
-		obj[text(k)] = v
+		if keys.All() {
+			obj[text(k)] = v
+			continue
+		}
+		name, ok := keys.lookup(k)
+		if !utf8.Valid(k) {
+			name, ok = keys.lookup([]byte(text(k)))
+		}
+		if ok {
+			if obj == nil {
+				obj = make(map[string]any, len(keys.names))
+			}
+			obj[name] = v
+		}
 	}
 	return obj, nil
 }
@@ -530,7 +545,7 @@ func (m *msgpackDecoder) value(path string, key []byte, depth int) (any, error) 
 	case isMsgpackText(c):
 		return text(m.raw(head, n)), nil
 	case isMsgpackMap(c):
-		return m.object(nil, join(path, key), depth)
+		return m.object(nil, join(path, key), depth, Keys{})
 	case msgpcode.IsFixedArray(c), c == msgpcode.Array16, c == msgpcode.Array32:
 		return m.array(join(path, key), depth)
 	case msgpcode.IsExt(c):

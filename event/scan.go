@@ -331,7 +331,7 @@ func (s *scanner) str() ([]byte, bool) {
 		// Eight bytes at a time up to the first quote, backslash or
 		// control character.
 		for j+8 <= len(b) {
-			w := binary.LittleEndian.Uint64(b[j:])
+			w := binary.LittleEndian.Uint64(b[j : j+8])
 			high |= w
 			if t := special(w); t != 0 {
 				j += bits.TrailingZeros64(t) >> 3
@@ -374,7 +374,7 @@ const (
 func special(w uint64) uint64 {
 	q := w ^ (lsb * '"')
 	bs := w ^ (lsb * '\\')
-	return ((q - lsb) &^ q & msb) | ((bs - lsb) &^ bs & msb) | ((w - lsb*0x20) &^ w & msb)
+	return ((q-lsb)&^q | (bs-lsb)&^bs | (w-lsb*0x20)&^w) & msb
 }
 
 // unescape reads the rest of the string that started at start, from its

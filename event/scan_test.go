@@ -391,3 +391,27 @@ func FuzzScannerMatchesReference(f *testing.F) {
 		checkSameAsReference(t, b)
 	})
 }
+
+// TestSelectMsgpack: msgpack events decoded with a selection of keys are
+// the events decoded in full with only those keys, or the same error.
+func TestSelectMsgpack(t *testing.T) {
+	n := 0
+	for _, line := range scanCorpus(t) {
+		m, ok := toMsgpack(t, string(line))
+		if !ok {
+			continue
+		}
+		n++
+		for _, fallback := range []int64{0, fuzzRecordTime} {
+			want, wantErr := event.Decode(m, event.Msgpack, fallback)
+			for _, sel := range selections {
+				var got event.Event
+				gotErr := event.DecodeIntoSelect(&got, m, event.Msgpack, fallback, sel)
+				sameResult(t, "DecodeIntoSelect(msgpack)", m, selectKeys(want, sel), wantErr, &got, gotErr)
+			}
+		}
+	}
+	if n < 50 {
+		t.Fatalf("only %d records as msgpack", n)
+	}
+}
