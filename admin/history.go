@@ -236,7 +236,7 @@ func (h *History) Applied(res *rules.Result) {
 	}
 	applied := time.Now().UnixNano()
 	var path string
-	if p, ok := e.Properties["path"].(string); ok {
+	if p, ok := e.Property("path").(string); ok {
 		path = p
 	}
 	var (

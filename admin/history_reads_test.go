@@ -55,7 +55,7 @@ func TestHistoryReads(t *testing.T) {
 		a, b := full.Contact(id), sel.Contact(id)
 		for _, h := range []admin.ContactHistory{a, b} {
 			for i := range h.Events {
-				h.Events[i].Applied = "" // the wall clock
+				h.Events[i].Applied = ""        // the wall clock
 				slices.Sort(h.Events[i].Traits) // from a map
 			}
 		}

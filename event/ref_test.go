@@ -33,7 +33,7 @@ func refDecodeInto(e *Event, b []byte, f Format, fallback int64, skipContext boo
 	}
 	var err error
 	if f == Msgpack {
-		err = decodeMsgpack(e, b, &Select{})
+		err = decodeMsgpack(e, b)
 	} else {
 		err = refDecodeJSON(e, b, skipContext)
 	}

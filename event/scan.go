@@ -107,12 +107,13 @@ func (s *scanner) event(e *Event, o *options) bool {
 				return false
 			}
 		case fProperties, fTraits, fContext:
-			dst, keys := &e.Properties, o.sel.Properties
+			dst, obj := &e.Properties, objProperties
 			if f == fTraits {
-				dst, keys = &e.Traits, o.sel.Traits
+				dst, obj = &e.Traits, objTraits
 			} else if f == fContext {
-				dst, keys = &e.Context, o.sel.Context
+				dst, obj = &e.Context, objContext
 			}
+			keys, base := e.picks.keys(obj)
 			switch {
 			case b[s.i] == 'n':
 				if !s.lit("null") {
@@ -125,12 +126,10 @@ func (s *scanner) event(e *Event, o *options) bool {
 				if !s.skip(2, false) {
 					return false
 				}
-			case !keys.All():
-				m, ok := s.selected(*dst, 2, keys)
-				if !ok {
+			case keys.only:
+				if !s.selected(&e.picks, keys, base) {
 					return false
 				}
-				*dst = m
 			default:
 				m, ok := s.object(*dst, 2)
 				if !ok {
@@ -670,51 +669,46 @@ func (s *scanner) object(m map[string]any, depth int) (map[string]any, bool) {
 	}
 }
 
-// selected reads the free-form object at s.i (at its '{'), at depth, as
-// object does, but builds only the keys that keys selects into m (a new map
-// if m is nil and one is selected): the others are skipped, checked as
-// strictly as object would read them.
-func (s *scanner) selected(m map[string]any, depth int, keys Keys) (map[string]any, bool) {
-	if depth > scanMaxDepth {
-		return nil, false
-	}
+// selected reads the free-form object at s.i (at its '{'), at depth 2, as
+// object does, but keeps only the values of the keys that keys selects, in
+// p from index base on: the others are skipped, checked as strictly as
+// object would read them. A repeated key's last value wins.
+func (s *scanner) selected(p *picks, keys Keys, base int) bool {
+	const depth = 2
 	b := s.b
 	s.i++
 	s.ws()
 	if s.i < len(b) && b[s.i] == '}' {
 		s.i++
-		return m, true
+		return true
 	}
 	for {
 		if s.i >= len(b) || b[s.i] != '"' {
-			return nil, false
+			return false
 		}
 		raw, ok := s.str()
 		if !ok {
-			return nil, false
+			return false
 		}
-		name, want := keys.lookup(raw)
+		k := keys.index(raw)
 		if s.ws(); s.i >= len(b) || b[s.i] != ':' {
-			return nil, false
+			return false
 		}
 		s.i++
 		if s.ws(); s.i >= len(b) {
-			return nil, false
+			return false
 		}
-		if want {
+		if k >= 0 {
 			v, ok := s.value(depth + 1)
 			if !ok {
-				return nil, false
+				return false
 			}
-			if m == nil {
-				m = make(map[string]any, len(keys.names))
-			}
-			m[name] = v
+			p.set(base+k, v)
 		} else if !s.skip(depth+1, true) {
-			return nil, false
+			return false
 		}
 		if s.ws(); s.i >= len(b) {
-			return nil, false
+			return false
 		}
 		switch b[s.i] {
 		case ',':
@@ -722,9 +716,9 @@ func (s *scanner) selected(m map[string]any, depth int, keys Keys) (map[string]a
 			s.ws()
 		case '}':
 			s.i++
-			return m, true
+			return true
 		default:
-			return nil, false
+			return false
 		}
 	}
 }

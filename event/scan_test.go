@@ -227,7 +227,7 @@ func checkSameAsReference(t *testing.T, b []byte) {
 					} else {
 						gotErr = event.DecodeIntoSelect(&got, b, f, fallback, sel)
 					}
-					sameResult(t, "DecodeIntoSelect", b, selectKeys(want, sel), wantErr, &got, gotErr)
+					sameSelected(t, "DecodeIntoSelect", b, want, wantErr, &got, gotErr, sel)
 
 					d := event.Decoder{SkipContext: skip, Select: sel}
 					if _, err := d.Decode(warm, event.JSON, 0); err != nil {
@@ -238,7 +238,7 @@ func checkSameAsReference(t *testing.T, b []byte) {
 						want = nil
 					}
 					e, err := d.Decode(b, f, fallback)
-					sameResult(t, "Decoder with Select", b, selectKeys(want, sel), wantErr, e, err)
+					sameSelected(t, "Decoder with Select", b, want, wantErr, e, err, sel)
 				}
 			}
 		}
@@ -257,32 +257,46 @@ var selections = []event.Select{
 	{Properties: event.OnlyKeys("é", "a")},
 }
 
-// selectKeys returns a copy of e whose maps hold only what sel selects (an
-// empty one nil), as a decoder with that selection decodes it.
-func selectKeys(e *event.Event, sel event.Select) *event.Event {
-	if e == nil {
-		return nil
+// sameSelected is sameResult for got decoded with sel and want decoded in
+// full: got holds what want holds of the keys sel selects, as read through
+// Property, Trait and ContextValue, and no map for an object whose keys are
+// listed; the rest is the same.
+func sameSelected(t *testing.T, what string, in []byte, want *event.Event, wantErr error, got *event.Event, gotErr error, sel event.Select) {
+	t.Helper()
+	if wantErr != nil || gotErr != nil {
+		sameResult(t, what, in, want, wantErr, got, gotErr)
+		return
 	}
-	c := *e
+	w, g := *want, *got
 	for _, x := range []struct {
-		m    *map[string]any
-		keys event.Keys
-	}{{&c.Properties, sel.Properties}, {&c.Traits, sel.Traits}, {&c.Context, sel.Context}} {
-		if x.keys.All() || *x.m == nil {
+		name        string
+		keys        event.Keys
+		wantM, gotM *map[string]any
+		read        func(string) any
+	}{
+		{"properties", sel.Properties, &w.Properties, &g.Properties, got.Property},
+		{"traits", sel.Traits, &w.Traits, &g.Traits, got.Trait},
+		{"context", sel.Context, &w.Context, &g.Context, got.ContextValue},
+	} {
+		if x.keys.All() {
 			continue
 		}
-		m := map[string]any{}
-		for _, k := range x.keys.Names() {
-			if v, ok := (*x.m)[k]; ok {
-				m[k] = v
+		if *x.gotM != nil {
+			t.Fatalf("%s(%q): %s kept as a map %v", what, in, x.name, *x.gotM)
+		}
+		for _, k := range append(x.keys.Names(), "not-selected") {
+			v := (*x.wantM)[k]
+			if k == "not-selected" {
+				v = nil
+			}
+			if r := x.read(k); !sameValue(r, v) {
+				t.Fatalf("%s(%q): %s %q is %#v, want %#v", what, in, x.name, k, r, v)
 			}
 		}
-		if len(m) == 0 {
-			m = nil
-		}
-		*x.m = m
+		*x.wantM = nil
 	}
-	return &c
+	event.ClearPicks(&g)
+	sameResult(t, what, in, &w, nil, &g, nil)
 }
 
 func sameResult(t *testing.T, what string, in []byte, want *event.Event, wantErr error, got *event.Event, gotErr error) {
@@ -407,7 +421,7 @@ func TestSelectMsgpack(t *testing.T) {
 			for _, sel := range selections {
 				var got event.Event
 				gotErr := event.DecodeIntoSelect(&got, m, event.Msgpack, fallback, sel)
-				sameResult(t, "DecodeIntoSelect(msgpack)", m, selectKeys(want, sel), wantErr, &got, gotErr)
+				sameSelected(t, "DecodeIntoSelect(msgpack)", m, want, wantErr, &got, gotErr, sel)
 			}
 		}
 	}
