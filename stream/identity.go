@@ -75,7 +75,7 @@ type held struct {
 }
 
 // maxHeldEvents bounds the decoded events a partition keeps with its held
-// records: about 420 bytes each beside the record (the bench's B2B events,
+// records: about 420 bytes each beside the record (estimated; the bench's B2B events,
 // context skipped, only the properties the rules read kept: the 360-byte
 // Event and its texts, a traits map on identify events; 570 when every
 // property was kept in a map), so at most about 7 MB a partition. 16,384 covers the
