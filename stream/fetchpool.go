@@ -3,6 +3,7 @@ package stream
 import (
 	"math/bits"
 	"sync"
+	"unsafe"
 
 	"github.com/klauspost/compress/s2"
 
@@ -28,15 +29,22 @@ import (
 // what they keep (dead letters and forwards are produced before the records
 // they copy from are given back).
 type fetchPool struct {
-	bufs [poolClasses]sync.Pool // []byte of capacity 1<<(minClass+i), length 0
-	recs [poolClasses]sync.Pool // []kgo.Record of capacity 1<<i
+	mu   sync.Mutex                  // guards bufs and recs: the fetch goroutines get, the workers put
+	bufs [poolClasses][][]byte       // free buffers of capacity 1<<(minClass+i), length 0
+	recs [poolClasses][][]kgo.Record // free Record slices of capacity 1<<i
 }
 
 // poolClasses size classes (powers of two) of buffers from 1<<minClass
-// bytes, and of Record slices from 1 record; larger ones are not pooled.
+// bytes (up to 128 MiB), and of Record slices from 1 record; larger ones
+// are not pooled. A class keeps at most poolKeep free slices, and none
+// beyond poolKeepBytes: more are left to the garbage
+// collector. The pool is a mutex and slices, not a sync.Pool, whose Put
+// allocates for a slice and whose content each garbage collection drops.
 const (
-	poolClasses = 18
-	minClass    = 10
+	poolClasses   = 18
+	minClass      = 10
+	poolKeep      = 256
+	poolKeepBytes = 8 << 20
 )
 
 var (
@@ -49,46 +57,76 @@ func class(n, base int) int {
 	return max(bits.Len(uint(max(n, 1)-1))-base, 0)
 }
 
+// keep is how many free slices of size bytes a class keeps.
+func keep(size int) int { return min(poolKeep, poolKeepBytes/size) }
+
 // GetDecompressBytes returns a buffer that fits the batch (snappy states
 // its decoded length up front), or nil: the codec then allocates what it
 // needs, and that buffer comes back here.
 func (p *fetchPool) GetDecompressBytes(compressed []byte, codec kgo.CompressionCodecType) []byte {
-	n, err := s2.DecodedLen(compressed)
-	if codec != kgo.CodecSnappy || err != nil {
+	if codec != kgo.CodecSnappy {
 		return nil
 	}
-	if c := class(n, minClass); c < poolClasses {
-		if b, ok := p.bufs[c].Get().([]byte); ok {
-			return b
-		}
-		return make([]byte, 0, 1<<(minClass+c))
+	n, err := s2.DecodedLen(compressed)
+	if err != nil {
+		return nil
 	}
-	return nil
+	c := class(n, minClass)
+	if c >= poolClasses {
+		return nil
+	}
+	p.mu.Lock()
+	if free := p.bufs[c]; len(free) > 0 {
+		b := free[len(free)-1]
+		free[len(free)-1] = nil
+		p.bufs[c] = free[:len(free)-1]
+		p.mu.Unlock()
+		return b
+	}
+	p.mu.Unlock()
+	return make([]byte, 0, 1<<(minClass+c))
 }
 
 // PutDecompressBytes keeps b (zeroed by franz-go) for a later batch.
 func (p *fetchPool) PutDecompressBytes(b []byte) {
 	c := bits.Len(uint(cap(b))) - 1 - minClass // the class b fills
-	if c >= 0 && c < poolClasses {
-		p.bufs[c].Put(b[:0]) //nolint:staticcheck // a slice header per batch, beside its buffer
+	if c < 0 || c >= poolClasses {
+		return
 	}
+	p.mu.Lock()
+	if len(p.bufs[c]) < keep(1<<(minClass+c)) {
+		p.bufs[c] = append(p.bufs[c], b[:0])
+	}
+	p.mu.Unlock()
 }
 
 // GetRecords returns n Records, reused when the pool has them.
 func (p *fetchPool) GetRecords(n int) []kgo.Record {
-	if c := class(n, 0); c < poolClasses {
-		if rs, ok := p.recs[c].Get().([]kgo.Record); ok {
-			return rs[:n]
-		}
-		return make([]kgo.Record, n, 1<<c)
+	c := class(n, 0)
+	if c >= poolClasses {
+		return make([]kgo.Record, n)
 	}
-	return make([]kgo.Record, n)
+	p.mu.Lock()
+	if free := p.recs[c]; len(free) > 0 {
+		rs := free[len(free)-1]
+		free[len(free)-1] = nil
+		p.recs[c] = free[:len(free)-1]
+		p.mu.Unlock()
+		return rs[:n]
+	}
+	p.mu.Unlock()
+	return make([]kgo.Record, n, 1<<c)
 }
 
 // PutRecords keeps rs (zeroed by Recycle) for a later batch.
 func (p *fetchPool) PutRecords(rs []kgo.Record) {
 	c := bits.Len(uint(cap(rs))) - 1
-	if c >= 0 && c < poolClasses && cap(rs) == 1<<c {
-		p.recs[c].Put(rs) //nolint:staticcheck // as PutDecompressBytes
+	if c < 0 || c >= poolClasses || cap(rs) != 1<<c {
+		return
 	}
+	p.mu.Lock()
+	if len(p.recs[c]) < keep(int(unsafe.Sizeof(kgo.Record{}))<<c) {
+		p.recs[c] = append(p.recs[c], rs)
+	}
+	p.mu.Unlock()
 }
