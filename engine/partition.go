@@ -53,6 +53,9 @@ type Partition struct {
 	// droppedLinks counts linking events not queued behind a late link
 	// (MaxQueuedLinks, live.go).
 	droppedLinks uint64
+	// ahead is Prefetch's scratch: the contacts of the events it reads
+	// ahead.
+	ahead []*state.Contact
 }
 
 // NewPartition returns a partition driver over store. emit may be nil.
@@ -160,6 +163,52 @@ func (p *Partition) apply(ctx context.Context, e *event.Event, pos *state.Positi
 	p.emit(res)
 	// A late event can set a timer that is already due.
 	return p.fireDue(ctx, p.clock)
+}
+
+// Prefetch asks the processor for the state of the contacts that the
+// events es, which the caller is about to Apply in order, will most likely
+// change (see state.Contact.PrefetchHead): an event's cost is mostly
+// waiting for its contact's state to come from memory, and asking for
+// several contacts' at once overlaps those waits. It changes nothing, and
+// does nothing unless the store is a state.Peeker (memory); an anonymous
+// id is followed through the link table when it is a state.LinkPeeker. A
+// guess that turns out wrong (an earlier event of the batch links or
+// merges) costs only the prefetch.
+func (p *Partition) Prefetch(es []*event.Event) {
+	pk, ok := p.store.(state.Peeker)
+	if !ok || len(es) == 0 {
+		return
+	}
+	var lp state.LinkPeeker
+	if p.links != nil && p.ident.Merge {
+		lp, _ = p.links.(state.LinkPeeker)
+	}
+	// One pass per pointer followed, so that the lookups of one pass
+	// overlap each other.
+	cs := p.ahead[:0]
+	for _, e := range es {
+		id := e.UserID
+		if id == "" {
+			id = e.AnonymousID
+			if lp != nil {
+				if o := lp.PeekOwner(id); o != "" {
+					id = o
+				}
+			}
+		}
+		if c := pk.Peek(id); c != nil {
+			c.PrefetchHead()
+			cs = append(cs, c)
+		}
+	}
+	for _, c := range cs {
+		c.PrefetchSlots()
+	}
+	for _, c := range cs {
+		c.PrefetchEntries()
+	}
+	clear(cs)
+	p.ahead = cs[:0]
 }
 
 // Advance moves the clock to t (if later) and fires the timers due by then.

@@ -46,6 +46,14 @@ type Store interface {
 	Delete(ctx context.Context, id string) error
 }
 
+// Peeker is a Store that can say which contact it holds in memory under an
+// id, without I/O and without changing anything (nil: none held). A driver
+// that knows its next events peeks at their contacts to prefetch them
+// (Contact.PrefetchHead); the events still Get them.
+type Peeker interface {
+	Peek(id string) *Contact
+}
+
 // Memory is the in-memory store: the embedded default for dev, replay and
 // bench. Get returns the stored pointer itself, so Put and Commit cost
 // nothing. It is safe for concurrent use; callers must still not change one
@@ -67,6 +75,14 @@ func (s *Memory) Get(_ context.Context, id string) (*Contact, error) {
 		c = New(id)
 	}
 	return c, nil
+}
+
+// Peek implements Peeker.
+func (s *Memory) Peek(id string) *Contact {
+	s.mu.RLock()
+	c := s.m[id]
+	s.mu.RUnlock()
+	return c
 }
 
 // Put implements Store. Changing a stored contact needs no write: Get
@@ -123,6 +139,8 @@ func (o ownedMemory) Get(_ context.Context, id string) (*Contact, error) {
 	}
 	return New(id), nil
 }
+
+func (o ownedMemory) Peek(id string) *Contact { return o.s.m[id] }
 
 func (o ownedMemory) Put(_ context.Context, c *Contact) error {
 	if c.home != o.s {
