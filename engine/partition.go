@@ -14,8 +14,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/leadpulse/leadpulse/event"
+	"github.com/leadpulse/leadpulse/internal/prefetch"
 	"github.com/leadpulse/leadpulse/rules"
 	"github.com/leadpulse/leadpulse/state"
 )
@@ -203,6 +205,12 @@ func (p *Partition) Prefetch(es []*event.Event) {
 	}
 	for _, c := range cs {
 		c.PrefetchSlots()
+		// The entries of the contact's timers in the heap (Hints).
+		for _, h := range c.Hints {
+			if k := int(h); k > 0 && k < len(p.timers.h) {
+				prefetch.Lines(unsafe.Pointer(&p.timers.h[k]), unsafe.Sizeof(p.timers.h[k]))
+			}
+		}
 	}
 	for _, c := range cs {
 		c.PrefetchEntries()

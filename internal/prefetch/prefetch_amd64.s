@@ -1,7 +1,7 @@
 #include "textflag.h"
 
-// func prefetchLines(p unsafe.Pointer, size uintptr)
-TEXT ·prefetchLines(SB), NOSPLIT|NOFRAME, $0-16
+// func Lines(p unsafe.Pointer, size uintptr)
+TEXT ·Lines(SB), NOSPLIT|NOFRAME, $0-16
 	MOVQ	p+0(FP), AX
 	MOVQ	size+8(FP), CX
 	TESTQ	AX, AX
