@@ -57,7 +57,8 @@ type Partition struct {
 	droppedLinks uint64
 	// ahead is Prefetch's scratch: the contacts of the events it reads
 	// ahead.
-	ahead []*state.Contact
+	ahead    []*state.Contact
+	aheadIDs []string
 }
 
 // NewPartition returns a partition driver over store. emit may be nil.
@@ -185,9 +186,10 @@ func (p *Partition) Prefetch(es []*event.Event) {
 	if p.links != nil && p.ident.Merge {
 		lp, _ = p.links.(state.LinkPeeker)
 	}
-	// One pass per pointer followed, so that the lookups of one pass
-	// overlap each other.
-	cs := p.ahead[:0]
+	// One pass per pointer followed, so that the lookups and the misses
+	// of one pass overlap each other: the contact's id (through the link
+	// table), the contact, its fields, its slots, their entries.
+	ids := p.aheadIDs[:0]
 	for _, e := range es {
 		id := e.UserID
 		if id == "" {
@@ -198,11 +200,11 @@ func (p *Partition) Prefetch(es []*event.Event) {
 				}
 			}
 		}
-		if c := pk.Peek(id); c != nil {
-			c.PrefetchHead()
-			cs = append(cs, c)
-		}
+		ids = append(ids, id)
 	}
+	cs := pk.Peek(ids, p.ahead[:0])
+	clear(ids)
+	p.aheadIDs = ids[:0]
 	for _, c := range cs {
 		c.PrefetchSlots()
 		// The entries of the contact's timers in the heap (Hints).
