@@ -173,10 +173,12 @@ func (p *Partition) apply(ctx context.Context, e *event.Event, pos *state.Positi
 // change (see state.Contact.PrefetchHead): an event's cost is mostly
 // waiting for its contact's state to come from memory, and asking for
 // several contacts' at once overlaps those waits. It changes nothing, and
-// does nothing unless the store is a state.Peeker (memory); an anonymous
-// id is followed through the link table when it is a state.LinkPeeker. A
-// guess that turns out wrong (an earlier event of the batch links or
-// merges) costs only the prefetch.
+// does nothing unless the store is a state.Peeker (memory). When the link
+// table is a state.LinkPeeker (memory), an anonymous id is followed through
+// it, and the lookups that identify will make for each event are made once
+// ahead, one after the other, so that their misses overlap too. A guess
+// that turns out wrong (an earlier event of the batch links or merges)
+// costs only the prefetch.
 func (p *Partition) Prefetch(es []*event.Event) {
 	pk, ok := p.store.(state.Peeker)
 	if !ok || len(es) == 0 {
@@ -192,12 +194,20 @@ func (p *Partition) Prefetch(es []*event.Event) {
 	ids := p.aheadIDs[:0]
 	for _, e := range es {
 		id := e.UserID
-		if id == "" {
+		switch {
+		case id == "":
 			id = e.AnonymousID
 			if lp != nil {
 				if o := lp.PeekOwner(id); o != "" {
 					id = o
 				}
+			}
+		case lp != nil:
+			// What identify reads for a user's event: whether the
+			// user is known, and whom its anonymousId is linked to.
+			lp.PeekKnown(id)
+			if a := e.AnonymousID; a != "" && a != id {
+				lp.PeekOwner(a)
 			}
 		}
 		ids = append(ids, id)

@@ -40,7 +40,10 @@ type Links interface {
 // without changing anything, for a driver that prefetches the contacts of
 // its next events (Peeker).
 type LinkPeeker interface {
+	// PeekOwner is Owner.
 	PeekOwner(anon string) string
+	// PeekKnown is Known.
+	PeekKnown(id string) bool
 }
 
 // MemoryLinks is the in-memory link table. It is safe for concurrent use.
@@ -67,6 +70,12 @@ func (l *MemoryLinks) Owner(_ context.Context, anon string) (string, error) {
 func (l *MemoryLinks) PeekOwner(anon string) string {
 	u, _ := l.Owner(context.Background(), anon)
 	return u
+}
+
+// PeekKnown implements LinkPeeker.
+func (l *MemoryLinks) PeekKnown(id string) bool {
+	ok, _ := l.Known(context.Background(), id)
+	return ok
 }
 
 // Known implements Links.
@@ -147,6 +156,11 @@ func (o ownedLinks) Owner(_ context.Context, anon string) (string, error) {
 }
 
 func (o ownedLinks) PeekOwner(anon string) string { return o.l.owner[anon] }
+
+func (o ownedLinks) PeekKnown(id string) bool {
+	_, ok := o.l.known[id]
+	return ok
+}
 
 func (o ownedLinks) Known(_ context.Context, id string) (bool, error) {
 	_, ok := o.l.known[id]
