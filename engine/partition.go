@@ -178,7 +178,9 @@ func (p *Partition) apply(ctx context.Context, e *event.Event, pos *state.Positi
 // it, and the lookups that identify will make for each event are made once
 // ahead, one after the other, so that their misses overlap too. A guess
 // that turns out wrong (an earlier event of the batch links or merges)
-// costs only the prefetch.
+// costs only the prefetch. It reads the contacts' slices without a lock: call
+// it only where no other goroutine changes the store's contacts meanwhile
+// (replay; a partition with a store of its own).
 func (p *Partition) Prefetch(es []*event.Event) {
 	pk, ok := p.store.(state.Peeker)
 	if !ok || len(es) == 0 {
