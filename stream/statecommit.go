@@ -86,9 +86,9 @@ func (w *worker) afterBatch(ctx context.Context, offset int64, eo kgo.EpochOffse
 
 // afterRelease is called once the output of held events released between
 // batches (identity hand-overs that timed out) is sent: their state is
-// written with the pending state (after the output is acknowledged). While hand-overs are in flight this
-// runs at every tick, and writing at once kept a live partition from
-// coalescing anything.
+// written with the pending state, after the output is acknowledged. While
+// hand-overs are in flight this runs at every tick, and writing at once kept
+// a live partition from coalescing anything.
 func (w *worker) afterRelease(ctx context.Context) error {
 	if w.cache == nil || w.cache.Dirty() == 0 {
 		return nil
