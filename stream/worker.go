@@ -540,13 +540,20 @@ func (w *worker) letGo(batch []*kgo.Record) []*kgo.Record {
 	return batch[:0]
 }
 
-// recycle gives the records of w.used back to the client's fetchPool; the
-// output that copied from them (dead letters, forwards) is acknowledged.
+// recycle gives the records of w.used back to the client's fetchPool once
+// the output that may point into them (dead letters, forwards) is
+// acknowledged: at once when nothing sent is in flight, else when the
+// newest sent batch is settled (reap, output.go).
 func (w *worker) recycle() {
-	for i, r := range w.used {
-		r.Recycle()
-		w.used[i] = nil
+	if n := len(w.sent); n > 0 {
+		b := w.sent[n-1]
+		b.used = append(b.used, w.used...)
+	} else {
+		for _, r := range w.used {
+			r.Recycle()
+		}
 	}
+	clear(w.used)
 	if cap(w.used) > 4*shrinkBelow && len(w.used) < cap(w.used)/8 {
 		w.used = nil
 		return
