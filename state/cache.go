@@ -253,13 +253,11 @@ func (c *Cache) Put(_ context.Context, ct *Contact) error {
 // next Get reads it; all others were written. Both may come together
 // (errors.Join).
 func (c *Cache) Commit(ctx context.Context, pos Position) error {
-	if err := c.Wait(ctx); err != nil {
+	err := c.CommitAsync(ctx, pos)
+	if !onlyConflicts(err) || c.fl == nil {
 		return err
 	}
-	if err := c.CommitAsync(ctx, pos); err != nil {
-		return err
-	}
-	return c.Wait(ctx)
+	return errors.Join(err, c.Wait(ctx))
 }
 
 // CommitAsync encodes every contact Put since the last commit, as of pos,
@@ -275,13 +273,16 @@ func (c *Cache) Commit(ctx context.Context, pos Position) error {
 //
 // One write is in flight at a time: a write still in flight is waited for
 // first (Wait), so that each write builds on the versions the previous one
-// stored. It fails only as Wait does, or for an invalid pos.
+// stored. It fails only as Wait does, or for an invalid pos; a
+// *ConflictError alone (contacts of the previous write rejected) comes with
+// the write started.
 func (c *Cache) CommitAsync(ctx context.Context, pos Position) error {
-	if err := c.Wait(ctx); err != nil {
-		return err
+	werr := c.Wait(ctx)
+	if !onlyConflicts(werr) {
+		return werr
 	}
 	if len(c.dirty) == 0 {
-		return nil
+		return werr
 	}
 	if pos.Offset < 0 {
 		return configError("commit at partition %d offset %d: a Kafka offset is 0 or more", pos.Partition, pos.Offset)
@@ -308,7 +309,7 @@ func (c *Cache) CommitAsync(ctx context.Context, pos Position) error {
 		defer close(fl.done)
 		fl.res, fl.err = c.r.write(ctx, fl.pos, fl.ws)
 	}()
-	return nil
+	return werr
 }
 
 // Writing returns a channel that is closed when the write in flight
@@ -407,18 +408,16 @@ func onlyConflicts(err error) bool {
 	if err == nil {
 		return true
 	}
-	var ce *ConflictError
-	if !errors.As(err, &ce) {
-		return false
-	}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		for _, e := range j.Unwrap() {
-			if e != nil && !errors.As(e, &ce) {
+			if !onlyConflicts(e) {
 				return false
 			}
 		}
+		return true
 	}
-	return true
+	var ce *ConflictError
+	return errors.As(err, &ce)
 }
 
 // Close waits for a write in flight to return, without settling it: for
