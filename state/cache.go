@@ -55,8 +55,19 @@ type Cache struct {
 	lru   centry    // sentinel of the recency ring: lru.next is the most recent
 	dirty []*centry // contacts Put since they were last encoded for a write
 	fl    *flight   // the write not known to have landed yet; nil if none
+	// meanBlob is the bytes per contact of the last write: it sizes the
+	// next one's buffer.
+	meanBlob int
 
 	hits, misses, evictions atomic.Uint64
+}
+
+// blobSize is the bytes to reserve per contact of a write.
+func (c *Cache) blobSize() int {
+	if n := c.meanBlob; n > 0 {
+		return n + n/8
+	}
+	return 1024
 }
 
 type centry struct {
@@ -288,16 +299,21 @@ func (c *Cache) CommitAsync(ctx context.Context, pos Position) error {
 		return configError("commit at partition %d offset %d: a Kafka offset is 0 or more", pos.Partition, pos.Offset)
 	}
 	fl := &flight{pos: pos, ws: make([]pending, len(c.dirty)), es: make([]*centry, len(c.dirty))}
+	// One buffer for the blobs (they are read-only once encoded; a buffer
+	// that grows leaves the earlier blobs in the array they were written to).
+	buf := make([]byte, 0, len(c.dirty)*c.blobSize())
 	for i, e := range c.dirty {
 		e.c.Pos = pos
-		b, err := Encode(e.c)
-		if err != nil {
+		n := len(buf)
+		var err error
+		if buf, err = appendEncode(buf, e.c); err != nil {
 			// Nothing was sent: the contacts encoded so far are dirty still.
 			return err
 		}
-		fl.ws[i] = pending{id: e.c.ID, blob: b, ver: e.ver, due: earliest(e.c.Timers)}
+		fl.ws[i] = pending{id: e.c.ID, blob: buf[n:len(buf):len(buf)], ver: e.ver, due: earliest(e.c.Timers)}
 		fl.es[i] = e
 	}
+	c.meanBlob = len(buf) / len(c.dirty)
 	for _, e := range c.dirty {
 		e.dirty, e.flying = false, true
 	}
