@@ -128,7 +128,9 @@ func (w *worker) flushInterval() time.Duration {
 }
 
 // holdState reports whether the pending state may wait: it is younger than
-// the flush interval and the cache has room.
+// the flush interval, or the previous write is still in flight (the
+// changes wait for it rather than the worker: a slower Redis gets larger,
+// fewer writes), and the cache has room.
 func (w *worker) holdState() bool {
 	capacity := w.s.sc.Cache.Capacity
 	if capacity <= 0 {
@@ -136,6 +138,9 @@ func (w *worker) holdState() bool {
 	}
 	if w.cache.Dirty()+w.cache.InFlight() >= max(capacity/2, 1) {
 		return false
+	}
+	if w.pend.flying {
+		return true // landed(ctx, false) found it still in flight
 	}
 	if n, _ := w.queued(); n > 0 {
 		return time.Since(w.pend.since) < w.flushInterval()
@@ -243,7 +248,7 @@ func (w *worker) settleIdle(ctx context.Context, now bool) error {
 	if err := w.landed(ctx, false); err != nil {
 		return err
 	}
-	if !w.pend.waiting || time.Now().Before(w.idleDue()) {
+	if !w.pend.waiting || w.pend.flying || time.Now().Before(w.idleDue()) {
 		return nil
 	}
 	return w.startWrite(ctx)
@@ -251,9 +256,10 @@ func (w *worker) settleIdle(ctx context.Context, now bool) error {
 
 // stateDue returns a channel that delivers when the pending state of an
 // idle partition is due (settleIdle); nil, which never delivers, when
-// nothing is pending.
+// nothing is pending, or while a write is in flight (writing wakes the
+// worker when it returns).
 func (w *worker) stateDue() <-chan time.Time {
-	if !w.pend.waiting {
+	if !w.pend.waiting || w.pend.flying {
 		return nil
 	}
 	d := time.Until(w.idleDue())
