@@ -168,11 +168,11 @@ func (r *Redis) partitionsKey() string { return r.prefix + ":timer-partitions" }
 // writer read (0: none). Returns, for each key, {1, version} written,
 // {2, version} already stored, {0, partition, offset, version} rejected.
 //
-// Why several contacts per call: the script's own cost (dispatch, the Lua
-// call, the MULTI/EXEC that wraps its effects in the AOF) was most of the
-// server's CPU per contact with one contact per call (BenchmarkRedisFlush,
-// server-µs/contact), and the server shares the machine's cores with the
-// pipeline.
+// Several contacts per call save the script's own cost (dispatch, the Lua
+// call, the MULTI/EXEC that wraps its effects in the AOF) per contact:
+// BenchmarkRedisFlush/cas-only, AOF everysec, server CPU 16–18 µs per
+// contact with one per call, 12–14 with 64, on a shared 2-core machine
+// (load average 6–11); most of the cost is the per-contact calls.
 var casScript = redis.NewScript(`
 local p, no, ttl = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
@@ -215,10 +215,14 @@ return out
 `)
 
 // casChunk is the most contacts one compare-and-set call writes in
-// standalone Redis. A script runs alone on the server: a larger chunk
-// saves little more, and holds the other partitions' reads and writes
-// behind it for longer.
-const casChunk = 64
+// standalone Redis. A script runs alone on the server, and the other
+// partitions' Prefetch reads wait behind it (a write now runs while its
+// partition applies the next batch, so reads and writes meet): 16 contacts
+// (~16 KB, what the server reads of a connection at a time) hold them for
+// a fraction of a millisecond. Larger chunks did not measurably lower the
+// server's CPU per contact (BenchmarkRedisFlush, 1 to 256 per call: within
+// the noise of a shared machine).
+const casChunk = 16
 
 // repairScript corrects one timer entry that DueTimers found stale, unless a
 // writer changed it since it was read.
