@@ -19,6 +19,8 @@
 //	                       when it does not validate; the running rules stay)
 //	GET    /ui/            the web UI: contact explorer and live feed (one
 //	                       page, embedded; GET / redirects to it)
+//	GET    /debug/pprof/   Go runtime profiles (net/http/pprof: heap, allocs,
+//	                       goroutine, profile, trace), with Options.Profiling
 //
 // When Options.Token is set, every route but /metrics, /healthz, /readyz
 // and the page itself requires the header `Authorization: Bearer TOKEN`
@@ -36,6 +38,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -90,6 +93,11 @@ type Options struct {
 	History *History
 	// RulesSource serves /rules and /rules/reload. default: nil (501)
 	RulesSource *RulesSource
+	// Profiling serves the Go runtime's profiles under /debug/pprof/
+	// (net/http/pprof; `go tool pprof http://ADDR/debug/pprof/heap`),
+	// behind Token like the admin API: a profile shows what the process
+	// holds and spends, e.g. the broker's log in dev. default: false (404)
+	Profiling bool
 }
 
 // Handler returns the admin HTTP handler.
@@ -118,6 +126,15 @@ func Handler(o Options) http.Handler {
 	mux.HandleFunc("GET /feed", h.authQuery(h.feed))
 	mux.HandleFunc("GET /rules", h.auth(h.rulesStatus))
 	mux.HandleFunc("POST /rules/reload", h.auth(h.rulesReload))
+	if o.Profiling {
+		// Registered on this mux, not http.DefaultServeMux (which the
+		// package's init fills and nothing here serves).
+		mux.HandleFunc("GET /debug/pprof/", h.auth(pprof.Index))
+		mux.HandleFunc("GET /debug/pprof/cmdline", h.auth(pprof.Cmdline))
+		mux.HandleFunc("GET /debug/pprof/profile", h.auth(pprof.Profile))
+		mux.HandleFunc("GET /debug/pprof/symbol", h.auth(pprof.Symbol))
+		mux.HandleFunc("GET /debug/pprof/trace", h.auth(pprof.Trace))
+	}
 	mux.Handle("GET /ui/", uiHandler())
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/ui/", http.StatusFound)

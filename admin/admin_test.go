@@ -259,3 +259,36 @@ func TestForget(t *testing.T) {
 		t.Errorf("DELETE when Inspect cannot tell: %d %s %v", code, body, c.forgotten)
 	}
 }
+
+// TestProfiling: /debug/pprof/ is served only with Options.Profiling, and
+// behind the token like the admin API (a heap profile shows what the
+// process holds).
+func TestProfiling(t *testing.T) {
+	serve := func(profiling bool, token string) *httptest.Server {
+		srv := httptest.NewServer(admin.Handler(admin.Options{Gatherer: prometheus.NewRegistry(), Profiling: profiling, Token: token}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	off, open, guarded := serve(false, ""), serve(true, ""), serve(true, "s3cret")
+	for _, tc := range []struct {
+		name        string
+		srv         *httptest.Server
+		path, token string
+		want        int
+		body        string
+	}{
+		{"off", off, "/debug/pprof/heap", "", 404, ""},
+		{"index", open, "/debug/pprof/", "", 200, "heap"},
+		{"heap", open, "/debug/pprof/heap?debug=1", "", 200, "heap profile"},
+		{"goroutines", open, "/debug/pprof/goroutine?debug=1", "", 200, "goroutine profile"},
+		{"no token", guarded, "/debug/pprof/heap", "", 401, "bearer token"},
+		{"token", guarded, "/debug/pprof/heap?debug=1", "s3cret", 200, "heap profile"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := do(t, "GET", tc.srv.URL+tc.path, tc.token)
+			if code != tc.want || !strings.Contains(body, tc.body) {
+				t.Errorf("GET %s: %d, want %d with %q: %.200s", tc.path, code, tc.want, tc.body, body)
+			}
+		})
+	}
+}

@@ -10,11 +10,13 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake" // embedded Kafka-compatible broker for dev
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -37,6 +39,7 @@ type devCmd struct {
 	NoDemo     bool    `help:"Produce no demo traffic: send your own events to the events topic."`
 	DemoRate   float64 `default:"100" placeholder:"N" help:"Demo events per second (a realistic B2B site, 1,000 visitors). Default: 100."`
 	Partitions int32   `default:"6" placeholder:"N" help:"Partitions of each topic. Default: 6."`
+	Retention  int     `name:"kafka-retention-mb" default:"16" placeholder:"MIB" help:"MiB of records the embedded broker keeps of each topic (all its partitions together), the oldest dropped first; records older than 30 minutes go anyway. The broker keeps its log in this process' memory: this bounds it (about twice this per busy topic). Default: 16."`
 	Sinks      string  `type:"existingfile" placeholder:"FILE" help:"YAML file with the sinks (docs/config.md#sinks): a sinks: block, or the sinks alone as in deploy/kubernetes/sinks.example.yaml. Deliveries to webhook, kafka and redis-stream sinks are logged on standard error. Default: every action to standard output (log: {type: stdout, format: text, default: true})."`
 }
 
@@ -48,16 +51,39 @@ const bannerEvent = `{"type":"track","userId":"u-1","event":"Form Submitted","pr
 // devSinks is the dev sinks block: every action printed as a readable line.
 var devSinks = sinks.Config{"log": {Type: sinks.TypeStdout, Format: sinks.FormatText, Default: true}}
 
-// Dev topics are capped in time and size, because the embedded broker keeps
-// every record in memory: retention applies every 30s to 1 MiB segments. The
-// size cap (per partition) bounds the broker's heap at high demo rates: at
-// 2,000 events/s the 30 minutes alone grew the process by about 3 MB/s
-// (measured over 150s of `leadpulse dev --demo-rate 2000`); with 8 MiB per
-// partition the default 100 events/s still keeps about 13 minutes.
-var devTopicConfigs = map[string]string{
-	"retention.ms":    "1800000", // 30 minutes
-	"retention.bytes": "8388608", // 8 MiB per partition
-	"segment.bytes":   "1048576",
+// devRetentionMs caps every dev topic in time: 30 minutes.
+const devRetentionMs = 30 * 60 * 1000
+
+// devCleanerMs is how often the embedded broker applies retention
+// (corresponds to Kafka's log.cleaner.backoff.ms). Between two passes a
+// topic grows past its cap by what arrives meanwhile: at 2,000 events/s
+// about 1 MB a second per topic (30 MB with the earlier 30s). A pass walks
+// the index of every retained batch: well under a millisecond.
+const devCleanerMs = 2000
+
+// devRetention returns the embedded broker's limits for topics of
+// partitions partitions that keep mib MiB each (--kafka-retention-mb),
+// as topic configs (the pipeline's topics) and broker defaults (topics
+// made later, e.g. a kafka sink's). kfake keeps every record in memory:
+// the segments of a partition are byte slices grown by doubling, so a
+// topic holds up to about twice its retained bytes, and its retention
+// drops whole segments only; segments of a quarter of the partition's
+// share (64 KiB to 1 MiB) keep that slack small. At 2,000 events/s the
+// earlier 8 MiB per partition and 1 MiB segments held about 200 MB of
+// log (heap profile, scripts/dev-memory.sh): most of dev's heap.
+func devRetention(mib int, partitions int32) (topic, broker map[string]string) {
+	perPartition := (int64(mib) << 20) / int64(max(partitions, 1))
+	segment := min(max(perPartition/4, 64<<10), 1<<20)
+	topic = map[string]string{
+		"retention.ms":    strconv.Itoa(devRetentionMs),
+		"retention.bytes": strconv.FormatInt(perPartition, 10),
+		"segment.bytes":   strconv.FormatInt(segment, 10),
+	}
+	broker = map[string]string{"log.cleaner.backoff.ms": strconv.Itoa(devCleanerMs)}
+	for k, v := range topic {
+		broker["log."+k] = v
+	}
+	return topic, broker
 }
 
 func (d *devCmd) Run(e *env) error {
@@ -70,6 +96,11 @@ func (d *devCmd) Run(e *env) error {
 	if d.DemoRate <= 0 {
 		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: --demo-rate %v: give events per second above 0, or --no-demo", d.DemoRate)}
 	}
+
+	if d.Retention <= 0 {
+		return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: --kafka-retention-mb %d: give the MiB of records to keep of each topic, 1 or more", d.Retention)}
+	}
+	topicConfigs, brokerConfigs := devRetention(d.Retention, d.Partitions)
 
 	// The admin API reads and erases contacts: beyond loopback, only with
 	// a token, as `run` requires.
@@ -90,7 +121,7 @@ func (d *devCmd) Run(e *env) error {
 			kafkaErr = err
 			return l, err
 		}),
-		kfake.BrokerConfigs(map[string]string{"log.cleaner.backoff.ms": "30000"}),
+		kfake.BrokerConfigs(brokerConfigs),
 		// The topics of kafka sinks (e.g. email-sends) are made when first
 		// written to, with the sinks' client's AllowAutoTopicCreation.
 		kfake.AllowAutoTopicCreation(),
@@ -106,6 +137,7 @@ func (d *devCmd) Run(e *env) error {
 
 	sc := stream.Scoring{Rules: rs}
 	ui := newWebUI(&sc, "events") // dev records everything (config ui.history: events)
+	reg := app.NewRegistry()
 	var rdb *state.Redis
 	if d.Redis != "" {
 		state.SetRedisLogger(log) // go-redis' own lines through slog, not beside it
@@ -120,6 +152,14 @@ func (d *devCmd) Run(e *env) error {
 			return &exitError{code: 2, msg: fmt.Sprintf("leadpulse dev: --redis %s: %v", d.Redis, err)}
 		}
 		sc.Redis = rdb
+	} else {
+		// The store is made here to be counted in /metrics: what a dev
+		// process holds grows with it (scripts/dev-memory.sh reads it).
+		sc.Memory = state.NewMemory()
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "leadpulse_state_memory_contacts",
+			Help: "Contacts held in the in-memory store (leadpulse dev without --redis).",
+		}, func() float64 { return float64(sc.Memory.Len()) }))
 	}
 	sinkCfg := devSinks
 	if d.Sinks != "" {
@@ -128,11 +168,10 @@ func (d *devCmd) Run(e *env) error {
 		}
 	}
 
-	reg := app.NewRegistry()
 	cfg := stream.Config{
 		Brokers:      []string{addr},
 		Partitions:   d.Partitions,
-		TopicConfigs: devTopicConfigs,
+		TopicConfigs: topicConfigs,
 		Logger:       log,
 	}
 	p, metrics, err := app.NewPipeline(reg, cfg, sc)
@@ -163,6 +202,7 @@ func (d *devCmd) Run(e *env) error {
 	// HTTP first: /healthz and /readyz answer while the topics are made.
 	srv := &http.Server{Handler: admin.Handler(ui.options(admin.Options{
 		Gatherer: reg, Ready: app.Ready(p, dispatch.Stage, rdb), Contacts: app.Contacts{P: p}, Rules: p.Rules, Token: d.AdminToken, Logger: log,
+		Profiling: true, // /debug/pprof/: what a dev process holds (docs/commands.md#dev)
 	})), ReadHeaderTimeout: 5 * time.Second}
 	defer app.ServeHTTP(ctx, srv, httpLn, log, "dev")()
 	if err := app.EnsureTopics(ctx, p); err != nil {

@@ -8,10 +8,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/leadpulse/leadpulse/internal/testenv"
 )
@@ -93,6 +97,12 @@ func TestDevCommand(t *testing.T) {
 			t.Errorf("/metrics (%d) lacks %s", code, m)
 		}
 	}
+	if !regexp.MustCompile(`(?m)^leadpulse_state_memory_contacts [1-9]`).MatchString(body) {
+		t.Errorf("/metrics should count the contacts of the memory store (an alert was printed): %s", grepLines(body, "leadpulse_state_memory_contacts"))
+	}
+	if code, body := get("http://" + web + "/debug/pprof/heap?debug=1"); code != 200 || !strings.Contains(body, "heap profile") {
+		t.Errorf("/debug/pprof/heap: %d %.200s", code, body)
+	}
 	if !strings.Contains(errs.String(), "kcat -P -b "+kafka) {
 		t.Errorf("the banner should show how to send an event with kcat:\n%s", errs.String())
 	}
@@ -150,6 +160,7 @@ func TestDevCommandErrors(t *testing.T) {
 		{"http port in use", []string{"dev", "--kafka", freeAddr(t), "--http", busy}, 2, "--http " + busy},
 		{"invalid rules", []string{"dev", "--rules", bad}, 1, "bad.yaml:"},
 		{"demo rate", []string{"dev", "--demo-rate", "0"}, 2, "--demo-rate"},
+		{"retention", []string{"dev", "--kafka-retention-mb", "0"}, 2, "--kafka-retention-mb 0"},
 		{"sinks key typo", []string{"dev", "--kafka", freeAddr(t), "--http", freeAddr(t), "--sinks", typo}, 2, "fromat"},
 		{"webhook without url", []string{"dev", "--kafka", freeAddr(t), "--http", freeAddr(t), "--sinks", noHook}, 2, "url"},
 	} {
@@ -159,5 +170,104 @@ func TestDevCommandErrors(t *testing.T) {
 				t.Errorf("exit %d, want %d with %q; stderr:\n%s", code, tc.code, tc.want, errs)
 			}
 		})
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for l := range strings.Lines(s) {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "")
+}
+
+// TestDevRetention: the embedded broker drops the oldest records of a topic
+// past --kafka-retention-mb, so that its log (kept in memory) stays
+// bounded: the events topic's start offsets move up while demo traffic
+// flows, and its configs say what it keeps.
+func TestDevRetention(t *testing.T) {
+	kafka, web := freeAddr(t), freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errs syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"dev", "--kafka", kafka, "--http", web, "--demo-rate", "2000", "--partitions", "2", "--kafka-retention-mb", "1"}, strings.NewReader(""), &out, &errs)
+	}()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("dev did not stop within 30s of cancel")
+		}
+	}()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kafka))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	testenv.Eventually(t, 90*time.Second, func() error {
+		select {
+		case code := <-done:
+			t.Fatalf("dev exited %d; stderr:\n%s", code, errs.String())
+		default:
+		}
+		starts, err := adm.ListStartOffsets(ctx, "events")
+		if err != nil {
+			return err
+		}
+		var moved int
+		starts.Each(func(o kadm.ListedOffset) {
+			if o.Err == nil && o.Offset > 0 {
+				moved++
+			}
+		})
+		if moved < 2 {
+			return fmt.Errorf("start offsets of events: %v; want every partition's above 0", starts)
+		}
+		return nil
+	})
+	rc, err := adm.DescribeTopicConfigs(ctx, "events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range rc {
+		for _, c := range r.Configs {
+			if c.Value != nil {
+				got[c.Key] = *c.Value
+			}
+		}
+	}
+	// 1 MiB over 2 partitions; segments a quarter of that.
+	for k, want := range map[string]string{"retention.bytes": "524288", "segment.bytes": "131072", "retention.ms": "1800000"} {
+		if got[k] != want {
+			t.Errorf("events topic %s = %q, want %s", k, got[k], want)
+		}
+	}
+}
+
+func TestDevRetentionSizes(t *testing.T) {
+	for _, tc := range []struct {
+		mib                   int
+		partitions            int32
+		perPartition, segment string
+	}{
+		{16, 6, "2796202", "699050"},   // the default
+		{64, 2, "33554432", "1048576"}, // segments at most 1 MiB
+		{1, 64, "16384", "65536"},      // and at least 64 KiB
+	} {
+		topic, broker := devRetention(tc.mib, tc.partitions)
+		if topic["retention.bytes"] != tc.perPartition || topic["segment.bytes"] != tc.segment || topic["retention.ms"] != "1800000" {
+			t.Errorf("devRetention(%d, %d) = %v, want retention.bytes %s, segment.bytes %s", tc.mib, tc.partitions, topic, tc.perPartition, tc.segment)
+		}
+		// Topics made later (a kafka sink's) get the same limits.
+		if broker["log.retention.bytes"] != tc.perPartition || broker["log.segment.bytes"] != tc.segment || broker["log.cleaner.backoff.ms"] == "" {
+			t.Errorf("devRetention(%d, %d) broker configs = %v", tc.mib, tc.partitions, broker)
+		}
 	}
 }
