@@ -289,6 +289,7 @@ func (r *run) drain(ctx context.Context, n int64, win *window) (*Phase, error) {
 	r.mon.reset()
 	lagFrom := time.Since(r.mon.t0).Seconds()
 	a := r.stats()
+	hand, held := buckets(r.reg, handoverMetric), counter(r.reg, heldMetric)
 	// The clock starts when the pipeline has read its first record (the
 	// consumer groups have joined by then).
 	var t0 time.Time
@@ -312,6 +313,8 @@ func (r *run) drain(ctx context.Context, n int64, win *window) (*Phase, error) {
 	ph := &Phase{Name: "drain", Events: n, Seconds: t1.Sub(t0).Seconds(), Actions: actions, LatencyMS: latencyOf(h),
 		AppliedMS: latencyOf(r.col.appliedSnapshot(win))}
 	ph.OverallPerSec = float64(n) / ph.Seconds
+	ph.HandoverMS = bucketLatency(hand, buckets(r.reg, handoverMetric))
+	ph.HeldRecords = int64(counter(r.reg, heldMetric) - held)
 	r.fill(ph, a, b, lagFrom)
 	if end.ok {
 		ph.LagFinal = end.Records
@@ -453,6 +456,10 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 
 // handoverMetric is the stream package's identity hand-over histogram.
 const handoverMetric = "leadpulse_identity_handover_seconds"
+
+// heldMetric counts the records held behind a parked user until its
+// hand-over completes.
+const heldMetric = "leadpulse_identity_held_events_total"
 
 // maxPhase bounds a latency phase lengthened by Config.Samples.
 const maxPhase = 10 * time.Minute

@@ -174,6 +174,10 @@ type Phase struct {
 	// nil when there were none (merging off, or no identify). In the drain
 	// a request waits behind the anonymous id's partition's backlog.
 	HandoverMS *BucketLatency `json:"handover_ms,omitempty"`
+	// HeldRecords is, in the drain, the records held behind a parked user
+	// until its hand-over completed (leadpulse_identity_held_events_total):
+	// read with the backlog, applied after it.
+	HeldRecords int64 `json:"held_records,omitempty"`
 
 	CPUSeconds         float64 `json:"cpu_seconds"`
 	CPUMicrosPerEvent  float64 `json:"cpu_us_per_event"`
@@ -318,6 +322,10 @@ func (r *Result) WriteTable(w io.Writer) error {
 			redisRows(tw, rp, r.Redis)
 		}
 		tw.Flush()
+		if h := d.HandoverMS; h != nil {
+			p.f("  identity hand-overs in the drain: %s, p50 ≤ %s ms, p99 ≤ %s ms (bucket bounds; a link request waits behind the anonymous id's partition's backlog); %s records (%.0f%%) held behind parked users, applied after their hand-over\n",
+				num(float64(h.Count)), ms2(h.P50LE), ms2(h.P99LE), num(float64(d.HeldRecords)), 100*float64(d.HeldRecords)/float64(max(d.Events, 1)))
+		}
 		if c := r.Ceiling; c != nil {
 			p.f("  ceiling: %s\n", c.What)
 		}

@@ -1,10 +1,11 @@
 package stream
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -84,16 +85,68 @@ const maxHeldEvents = 16384
 
 // hold returns r as a held record, taking over the decoded event *e (its
 // maps are the held record's now; *e is reset) while the partition keeps
-// fewer than maxHeldEvents.
+// fewer than maxHeldEvents. A fetched record is copied out of its batch,
+// which goes back to the fetchPool without waiting for the hand-over
+// (fetchpool.go): a backlog's parked users hold records of nearly every
+// batch.
 func (w *worker) hold(r *kgo.Record, e *event.Event) held {
-	h := held{r: r}
-	if w.heldEvents < maxHeldEvents {
-		h.e = new(event.Event)
+	keep := w.heldEvents < maxHeldEvents
+	var h held
+	switch {
+	case r.Context != nil && keep: // the record's copy and the event in one allocation
+		b := new(heldBox)
+		detach(&b.r, r)
+		h = held{r: &b.r, e: &b.e}
+	case r.Context != nil:
+		h.r = new(kgo.Record)
+		detach(h.r, r)
+	case keep:
+		h = held{r: r, e: new(event.Event)}
+	default:
+		h.r = r
+	}
+	if r.Context != nil {
+		w.used = append(w.used, r)
+	}
+	if keep {
 		*h.e = *e
 		*e = event.Event{}
 		w.heldEvents++
 	}
 	return h
+}
+
+// heldBox is a held record's copy beside its decoded event.
+type heldBox struct {
+	r kgo.Record
+	e event.Event
+}
+
+// detach makes c a copy of r that shares no memory with r's fetched batch,
+// and no pool (Context nil: Recycle does nothing): its key, value and
+// header values in one new buffer.
+func detach(c, r *kgo.Record) {
+	*c = *r
+	c.Context = nil
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Value)
+	}
+	buf := make([]byte, 0, n)
+	buf = append(buf, r.Key...)
+	buf = append(buf, r.Value...)
+	c.Key, c.Value = buf[:len(r.Key):len(r.Key)], buf[len(r.Key):len(buf):len(buf)]
+	if r.Key == nil {
+		c.Key = nil
+	}
+	if len(r.Headers) > 0 {
+		c.Headers = make([]kgo.RecordHeader, len(r.Headers))
+		for i, h := range r.Headers {
+			at := len(buf)
+			buf = append(buf, h.Value...)
+			c.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: buf[at:len(buf):len(buf)]}
+		}
+	}
 }
 
 // forgetHeldEvents drops the decoded events of the held records: their
@@ -119,45 +172,130 @@ func isIdentityControl(ctl string) bool {
 	return false
 }
 
-func headerOf(r *kgo.Record, k string) string {
+// headerBytes returns the value of r's header k, in place (nil when
+// absent).
+func headerBytes(r *kgo.Record, k string) []byte {
 	for i := range r.Headers {
 		if r.Headers[i].Key == k {
-			return string(r.Headers[i].Value)
+			return r.Headers[i].Value
 		}
 	}
-	return ""
+	return nil
 }
 
-func fmtPos(p state.Position) string {
-	return strconv.FormatInt(int64(p.Partition), 10) + ":" + strconv.FormatInt(p.Offset, 10)
+func headerOf(r *kgo.Record, k string) string { return string(headerBytes(r, k)) }
+
+func fmtPos(p state.Position) string { return string(appendPos(nil, p)) }
+
+func appendPos(b []byte, p state.Position) []byte {
+	b = strconv.AppendInt(b, int64(p.Partition), 10)
+	b = append(b, ':')
+	return strconv.AppendInt(b, p.Offset, 10)
 }
 
-func parsePos(s string) (state.Position, error) {
-	a, b, ok := strings.Cut(s, ":")
-	p, err1 := strconv.ParseInt(a, 10, 32)
-	o, err2 := strconv.ParseInt(b, 10, 64)
-	if !ok || err1 != nil || err2 != nil {
+func parsePos(s []byte) (state.Position, error) {
+	a, b, ok := bytes.Cut(s, []byte(":"))
+	p, ok1 := parseInt(a, 32)
+	o, ok2 := parseInt(b, 64)
+	if !ok || !ok1 || !ok2 {
 		return state.Position{}, fmt.Errorf("position %q is not PARTITION:OFFSET", s)
 	}
 	return state.Position{Partition: int32(p), Offset: o}, nil
 }
 
-func (w *worker) control2(key string, ctl string, hs ...string) *kgo.Record {
-	r := &kgo.Record{Topic: w.topic, Key: []byte(key)}
-	r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderControl, Value: []byte(ctl)})
-	for i := 0; i+1 < len(hs); i += 2 {
-		r.Headers = append(r.Headers, kgo.RecordHeader{Key: hs[i], Value: []byte(hs[i+1])})
+// parseInt is strconv.ParseInt(string(b), 10, bitSize) without the copy
+// of b (decimal digits with an optional sign).
+func parseInt(b []byte, bitSize int) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg || len(b) > 0 && b[0] == '+' {
+		b = b[1:]
 	}
-	return r
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	limit := uint64(1) << (bitSize - 1)
+	if n > limit || n == limit && !neg {
+		return 0, false
+	}
+	if neg {
+		return -int64(n), true
+	}
+	return int64(n), true
 }
+
+// controlValues are the control header's values, shared by the records
+// this worker produces (the producer only reads them).
+var controlValues = func() map[string][]byte {
+	m := map[string][]byte{}
+	for _, c := range knownControls {
+		m[c] = []byte(c)
+	}
+	return m
+}()
+
+// control is a control record being built: its header values share one
+// buffer, so that a record costs a few allocations rather than one per
+// header and number.
+type control struct {
+	r   *kgo.Record
+	buf []byte
+}
+
+// newControl starts a control record of kind ctl keyed by key, with room
+// for n more headers whose values take about size bytes.
+func (w *worker) newControl(key, ctl string, n, size int) control {
+	v := controlValues[ctl]
+	if v == nil {
+		v = []byte(ctl)
+	}
+	hs := make([]kgo.RecordHeader, 1, 1+n)
+	hs[0] = kgo.RecordHeader{Key: HeaderControl, Value: v}
+	return control{r: &kgo.Record{Topic: w.topic, Key: []byte(key), Headers: hs}, buf: make([]byte, 0, size)}
+}
+
+// add adds header k with the value appended to buf since at. A buffer that
+// had to grow leaves the earlier values in the old one, unchanged.
+func (c *control) add(k string, at int) *control {
+	c.r.Headers = append(c.r.Headers, kgo.RecordHeader{Key: k, Value: c.buf[at:len(c.buf):len(c.buf)]})
+	return c
+}
+
+func (c *control) str(k, v string) *control {
+	at := len(c.buf)
+	c.buf = append(c.buf, v...)
+	return c.add(k, at)
+}
+
+func (c *control) pos(k string, p state.Position) *control {
+	at := len(c.buf)
+	c.buf = appendPos(c.buf, p)
+	return c.add(k, at)
+}
+
+func (c *control) int(k string, n int64) *control {
+	at := len(c.buf)
+	c.buf = strconv.AppendInt(c.buf, n, 10)
+	return c.add(k, at)
+}
+
+// posBytes is the most bytes appendPos writes.
+const posBytes = 11 + 1 + 20
 
 func (w *worker) sendRequest(q *engine.LinkRequest) {
 	full := "0"
 	if q.Full {
 		full = "1"
 	}
-	w.out = append(w.out, w.control2(q.Anon, ControlLinkRequest,
-		HeaderUser, q.User, HeaderLink, fmtPos(q.Link), HeaderTime, strconv.FormatInt(q.Time, 10), HeaderFull, full))
+	c := w.newControl(q.Anon, ControlLinkRequest, 4, len(q.User)+posBytes+20+1)
+	c.str(HeaderUser, q.User).pos(HeaderLink, q.Link).int(HeaderTime, q.Time).str(HeaderFull, full)
+	w.out = append(w.out, c.r)
 	w.meta = append(w.meta, outMeta{})
 }
 
@@ -173,10 +311,11 @@ func (w *worker) applyEvent(ctx context.Context, e *event.Event, r *kgo.Record, 
 	le := &engine.LiveEvent{Event: e, Pos: state.Position{Partition: w.part, Offset: r.Offset}, NoLink: noLink}
 	key := w.eng.ContactOf(e)
 	if ctl, _ := controlOf(r); ctl == ControlForward {
-		from, err := parsePos(headerOf(r, HeaderFrom))
+		from, err := parsePos(headerBytes(r, HeaderFrom))
 		if err != nil {
 			w.m.bad(stageScore, ReasonControl)
 			w.deadLetter(deadLetter(w.cfg.Topics.DLQ, r, ReasonControl, "forward without a valid "+HeaderFrom+": "+err.Error()))
+			w.used = append(w.used, r)
 			return nil
 		}
 		le.Into, le.From, key = string(r.Key), from, string(r.Key)
@@ -203,6 +342,9 @@ func (w *worker) applyEvent(ctx context.Context, e *event.Event, r *kgo.Record, 
 	if w.fatal != nil {
 		return w.fatal
 	}
+	if !out.Parked {
+		w.used = append(w.used, r) // applied, skipped, dead-lettered or forwarded
+	}
 	if len(out.Dropped) > 0 {
 		w.m.dropped.Inc()
 		w.log.Warn("stream: identity links dropped: the user's late hand-over already has the most links queued behind it; the ids link at the user's next event that carries them (is the anonymous ids' partition stalled?)",
@@ -228,10 +370,14 @@ func (w *worker) applyEvent(ctx context.Context, e *event.Event, r *kgo.Record, 
 				f.Headers = append(f.Headers, h)
 			}
 		}
+		vs := make([]byte, 0, len(e.AnonymousID)+posBytes)
+		vs = append(vs, e.AnonymousID...)
+		anon := vs[:len(vs):len(vs)]
+		from := appendPos(vs[len(vs):], le.Pos)
 		f.Headers = append(f.Headers,
-			kgo.RecordHeader{Key: HeaderControl, Value: []byte(ControlForward)},
-			kgo.RecordHeader{Key: HeaderAnon, Value: []byte(e.AnonymousID)},
-			kgo.RecordHeader{Key: HeaderFrom, Value: []byte(fmtPos(le.Pos))})
+			kgo.RecordHeader{Key: HeaderControl, Value: controlValues[ControlForward]},
+			kgo.RecordHeader{Key: HeaderAnon, Value: anon},
+			kgo.RecordHeader{Key: HeaderFrom, Value: from})
 		w.out = append(w.out, f)
 		w.meta = append(w.meta, outMeta{})
 		w.m.forwarded.Inc()
@@ -250,15 +396,15 @@ func (w *worker) applyIdentity(ctx context.Context, ctl string, r *kgo.Record) e
 	}
 	switch ctl {
 	case ControlLinkRequest:
-		link, err := parsePos(headerOf(r, HeaderLink))
+		link, err := parsePos(headerBytes(r, HeaderLink))
 		if err != nil {
 			return bad(err)
 		}
-		t, err := strconv.ParseInt(headerOf(r, HeaderTime), 10, 64)
-		if err != nil {
-			return bad(err)
+		t, ok := parseInt(headerBytes(r, HeaderTime), 64)
+		if !ok {
+			return bad(fmt.Errorf("%s %q is not a time in Unix nanoseconds", HeaderTime, headerBytes(r, HeaderTime)))
 		}
-		q := &engine.LinkRequest{Anon: key, User: headerOf(r, HeaderUser), Link: link, Time: t, Full: headerOf(r, HeaderFull) == "1"}
+		q := &engine.LinkRequest{Anon: key, User: headerOf(r, HeaderUser), Link: link, Time: t, Full: string(headerBytes(r, HeaderFull)) == "1"}
 		var ans engine.AnswerKind
 		var kind rules.ConflictKind
 		var blob []byte
@@ -275,13 +421,17 @@ func (w *worker) applyIdentity(ctx context.Context, ctl string, r *kgo.Record) e
 			return nil
 		}
 		ctlAns := [...]string{ControlHandover, ControlLinked, ControlRefused}[ans]
-		w.log.Debug("stream: link request answered", "anon", q.Anon, "user", q.User, "link", fmtPos(q.Link), "answer", ctlAns, "kind", kind.String(), "pos", fmtPos(pos))
-		a := w.control2(q.User, ctlAns, HeaderAnon, q.Anon, HeaderLink, fmtPos(q.Link), HeaderKind, kind.String())
-		a.Value = blob
-		w.out = append(w.out, a)
+		if w.log.Enabled(ctx, slog.LevelDebug) { // the positions' text for nothing otherwise
+			w.log.Debug("stream: link request answered", "anon", q.Anon, "user", q.User, "link", fmtPos(q.Link), "answer", ctlAns, "kind", kind.String(), "pos", fmtPos(pos))
+		}
+		k := kind.String()
+		a := w.newControl(q.User, ctlAns, 3, len(q.Anon)+posBytes+len(k))
+		a.str(HeaderAnon, q.Anon).pos(HeaderLink, q.Link).str(HeaderKind, k)
+		a.r.Value = blob
+		w.out = append(w.out, a.r)
 		w.meta = append(w.meta, outMeta{})
 	case ControlHandover, ControlRefused, ControlLinked:
-		link, err := parsePos(headerOf(r, HeaderLink))
+		link, err := parsePos(headerBytes(r, HeaderLink))
 		if err != nil {
 			return bad(err)
 		}
@@ -291,9 +441,9 @@ func (w *worker) applyIdentity(ctx context.Context, ctl string, r *kgo.Record) e
 			ans = engine.AnswerLinked
 		case ControlRefused:
 			ans = engine.AnswerRefused
-			k, ok := conflictKind(headerOf(r, HeaderKind))
+			k, ok := conflictKind(headerBytes(r, HeaderKind))
 			if !ok {
-				return bad(fmt.Errorf("unknown conflict kind %q", headerOf(r, HeaderKind)))
+				return bad(fmt.Errorf("unknown conflict kind %q", headerBytes(r, HeaderKind)))
 			}
 			kind = k
 		}
@@ -324,7 +474,7 @@ func (w *worker) applyIdentity(ctx context.Context, ctl string, r *kgo.Record) e
 	case ControlUnlink:
 		return w.retry(ctx, "unlink", func() error { _, err := w.eng.Unlink(ctx, key, headerOf(r, HeaderUser)); return err })
 	case ControlUnmerge:
-		from, err := parsePos(headerOf(r, HeaderFrom))
+		from, err := parsePos(headerBytes(r, HeaderFrom))
 		if err != nil {
 			return bad(err)
 		}
@@ -336,9 +486,9 @@ func (w *worker) applyIdentity(ctx context.Context, ctl string, r *kgo.Record) e
 	return nil
 }
 
-func conflictKind(s string) (rules.ConflictKind, bool) {
+func conflictKind(s []byte) (rules.ConflictKind, bool) {
 	for _, k := range rules.ConflictKinds {
-		if k.String() == s {
+		if k.String() == string(s) {
 			return k, true
 		}
 	}
@@ -437,12 +587,13 @@ func (w *worker) forget(ctx context.Context, id string, offset int64) error {
 		return err
 	}
 	for _, a := range merged {
-		w.out = append(w.out, w.control2(a, ControlUnlink, HeaderUser, id))
+		c := w.newControl(a, ControlUnlink, 1, len(id))
+		w.out = append(w.out, c.str(HeaderUser, id).r)
 		w.meta = append(w.meta, outMeta{})
 	}
 	if into != "" {
-		w.out = append(w.out, w.control2(into, ControlUnmerge, HeaderAnon, id,
-			HeaderFrom, fmtPos(state.Position{Partition: w.part, Offset: offset})))
+		c := w.newControl(into, ControlUnmerge, 2, len(id)+posBytes)
+		w.out = append(w.out, c.str(HeaderAnon, id).pos(HeaderFrom, state.Position{Partition: w.part, Offset: offset}).r)
 		w.meta = append(w.meta, outMeta{})
 	}
 	w.log.Info("stream: contact erased", "contact", id, "offset", offset, "merged_ids", len(merged), "merged_into", into)

@@ -110,6 +110,9 @@ func (s *scorer) run(ctx, work context.Context, fail func(error), ready func()) 
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Fetched batches decode into memory the workers give back
+		// (fetchpool.go).
+		kgo.WithPools(new(fetchPool)),
 		// Only committed transactions (ingest writes in transactions), and
 		// their markers too, so that a worker's next offset passes them and
 		// caughtUp can compare it with the end offset.

@@ -42,6 +42,11 @@ type worker struct {
 	topic string
 	part  int32
 	label string // part as a metric label
+	// The partition's queue depth gauge (0 from the start: the queue is
+	// empty) and lag gauge (made at the first batch: before it the lag is
+	// unknown, not 0), looked up once; cleanup deletes them. lag is the
+	// worker goroutine's.
+	depth, lag prometheus.Gauge
 
 	// The queue between the poll loop (push) and the worker (take); guarded
 	// by mu. Fetching the partition is paused while paused is set; pause and
@@ -84,9 +89,14 @@ type worker struct {
 	// event's maps past its application (trait values are copied into the
 	// contact; nested values are never reused).
 	dec        event.Decoder
-	relEv      event.Event  // a held record decoded again at its release
-	heldEvents int          // held records that keep their decoded event (at most maxHeldEvents)
-	pend       pendingState // state and offset waiting for the next Redis commit (statecommit.go)
+	relEv      event.Event // a held record decoded again at its release
+	heldEvents int         // held records that keep their decoded event (at most maxHeldEvents)
+	// used are records nothing refers to any more once the output produced
+	// so far is acknowledged (a dead letter or a forward copies a record's
+	// bytes only when it is produced): recycle gives them back to
+	// fetchPool. A held record joins them when it is applied.
+	used []*kgo.Record
+	pend pendingState // state and offset waiting for the next Redis commit (statecommit.go)
 }
 
 type outMeta struct {
@@ -104,6 +114,7 @@ func newWorker(s *scorer, p int32, nparts int) *worker {
 		hw: -1, next: -1, loaded: state.NoTime, nparts: nparts, parked: map[string]*parked{},
 		route: kgo.StickyKeyPartitioner(nil).ForTopic(s.cfg.scoreTopic()),
 	}
+	w.depth = s.m.queueDepth.WithLabelValues(w.label)
 	if s.sc.Redis != nil {
 		w.cache = state.NewCache(s.sc.Redis, s.sc.Cache)
 		w.store = w.cache
@@ -140,7 +151,7 @@ func (w *worker) push(rs []*kgo.Record, hw int64) {
 	}
 	n := len(w.q)
 	w.mu.Unlock()
-	w.m.queueDepth.WithLabelValues(w.label).Set(float64(n))
+	w.depth.Set(float64(n))
 	w.signal()
 }
 
@@ -177,7 +188,7 @@ func (w *worker) take(buf []*kgo.Record) ([]*kgo.Record, stopMode) {
 		w.paused = false
 		w.s.cl.ResumeFetchPartitions(map[string][]int32{w.topic: {w.part}})
 	}
-	w.m.queueDepth.WithLabelValues(w.label).Set(float64(len(w.q)))
+	w.depth.Set(float64(len(w.q)))
 	return buf, w.stopping
 }
 
@@ -374,6 +385,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 	for _, r := range batch {
 		if r.Attrs.IsControl() {
 			markers++ // a transaction's commit marker: only its offset counts
+			w.used = append(w.used, r)
 			continue
 		}
 		ctl, isCtl := controlOf(r)
@@ -383,17 +395,20 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 				w.erase = append(w.erase, ctl)
 				n++
 			}
+			w.used = append(w.used, r) // applied below, never held
 			continue
 		}
 		e := &w.evs[n]
 		if len(r.Value) > cfg.MaxEventBytes {
 			w.m.bad(stageScore, ReasonTooLarge)
 			w.deadLetter(tooLarge(cfg.Topics.DLQ, r, cfg.MaxEventBytes))
+			w.used = append(w.used, r)
 			continue
 		}
 		if err := w.dec.DecodeInto(e, r.Value, formatOf(r), recordTime(r)); err != nil {
 			w.m.bad(stageScore, event.ReasonOf(err))
 			w.deadLetter(badInput(cfg.Topics.DLQ, r, err))
+			w.used = append(w.used, r)
 			continue
 		}
 		if w.nparts > 0 && !isCtl { // a forward is keyed by the user it goes to
@@ -403,6 +418,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 					"contact %q belongs in partition %d of %d (murmur2 of the contact), not %d: key records by contact with Kafka's default partitioner, or send them to the events topic and let the ingest stage key them",
 					contactKey(w.rs, e), want, w.nparts, r.Partition)))
 				w.dec.Recycle(e)
+				w.used = append(w.used, r)
 				continue
 			}
 		}
@@ -475,7 +491,10 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 	}
 	w.next = last.Offset + 1
 	if _, hw := w.queued(); hw >= 0 {
-		w.m.lag.WithLabelValues(w.topic, w.label).Set(float64(max(hw-w.next, 0)))
+		if w.lag == nil {
+			w.lag = w.m.lag.WithLabelValues(w.topic, w.label)
+		}
+		w.lag.Set(float64(max(hw-w.next, 0)))
 	}
 	w.m.batchDuration.Observe(time.Since(start).Seconds())
 	return nil
@@ -499,6 +518,7 @@ func (w *worker) letGo(batch []*kgo.Record) []*kgo.Record {
 	n := len(batch)
 	clear(batch)
 	clear(w.src)
+	w.recycle()
 	for i := range w.evs {
 		w.dec.Recycle(&w.evs[i]) // its maps decode the next batch
 	}
@@ -508,6 +528,20 @@ func (w *worker) letGo(batch []*kgo.Record) []*kgo.Record {
 		return nil
 	}
 	return batch[:0]
+}
+
+// recycle gives the records of w.used back to the client's fetchPool; the
+// output that copied from them (dead letters, forwards) is acknowledged.
+func (w *worker) recycle() {
+	for i, r := range w.used {
+		r.Recycle()
+		w.used[i] = nil
+	}
+	if cap(w.used) > 4*shrinkBelow && len(w.used) < cap(w.used)/8 {
+		w.used = nil
+		return
+	}
+	w.used = w.used[:0]
 }
 
 // shrinkBelow is the buffer capacity (records) a worker keeps whatever its
@@ -640,6 +674,7 @@ func (w *worker) tick(ctx context.Context) error {
 		if err := w.produce(ctx); err != nil {
 			return err
 		}
+		w.recycle()
 		if err := w.afterRelease(ctx); err != nil {
 			return err
 		}
