@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/leadpulse/leadpulse/internal/testenv"
@@ -82,6 +83,9 @@ func testStateBeforeOffsets(t *testing.T, flush time.Duration) {
 	var checks int
 	check := func() (done bool, err error) {
 		ofs, err := adm.FetchOffsets(ctx, "leadpulse")
+		if errors.Is(err, kerr.GroupIDNotFound) {
+			return false, nil // the group has not committed yet
+		}
 		if err != nil {
 			return false, err
 		}
