@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -43,12 +44,20 @@ func loadB2B(b *testing.B) *rules.Ruleset {
 //
 // links=on resolves every event through a memory link table (identity, SPEC
 // §6) as replay does; links=off keys by userId else anonymousId, as live
-// processes do today.
+// processes do today. ahead=16 prefetches the contacts of the next 16
+// events before applying them (Partition.Prefetch), as replay does.
 func BenchmarkApply(b *testing.B) {
-	for _, links := range []bool{false, true} {
+	for _, bc := range []struct {
+		links bool
+		ahead int
+	}{{false, 0}, {true, 0}, {true, readAhead}} {
+		links := bc.links
 		name := "links=off"
 		if links {
 			name = "links=on"
+		}
+		if bc.ahead > 0 {
+			name += fmt.Sprintf(",ahead=%d", bc.ahead)
 		}
 		b.Run(name, func(b *testing.B) {
 			rs := loadB2B(b)
@@ -66,11 +75,15 @@ func BenchmarkApply(b *testing.B) {
 			b.ResetTimer()
 			cpu0 := cpuTime()
 			for i := 0; i < b.N; i++ {
-				e := evs[i%len(evs)]
-				if i > 0 && i%len(evs) == 0 {
+				k := i % len(evs)
+				e := evs[k]
+				if i > 0 && k == 0 {
 					for _, e := range evs {
 						e.Time += span
 					}
+				}
+				if bc.ahead > 0 && k%bc.ahead == 0 {
+					p.Prefetch(evs[k:min(k+bc.ahead, len(evs))])
 				}
 				if err := p.Apply(ctx, e); err != nil {
 					b.Fatal(err)
@@ -146,4 +159,29 @@ func reportCPU(b *testing.B, cpu0 time.Duration, n int) {
 	if d := cpuTime() - cpu0; d > 0 && n > 0 {
 		b.ReportMetric(float64(d.Nanoseconds())/float64(n), "cpu-ns/op")
 	}
+}
+
+// BenchmarkDecodeRules is BenchmarkDecodeJSON with the Decoder settings
+// replay uses for the B2B rules: `context` skipped and only the properties
+// the rules read kept (rules.Ruleset.Reads); one reused Event.
+func BenchmarkDecodeRules(b *testing.B) {
+	rs := loadB2B(b)
+	g := traffic.New(traffic.Config{Contacts: 10_000, Seed: 7})
+	lines := make([][]byte, 4096)
+	size := 0
+	for i := range lines {
+		lines[i] = g.AppendJSON(nil)
+		size += len(lines[i])
+	}
+	b.SetBytes(int64(size / len(lines)))
+	dec := event.Decoder{SkipContext: !rs.ReadsContext(), Select: rs.Reads()}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for i := 0; i < b.N; i++ {
+		if _, err := dec.Decode(lines[i%len(lines)], event.JSON, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportCPU(b, cpu0, b.N)
 }

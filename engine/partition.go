@@ -14,8 +14,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/leadpulse/leadpulse/event"
+	"github.com/leadpulse/leadpulse/internal/prefetch"
 	"github.com/leadpulse/leadpulse/rules"
 	"github.com/leadpulse/leadpulse/state"
 )
@@ -53,6 +55,10 @@ type Partition struct {
 	// droppedLinks counts linking events not queued behind a late link
 	// (MaxQueuedLinks, live.go).
 	droppedLinks uint64
+	// ahead is Prefetch's scratch: the contacts of the events it reads
+	// ahead.
+	ahead    []*state.Contact
+	aheadIDs []string
 }
 
 // NewPartition returns a partition driver over store. emit may be nil.
@@ -160,6 +166,71 @@ func (p *Partition) apply(ctx context.Context, e *event.Event, pos *state.Positi
 	p.emit(res)
 	// A late event can set a timer that is already due.
 	return p.fireDue(ctx, p.clock)
+}
+
+// Prefetch asks the processor for the state of the contacts that the
+// events es, which the caller is about to Apply in order, will most likely
+// change (see state.Contact.PrefetchHead): an event's cost is mostly
+// waiting for its contact's state to come from memory, and asking for
+// several contacts' at once overlaps those waits. It changes nothing, and
+// does nothing unless the store is a state.Peeker (memory). When the link
+// table is a state.LinkPeeker (memory), an anonymous id is followed through
+// it, and the lookups that identify will make for each event are made once
+// ahead, one after the other, so that their misses overlap too. A guess
+// that turns out wrong (an earlier event of the batch links or merges)
+// costs only the prefetch. It reads the contacts' slices without a lock: call
+// it only where no other goroutine changes the store's contacts meanwhile
+// (replay; a partition with a store of its own).
+func (p *Partition) Prefetch(es []*event.Event) {
+	pk, ok := p.store.(state.Peeker)
+	if !ok || len(es) == 0 {
+		return
+	}
+	var lp state.LinkPeeker
+	if p.links != nil && p.ident.Merge {
+		lp, _ = p.links.(state.LinkPeeker)
+	}
+	// One pass per pointer followed, so that the lookups and the misses
+	// of one pass overlap each other: the contact's id (through the link
+	// table), the contact, its fields, its slots, their entries.
+	ids := p.aheadIDs[:0]
+	for _, e := range es {
+		id := e.UserID
+		switch {
+		case id == "":
+			id = e.AnonymousID
+			if lp != nil {
+				if o := lp.PeekOwner(id); o != "" {
+					id = o
+				}
+			}
+		case lp != nil:
+			// What identify reads for a user's event: whether the
+			// user is known, and whom its anonymousId is linked to.
+			lp.PeekKnown(id)
+			if a := e.AnonymousID; a != "" && a != id {
+				lp.PeekOwner(a)
+			}
+		}
+		ids = append(ids, id)
+	}
+	cs := pk.Peek(ids, p.ahead[:0])
+	clear(ids)
+	p.aheadIDs = ids[:0]
+	for _, c := range cs {
+		c.PrefetchSlots()
+		// The entries of the contact's timers in the heap (Hints).
+		for _, h := range c.Hints {
+			if k := int(h); k > 0 && k < len(p.timers.h) {
+				prefetch.Lines(unsafe.Pointer(&p.timers.h[k]), unsafe.Sizeof(p.timers.h[k]))
+			}
+		}
+	}
+	for _, c := range cs {
+		c.PrefetchEntries()
+	}
+	clear(cs)
+	p.ahead = cs[:0]
 }
 
 // Advance moves the clock to t (if later) and fires the timers due by then.

@@ -95,7 +95,9 @@ type ReplayOptions struct {
 	// Observe, if set, sees every Result of the replay (applied events,
 	// repeats and fired timers) after its records are written; the Result
 	// is reused afterwards. Its Firings include the firings whose actions
-	// were all suppressed by guards or caps, which backtest counts.
+	// were all suppressed by guards or caps, which backtest counts. Its
+	// Event holds only what the rules read: the properties and context
+	// keys of rules.Ruleset.Reads (and no context when no rule reads it).
 	Observe func(*rules.Result)
 	// Store, if set, is the store the replay uses instead of a new
 	// in-memory one, so that the caller can read the contacts as they
@@ -137,48 +139,74 @@ func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOpti
 		p.UseLinks(state.NewMemoryLinks().Owned())
 	}
 	lines := &lineReader{r: bufio.NewReaderSize(in, 64<<10), max: MaxLine}
-	dec := event.Decoder{SkipContext: !rs.ReadsContext()}
-	bad := func(err error) {
+	// Only the properties and context keys the rules read are kept
+	// (rules.Ruleset.Reads); the rest of each event is checked, not kept.
+	dec := event.Decoder{SkipContext: !rs.ReadsContext(), Select: rs.Reads(), MaxSpare: 3 * readAhead}
+	bad := func(line int, err error) {
 		sum.Bad++
 		sum.BadReasons[event.ReasonOf(err)]++
-		fmt.Fprintf(errs, "line %d: %v\n", sum.Lines, err)
+		fmt.Fprintf(errs, "line %d: %v\n", line, err)
 	}
-	for {
-		line, size, err := lines.next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return sum, &ReadError{Line: sum.Lines + 1, Err: err}
-		}
-		sum.Lines++
-		if size > MaxLine {
-			bad(&event.Error{Reason: ReasonTooLong, Msg: fmt.Sprintf(
-				"the line has %d bytes, above the limit of %d (1 MiB) for one event; an event that large is almost certainly a concatenation or an embedded payload: split it, one event per line", size, MaxLine)})
-			continue
-		}
-		if len(trimSpace(line)) == 0 {
-			continue
-		}
-		if event.Detect(line) == event.Msgpack {
-			bad(&event.Error{Reason: event.ReasonMalformed, Msg: fmt.Sprintf(
-				"the line starts like a msgpack map (byte 0x%02x); replay reads JSON lines only (msgpack is read live, from Kafka record values): convert the events to JSON, one object per line", line[0])})
-			continue
-		}
-		e, err := dec.Decode(line, event.JSON, 0)
-		if err != nil {
-			bad(err)
-			continue
-		}
-		if err := p.Apply(ctx, e); err != nil {
-			if event.ReasonOf(err) != "" { // no usable id
-				bad(err)
+	// Lines are read and decoded readAhead at a time, so that their
+	// contacts' state is asked for before the first is applied
+	// (Partition.Prefetch); then they are taken in order, each as if it
+	// had just been read: what a replay prints, and when, is the same.
+	batch := make([]aheadLine, readAhead)
+	evs := make([]*event.Event, 0, readAhead)
+	for eof := false; !eof; {
+		n := 0
+		evs = evs[:0]
+		for n < len(batch) && !eof {
+			l := &batch[n]
+			l.line, l.err, l.ok = sum.Lines+n+1, nil, false
+			line, size, err := lines.next()
+			switch {
+			case err == io.EOF:
+				eof = true
 				continue
+			case err != nil:
+				l.err, eof = &ReadError{Line: l.line, Err: err}, true
+			case size > MaxLine:
+				l.err = &event.Error{Reason: ReasonTooLong, Msg: fmt.Sprintf(
+					"the line has %d bytes, above the limit of %d (1 MiB) for one event; an event that large is almost certainly a concatenation or an embedded payload: split it, one event per line", size, MaxLine)}
+			case len(trimSpace(line)) == 0:
+			case event.Detect(line) == event.Msgpack:
+				l.err = &event.Error{Reason: event.ReasonMalformed, Msg: fmt.Sprintf(
+					"the line starts like a msgpack map (byte 0x%02x); replay reads JSON lines only (msgpack is read live, from Kafka record values): convert the events to JSON, one object per line", line[0])}
+			default:
+				if err := dec.DecodeInto(&l.e, line, event.JSON, 0); err != nil {
+					l.err = err
+				} else {
+					l.ok = true
+					evs = append(evs, &l.e)
+				}
 			}
-			return sum, err
+			n++
 		}
-		if writeErr != nil {
-			return sum, fmt.Errorf("write actions: %w", writeErr)
+		p.Prefetch(evs)
+		for i := range batch[:n] {
+			l := &batch[i]
+			if _, ok := l.err.(*ReadError); ok {
+				return sum, l.err
+			}
+			sum.Lines = l.line
+			switch {
+			case l.err != nil:
+				bad(l.line, l.err)
+			case l.ok:
+				err := p.Apply(ctx, &l.e)
+				dec.Recycle(&l.e)
+				if err != nil {
+					if event.ReasonOf(err) != "" { // no usable id
+						bad(l.line, err)
+						continue
+					}
+					return sum, err
+				}
+				if writeErr != nil {
+					return sum, fmt.Errorf("write actions: %w", writeErr)
+				}
+			}
 		}
 	}
 	until := opt.Until
@@ -215,6 +243,20 @@ func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOpti
 	sum.Elapsed = time.Since(start)
 	sum.Resolve = p.Resolve
 	return sum, nil
+}
+
+// readAhead is how many lines replay reads and decodes before it applies
+// the first of them (see Replay).
+const readAhead = 16
+
+// aheadLine is a line read ahead: its number, and its event (ok) or why
+// it is bad, or the ReadError that ends the input; neither for a blank
+// line.
+type aheadLine struct {
+	line int
+	e    event.Event
+	ok   bool
+	err  error
 }
 
 // ReadError is a failure to read the events (not a bad line): the input

@@ -3,7 +3,9 @@ package state
 import (
 	"context"
 	"reflect"
+	"strings"
 	"testing"
+	"unsafe"
 )
 
 // A new contact's per-rule slots share one block: each slice must hold its
@@ -81,6 +83,30 @@ func TestMemoryPutAfterDeleteAndReplace(t *testing.T) {
 		s.Put(ctx, c) // c was replaced by c2: stored again
 		if got, _ := s.Get(ctx, "a"); got != c {
 			t.Fatalf("owned=%v: a replaced contact Put again is not stored", owned)
+		}
+	}
+}
+
+// TestNewKeepsID checks the id New copies next to the contact, whatever
+// its length (short, UUID-like, beyond the room kept, empty); an id that fits is
+// copied, so that it does not follow later changes of the caller's buffer.
+func TestNewKeepsID(t *testing.T) {
+	for _, n := range []int{0, 1, 10, len(idBox{}.id), len(idBox{}.id) + 1, 36, len(longIDBox{}.id), len(longIDBox{}.id) + 1, 300} {
+		buf := []byte(strings.Repeat("x", n))
+		for i := range buf {
+			buf[i] = 'a' + byte(i%26)
+		}
+		want := string(buf)
+		id := want
+		if n > 0 && n <= len(longIDBox{}.id) {
+			id = unsafe.String(&buf[0], n) // the caller's buffer itself
+		}
+		c := New(id)
+		for i := range buf {
+			buf[i] = '!'
+		}
+		if c.ID != want || c.Latest != NoTime || c.V != Version {
+			t.Errorf("New of a %d-byte id: ID %q, Latest %d, V %d; want %q, NoTime, %d", n, c.ID, c.Latest, c.V, want, Version)
 		}
 	}
 }

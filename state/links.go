@@ -36,6 +36,16 @@ type Links interface {
 	Forget(ctx context.Context, id string) error
 }
 
+// LinkPeeker is a Links that can answer Owner from memory, without I/O and
+// without changing anything, for a driver that prefetches the contacts of
+// its next events (Peeker).
+type LinkPeeker interface {
+	// PeekOwner is Owner.
+	PeekOwner(anon string) string
+	// PeekKnown is Known.
+	PeekKnown(id string) bool
+}
+
 // MemoryLinks is the in-memory link table. It is safe for concurrent use.
 type MemoryLinks struct {
 	mu    sync.RWMutex
@@ -54,6 +64,18 @@ func (l *MemoryLinks) Owner(_ context.Context, anon string) (string, error) {
 	u := l.owner[anon]
 	l.mu.RUnlock()
 	return u, nil
+}
+
+// PeekOwner implements LinkPeeker.
+func (l *MemoryLinks) PeekOwner(anon string) string {
+	u, _ := l.Owner(context.Background(), anon)
+	return u
+}
+
+// PeekKnown implements LinkPeeker.
+func (l *MemoryLinks) PeekKnown(id string) bool {
+	ok, _ := l.Known(context.Background(), id)
+	return ok
 }
 
 // Known implements Links.
@@ -131,6 +153,13 @@ type ownedLinks struct{ l *MemoryLinks }
 
 func (o ownedLinks) Owner(_ context.Context, anon string) (string, error) {
 	return o.l.owner[anon], nil
+}
+
+func (o ownedLinks) PeekOwner(anon string) string { return o.l.owner[anon] }
+
+func (o ownedLinks) PeekKnown(id string) bool {
+	_, ok := o.l.known[id]
+	return ok
 }
 
 func (o ownedLinks) Known(_ context.Context, id string) (bool, error) {

@@ -46,27 +46,46 @@ type Store interface {
 	Delete(ctx context.Context, id string) error
 }
 
+// Peeker is a Store that can say which contact it holds in memory under an
+// id, without I/O and without changing anything (nil: none held). A driver
+// that knows its next events peeks at their contacts to prefetch them
+// (Contact.PrefetchHead); the events still Get them.
+type Peeker interface {
+	// Peek appends to cs the contacts held under ids (those it most
+	// likely holds: a guess is allowed to be wrong), after asking the
+	// processor for their fields (Contact.PrefetchHead).
+	Peek(ids []string, cs []*Contact) []*Contact
+}
+
 // Memory is the in-memory store: the embedded default for dev, replay and
 // bench. Get returns the stored pointer itself, so Put and Commit cost
 // nothing. It is safe for concurrent use; callers must still not change one
 // contact from two goroutines at once (partitioning by contact sees to that).
 type Memory struct {
 	mu sync.RWMutex
-	m  map[string]*Contact
+	m  index
 }
 
 // NewMemory returns an empty in-memory store.
-func NewMemory() *Memory { return &Memory{m: make(map[string]*Contact)} }
+func NewMemory() *Memory { return &Memory{m: newIndex()} }
 
 // Get implements Store.
 func (s *Memory) Get(_ context.Context, id string) (*Contact, error) {
 	s.mu.RLock()
-	c := s.m[id]
+	c := s.m.get(s.m.hash(id), id)
 	s.mu.RUnlock()
 	if c == nil {
 		c = New(id)
 	}
 	return c, nil
+}
+
+// Peek implements Peeker.
+func (s *Memory) Peek(ids []string, cs []*Contact) []*Contact {
+	s.mu.RLock()
+	cs = s.m.peek(ids, cs)
+	s.mu.RUnlock()
+	return cs
 }
 
 // Put implements Store. Changing a stored contact needs no write: Get
@@ -84,10 +103,11 @@ func (s *Memory) Put(_ context.Context, c *Contact) error {
 
 // put stores c, whose note says it is not stored here; s.mu is held.
 func (s *Memory) put(c *Contact) {
-	if old := s.m[c.ID]; old != nil && old != c {
+	h := s.m.hash(c.ID)
+	if old := s.m.get(h, c.ID); old != nil && old != c {
 		old.home = nil
 	}
-	s.m[c.ID] = c
+	s.m.set(h, c)
 	c.home = s
 }
 
@@ -103,9 +123,8 @@ func (s *Memory) Delete(_ context.Context, id string) error {
 }
 
 func (s *Memory) delete(id string) {
-	if c := s.m[id]; c != nil {
+	if c := s.m.remove(s.m.hash(id), id); c != nil {
 		c.home = nil
-		delete(s.m, id)
 	}
 }
 
@@ -118,11 +137,13 @@ func (s *Memory) Owned() Store { return ownedMemory{s} }
 type ownedMemory struct{ s *Memory }
 
 func (o ownedMemory) Get(_ context.Context, id string) (*Contact, error) {
-	if c := o.s.m[id]; c != nil {
+	if c := o.s.m.get(o.s.m.hash(id), id); c != nil {
 		return c, nil
 	}
 	return New(id), nil
 }
+
+func (o ownedMemory) Peek(ids []string, cs []*Contact) []*Contact { return o.s.m.peek(ids, cs) }
 
 func (o ownedMemory) Put(_ context.Context, c *Contact) error {
 	if c.home != o.s {
@@ -142,7 +163,7 @@ func (o ownedMemory) Delete(_ context.Context, id string) error {
 func (s *Memory) Len() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return len(s.m)
+	return s.m.n
 }
 
 // Range calls f for each stored contact, in no particular order, until f
@@ -150,8 +171,8 @@ func (s *Memory) Len() int {
 func (s *Memory) Range(f func(*Contact) bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, c := range s.m {
-		if !f(c) {
+	for _, sl := range s.m.slots {
+		if sl.h != 0 && !f(sl.c) {
 			return
 		}
 	}

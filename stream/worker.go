@@ -124,7 +124,7 @@ func newWorker(s *scorer, p int32, nparts int) *worker {
 	rs := s.p.rules.Load()
 	w.rs = rs
 	w.eng = w.newEngine(rs)
-	w.dec = event.Decoder{SkipContext: !rs.ReadsContext(), MaxSpare: 3 * s.cfg.BatchRecords}
+	w.dec = event.Decoder{SkipContext: !rs.ReadsContext(), Select: s.sc.reads(rs), MaxSpare: 3 * s.cfg.BatchRecords}
 	w.stats.ByTrigger = make([]uint64, len(rs.Triggers))
 	for _, t := range rs.Triggers {
 		w.firings = append(w.firings, s.m.firings.WithLabelValues(t.ID))

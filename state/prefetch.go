@@ -1,0 +1,62 @@
+package state
+
+import (
+	"unsafe"
+
+	"github.com/leadpulse/leadpulse/internal/prefetch"
+)
+
+// Prefetching a contact's state (see package prefetch).
+//
+// With tens of thousands of contacts in memory, most of an event's cost in
+// the engine is waiting for its contact's state to come from main memory:
+// its fields, its per-rule slots, its window entries and remembered
+// messageIds are a few dozen cache lines in several allocations. A driver
+// that knows its next events (replay reads ahead) asks for their contacts'
+// lines first, for several contacts at once. The three stages follow the
+// pointers, each reading only what the stage before asked for: a driver
+// calls PrefetchHead on every contact of its batch, then PrefetchSlots on
+// every one, then PrefetchEntries. Nothing changes.
+
+// headBytes are the contact's fields every event reads: from the start
+// through the store note (Contact.home).
+var headBytes = unsafe.Offsetof(Contact{}.home) + unsafe.Sizeof(Contact{}.home)
+
+// maxPrefetch bounds the bytes of one slice asked for at once.
+const maxPrefetch = 2048
+
+// PrefetchHead asks for the contact's own fields and its id's bytes (the
+// store's lookup compares them).
+func (c *Contact) PrefetchHead() {
+	prefetch.Lines(unsafe.Pointer(c), headBytes)
+	prefetch.String(c.ID)
+}
+
+// PrefetchSlots asks for the contact's per-rule slots (windows, points and
+// triggers; caps are read only when an action is emitted), its remembered
+// messageIds and its pending timers.
+func (c *Contact) PrefetchSlots() {
+	prefetch.Slice(c.Windows, maxPrefetch)
+	prefetch.Slice(c.Points, maxPrefetch)
+	prefetch.Slice(c.Triggers, maxPrefetch)
+	prefetch.Slice(c.Seen.H, maxPrefetch)
+	prefetch.Slice(c.Timers, maxPrefetch)
+}
+
+// PrefetchEntries asks for the entries of the contact's windows and the
+// awards of its scoring rules' limits.
+func (c *Contact) PrefetchEntries() {
+	const front = 256
+	for i := range c.Windows {
+		w := &c.Windows[i]
+		prefetch.Ends(w.T, front)
+		prefetch.Ends(w.V, front)
+		prefetch.Ends(w.K, front)
+	}
+	for i := range c.Points {
+		if p := &c.Points[i]; len(p.LimT) > 0 {
+			prefetch.Slice(p.LimT, maxPrefetch)
+			prefetch.Slice(p.LimP, maxPrefetch)
+		}
+	}
+}
