@@ -276,6 +276,7 @@ func (w *worker) run() {
 		case <-w.wake:
 		case <-tick.C:
 		case <-w.stateDue():
+		case <-w.writing(): // settleIdle collects it
 		case f := <-w.reqs:
 			f(ctx)
 		case <-ctx.Done():
@@ -295,6 +296,9 @@ func (w *worker) cleanup() {
 	}
 	w.q = nil
 	w.mu.Unlock()
+	if w.cache != nil {
+		w.cache.Close() // a write left in flight (lost partition, failure)
+	}
 	w.dropParked()
 	w.m.queueDepth.DeleteLabelValues(w.label)
 	w.m.lag.DeleteLabelValues(w.topic, w.label)
@@ -595,14 +599,14 @@ func (w *worker) deadLetter(r *kgo.Record) {
 	w.meta = append(w.meta, outMeta{})
 }
 
-// flush produces the batch's output, then commits the store as of offset
-// once all output is acknowledged (and notes the offset a batch left
-// waiting for it, see afterBatch).
+// flush produces the batch's output, then starts writing the store as of
+// offset once all output is acknowledged (and the offset a batch left
+// waiting for it is noted once that lands, see afterBatch).
 func (w *worker) flush(ctx context.Context, offset int64) error {
 	if err := w.produce(ctx); err != nil {
 		return err
 	}
-	return w.commitState(ctx, offset)
+	return w.writeState(ctx, offset)
 }
 
 // produce hands the output of what was applied (actions, dead letters,
