@@ -346,6 +346,9 @@ func (w *worker) applyEvent(ctx context.Context, e *event.Event, r *kgo.Record, 
 	}
 	if !out.Parked {
 		w.used = append(w.used, r) // applied, skipped, dead-lettered or forwarded
+		if bad == nil && out.Forward == "" && w.s.sc.OnBatchApplied != nil {
+			w.applied = append(w.applied, e.Time) // reportApplied
+		}
 	}
 	if len(out.Dropped) > 0 {
 		w.m.dropped.Inc()

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -292,6 +293,10 @@ func testIdentityLiveTimeout(t *testing.T, store func(*testing.T) (stream.Scorin
 	reg := prometheus.NewPedanticRegistry()
 	sc, view := store(t)
 	sc.Rules = rs
+	// Every event counts once, when it is applied: a held one at its
+	// release, a forwarded one in its user's partition.
+	var applied atomic.Int64
+	sc.OnBatchApplied = func(times []int64, _ int64) { applied.Add(int64(len(times))) }
 	r := start(t, cfg, sc, reg)
 
 	// A steady rate: 8 records every 20ms.
@@ -321,6 +326,9 @@ func testIdentityLiveTimeout(t *testing.T, store func(*testing.T) (stream.Scorin
 	}
 	waitCommitted(t, addr, "leadpulse", "events.keyed", int64(len(recs)))
 	r.shutdown(t)
+	if got := applied.Load(); got != int64(len(recs)) {
+		t.Errorf("OnBatchApplied saw %d applied events, want each of the %d once", got, len(recs))
+	}
 
 	differ, n := 0, 0
 	x.state.Range(func(want *state.Contact) bool {

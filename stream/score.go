@@ -68,7 +68,10 @@ type Scoring struct {
 	// engine changed the contacts (in the memory store, or in the
 	// partition's cache before its Redis commit). It is called from the
 	// partition goroutines, at the same time for different partitions, and
-	// must not keep times. The bench measures event → state applied with it.
+	// must not keep times. An event held behind an identity hand-over
+	// counts when it is released and applied, a forwarded one where it is
+	// applied; a dead-lettered one never. The bench measures event → state
+	// applied with it.
 	// default: nil
 	OnBatchApplied func(times []int64, appliedAt int64)
 }

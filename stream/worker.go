@@ -473,9 +473,6 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 			}
 			continue
 		}
-		if w.s.sc.OnBatchApplied != nil {
-			w.applied = append(w.applied, w.evs[i].Time)
-		}
 		// ApplyLive skips a record whose contact already holds it (a
 		// re-read after a crash or rebalance), and is safe to retry.
 		if err := w.applyEvent(ctx, &w.evs[i], w.src[i], false); err != nil {
@@ -486,9 +483,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 		w.m.skipped.Add(float64(sk - w.skipped))
 		w.skipped = sk
 	}
-	if w.s.sc.OnBatchApplied != nil && len(w.applied) > 0 {
-		w.s.sc.OnBatchApplied(w.applied, time.Now().UnixNano())
-	}
+	w.reportApplied()
 	last := batch[len(batch)-1]
 	if err := w.produce(ctx); err != nil {
 		return err
@@ -512,6 +507,17 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 	}
 	w.m.batchDuration.Observe(time.Since(start).Seconds())
 	return nil
+}
+
+// reportApplied gives Scoring.OnBatchApplied the times of the events
+// applied since the last call (applyEvent notes them): a batch's, and
+// held events when their user's hand-over releases them, so that an event
+// parked behind a hand-over counts when it is applied, not when it was read.
+func (w *worker) reportApplied() {
+	if len(w.applied) > 0 {
+		w.s.sc.OnBatchApplied(w.applied, time.Now().UnixNano())
+		w.applied = w.applied[:0]
+	}
 }
 
 // letGo drops what a processed batch left referenced in the worker's
@@ -657,6 +663,7 @@ func (w *worker) tick(ctx context.Context) error {
 		if err := w.expire(ctx); err != nil {
 			return err
 		}
+		w.reportApplied()
 		if w.fatal != nil {
 			return w.fatal
 		}
