@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
@@ -109,9 +110,12 @@ type dr struct {
 
 	// Counted in the first pass, handed out in the second.
 	nInts, nFloats, nKeys, nBytes int
-	nW, nP, nT, nC                int    // the per-rule arrays' lengths (the last of each key)
-	anys                          []any  // traits of other forms than scalars, decoded in the first pass
-	anyEnd                        []int  // where each of anys ends in the blob
+	nW, nP, nT, nC                int      // the per-rule arrays' lengths (the last of each key)
+	anys                          []any    // traits of other forms than scalars, decoded in the first pass
+	anyEnd                        []int    // where each of anys ends in the blob
+	seenH                         []uint64 // the seen ids' hashes, read in the first pass (the last of nSeenH arrays, which ends at seenEnd)
+	seenEnd                       int
+	nSeenH                        int
 	id                            string // the blob's id, a view of the blob (first pass)
 
 	intBuf   []int64
@@ -181,13 +185,26 @@ func (x *dr) next(n int) []byte {
 	return p
 }
 
+// be reads a big-endian unsigned integer of n (1, 2, 4 or 8) bytes.
 func (x *dr) be(n int) uint64 {
-	p := x.next(n)
-	var v uint64
-	for _, c := range p {
-		v = v<<8 | uint64(c)
+	if x.err != nil {
+		return 0
 	}
-	return v
+	if n > len(x.b)-x.i {
+		x.fail(io.ErrUnexpectedEOF)
+		return 0
+	}
+	p := x.b[x.i:]
+	x.i += n
+	switch n {
+	case 1:
+		return uint64(p[0])
+	case 2:
+		return uint64(binary.BigEndian.Uint16(p))
+	case 4:
+		return uint64(binary.BigEndian.Uint32(p))
+	}
+	return binary.BigEndian.Uint64(p)
 }
 
 // length checks a declared length against the bytes left: every entry
@@ -273,6 +290,14 @@ func (x *dr) bytesLen(c byte) int {
 // view reads a string as a view of the blob: a key, or a value counted
 // in the first pass.
 func (x *dr) view() string {
+	if i := x.i; x.err == nil && i < len(x.b) {
+		if c := x.b[i]; c >= 0xa1 && c <= 0xbf { // a short string: most keys and names
+			if end := i + 1 + int(c&0x1f); end <= len(x.b) {
+				x.i = end
+				return unsafe.String(&x.b[i+1], end-i-1)
+			}
+		}
+	}
 	c, ok := x.code()
 	if !ok {
 		return ""
@@ -308,6 +333,16 @@ func (x *dr) keep(s string) string {
 
 // i64 reads an integer as Decoder.DecodeInt64 does.
 func (x *dr) i64() int64 {
+	if i := x.i; x.err == nil && i+9 <= len(x.b) {
+		switch c := x.b[i]; {
+		case c <= 0x7f:
+			x.i++
+			return int64(c)
+		case c == 0xd3 || c == 0xcf: // times, NoTime
+			x.i += 9
+			return int64(binary.BigEndian.Uint64(x.b[i+1:]))
+		}
+	}
 	c, ok := x.code()
 	if !ok {
 		return 0
@@ -342,6 +377,16 @@ func (x *dr) int(c byte) int64 {
 
 // u64 reads an unsigned integer as Decoder.DecodeUint64 does.
 func (x *dr) u64() uint64 {
+	if i := x.i; x.err == nil && i+9 <= len(x.b) {
+		switch c := x.b[i]; {
+		case c <= 0x7f:
+			x.i++
+			return uint64(c)
+		case c == 0xcf || c == 0xd3: // the seen ids' hashes
+			x.i += 9
+			return binary.BigEndian.Uint64(x.b[i+1:])
+		}
+	}
 	c, ok := x.code()
 	if !ok {
 		return 0
@@ -372,6 +417,10 @@ func (x *dr) u64() uint64 {
 
 // f64 reads a number as Decoder.DecodeFloat64 does.
 func (x *dr) f64() float64 {
+	if i := x.i; x.err == nil && i+9 <= len(x.b) && x.b[i] == 0xcb {
+		x.i += 9
+		return math.Float64frombits(binary.BigEndian.Uint64(x.b[i+1:]))
+	}
 	c, ok := x.code()
 	if !ok {
 		return 0
@@ -879,20 +928,25 @@ func (x *dr) seen(s *Seen) {
 	for i := 0; i < n && x.err == nil; i++ {
 		switch x.view() {
 		case "h":
-			m := x.arrLen()
-			var h []uint64
+			// The hashes are an array of their own: read once, in the
+			// first pass, and stepped over in the second (the last array
+			// read is the one the contact keeps).
 			if x.fill {
-				h = make([]uint64, m)
-			}
-			for j := 0; j < m && x.err == nil; j++ {
-				v := x.u64()
-				if x.fill {
-					h[j] = v
+				s.H = x.seenH
+				if x.nSeenH == 1 {
+					x.i = x.seenEnd
+				} else {
+					x.skip()
 				}
+				continue
 			}
-			if x.fill {
-				s.H = h
+			m := x.arrLen()
+			h := make([]uint64, m)
+			for j := 0; j < m && x.err == nil; j++ {
+				h[j] = x.u64()
 			}
+			x.seenH, x.seenEnd = h, x.i
+			x.nSeenH++
 		case "p":
 			s.Pos = int(x.i64())
 		default:
