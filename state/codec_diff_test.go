@@ -133,9 +133,9 @@ func diffSeeds(t testing.TB) [][]byte {
 	add(map[string]any{"v": Version + 1, "id": "u1"})
 	add(map[string]any{"v": 1, "id": nil, "s": nil, "w": nil, "p": []any{nil}, "d": map[string]any{"h": []any{nil, 1}}})
 	add(map[string]any{"v": 1, "id": []byte("bin-id"), "s": []byte("mql"), "tr": map[string]any{"k": []byte{}}})
-	add(map[string]any{"v": 1, "id": "x", "w": []any{map[string]any{"n": "w", "t": []any{1.5}}}})                  // float where an int belongs
+	add(map[string]any{"v": 1, "id": "x", "w": []any{map[string]any{"n": "w", "t": []any{1.5}}}})                   // float where an int belongs
 	add(map[string]any{"v": 1, "id": "x", "p": []any{map[string]any{"n": "p", "v": 7, "lp": []any{int8(1), 2.5}}}}) // ints where floats belong
-	add(map[string]any{"v": 1, "id": "x", "w": []any{map[string]any{"n": "w", "t": []any{1}, "k": []any{}}}}) // empty, not nil
+	add(map[string]any{"v": 1, "id": "x", "w": []any{map[string]any{"n": "w", "t": []any{1}, "k": []any{}}}})       // empty, not nil
 	add(map[string]any{"v": 1, "id": "x", "g": []any{map[string]any{"n": "g", "o": nil, "f": int8(-1)}}})
 	add(map[string]any{"v": 1, "id": "x", "pl": map[string]any{"i": []any{}, "n": []any{map[string]any{"n": []any{map[string]any{}}}}}, "fw": []any{}, "mi": []any{}})
 	add(map[string]any{"v": 1, "id": "x", "o": map[string]any{"p": 1}, "a": map[string]any{"o": 2, "z": 3}})

@@ -132,23 +132,31 @@ type dr struct {
 // startFill turns a counted reader into the second pass.
 func (x *dr) startFill() {
 	x.fill, x.i = true, 0
-	if x.nInts > 0 {
-		x.intBuf = make([]int64, x.nInts)
-	}
-	if x.nFloats > 0 {
-		x.floatBuf = make([]float64, x.nFloats)
+	// The numbers and the strings' bytes hold no pointers: one allocation
+	// of words holds them all.
+	if words := x.nInts + x.nFloats + (x.nBytes+7)/8; words > 0 {
+		buf := make([]uint64, words)
+		x.intBuf = carve[int64](buf, 0, x.nInts)
+		x.floatBuf = carve[float64](buf, x.nInts, x.nFloats)
+		x.strs = carve[byte](buf, x.nInts+x.nFloats, x.nBytes)[:0]
 	}
 	if x.nKeys > 0 {
 		x.keyBuf = make([]string, x.nKeys)
-	}
-	if x.nBytes > 0 {
-		x.strs = make([]byte, 0, x.nBytes)
 	}
 	if x.nW+x.nP+x.nT+x.nC > 0 {
 		if l := layoutFor(x.nW, x.nP, x.nT, x.nC); l != nil {
 			x.windows, x.points, x.trigs, x.caps = l.alloc()
 		}
 	}
+}
+
+// carve returns n values of T (a number type) at word off of buf, nil for
+// none.
+func carve[T int64 | float64 | byte](buf []uint64, off, n int) []T {
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*T)(unsafe.Pointer(&buf[off])), n)
 }
 
 func (x *dr) fail(err error) {
