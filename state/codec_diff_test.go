@@ -224,3 +224,32 @@ func TestDecodedSlotsShareABlock(t *testing.T) {
 		t.Error("an append to a window overwrote the next window's entries")
 	}
 }
+
+// TestDecodeMsgpackInsideAValue: msgpack decodes a Contact inside another
+// value through DecodeMsgpack, reading exactly the contact's bytes.
+func TestDecodeMsgpackInsideAValue(t *testing.T) {
+	u, _ := merged()
+	type wrapper struct {
+		C    *Contact
+		Next string
+	}
+	b, err := msgpack.Marshal(wrapper{C: u, Next: "after"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back wrapper
+	if err := msgpack.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	u.bound = nil
+	if back.Next != "after" || !reflect.DeepEqual(back.C, u) {
+		t.Errorf("decoded %+v, next %q; want %+v", back.C, back.Next, u)
+	}
+	bad, err := msgpack.Marshal(map[string]any{"C": map[string]any{"id": 5}, "Next": "after"}) // an id of the wrong type
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := msgpack.Unmarshal(bad, &back); err == nil || !errors.Is(err, errCorrupt) {
+		t.Errorf("a contact with a numeric id: error %v, want errCorrupt", err)
+	}
+}
