@@ -173,7 +173,16 @@ func (x *ref) any() any {
 	if x.err != nil {
 		return nil
 	}
-	v, err := x.dec.DecodeInterface()
+	// One change from the decoder it was: the value is stepped over
+	// first (Skip, which allocates nothing), so that a corrupt length
+	// inside it fails instead of making msgpack allocate what it says (a
+	// map of 2^31 entries crashed the process; see decode.go's trait).
+	raw, err := x.dec.DecodeRaw()
+	if err != nil {
+		x.fail(err)
+		return nil
+	}
+	v, err := msgpack.NewDecoder(bytes.NewReader(raw)).DecodeInterface()
 	x.fail(err)
 	return v
 }

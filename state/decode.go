@@ -567,13 +567,19 @@ func (x *dr) trait() any {
 		x.anys, x.anyEnd = x.anys[1:], x.anyEnd[1:]
 		return v
 	}
-	rd := bytes.NewReader(x.b[x.i:])
-	v, err := msgpack.NewDecoder(rd).DecodeInterface()
+	// Stepped over first, which bounds every length inside by the bytes
+	// left: msgpack would allocate what a corrupt length says (a map of
+	// 2^31 entries, a 4 GB binary).
+	start := x.i
+	x.skip()
+	if x.err != nil {
+		return nil
+	}
+	v, err := msgpack.NewDecoder(bytes.NewReader(x.b[start:x.i])).DecodeInterface()
 	if err != nil {
 		x.fail(err)
 		return nil
 	}
-	x.i = len(x.b) - rd.Len()
 	x.anys = append(x.anys, jsonNumber(v))
 	x.anyEnd = append(x.anyEnd, x.i)
 	return nil
