@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/leadpulse/leadpulse/event"
 	"github.com/leadpulse/leadpulse/rules"
 )
 
@@ -221,6 +222,10 @@ func (sh *historyShard) get(id string) *contactHistory {
 	return c
 }
 
+// HistoryReads is what Applied reads of an event: the `path` property and
+// the traits (stream.Scoring.OnAppliedReads).
+var HistoryReads = event.Select{Properties: event.OnlyKeys("path"), Context: event.OnlyKeys()}
+
 // Applied records an applied event (stream.Scoring.OnApplied). Results
 // without an event (fired timers, repeats) are ignored: their actions
 // arrive through Action.
@@ -231,7 +236,7 @@ func (h *History) Applied(res *rules.Result) {
 	}
 	applied := time.Now().UnixNano()
 	var path string
-	if p, ok := e.Properties["path"].(string); ok {
+	if p, ok := e.Property("path").(string); ok {
 		path = p
 	}
 	var (

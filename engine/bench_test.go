@@ -160,3 +160,28 @@ func reportCPU(b *testing.B, cpu0 time.Duration, n int) {
 		b.ReportMetric(float64(d.Nanoseconds())/float64(n), "cpu-ns/op")
 	}
 }
+
+// BenchmarkDecodeRules is BenchmarkDecodeJSON with the Decoder settings
+// replay uses for the B2B rules: `context` skipped and only the properties
+// the rules read kept (rules.Ruleset.Reads); one reused Event.
+func BenchmarkDecodeRules(b *testing.B) {
+	rs := loadB2B(b)
+	g := traffic.New(traffic.Config{Contacts: 10_000, Seed: 7})
+	lines := make([][]byte, 4096)
+	size := 0
+	for i := range lines {
+		lines[i] = g.AppendJSON(nil)
+		size += len(lines[i])
+	}
+	b.SetBytes(int64(size / len(lines)))
+	dec := event.Decoder{SkipContext: !rs.ReadsContext(), Select: rs.Reads()}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for i := 0; i < b.N; i++ {
+		if _, err := dec.Decode(lines[i%len(lines)], event.JSON, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportCPU(b, cpu0, b.N)
+}

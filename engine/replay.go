@@ -95,7 +95,9 @@ type ReplayOptions struct {
 	// Observe, if set, sees every Result of the replay (applied events,
 	// repeats and fired timers) after its records are written; the Result
 	// is reused afterwards. Its Firings include the firings whose actions
-	// were all suppressed by guards or caps, which backtest counts.
+	// were all suppressed by guards or caps, which backtest counts. Its
+	// Event holds only what the rules read: the properties and context
+	// keys of rules.Ruleset.Reads (and no context when no rule reads it).
 	Observe func(*rules.Result)
 	// Store, if set, is the store the replay uses instead of a new
 	// in-memory one, so that the caller can read the contacts as they
@@ -137,7 +139,9 @@ func Replay(ctx context.Context, rs *rules.Ruleset, in io.Reader, opt ReplayOpti
 		p.UseLinks(state.NewMemoryLinks().Owned())
 	}
 	lines := &lineReader{r: bufio.NewReaderSize(in, 64<<10), max: MaxLine}
-	dec := event.Decoder{SkipContext: !rs.ReadsContext(), MaxSpare: 3 * readAhead}
+	// Only the properties and context keys the rules read are kept
+	// (rules.Ruleset.Reads); the rest of each event is checked, not kept.
+	dec := event.Decoder{SkipContext: !rs.ReadsContext(), Select: rs.Reads(), MaxSpare: 3 * readAhead}
 	bad := func(line int, err error) {
 		sum.Bad++
 		sum.BadReasons[event.ReasonOf(err)]++

@@ -17,7 +17,9 @@ import (
 // Event is one decoded tracking event. Properties, Traits and Context keep the
 // free-form JSON values (string, float64, bool, nil, []any, map[string]any),
 // whether the event came as JSON or msgpack, because rules may read any field
-// of them.
+// of them. An event decoded with a Select that lists keys of an object
+// holds only those, outside the map (which is nil): read them with
+// Property, Trait and ContextValue, which read the maps otherwise.
 type Event struct {
 	Type        string         `json:"type" msgpack:"type"`
 	UserID      string         `json:"userId,omitempty" msgpack:"userId,omitempty"`
@@ -37,6 +39,10 @@ type Event struct {
 
 	// Time is the event time in Unix nanoseconds, set by Resolve.
 	Time int64 `json:"-" msgpack:"-"`
+
+	// picks hold the values of the selected keys when the event was
+	// decoded with a Select that lists keys (see Property).
+	picks picks
 }
 
 // Types are the event types SPEC §1 accepts.

@@ -13,5 +13,9 @@ var (
 func scanned(b []byte, skipContext bool) bool {
 	b = trimJSON(b)
 	var e Event
-	return len(b) > 0 && b[0] == '{' && scanJSON(&e, b, skipContext)
+	return len(b) > 0 && b[0] == '{' && scanJSON(&e, b, &options{skipContext: skipContext})
 }
+
+// ClearPicks drops the selected values an event holds (Event.Property), so
+// that reflect.DeepEqual compares the rest.
+func ClearPicks(e *Event) { e.picks = picks{} }

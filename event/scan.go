@@ -62,12 +62,12 @@ const (
 // may be empty maps to fill. It reports false, with e's maps possibly
 // partly filled, when the record is not one it reads exactly as
 // goccy/go-json does; the caller then decodes it with goccy/go-json.
-func scanJSON(e *Event, b []byte, skipContext bool) bool {
+func scanJSON(e *Event, b []byte, o *options) bool {
 	s := scanner{b: b}
-	return s.event(e, skipContext)
+	return s.event(e, o)
 }
 
-func (s *scanner) event(e *Event, skipContext bool) bool {
+func (s *scanner) event(e *Event, o *options) bool {
 	b := s.b
 	s.i = 1 // '{'
 	s.ws()
@@ -103,16 +103,17 @@ func (s *scanner) event(e *Event, skipContext bool) bool {
 		}
 		switch f {
 		case fUnknown:
-			if !s.skip(2) {
+			if !s.skip(2, false) {
 				return false
 			}
 		case fProperties, fTraits, fContext:
-			dst := &e.Properties
+			dst, obj := &e.Properties, objProperties
 			if f == fTraits {
-				dst = &e.Traits
+				dst, obj = &e.Traits, objTraits
 			} else if f == fContext {
-				dst = &e.Context
+				dst, obj = &e.Context, objContext
 			}
+			keys, base := e.picks.keys(obj)
 			switch {
 			case b[s.i] == 'n':
 				if !s.lit("null") {
@@ -121,8 +122,12 @@ func (s *scanner) event(e *Event, skipContext bool) bool {
 				*dst = nil
 			case b[s.i] != '{':
 				return false
-			case f == fContext && skipContext:
-				if !s.skip(2) {
+			case f == fContext && o.skipContext:
+				if !s.skip(2, false) {
+					return false
+				}
+			case keys.only:
+				if !s.selected(&e.picks, keys, base) {
 					return false
 				}
 			default:
@@ -325,7 +330,7 @@ func (s *scanner) str() ([]byte, bool) {
 		// Eight bytes at a time up to the first quote, backslash or
 		// control character.
 		for j+8 <= len(b) {
-			w := binary.LittleEndian.Uint64(b[j:])
+			w := binary.LittleEndian.Uint64(b[j : j+8])
 			high |= w
 			if t := special(w); t != 0 {
 				j += bits.TrailingZeros64(t) >> 3
@@ -368,7 +373,7 @@ const (
 func special(w uint64) uint64 {
 	q := w ^ (lsb * '"')
 	bs := w ^ (lsb * '\\')
-	return ((q - lsb) &^ q & msb) | ((bs - lsb) &^ bs & msb) | ((w - lsb*0x20) &^ w & msb)
+	return ((q-lsb)&^q | (bs-lsb)&^bs | (w-lsb*0x20)&^w) & msb
 }
 
 // unescape reads the rest of the string that started at start, from its
@@ -664,6 +669,60 @@ func (s *scanner) object(m map[string]any, depth int) (map[string]any, bool) {
 	}
 }
 
+// selected reads the free-form object at s.i (at its '{'), at depth 2, as
+// object does, but keeps only the values of the keys that keys selects, in
+// p from index base on: the others are skipped, checked as strictly as
+// object would read them. A repeated key's last value wins.
+func (s *scanner) selected(p *picks, keys Keys, base int) bool {
+	const depth = 2
+	b := s.b
+	s.i++
+	s.ws()
+	if s.i < len(b) && b[s.i] == '}' {
+		s.i++
+		return true
+	}
+	for {
+		if s.i >= len(b) || b[s.i] != '"' {
+			return false
+		}
+		raw, ok := s.str()
+		if !ok {
+			return false
+		}
+		k := keys.index(raw)
+		if s.ws(); s.i >= len(b) || b[s.i] != ':' {
+			return false
+		}
+		s.i++
+		if s.ws(); s.i >= len(b) {
+			return false
+		}
+		if k >= 0 {
+			v, ok := s.value(depth + 1)
+			if !ok {
+				return false
+			}
+			p.set(base+k, v)
+		} else if !s.skip(depth+1, true) {
+			return false
+		}
+		if s.ws(); s.i >= len(b) {
+			return false
+		}
+		switch b[s.i] {
+		case ',':
+			s.i++
+			s.ws()
+		case '}':
+			s.i++
+			return true
+		default:
+			return false
+		}
+	}
+}
+
 // array reads the array at s.i (at its '[').
 func (s *scanner) array(depth int) (any, bool) {
 	if depth > scanMaxDepth {
@@ -703,9 +762,13 @@ func (s *scanner) array(depth int) (any, bool) {
 }
 
 // skip checks the value at s.i (not white space) at depth and moves past it
-// without building it: an unread field, or `context` when it is not wanted.
-// Its strings are checked as str checks them, its numbers by the grammar.
-func (s *scanner) skip(depth int) bool {
+// without building it: an unread field, `context` when it is not wanted, or
+// an unselected key of a free-form object (strict). Its strings are checked
+// as str checks them; its numbers by the grammar only, as goccy/go-json
+// skips an unread field, or when strict as value reads them (within
+// float64's range), so that skipping a free-form value accepts exactly
+// what reading it would.
+func (s *scanner) skip(depth int, strict bool) bool {
 	b := s.b
 	switch b[s.i] {
 	case '"':
@@ -719,6 +782,10 @@ func (s *scanner) skip(depth int) bool {
 		return s.lit("null")
 	case '{', '[':
 	default:
+		if strict {
+			_, ok := s.number()
+			return ok
+		}
 		return s.skipNumber()
 	}
 	if depth > scanMaxDepth {
@@ -754,7 +821,7 @@ func (s *scanner) skip(depth int) bool {
 				return false
 			}
 		}
-		if !s.skip(depth + 1) {
+		if !s.skip(depth+1, strict) {
 			return false
 		}
 		if s.ws(); s.i >= len(b) {

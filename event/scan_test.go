@@ -212,9 +212,91 @@ func checkSameAsReference(t *testing.T, b []byte) {
 				}
 				e, err := d.Decode(b, f, fallback)
 				sameResult(t, "Decoder", b, want, wantErr, e, err)
+
+				// A selection of keys changes only what the maps hold.
+				for _, sel := range selections {
+					want, wantErr := event.RefDecode(b, f, fallback, skip)
+					var got event.Event
+					var gotErr error
+					if skip {
+						d := event.Decoder{SkipContext: true, Select: sel}
+						var e *event.Event
+						if e, gotErr = d.Decode(b, f, fallback); e != nil {
+							got = *e
+						}
+					} else {
+						gotErr = event.DecodeIntoSelect(&got, b, f, fallback, sel)
+					}
+					sameSelected(t, "DecodeIntoSelect", b, want, wantErr, &got, gotErr, sel)
+
+					d := event.Decoder{SkipContext: skip, Select: sel}
+					if _, err := d.Decode(warm, event.JSON, 0); err != nil {
+						t.Fatal(err)
+					}
+					want = &event.Event{Properties: map[string]any{}, Traits: map[string]any{}, Context: map[string]any{}}
+					if wantErr = event.RefDecodeInto(want, b, f, fallback, skip); wantErr != nil {
+						want = nil
+					}
+					e, err := d.Decode(b, f, fallback)
+					sameSelected(t, "Decoder with Select", b, want, wantErr, e, err, sel)
+				}
 			}
 		}
 	}
+}
+
+// selections are the key selections the differential tests decode with:
+// the names that the fixtures, trickyJSON and warm use, and none.
+var selections = []event.Select{
+	{
+		Properties: event.OnlyKeys("a", "b", "k", "p", "path", "form", "price", "\u00e9", "f"),
+		Traits:     event.OnlyKeys("t", "email", "x"),
+		Context:    event.OnlyKeys("c", "ip", "a"),
+	},
+	{Properties: event.OnlyKeys(), Traits: event.OnlyKeys(), Context: event.OnlyKeys()},
+	{Properties: event.OnlyKeys("é", "a")},
+}
+
+// sameSelected is sameResult for got decoded with sel and want decoded in
+// full: got holds what want holds of the keys sel selects, as read through
+// Property, Trait and ContextValue, and no map for an object whose keys are
+// listed; the rest is the same.
+func sameSelected(t *testing.T, what string, in []byte, want *event.Event, wantErr error, got *event.Event, gotErr error, sel event.Select) {
+	t.Helper()
+	if wantErr != nil || gotErr != nil {
+		sameResult(t, what, in, want, wantErr, got, gotErr)
+		return
+	}
+	w, g := *want, *got
+	for _, x := range []struct {
+		name        string
+		keys        event.Keys
+		wantM, gotM *map[string]any
+		read        func(string) any
+	}{
+		{"properties", sel.Properties, &w.Properties, &g.Properties, got.Property},
+		{"traits", sel.Traits, &w.Traits, &g.Traits, got.Trait},
+		{"context", sel.Context, &w.Context, &g.Context, got.ContextValue},
+	} {
+		if x.keys.All() {
+			continue
+		}
+		if *x.gotM != nil {
+			t.Fatalf("%s(%q): %s kept as a map %v", what, in, x.name, *x.gotM)
+		}
+		for _, k := range append(x.keys.Names(), "not-selected") {
+			v := (*x.wantM)[k]
+			if k == "not-selected" {
+				v = nil
+			}
+			if r := x.read(k); !sameValue(r, v) {
+				t.Fatalf("%s(%q): %s %q is %#v, want %#v", what, in, x.name, k, r, v)
+			}
+		}
+		*x.wantM = nil
+	}
+	event.ClearPicks(&g)
+	sameResult(t, what, in, &w, nil, &g, nil)
 }
 
 func sameResult(t *testing.T, what string, in []byte, want *event.Event, wantErr error, got *event.Event, gotErr error) {
@@ -322,4 +404,28 @@ func FuzzScannerMatchesReference(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkSameAsReference(t, b)
 	})
+}
+
+// TestSelectMsgpack: msgpack events decoded with a selection of keys are
+// the events decoded in full with only those keys, or the same error.
+func TestSelectMsgpack(t *testing.T) {
+	n := 0
+	for _, line := range scanCorpus(t) {
+		m, ok := toMsgpack(t, string(line))
+		if !ok {
+			continue
+		}
+		n++
+		for _, fallback := range []int64{0, fuzzRecordTime} {
+			want, wantErr := event.Decode(m, event.Msgpack, fallback)
+			for _, sel := range selections {
+				var got event.Event
+				gotErr := event.DecodeIntoSelect(&got, m, event.Msgpack, fallback, sel)
+				sameSelected(t, "DecodeIntoSelect(msgpack)", m, want, wantErr, &got, gotErr, sel)
+			}
+		}
+	}
+	if n < 50 {
+		t.Fatalf("only %d records as msgpack", n)
+	}
 }

@@ -151,25 +151,33 @@ func (rs *Ruleset) eventBinding(path string) binding {
 			return f(x.cur)
 		}}
 	}
-	nested := func(f func(e *event.Event) map[string]any) binding {
-		if len(rest) == 1 {
-			k := rest[0]
+	// nested reads an object of the event: whole through f (the decoder
+	// then kept every key, see Ruleset.Reads), a key and what lies under
+	// it through key, which also reads the keys a decoder kept outside the
+	// map (event.Event.Property).
+	nested := func(f func(e *event.Event) map[string]any, key func(e *event.Event, k string) any) binding {
+		if len(rest) == 0 {
 			return binding{get: func(x *Evaluator) any {
 				if x.cur == nil {
 					return nil
 				}
-				m := f(x.cur)
-				if m == nil {
-					return nil
-				}
-				return m[k]
+				return dig(f(x.cur), nil)
 			}}
 		}
+		k, under := rest[0], rest[1:]
 		return binding{get: func(x *Evaluator) any {
 			if x.cur == nil {
 				return nil
 			}
-			return dig(f(x.cur), rest)
+			v := key(x.cur, k)
+			for _, k := range under {
+				m, ok := v.(map[string]any)
+				if !ok {
+					return nil
+				}
+				v = m[k]
+			}
+			return v
 		}}
 	}
 	switch root {
@@ -198,11 +206,11 @@ func (rs *Ruleset) eventBinding(path string) binding {
 			return time.Unix(0, x.cur.Time).UTC()
 		}}
 	case "properties":
-		return nested(func(e *event.Event) map[string]any { return e.Properties })
+		return nested(func(e *event.Event) map[string]any { return e.Properties }, (*event.Event).Property)
 	case "traits":
-		return nested(func(e *event.Event) map[string]any { return e.Traits })
+		return nested(func(e *event.Event) map[string]any { return e.Traits }, (*event.Event).Trait)
 	case "context":
-		return nested(func(e *event.Event) map[string]any { return e.Context })
+		return nested(func(e *event.Event) map[string]any { return e.Context }, (*event.Event).ContextValue)
 	case "contact":
 		return rs.contactBinding(strings.Join(rest, "."), func(x *Evaluator) *vals { return &x.before }, false)
 	}

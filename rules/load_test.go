@@ -5,11 +5,13 @@ import (
 	"flag"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/leadpulse/leadpulse/event"
 	"github.com/leadpulse/leadpulse/rules"
 )
 
@@ -897,5 +899,44 @@ identity:
 	}
 	if u, a := id.Usable("VISITOR", "a1"); u != "" || a != "a1" {
 		t.Errorf("Usable(VISITOR, a1) = %q, %q", u, a)
+	}
+}
+
+// TestReads: the keys of properties and context that the expressions name,
+// in either environment; all of an object's keys when one reads it whole;
+// every trait always (an event's traits are copied into its contact).
+func TestReads(t *testing.T) {
+	all := []string(nil)
+	for _, tc := range []struct {
+		name  string
+		rules string
+		props []string // nil: all
+		ctx   []string
+	}{
+		{"nothing", "windows:\n  w:\n    match: 'type == \"page\"'\n    over: 1h\n", []string{}, []string{}},
+		{"event condition", "windows:\n  w:\n    match: 'properties.path startsWith \"/p\" && context.campaign.source == \"ads\" && properties[\"plan\"] == \"pro\"'\n    over: 1h\n",
+			[]string{"path", "plan"}, []string{"campaign"}},
+		{"sum and distinct", "windows:\n  s:\n    match: type == \"track\"\n    sum: properties.minutes\n    over: 1h\n  d:\n    match: type == \"page\"\n    distinct: properties.path\n    over: 1h\n", []string{"minutes", "path"}, []string{}},
+		{"whole properties", "windows:\n  w:\n    match: 'len(properties) > 2 && properties.path == \"/\"'\n    over: 1h\n", all, []string{}},
+		{"contact condition", "triggers:\n  - id: t\n    when: event.properties.form == \"demo\" && event.context.ip == \"1\" && event.traits.email != nil\n    do: [a]\nactions:\n  a: { sink: s }\n",
+			[]string{"form"}, []string{"ip"}},
+		{"message", "triggers:\n  - id: t\n    when: score > 1\n    do: [a]\nactions:\n  a: { sink: s, message: \"{{ event.properties.sku }} {{ event.context }}\" }\n",
+			[]string{"sku"}, all},
+		{"contact traits are not event properties", "scoring:\n  fit:\n    rules:\n      - id: f\n        if: traits.industry == \"x\"\n        points: 1\n", []string{}, []string{}},
+	} {
+		rs, err := rules.Parse("r.yaml", []byte("version: 1\n"+tc.rules))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		sel := rs.Reads()
+		for _, x := range []struct {
+			what string
+			keys event.Keys
+			want []string
+		}{{"properties", sel.Properties, tc.props}, {"context", sel.Context, tc.ctx}, {"traits", sel.Traits, nil}} {
+			if (x.want == nil) != x.keys.All() || x.want != nil && !slices.Equal(x.keys.Names(), x.want) {
+				t.Errorf("%s: %s: all %v, names %q; want %q (nil: all)", tc.name, x.what, x.keys.All(), x.keys.Names(), x.want)
+			}
+		}
 	}
 }

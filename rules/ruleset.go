@@ -3,6 +3,7 @@ package rules
 import (
 	"slices"
 
+	"github.com/leadpulse/leadpulse/event"
 	"github.com/leadpulse/leadpulse/state"
 )
 
@@ -23,15 +24,60 @@ type Ruleset struct {
 	names        state.Names
 	usesContact  bool // some event condition reads `contact`
 	actionIdx    map[string]int
-	readsContext bool        // see ReadsContext
-	evEnv        envBindings // names read by event conditions
-	ctEnv        envBindings // names read by contact conditions
+	readsContext bool         // see ReadsContext
+	reads        event.Select // see Reads
+	evEnv        envBindings  // names read by event conditions
+	ctEnv        envBindings  // names read by contact conditions
 }
 
 // ReadsContext reports whether any expression reads the event's `context`
 // (as `context…` in an event condition or `event.context…` in a contact
 // condition), so that a decoder may skip it when none does.
 func (rs *Ruleset) ReadsContext() bool { return rs.readsContext }
+
+// Reads returns the keys of the event's free-form objects that the rules
+// read, for a decoder to build only those (event.Decoder.Select): the
+// properties and context keys named in expressions (`properties.plan`,
+// `event.context.campaign.source` in a contact condition), or all of an
+// object's keys when an expression reads it whole (`properties`,
+// `properties[name]`), and every trait, which an event copies into its
+// contact (SPEC §6).
+func (rs *Ruleset) Reads() event.Select { return rs.reads }
+
+// findReads collects Reads from the names the programs read.
+func (rs *Ruleset) findReads() event.Select {
+	var props, ctx []string
+	allProps, allCtx := false, false
+	for _, p := range rs.programs() {
+		for _, name := range p.names {
+			root, rest := splitPath(name)
+			if p.contactEnv {
+				if root != "event" || len(rest) == 0 {
+					continue
+				}
+				root, rest = rest[0], rest[1:]
+			}
+			switch {
+			case root == "properties" && len(rest) == 0:
+				allProps = true
+			case root == "properties":
+				props = append(props, rest[0])
+			case root == "context" && len(rest) == 0:
+				allCtx = true
+			case root == "context":
+				ctx = append(ctx, rest[0])
+			}
+		}
+	}
+	sel := event.Select{Properties: event.OnlyKeys(props...), Context: event.OnlyKeys(ctx...)}
+	if allProps {
+		sel.Properties = event.Keys{}
+	}
+	if allCtx {
+		sel.Context = event.Keys{}
+	}
+	return sel
+}
 
 func (rs *Ruleset) findContextReads() bool {
 	for _, p := range rs.programs() {
@@ -90,6 +136,7 @@ func (rs *Ruleset) bindAll() {
 	rs.evEnv = rs.bind(ev, false)
 	rs.ctEnv = rs.bind(ct, true)
 	rs.readsContext = rs.findContextReads()
+	rs.reads = rs.findReads()
 	for _, p := range rs.programs() {
 		env := &rs.evEnv
 		if p.contactEnv {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -52,21 +53,48 @@ type Cache struct {
 	// Owned by the partition goroutine.
 	m     map[string]*centry
 	lru   centry    // sentinel of the recency ring: lru.next is the most recent
-	dirty []*centry // contacts Put since the last successful Commit
+	dirty []*centry // contacts Put since they were last encoded for a write
+	fl    *flight   // the write not known to have landed yet; nil if none
+	// meanBlob is the bytes per contact of the last write: it sizes the
+	// next one's buffer.
+	meanBlob int
 
 	hits, misses, evictions atomic.Uint64
+}
+
+// blobSize is the bytes to reserve per contact of a write.
+func (c *Cache) blobSize() int {
+	if n := c.meanBlob; n > 0 {
+		return n + n/8
+	}
+	return 1024
 }
 
 type centry struct {
 	c     *Contact // nil while a Prefetch is loading it
 	ver   int64    // the stored version this copy builds on
-	dirty bool
-	// blob and blobPos keep the bytes a failed Commit sent, so that its
-	// retry sends the same bytes: if the first attempt landed after all, the
-	// compare-and-set recognises them.
-	blob       []byte
-	blobPos    Position
+	dirty bool     // Put since it was last encoded for a write
+	// flying: the write in flight (or a failed one, until resent) holds an
+	// encoding of it. Until that write is known to have landed the entry
+	// is the only up-to-date copy, so it is not evicted.
+	flying     bool
 	prev, next *centry
+}
+
+// flight is a write of the contacts encoded by one commit (CommitAsync),
+// sent by a goroutine of its own while the partition goroutine applies the
+// next batch. It keeps the bytes it sent: a write that failed is resent
+// with the same bytes, so that if the first attempt landed after all, the
+// compare-and-set recognises them.
+type flight struct {
+	pos Position
+	ws  []pending
+	es  []*centry // parallel to ws
+	// Written by the write's goroutine until done closes; read by the
+	// partition goroutine after.
+	res  []wrote
+	err  error
+	done chan struct{} // closed when the write returns; nil when not sent
 }
 
 // CacheStats are a Cache's counters.
@@ -89,11 +117,22 @@ var _ Store = (*Cache)(nil)
 // Len returns the number of contacts held.
 func (c *Cache) Len() int { return len(c.m) }
 
-// Dirty returns the number of contacts Put since the last successful Commit:
-// the writes the next Commit sends. A caller that commits less often than
-// once per batch (coalescing a contact's changes over several batches into
-// one write) bounds it, since dirty contacts are never evicted.
+// Dirty returns the number of contacts Put since the last Commit or
+// CommitAsync: the writes the next one sends. A caller that commits less
+// often than once per batch (coalescing a contact's changes over several
+// batches into one write) bounds it, since dirty contacts are never
+// evicted.
 func (c *Cache) Dirty() int { return len(c.dirty) }
+
+// InFlight returns the number of contacts of the write not known to have
+// landed (CommitAsync, or a Commit that failed): they are not evicted
+// either.
+func (c *Cache) InFlight() int {
+	if c.fl == nil {
+		return 0
+	}
+	return len(c.fl.ws)
+}
 
 // Stats returns the counters; safe from any goroutine.
 func (c *Cache) Stats() CacheStats {
@@ -118,7 +157,8 @@ func (c *Cache) touch(e *centry) {
 	}
 }
 
-// evict drops least recently used clean contacts while the map holds more
+// evict drops least recently used clean contacts (neither dirty nor in
+// flight) while the map holds more
 // than capacity. Callers add a new entry to the map, evict, then link it,
 // so that the contact a Get or Prefetch just loaded is not the one dropped:
 // dropping a contact between its Get and its Put would lose the stored
@@ -126,7 +166,7 @@ func (c *Cache) touch(e *centry) {
 func (c *Cache) evict() {
 	for e := c.lru.prev; len(c.m) > c.capacity && e != &c.lru; {
 		prev := e.prev
-		if !e.dirty {
+		if !e.dirty && !e.flying {
 			c.unlink(e)
 			delete(c.m, e.c.ID)
 			c.evictions.Add(1)
@@ -203,7 +243,6 @@ func (c *Cache) Put(_ context.Context, ct *Contact) error {
 		e.c = ct
 		c.touch(e)
 	}
-	e.blob = nil
 	if !e.dirty {
 		e.dirty = true
 		c.dirty = append(c.dirty, e)
@@ -215,54 +254,159 @@ func (c *Cache) Put(_ context.Context, ct *Contact) error {
 // in one pipelined round trip, as of pos (the partition and the offset of
 // the batch's last record), with the compare-and-set described at Redis. A
 // contact without changes costs nothing; a Commit without changes makes no
-// round trip.
+// round trip. A write CommitAsync left in flight is waited for first (Wait).
 //
-// On ErrUnavailable, the contacts not written stay dirty: call Commit again
-// with the same pos (no Put in between is needed); it resends the same bytes.
-// On a *ConflictError (errors.Is(err, ErrConflict)), the listed contacts were
-// left alone because Redis holds newer state, and were dropped from the cache
-// so the next Get reads it; all others were written. Both may come together
+// On ErrUnavailable, the contacts not written are kept with the bytes that
+// were sent: call Commit again with the same pos (no Put in between is
+// needed); it resends the same bytes. On a *ConflictError
+// (errors.Is(err, ErrConflict)), the listed contacts were left alone
+// because Redis holds newer state, and were dropped from the cache so the
+// next Get reads it; all others were written. Both may come together
 // (errors.Join).
 func (c *Cache) Commit(ctx context.Context, pos Position) error {
+	err := c.CommitAsync(ctx, pos)
+	if !onlyConflicts(err) || c.fl == nil {
+		return err
+	}
+	return errors.Join(err, c.Wait(ctx))
+}
+
+// CommitAsync encodes every contact Put since the last commit, as of pos,
+// and starts writing them on a goroutine of its own; it returns without
+// waiting for Redis. The caller goes on applying records (Get, Put) while
+// the write is in flight, and calls Wait to learn that it landed before it
+// acknowledges the input the write covers (commits the Kafka offset).
+//
+// Why: a commit's round trip (tens of milliseconds for a backlog's second
+// of changes, with the server's compare-and-set per contact) held the
+// partition goroutine, and the records arriving meanwhile waited; the
+// encoding needs the goroutine (it owns the contacts), the write does not.
+//
+// One write is in flight at a time: a write still in flight is waited for
+// first (Wait), so that each write builds on the versions the previous one
+// stored. It fails only as Wait does, or for an invalid pos; a
+// *ConflictError alone (contacts of the previous write rejected) comes with
+// the write started.
+func (c *Cache) CommitAsync(ctx context.Context, pos Position) error {
+	werr := c.Wait(ctx)
+	if !onlyConflicts(werr) {
+		return werr
+	}
 	if len(c.dirty) == 0 {
-		return nil
+		return werr
 	}
 	if pos.Offset < 0 {
 		return configError("commit at partition %d offset %d: a Kafka offset is 0 or more", pos.Partition, pos.Offset)
 	}
-	ws := make([]pending, len(c.dirty))
+	fl := &flight{pos: pos, ws: make([]pending, len(c.dirty)), es: make([]*centry, len(c.dirty))}
+	// One buffer for the blobs (they are read-only once encoded; a buffer
+	// that grows leaves the earlier blobs in the array they were written to).
+	buf := make([]byte, 0, len(c.dirty)*c.blobSize())
 	for i, e := range c.dirty {
-		if e.blob == nil || e.blobPos != pos {
-			e.c.Pos = pos
-			b, err := Encode(e.c)
-			if err != nil {
-				return err
-			}
-			e.blob, e.blobPos = b, pos
+		e.c.Pos = pos
+		n := len(buf)
+		var err error
+		if buf, err = appendEncode(buf, e.c); err != nil {
+			// Nothing was sent: the contacts encoded so far are dirty still.
+			return err
 		}
-		ws[i] = pending{id: e.c.ID, blob: e.blob, ver: e.ver, due: earliest(e.c.Timers)}
+		fl.ws[i] = pending{id: e.c.ID, blob: buf[n:len(buf):len(buf)], ver: e.ver, due: earliest(e.c.Timers)}
+		fl.es[i] = e
 	}
-	res, err := c.r.write(ctx, pos, ws)
+	c.meanBlob = len(buf) / len(c.dirty)
+	for _, e := range c.dirty {
+		e.dirty, e.flying = false, true
+	}
+	clear(c.dirty)
+	c.dirty = c.dirty[:0]
+	c.fl = fl
+	fl.done = make(chan struct{})
+	go func() {
+		defer close(fl.done)
+		fl.res, fl.err = c.r.write(ctx, fl.pos, fl.ws)
+	}()
+	return werr
+}
+
+// Writing returns a channel that is closed when the write in flight
+// returns (call Wait then, which does not block); nil, which never
+// delivers, when no write is in flight.
+func (c *Cache) Writing() <-chan struct{} {
+	if c.fl == nil {
+		return nil
+	}
+	return c.fl.done
+}
+
+// Wait waits for the write CommitAsync started, and settles its outcome:
+// the contacts it wrote build on their new stored versions; those Redis
+// held newer state for are dropped (a *ConflictError, as Commit). If the
+// write failed (ErrUnavailable), the contacts it did not write stay in
+// flight with the bytes it sent: the next Wait (or Commit, or CommitAsync)
+// resends those bytes before anything else, on the calling goroutine. With
+// nothing in flight it returns nil at once.
+//
+// If ctx ends first, Wait returns its error and the write stays in flight.
+func (c *Cache) Wait(ctx context.Context) error {
+	fl := c.fl
+	if fl == nil {
+		return nil
+	}
+	if fl.done == nil {
+		// A failed write: resend what did not land, with the same bytes.
+		fl.res, fl.err = c.r.write(ctx, fl.pos, fl.ws)
+	} else {
+		select {
+		case <-fl.done:
+		case <-ctx.Done():
+			return fmt.Errorf("state: waiting for the write of partition %d at offset %d: %w", fl.pos.Partition, fl.pos.Offset, ctx.Err())
+		}
+		fl.done = nil
+	}
+	err := fl.err
+	if fl.res == nil && err == nil {
+		err = fmt.Errorf("state: the write of partition %d at offset %d returned no outcome", fl.pos.Partition, fl.pos.Offset)
+	}
 	var conflicts []Conflict
-	keep := c.dirty[:0]
-	for i, e := range c.dirty {
-		switch res[i].out {
+	keep := 0
+	for i, e := range fl.es {
+		var w wrote
+		if fl.res != nil {
+			w = fl.res[i]
+		}
+		switch w.out {
 		case written, same:
-			e.dirty, e.blob, e.ver = false, nil, res[i].ver
+			e.flying, e.ver = false, w.ver
 		case rejected:
-			conflicts = append(conflicts, Conflict{Contact: e.c.ID, Stored: res[i].stored})
-			c.unlink(e)
-			delete(c.m, e.c.ID)
-		default:
-			keep = append(keep, e)
+			e.flying = false
+			conflicts = append(conflicts, Conflict{Contact: e.c.ID, Stored: w.stored})
+			if c.m[e.c.ID] == e {
+				c.unlink(e)
+				delete(c.m, e.c.ID)
+			}
+			if e.dirty {
+				// Put again meanwhile: its changes build on state Redis
+				// has superseded, and are dropped with it.
+				e.dirty = false
+				c.dirty = slices.DeleteFunc(c.dirty, func(x *centry) bool { return x == e })
+			}
+		default: // not sent: resent by the next Wait
+			fl.ws[keep], fl.es[keep] = fl.ws[i], e
+			keep++
 		}
 	}
-	clear(c.dirty[len(keep):])
-	c.dirty = keep
+	if keep == 0 {
+		c.fl = nil
+	} else {
+		clear(fl.ws[keep:])
+		clear(fl.es[keep:])
+		fl.ws, fl.es, fl.res = fl.ws[:keep], fl.es[:keep], nil
+	}
 	c.evict() // a batch larger than the room left may have overfilled the cache
 	if len(conflicts) == 0 {
 		return err
 	}
+	pos := fl.pos
 	n := min(len(conflicts), 5)
 	ids := make([]string, 0, n)
 	for _, x := range conflicts[:n] {
@@ -273,9 +417,42 @@ func (c *Cache) Commit(ctx context.Context, pos Position) error {
 	return errors.Join(err, &ConflictError{Pos: pos, Contacts: conflicts})
 }
 
+// onlyConflicts reports whether err is nil or a *ConflictError alone: the
+// write landed, but for contacts Redis holds newer state of, which Wait
+// dropped from the cache (the caller's next Get reads them).
+func onlyConflicts(err error) bool {
+	if err == nil {
+		return true
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !onlyConflicts(e) {
+				return false
+			}
+		}
+		return true
+	}
+	var ce *ConflictError
+	return errors.As(err, &ce)
+}
+
+// Close waits for a write in flight to return, without settling it: for
+// a partition goroutine that leaves without committing (its partition was
+// lost), so that no write outlives its owner. Writes are bounded by the
+// Redis timeouts.
+func (c *Cache) Close() {
+	if c.fl != nil && c.fl.done != nil {
+		<-c.fl.done
+	}
+}
+
 // Delete implements Store: it drops the contact from the cache (with any
-// uncommitted change) and erases it from Redis (see Redis.Erase).
+// uncommitted change) and erases it from Redis (see Redis.Erase). A write
+// in flight is waited for first, so that it cannot land after the erasure.
 func (c *Cache) Delete(ctx context.Context, id string) error {
+	if err := c.Wait(ctx); !onlyConflicts(err) {
+		return err
+	}
 	if e := c.m[id]; e != nil {
 		if e.c != nil {
 			c.unlink(e)
@@ -290,8 +467,12 @@ func (c *Cache) Delete(ctx context.Context, id string) error {
 
 // DueTimers is Redis.DueTimers for this cache's partition, with this cache's
 // uncommitted changes applied: a timer fired or set since the last Commit is
-// seen as the engine left it.
+// seen as the engine left it. A write in flight is waited for first, so that
+// Redis holds everything but the dirty contacts.
 func (c *Cache) DueTimers(ctx context.Context, partition int32, upTo int64) ([]TimerRef, error) {
+	if err := c.Wait(ctx); !onlyConflicts(err) {
+		return nil, err
+	}
 	refs, err := c.r.DueTimers(ctx, partition, upTo)
 	if err != nil {
 		return nil, err

@@ -1,9 +1,12 @@
 package state
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -319,5 +322,61 @@ func TestForwardSeen(t *testing.T) {
 	}
 	if !back.ForwardSeen(Position{1, 6}) || back.ForwardSeen(Position{2, 1}) {
 		t.Errorf("forwarded positions lost in a round trip: %v", back.Forwarded)
+	}
+}
+
+// TestEncoderForms: the hand-written writer produces the bytes
+// msgpack.Encoder (compact ints) writes for each primitive, at every size
+// boundary, so blobs are what they were before it existed and any msgpack
+// reader reads them.
+func TestEncoderForms(t *testing.T) {
+	long := func(n int) string { return strings.Repeat("x", n) }
+	ints := []int64{0, 1, 127, 128, 255, 256, 65535, 65536, math.MaxUint32, math.MaxUint32 + 1, math.MaxInt64,
+		-1, -32, -33, -128, -129, -32768, -32769, math.MinInt32, math.MinInt32 - 1, math.MinInt64}
+	var cases []struct {
+		name string
+		fast func(*w)
+		ref  func(*msgpack.Encoder) error
+	}
+	add := func(name string, fast func(*w), ref func(*msgpack.Encoder) error) {
+		cases = append(cases, struct {
+			name string
+			fast func(*w)
+			ref  func(*msgpack.Encoder) error
+		}{name, fast, ref})
+	}
+	for _, n := range ints {
+		add(fmt.Sprint("int ", n), func(x *w) { x.i64(n) }, func(e *msgpack.Encoder) error { return e.EncodeInt(n) })
+		if n >= 0 {
+			add(fmt.Sprint("uint ", n), func(x *w) { x.u64(uint64(n)) }, func(e *msgpack.Encoder) error { return e.EncodeUint(uint64(n)) })
+		}
+	}
+	add("uint max", func(x *w) { x.u64(math.MaxUint64) }, func(e *msgpack.Encoder) error { return e.EncodeUint(math.MaxUint64) })
+	for _, n := range []int{0, 31, 32, 255, 256, 65535, 65536} {
+		s := long(n)
+		add(fmt.Sprint("string ", n), func(x *w) { x.str(s) }, func(e *msgpack.Encoder) error { return e.EncodeString(s) })
+	}
+	for _, n := range []int{0, 15, 16, 65535, 65536} {
+		add(fmt.Sprint("map ", n), func(x *w) { x.mapLen(n) }, func(e *msgpack.Encoder) error { return e.EncodeMapLen(n) })
+		add(fmt.Sprint("array ", n), func(x *w) { x.arrLen(n) }, func(e *msgpack.Encoder) error { return e.EncodeArrayLen(n) })
+	}
+	for _, f := range []float64{0, 1, -2.5, 1e300, math.Inf(-1)} {
+		add(fmt.Sprint("float ", f), func(x *w) { x.f64(f) }, func(e *msgpack.Encoder) error { return e.EncodeFloat64(f) })
+	}
+	for _, v := range []any{nil, true, false, "s", 2.5, int64(-300), 7, []any{"a", 1.0}, map[string]any{"k": "v"}} {
+		add(fmt.Sprintf("any %T %v", v, v), func(x *w) { x.any(v) }, func(e *msgpack.Encoder) error { return e.Encode(v) })
+	}
+	for _, c := range cases {
+		var ref bytes.Buffer
+		e := msgpack.NewEncoder(&ref)
+		e.UseCompactInts(true)
+		if err := c.ref(e); err != nil {
+			t.Fatal(err)
+		}
+		var x w
+		c.fast(&x)
+		if x.err != nil || !bytes.Equal(x.b, ref.Bytes()) {
+			t.Errorf("%s: % x (err %v), msgpack.Encoder writes % x", c.name, x.b, x.err, ref.Bytes())
+		}
 	}
 }

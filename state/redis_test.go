@@ -206,6 +206,7 @@ func TestRedis(t *testing.T) {
 		{"Erase", testErase},
 		{"Retention", testRetention},
 		{"CacheBound", testCacheBound},
+		{"CommitAsync", testCommitAsync},
 	}
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
@@ -851,6 +852,117 @@ func testCacheBound(t *testing.T, addrs []string) {
 	}
 }
 
+// CommitAsync writes while the caller goes on: the contacts of a write in
+// flight stay cached (they are the only up-to-date copy until it lands),
+// a contact changed during the flight is written by the next commit on top
+// of the version the flight stored (the same offset too, as a timer firing
+// commits), a rejected contact goes with its later changes, and an erasure
+// waits for the write, which cannot land after it.
+func testCommitAsync(t *testing.T, addrs []string) {
+	ctx := t.Context()
+	r := newRedis(t, addrs)
+	cache := NewCache(r, CacheOptions{Capacity: 1})
+	for _, id := range []string{"a", "b"} {
+		c := mustGet(t, cache, id)
+		c.Seq = 1
+		cache.Put(ctx, c)
+	}
+	if err := cache.CommitAsync(ctx, Position{Partition: 0, Offset: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if cache.Dirty() != 0 || cache.InFlight() != 2 {
+		t.Fatalf("after CommitAsync: %d dirty, %d in flight; want 0, 2", cache.Dirty(), cache.InFlight())
+	}
+	a := mustGet(t, cache, "a")
+	a.Seq = 2
+	cache.Put(ctx, a)
+	mustGet(t, cache, "x") // a miss beyond capacity: only clean contacts may go
+	if cache.m["a"] == nil || cache.m["b"] == nil {
+		t.Fatal("a contact of the write in flight was evicted")
+	}
+	if err := cache.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if cache.Dirty() != 1 || cache.InFlight() != 0 {
+		t.Fatalf("after Wait: %d dirty, %d in flight; want 1, 0", cache.Dirty(), cache.InFlight())
+	}
+	if st, err := r.Inspect(ctx, "a"); err != nil || st.Contact.Seq != 1 {
+		t.Fatalf("a after the flight: %+v, %v; want Seq 1", st, err)
+	}
+	mustCommit(t, cache, Position{Partition: 0, Offset: 10}) // same offset: builds on the version the flight stored
+	if st, err := r.Inspect(ctx, "a"); err != nil || st.Contact.Seq != 2 || st.Version != 2 {
+		t.Fatalf("a after the second commit: %+v, %v; want Seq 2, version 2", st, err)
+	}
+	mustGet(t, cache, "y")
+	if cache.m["b"] != nil {
+		t.Fatal("a written contact beyond capacity was kept")
+	}
+
+	// Another writer stored z at a later offset: the flight is rejected
+	// for z, and the change made to z meanwhile is dropped with it.
+	z := mustGet(t, cache, "z")
+	other := NewCache(r, CacheOptions{})
+	oz := mustGet(t, other, "z")
+	oz.Seq = 100
+	other.Put(ctx, oz)
+	mustCommit(t, other, Position{Partition: 0, Offset: 100})
+	z.Seq = 1
+	cache.Put(ctx, z)
+	if err := cache.CommitAsync(ctx, Position{Partition: 0, Offset: 50}); err != nil {
+		t.Fatal(err)
+	}
+	z.Seq = 2
+	cache.Put(ctx, z)
+	var ce *ConflictError
+	if err := cache.Wait(ctx); !errors.As(err, &ce) || len(ce.Contacts) != 1 || ce.Contacts[0].Contact != "z" {
+		t.Fatalf("wait: %v, want a conflict on z", err)
+	}
+	if cache.Dirty() != 0 || cache.m["z"] != nil {
+		t.Fatalf("the rejected contact is still cached (%d dirty)", cache.Dirty())
+	}
+	if got := mustGet(t, cache, "z"); got.Seq != 100 {
+		t.Fatalf("z reloaded: Seq %d, want the stored 100", got.Seq)
+	}
+
+	// An erasure waits for the write in flight, held back here until a
+	// moment after the erasure would have been sent without that wait.
+	d := mustGet(t, cache, "d")
+	d.Seq = 1
+	cache.Put(ctx, d)
+	slow := &slowPipelines{delay: 100 * time.Millisecond}
+	r.c.AddHook(slow)
+	slow.armed.Store(true)
+	if err := cache.CommitAsync(ctx, Position{Partition: 0, Offset: 60}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cache.Delete(ctx, "d"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cache.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := r.Inspect(ctx, "d"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("d after its erasure: %+v, %v; want ErrNotFound (the write landed after the erasure)", st, err)
+	}
+}
+
+// slowPipelines delays the next pipeline sent once armed.
+type slowPipelines struct {
+	delay time.Duration
+	armed atomic.Bool
+}
+
+func (h *slowPipelines) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *slowPipelines) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *slowPipelines) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.armed.CompareAndSwap(true, false) {
+			time.Sleep(h.delay)
+		}
+		return next(ctx, cmds)
+	}
+}
+
 // A redis-server killed mid-test yields ErrUnavailable, then recovers, and
 // nothing Commit acknowledged is lost.
 func TestRedisOutage(t *testing.T) {
@@ -887,6 +999,13 @@ func TestRedisOutage(t *testing.T) {
 		t.Logf("%s while down: %v", what, err)
 	}
 	unavailable("commit", cache.Commit(t.Context(), Position{Partition: 0, Offset: 11}))
+	if cache.InFlight() != 1 || cache.Dirty() != 0 {
+		t.Fatalf("after the failed commit: %d in flight, %d dirty; want the write kept for its retry", cache.InFlight(), cache.Dirty())
+	}
+	// A change after the failure: the retry resends the bytes that failed,
+	// then writes this one.
+	y.Seq = 1001
+	cache.Put(t.Context(), y)
 	_, err := cache.Get(t.Context(), "not-cached")
 	unavailable("get", err)
 	unavailable("prefetch", cache.Prefetch(t.Context(), []string{"x1", "x2"}))
@@ -906,7 +1025,10 @@ func TestRedisOutage(t *testing.T) {
 		}
 		return err
 	})
-	acked["acked3"] = 1000
+	if cache.InFlight() != 0 || cache.Dirty() != 0 {
+		t.Fatalf("after the retry: %d in flight, %d dirty; want 0, 0", cache.InFlight(), cache.Dirty())
+	}
+	acked["acked3"] = 1001
 
 	// Crash again; everything acknowledged is on disk.
 	srv.Restart(t)
@@ -1057,7 +1179,7 @@ func TestRedisConfigErrors(t *testing.T) {
 		if !errors.Is(err, ErrConfig) {
 			t.Fatalf("commit: %v, want ErrConfig", err)
 		}
-		if cache.Len() != 1 || len(cache.dirty) != 1 {
+		if cache.Len() != 1 || cache.Dirty()+cache.InFlight() != 1 {
 			t.Fatalf("the change was dropped after a failed commit")
 		}
 	})

@@ -254,9 +254,9 @@ func (w *worker) swapRules(ctx context.Context, rs *rules.Ruleset) error {
 	clock := w.eng.Clock()
 	w.rs = rs
 	w.eng = w.newEngine(rs)
-	if skip := !rs.ReadsContext(); skip != w.dec.SkipContext {
-		w.dec.SkipContext = skip
-		w.forgetHeldEvents() // decoded with or without `context` as the old rules needed
+	if skip, sel := !rs.ReadsContext(), w.s.sc.reads(rs); skip != w.dec.SkipContext || !sel.Equal(w.dec.Select) {
+		w.dec.SkipContext, w.dec.Select = skip, sel
+		w.forgetHeldEvents() // decoded with the keys the old rules read
 	}
 	if clock != state.NoTime {
 		// Nothing is indexed yet: this only carries the clock over.

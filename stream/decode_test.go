@@ -53,7 +53,7 @@ func TestLaterEventsLeaveEarlierAlone(t *testing.T) {
 		addr, cfg, t0 := keyedKafka(t)
 		hist := admin.NewHistory(admin.HistoryOptions{})
 		sc := scoring(rs)
-		sc.OnApplied = hist.Applied
+		sc.OnApplied, sc.OnAppliedReads = hist.Applied, admin.HistoryReads
 		r := start(t, cfg, sc, nil)
 		waitPartitions(t, r.p, 6)
 

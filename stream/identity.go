@@ -76,8 +76,10 @@ type held struct {
 }
 
 // maxHeldEvents bounds the decoded events a partition keeps with its held
-// records: about 570 bytes each beside the record (the bench's B2B events,
-// context skipped), so at most about 9 MB a partition. 16,384 covers the
+// records: about 420 bytes each beside the record (estimated; the bench's B2B events,
+// context skipped, only the properties the rules read kept: the 360-byte
+// Event and its texts, a traits map on identify events; 570 when every
+// property was kept in a map), so at most about 7 MB a partition. 16,384 covers the
 // parked users of the bench's backlog (300,000 events on 6 partitions held
 // up to 54,000 records at once); held records beyond it keep only the
 // record, and their release decodes it again, as before.
@@ -150,8 +152,8 @@ func detach(c, r *kgo.Record) {
 }
 
 // forgetHeldEvents drops the decoded events of the held records: their
-// release decodes the records again (the rules changed whether the
-// partition decodes `context`).
+// release decodes the records again (the rules changed which keys of
+// properties and context, or whether `context`, the partition decodes).
 func (w *worker) forgetHeldEvents() {
 	for _, p := range w.parked {
 		for i := range p.recs {

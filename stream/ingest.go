@@ -51,6 +51,11 @@ func contactKey(rs *rules.Ruleset, e *event.Event) string {
 	return e.Contact()
 }
 
+// keyOnly is what ingest decodes of an event: its ids, types and times,
+// and none of the keys of properties, traits and context, which are still
+// checked, so that ingest refuses what decoding in full refuses.
+var keyOnly = event.Select{Properties: event.OnlyKeys(), Traits: event.OnlyKeys(), Context: event.OnlyKeys()}
+
 func (in *ingest) run(ctx, work context.Context, ready func()) error {
 	cfg := in.cfg
 	opts := append(cfg.clientOpts("ingest"),
@@ -106,7 +111,7 @@ func (in *ingest) run(ctx, work context.Context, ready func()) error {
 				if len(r.Value) > cfg.MaxEventBytes {
 					in.m.bad(stageIngest, ReasonTooLarge)
 					o = tooLarge(cfg.Topics.DLQ, r, cfg.MaxEventBytes)
-				} else if err := event.DecodeInto(&ev, r.Value, formatOf(r), recordTime(r)); err != nil {
+				} else if err := event.DecodeIntoSelect(&ev, r.Value, formatOf(r), recordTime(r), keyOnly); err != nil {
 					in.m.bad(stageIngest, event.ReasonOf(err))
 					o = badInput(cfg.Topics.DLQ, r, err)
 				} else {

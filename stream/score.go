@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/leadpulse/leadpulse/event"
 	"github.com/leadpulse/leadpulse/rules"
 	"github.com/leadpulse/leadpulse/state"
 )
@@ -54,6 +55,14 @@ type Scoring struct {
 	// res.Event (Properties, Traits, Context: the partition decodes later
 	// records into them); values read from them may be kept. default: nil
 	OnApplied func(res *rules.Result)
+	// OnAppliedReads are the keys of Result.Event's properties, traits and
+	// context that OnApplied reads (admin.HistoryReads for the admin UI's
+	// history): the partitions build those and the ones the rules read
+	// (rules.Ruleset.Reads) and only check the others, which costs less.
+	// Ignored without OnApplied. default: the zero event.Select, every key
+	// (`context` is left out all the same when no rule reads it, see
+	// event.Decoder.SkipContext)
+	OnAppliedReads event.Select
 	// OnBatchApplied, when set, sees the event times (Unix ns) of each batch's
 	// applied events and the moment (Unix ns) the batch was applied: the
 	// engine changed the contacts (in the memory store, or in the
@@ -62,6 +71,16 @@ type Scoring struct {
 	// must not keep times. The bench measures event → state applied with it.
 	// default: nil
 	OnBatchApplied func(times []int64, appliedAt int64)
+}
+
+// reads returns the keys a partition decodes under rs: those rs reads, and
+// those OnApplied reads.
+func (sc *Scoring) reads(rs *rules.Ruleset) event.Select {
+	sel := rs.Reads()
+	if sc.OnApplied != nil {
+		sel = sel.Union(sc.OnAppliedReads)
+	}
+	return sel
 }
 
 // scorer is the second stage: a consumer group on the keyed topic with one

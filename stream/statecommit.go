@@ -26,10 +26,10 @@ const DefaultFlushInterval = time.Second
 // contacts are never evicted), and one Commit writes the changes of several
 // batches as of the last one's position, when:
 //
-//   - records are queued (a backlog) and Scoring.FlushInterval
-//     (redis.flush_interval, 1s) has passed since the first change not
-//     written;
-//   - nothing is queued (the partition is caught up) and CommitInterval
+//   - at least half a batch of records is queued (a backlog, see
+//     backlog) and Scoring.FlushInterval (redis.flush_interval, 1s) has
+//     passed since the first change not written;
+//   - fewer are queued (the partition keeps up) and CommitInterval
 //     (100ms) has passed since the first change not written — checked
 //     after each batch, and by a timer while the partition is idle. A live
 //     partition writes about ten times a second instead of after every
@@ -38,14 +38,30 @@ const DefaultFlushInterval = time.Second
 //     for tens of milliseconds, and the events arriving meanwhile made the
 //     p99 (bench at 5,000/s: 200–320 ms against 57 ms for a write per
 //     batch, and 32–85 ms with this rule, on a shared 2-core machine);
-//   - the dirty contacts reach half the cache's capacity;
+//   - the dirty contacts (with those in flight) reach half the cache's
+//     capacity;
 //   - a timer fires by the wall clock, the rules change, or the partition
 //     stops (revoke, shutdown).
+//
+// In the first two cases the write also waits for the previous one to land:
+// meanwhile the changes wait for the next write, not the worker, so a
+// slower Redis gets fewer, larger writes.
+//
+// A write does not hold the partition: the worker encodes the changed
+// contacts (it owns them) and a goroutine of the cache writes them
+// (Cache.CommitAsync) while the worker applies the next batches; the
+// worker collects the outcome (Cache.Wait) after a later batch, when it
+// goes idle, or before its next write, whichever comes first. One write is
+// in flight at a time. Why: the round trip of a write (a second's contacts
+// under a backlog: tens of milliseconds, more while the other partitions'
+// writes queue in the same single-threaded server) held the partition,
+// and the records arriving meanwhile waited behind it.
 //
 // The order of commits holds for every record: a batch's actions are
 // produced and acknowledged when it is applied, its state is written after
 // that, and its offset is noted for the committer only once its state is
-// durable (pendingState keeps the latest batch's). A crash, a lost
+// durable (pendingState keeps the latest batch's, and the one of the write
+// in flight). A crash, a lost
 // partition or a failed write therefore loses state and offsets together:
 // the records are read again from the last committed offset, repeats are
 // skipped (Contact.Covers, messageIds) and their actions come again with the
@@ -58,6 +74,12 @@ type pendingState struct {
 	hasEO   bool
 	since   time.Time   // when the first change not written was made
 	due     *time.Timer // wakes an idle worker when the pending state is due (stateDue)
+
+	// The write in flight (Cache.CommitAsync), until its outcome is
+	// collected (landed): the offset to note then, if flyHasEO.
+	flying   bool
+	flyEO    kgo.EpochOffset
+	flyHasEO bool
 }
 
 // owe records that the cache holds changes to write as of offset.
@@ -75,12 +97,15 @@ func (w *worker) afterBatch(ctx context.Context, offset int64, eo kgo.EpochOffse
 		w.s.commits.note(w.part, eo)
 		return nil
 	}
+	if err := w.landed(ctx, false); err != nil {
+		return err
+	}
 	w.owe(offset)
 	w.pend.eo, w.pend.hasEO = eo, true
 	if w.holdState() {
 		return nil
 	}
-	return w.settle(ctx)
+	return w.startWrite(ctx)
 }
 
 // afterRelease is called once the output of held events released between
@@ -96,7 +121,7 @@ func (w *worker) afterRelease(ctx context.Context) error {
 	if w.holdState() {
 		return nil
 	}
-	return w.settle(ctx)
+	return w.startWrite(ctx)
 }
 
 // flushInterval is how long changes may wait to be written.
@@ -108,27 +133,115 @@ func (w *worker) flushInterval() time.Duration {
 }
 
 // holdState reports whether the pending state may wait: it is younger than
-// the flush interval and the cache has room.
+// the flush interval, or the previous write is still in flight (the
+// changes wait for it rather than the worker: a slower Redis gets larger,
+// fewer writes), and the cache has room.
 func (w *worker) holdState() bool {
 	capacity := w.s.sc.Cache.Capacity
 	if capacity <= 0 {
 		capacity = state.DefaultCacheCapacity
 	}
-	if w.cache.Dirty() >= max(capacity/2, 1) {
+	if w.cache.Dirty()+w.cache.InFlight() >= max(capacity/2, 1) {
 		return false
 	}
-	if n, _ := w.queued(); n > 0 {
+	if w.pend.flying {
+		return true // landed(ctx, false) found it still in flight
+	}
+	if w.backlog() {
 		return time.Since(w.pend.since) < w.flushInterval()
 	}
 	return time.Now().Before(w.idleDue())
 }
 
-// settle writes the pending state, and notes the offset that waited for it.
+// backlog reports whether at least half a batch of records is queued: the
+// partition is working through a backlog rather than keeping up. Not any
+// record queued: a partition keeping up with 20,000 events/s often finds a
+// few records queued when a batch ends (they arrived while it ran), and
+// taking that for a backlog made it write once a flush interval, a
+// second's contacts at once, as under a backlog.
+func (w *worker) backlog() bool {
+	n, _ := w.queued()
+	return n >= max(w.cfg.BatchRecords/2, 1)
+}
+
+// settle writes the pending state and waits for it (and for the write in
+// flight), and notes the offset that waited for it.
 func (w *worker) settle(ctx context.Context) error {
+	if !w.pend.waiting {
+		return w.landed(ctx, true)
+	}
+	return w.commitState(ctx, w.pend.offset)
+}
+
+// writeState starts writing the changes as of offset now (timers fired by
+// the wall clock), with the pending state. With memory it does nothing.
+func (w *worker) writeState(ctx context.Context, offset int64) error {
+	if w.cache == nil {
+		return nil
+	}
+	w.owe(offset)
+	return w.startWrite(ctx)
+}
+
+// startWrite starts writing the pending state (Cache.CommitAsync), once the
+// write in flight has landed; its offset is noted when it lands in turn.
+func (w *worker) startWrite(ctx context.Context) error {
+	if err := w.landed(ctx, true); err != nil {
+		return err
+	}
 	if !w.pend.waiting {
 		return nil
 	}
-	return w.commitState(ctx, w.pend.offset)
+	pos := state.Position{Partition: w.part, Offset: max(w.pend.offset, 0)}
+	// Nothing is in flight: CommitAsync fails only to encode, which a retry
+	// does not mend (not retryable: it ends the partition).
+	if err := w.retry(ctx, "commit state", func() error { return w.countCommit(w.cache.CommitAsync(ctx, pos), false) }); err != nil {
+		return err
+	}
+	if w.cache.InFlight() == 0 {
+		// Nothing to write (the changes were erased): durable already.
+		if w.pend.hasEO {
+			w.s.commits.note(w.part, w.pend.eo)
+		}
+	} else {
+		w.pend.flying, w.pend.flyEO, w.pend.flyHasEO = true, w.pend.eo, w.pend.hasEO
+	}
+	w.pend.waiting, w.pend.hasEO, w.pend.since = false, false, time.Time{}
+	return nil
+}
+
+// landed collects the outcome of the write in flight, if any, and notes
+// the offset that waited for it: at once if the write has returned, or
+// (block) after waiting for it. A write that failed is sent again, with
+// the same bytes, until it lands (retrying while Redis is unavailable).
+func (w *worker) landed(ctx context.Context, block bool) error {
+	if !w.pend.flying {
+		return nil
+	}
+	if ch := w.cache.Writing(); ch != nil && !block {
+		select {
+		case <-ch:
+		default:
+			return nil
+		}
+	}
+	if err := w.retry(ctx, "commit state", func() error { return w.countCommit(w.cache.Wait(ctx), true) }); err != nil {
+		return err
+	}
+	if w.pend.flyHasEO {
+		w.s.commits.note(w.part, w.pend.flyEO)
+	}
+	w.pend.flying, w.pend.flyHasEO = false, false
+	return nil
+}
+
+// writing returns a channel that delivers when the write in flight
+// returns; nil, which never delivers, when there is none.
+func (w *worker) writing() <-chan struct{} {
+	if w.cache == nil || !w.pend.flying {
+		return nil
+	}
+	return w.cache.Writing()
 }
 
 // quietInterval is how long a partition with nothing queued keeps changes.
@@ -145,17 +258,24 @@ func (w *worker) idleDue() time.Time {
 // settleIdle writes the pending state of a partition with nothing queued if
 // it is due, or now.
 func (w *worker) settleIdle(ctx context.Context, now bool) error {
-	if !w.pend.waiting || (!now && time.Now().Before(w.idleDue())) {
+	if now {
+		return w.settle(ctx)
+	}
+	if err := w.landed(ctx, false); err != nil {
+		return err
+	}
+	if !w.pend.waiting || w.pend.flying || time.Now().Before(w.idleDue()) {
 		return nil
 	}
-	return w.settle(ctx)
+	return w.startWrite(ctx)
 }
 
 // stateDue returns a channel that delivers when the pending state of an
 // idle partition is due (settleIdle); nil, which never delivers, when
-// nothing is pending.
+// nothing is pending, or while a write is in flight (writing wakes the
+// worker when it returns).
 func (w *worker) stateDue() <-chan time.Time {
-	if !w.pend.waiting {
+	if !w.pend.waiting || w.pend.flying {
 		return nil
 	}
 	d := time.Until(w.idleDue())
@@ -167,38 +287,48 @@ func (w *worker) stateDue() <-chan time.Time {
 	return w.pend.due.C
 }
 
-// commitState commits the store as of offset (retrying while Redis is
-// unavailable), then notes the offset a batch left pending. With memory it
-// does nothing.
+// commitState commits the store as of offset and waits for it (retrying
+// while Redis is unavailable), after the write in flight, then notes the
+// offsets that waited for them. With memory it does nothing.
 func (w *worker) commitState(ctx context.Context, offset int64) error {
 	if w.cache == nil {
 		return nil
 	}
 	pos := state.Position{Partition: w.part, Offset: max(offset, 0)}
-	err := w.retry(ctx, "commit state", func() error {
-		err := w.cache.Commit(ctx, pos)
-		var ce *state.ConflictError
-		if errors.As(err, &ce) {
-			w.m.storeCommits.WithLabelValues("conflict").Inc()
-			w.m.casRejections.Add(float64(len(ce.Contacts)))
-			if !errors.Is(err, state.ErrUnavailable) {
-				return nil // the rest was written; the rejected contacts are reloaded on their next event
-			}
-		}
-		if err != nil {
-			w.m.storeCommits.WithLabelValues("error").Inc()
-			return err
-		}
-		w.m.storeCommits.WithLabelValues("ok").Inc()
-		return nil
-	})
-	if err != nil {
+	if err := w.retry(ctx, "commit state", func() error { return w.countCommit(w.cache.Commit(ctx, pos), true) }); err != nil {
 		return err
+	}
+	if w.pend.flying && w.pend.flyHasEO {
+		w.s.commits.note(w.part, w.pend.flyEO)
 	}
 	if w.pend.waiting && w.pend.hasEO {
 		w.s.commits.note(w.part, w.pend.eo)
 	}
+	w.pend.flying, w.pend.flyHasEO = false, false
 	w.pend.waiting, w.pend.hasEO, w.pend.since = false, false, time.Time{}
+	return nil
+}
+
+// countCommit counts the outcome of a store write (landed: a write's
+// outcome, from Cache.Commit or Cache.Wait) and returns the error to retry
+// on: contacts rejected as stale are counted and were dropped from the
+// cache (reloaded on their next event), and the rest landed.
+func (w *worker) countCommit(err error, landed bool) error {
+	var ce *state.ConflictError
+	if errors.As(err, &ce) {
+		w.m.storeCommits.WithLabelValues("conflict").Inc()
+		w.m.casRejections.Add(float64(len(ce.Contacts)))
+		if !errors.Is(err, state.ErrUnavailable) {
+			return nil
+		}
+	}
+	if err != nil {
+		w.m.storeCommits.WithLabelValues("error").Inc()
+		return err
+	}
+	if landed {
+		w.m.storeCommits.WithLabelValues("ok").Inc()
+	}
 	return nil
 }
 

@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/leadpulse/leadpulse/internal/testenv"
@@ -23,7 +25,9 @@ import (
 // state in Redis. With a short flush interval the state and the offsets
 // move many times during the run; with a long one it checks that the
 // writes were coalesced: a contact seen in most of its partition's batches
-// is written a few times, not once per batch.
+// is written a few times, not once per batch. The state writes are held
+// back (slowWrites), so that an offset noted while its write is still in
+// flight (statecommit.go) is committed before its state lands, and caught.
 func TestRedisStateBeforeOffsets(t *testing.T) {
 	t.Run("often", func(t *testing.T) { testStateBeforeOffsets(t, 5*time.Millisecond) })
 	t.Run("coalesced", func(t *testing.T) { testStateBeforeOffsets(t, 2*time.Second) })
@@ -71,6 +75,7 @@ func testStateBeforeOffsets(t *testing.T, flush time.Duration) {
 	}
 
 	rdb := openRedis(t, testenv.RedisServer(t))
+	rdb.Client().AddHook(slowWrites{20 * time.Millisecond})
 	run := start(t, cfg, stream.Scoring{Rules: rs, Redis: rdb, FlushInterval: flush}, nil)
 
 	adm := kadm.NewClient(client(t, addr))
@@ -78,6 +83,9 @@ func testStateBeforeOffsets(t *testing.T, flush time.Duration) {
 	var checks int
 	check := func() (done bool, err error) {
 		ofs, err := adm.FetchOffsets(ctx, "leadpulse")
+		if errors.Is(err, kerr.GroupIDNotFound) {
+			return false, nil // the group has not committed yet
+		}
 		if err != nil {
 			return false, err
 		}
@@ -148,4 +156,22 @@ func testStateBeforeOffsets(t *testing.T, flush time.Duration) {
 		t.Errorf("%d contact writes for %d contacts: the backlog's writes were not coalesced (want at most %d)", writes, contacts, max)
 	}
 	t.Logf("%d checks; %d contact writes for %d events of %d contacts", checks, writes, len(recs), contacts)
+}
+
+// slowWrites holds every pipeline that writes contacts (EVALSHA of the
+// compare-and-set) for a while before sending it.
+type slowWrites struct{ delay time.Duration }
+
+func (h slowWrites) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h slowWrites) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h slowWrites) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			if c.Name() == "evalsha" {
+				time.Sleep(h.delay)
+				break
+			}
+		}
+		return next(ctx, cmds)
+	}
 }

@@ -124,7 +124,7 @@ func newWorker(s *scorer, p int32, nparts int) *worker {
 	rs := s.p.rules.Load()
 	w.rs = rs
 	w.eng = w.newEngine(rs)
-	w.dec = event.Decoder{SkipContext: !rs.ReadsContext(), MaxSpare: 3 * s.cfg.BatchRecords}
+	w.dec = event.Decoder{SkipContext: !rs.ReadsContext(), Select: s.sc.reads(rs), MaxSpare: 3 * s.cfg.BatchRecords}
 	w.stats.ByTrigger = make([]uint64, len(rs.Triggers))
 	for _, t := range rs.Triggers {
 		w.firings = append(w.firings, s.m.firings.WithLabelValues(t.ID))
@@ -262,6 +262,7 @@ func (w *worker) run() {
 		case <-w.wake:
 		case <-tick.C:
 		case <-w.stateDue():
+		case <-w.writing(): // settleIdle collects it
 		case f := <-w.reqs:
 			f(ctx)
 		case <-ctx.Done():
@@ -281,6 +282,9 @@ func (w *worker) cleanup() {
 	}
 	w.q = nil
 	w.mu.Unlock()
+	if w.cache != nil {
+		w.cache.Close() // a write left in flight (lost partition, failure)
+	}
 	w.dropParked()
 	w.m.queueDepth.DeleteLabelValues(w.label)
 	w.m.lag.DeleteLabelValues(w.topic, w.label)
@@ -575,13 +579,13 @@ func (w *worker) deadLetter(r *kgo.Record) {
 }
 
 // flush produces the batch's output and waits for Kafka's acknowledgement,
-// then commits the store as of offset (and notes the offset a batch left
-// waiting for it, see afterBatch).
+// then starts writing the store as of offset (and the offset a batch left
+// waiting for it is noted once that lands, see afterBatch).
 func (w *worker) flush(ctx context.Context, offset int64) error {
 	if err := w.produce(ctx); err != nil {
 		return err
 	}
-	return w.commitState(ctx, offset)
+	return w.writeState(ctx, offset)
 }
 
 // produce produces the output of what was applied (actions and dead

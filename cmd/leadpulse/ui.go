@@ -37,7 +37,7 @@ func newWebUI(sc *stream.Scoring, history string) *webUI {
 	}
 	u := &webUI{hist: admin.NewHistory(o)}
 	if !o.NoEvents {
-		sc.OnApplied = u.hist.Applied
+		sc.OnApplied, sc.OnAppliedReads = u.hist.Applied, admin.HistoryReads
 	}
 	if !o.NoActions {
 		sc.OnAction = u.hist.Action
