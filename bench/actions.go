@@ -73,14 +73,14 @@ const (
 
 func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(histLowest, histHighest, histDigits) }
 
-func newCollector(brokers []string, topic string, rs *rules.Ruleset) (*collector, error) {
-	cl, err := kgo.NewClient(
+func newCollector(brokers []string, topic string, rs *rules.Ruleset, opts ...kgo.Opt) (*collector, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.ClientID("leadpulse-bench-actions"),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(100*time.Millisecond),
-	)
+		kgo.FetchMaxWait(100 * time.Millisecond),
+	}, opts...)...)
 	if err != nil {
 		return nil, err
 	}

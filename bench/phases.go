@@ -412,6 +412,7 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 			return a >= int64(cfg.Samples) && n >= int64(cfg.Samples)
 		}
 	}
+	reqs := r.reqs.snapshot()
 	first, last, sent, behind, err := r.load.openLoop(ctx, rate, cfg.Duration, maxPhase, enough)
 	if err != nil {
 		return nil, err
@@ -421,6 +422,7 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 	if err != nil {
 		return nil, err
 	}
+	reqsEnd := r.reqs.snapshot()
 	h, actions := r.col.snapshot(win)
 	ph := &Phase{
 		Name: "rate", OfferedPerSec: rate, Events: r.load.acked.Load() - before,
@@ -431,6 +433,7 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 		ByMinute:         r.col.byMinute(win),
 		ProducerBehindMS: float64(behind.Microseconds()) / 1000,
 		HandoverMS:       bucketLatency(hand, buckets(r.reg, handoverMetric)),
+		Requests:         perEvent(reqs, reqsEnd, int64(sent)),
 	}
 	if int64(sent) != ph.Events {
 		return nil, fmt.Errorf("bench: %d events sent at %.0f/s but %d acknowledged", sent, rate, ph.Events)

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -60,9 +61,12 @@ type Result struct {
 	Lifetime int `json:"visitor_lifetime_events"`
 	// Visitors is how many distinct simulated visitors sent events over
 	// the run: Contacts at most without turnover, more with it.
-	Visitors   int    `json:"visitors"`
-	GOMAXPROCS int    `json:"gomaxprocs"`
-	Started    string `json:"started"` // RFC 3339
+	Visitors   int `json:"visitors"`
+	GOMAXPROCS int `json:"gomaxprocs"`
+	// GOGC is the garbage collector's GOGC of the run (the environment
+	// variable; "100", Go's default, when unset).
+	GOGC    string `json:"gogc"`
+	Started string `json:"started"` // RFC 3339
 
 	// Preload is the producer's rate while loading the throughput phase's
 	// events (before the pipeline starts).
@@ -174,6 +178,10 @@ type Phase struct {
 	// nil when there were none (merging off, or no identify). In the drain
 	// a request waits behind the anonymous id's partition's backlog.
 	HandoverMS *BucketLatency `json:"handover_ms,omitempty"`
+	// Requests are the Kafka requests the run's clients sent during a
+	// latency phase (from its first event until the pipeline had committed
+	// the last), per event sent, by client and request, most first.
+	Requests []RequestRate `json:"requests_per_event,omitempty"`
 	// HeldRecords is, in the drain, the records held behind a parked user
 	// until its hand-over completed (leadpulse_identity_held_events_total):
 	// read with the backlog, applied after it.
@@ -272,7 +280,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 		skew = fmt.Sprintf("zipf %.2f", r.Zipf)
 	}
 	p.f("leadpulse bench  %s\n", r.Started)
-	p.f("  broker  %s, %d partitions; store %s; GOMAXPROCS %d\n", r.Broker, r.Partitions, r.Store, r.GOMAXPROCS)
+	p.f("  broker  %s, %d partitions; store %s; GOMAXPROCS %d, GOGC %s\n", r.Broker, r.Partitions, r.Store, r.GOMAXPROCS, cmp.Or(r.GOGC, "100"))
 	merge := "identity merge on"
 	if !r.Merge {
 		merge = "identity merge off"
@@ -380,6 +388,11 @@ func (r *Result) WriteTable(w io.Writer) error {
 		for _, ph := range r.Rates {
 			if len(ph.ByMinute) > 0 {
 				p.f("  actions per 10,000 events at %s/s, by minute:%s; %s new visitors\n", num(ph.OfferedPerSec), perMinute(ph.ByMinute), num(float64(ph.NewVisitors)))
+			}
+		}
+		for _, ph := range r.Rates {
+			if len(ph.Requests) > 0 {
+				p.f("  broker requests per event at %s/s:%s\n", num(ph.OfferedPerSec), requestLine(ph.Requests))
 			}
 		}
 		for _, ph := range r.Rates {
@@ -517,4 +530,20 @@ func WriteMergeComparison(w io.Writer, on, off *Result) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// requestLine is the requests per event in all, then by client and request
+// (those of at least 0.001 per event).
+func requestLine(rs []RequestRate) string {
+	var sum float64
+	for _, q := range rs {
+		sum += q.PerEvent
+	}
+	b := fmt.Sprintf(" %.3f in all:", sum)
+	for _, q := range rs {
+		if q.PerEvent >= 0.001 {
+			b += fmt.Sprintf(" %s %s %.3f,", q.Client, q.Request, q.PerEvent)
+		}
+	}
+	return strings.TrimSuffix(b, ",")
 }

@@ -1,9 +1,11 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -43,6 +45,7 @@ type run struct {
 	load    *loader
 	col     *collector
 	mon     *monitor
+	reqs    *requests // Kafka requests by client (requests.go)
 	pipe    *stream.Pipeline
 	pipeErr chan error // the pipeline's Run result, once
 	stopP   func()     // stops the pipeline and waits for it; idempotent
@@ -87,7 +90,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		Merge:        rs.Identity().Merge,
 		Contacts:     cfg.Contacts, Zipf: cfg.Zipf, Mix: cfg.Mix, Anonymous: cfg.AnonymousShare,
 		Lifetime:   max(cfg.Lifetime, 0),
-		GOMAXPROCS: runtime.GOMAXPROCS(0), Started: rfc3339(time.Now()),
+		GOMAXPROCS: runtime.GOMAXPROCS(0), GOGC: cmp.Or(os.Getenv("GOGC"), "100"), Started: rfc3339(time.Now()),
 	}
 	if r.res.Anonymous == 0 {
 		r.res.Anonymous = 0.6 // traffic's default
@@ -125,6 +128,7 @@ func (r *run) setup(ctx context.Context) error {
 		r.res.Broker = strings.Join(r.brokers, ",")
 	}
 	pfx := "bench-" + r.id + "."
+	r.reqs = newRequests()
 	r.scfg = stream.Config{
 		Brokers: r.brokers,
 		Group:   "leadpulse-bench-" + r.id,
@@ -139,6 +143,7 @@ func (r *run) setup(ctx context.Context) error {
 		QueueRecords:   max(4096, 2*cfg.BatchRecords),
 		FetchMaxWait:   cfg.FetchMaxWait,
 		Logger:         cfg.logger(),
+		KafkaOptions:   []kgo.Opt{r.reqs.hook("pipeline")},
 	}
 	r.probe = pfx + "probe"
 
@@ -181,7 +186,7 @@ func (r *run) setup(ctx context.Context) error {
 	r.scfg = p.Config()
 	r.pipe = p
 
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(r.brokers...), kgo.ClientID("leadpulse-bench-admin"))
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(r.brokers...), kgo.ClientID("leadpulse-bench-admin"), r.reqs.hook("bench"))
 	if err != nil {
 		return err
 	}
@@ -203,13 +208,14 @@ func (r *run) setup(ctx context.Context) error {
 		kgo.ProducerLinger(0),                                // as the pipeline's producers: latency first
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // murmur2 of the key, as the scoring stage checks
 		kgo.MaxBufferedRecords(100_000),
+		r.reqs.hook("load"),
 	)
 	if err != nil {
 		return err
 	}
 	r.defers = append(r.defers, r.prod.Close)
 	r.load = newLoader(cfg, r.prod, r.scfg.Topics.Events)
-	r.col, err = newCollector(r.brokers, r.scfg.Topics.Actions, r.rs)
+	r.col, err = newCollector(r.brokers, r.scfg.Topics.Actions, r.rs, r.reqs.hook("actions"))
 	if err != nil {
 		return err
 	}

@@ -33,10 +33,13 @@
 // Config.TransactionalID, else after Config.TransactionTimeout); the scoring
 // stage reads read_committed, so it never sees the aborted copies.
 //
-// Keyed topic → state: per batch, a partition applies its records, produces
-// the actions and dead letters and waits until Kafka acknowledged them, then
-// commits the store (Redis: one pipelined compare-and-set as of the batch's
-// last offset), and only then notes the offset as committable: the noted
+// Keyed topic → state: per batch, a partition applies its records and hands
+// the actions and dead letters to the producer; it goes on with the next
+// batch while Kafka acknowledges them (output.go), but commits the store
+// (Redis: one pipelined compare-and-set as of the batch's last offset) only
+// once every output before it is acknowledged, and only then notes the
+// offset as committable (memory: once the batch's output and all before it
+// are acknowledged): the noted
 // offsets of every partition are committed together in one asynchronous
 // request at most every Config.CommitInterval (100ms), and synchronously
 // when a partition is revoked or the stage stops (a synchronous commit per
@@ -82,7 +85,9 @@
 //     to drop its queue without committing and join it.
 //   - one worker per assigned partition: owns its engine.Partition, its
 //     store (or its part of the shared memory store: contacts are
-//     partitioned), its offsets. Nothing else touches them.
+//     partitioned), its offsets. Nothing else touches them. franz-go's
+//     produce callbacks only count a sent batch's acknowledgements and wake
+//     the worker, which settles the batch (output.go).
 //
 // Locks: scorer.mu (the worker map) is never held while calling into a
 // worker; worker.mu (the queue) is held across Pause/ResumeFetchPartitions

@@ -26,8 +26,9 @@ import (
 // user's records dropped at a rebalance) is garbage collected as before;
 // the pool then makes new memory. Nothing decoded from a record may keep
 // its bytes: the event decoder, the state decoder and the dead letters copy
-// what they keep (dead letters and forwards are produced before the records
-// they copy from are given back).
+// what they keep (dead letters and forwards, which point into them, are
+// acknowledged by Kafka before the records are given back: worker.recycle,
+// output.go).
 type fetchPool struct {
 	mu   sync.Mutex                  // guards bufs and recs: the fetch goroutines get, the workers put
 	bufs [poolClasses][][]byte       // free buffers of capacity 1<<(minClass+i), length 0

@@ -138,7 +138,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"stage", "result"}),
 		batchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "leadpulse_score_batch_seconds",
-			Help:    "Time to apply one batch, produce its actions and commit store and offset.",
+			Help:    "Time to apply one batch, hand its actions to the producer (not waiting for the acknowledgement) and commit store and offset.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}),
 		partitions: prometheus.NewGauge(prometheus.GaugeOpts{

@@ -90,11 +90,12 @@ func (w *worker) owe(offset int64) {
 	w.pend.offset = offset
 }
 
-// afterBatch is called once a batch's actions are acknowledged: it writes
-// the state and notes the offset eo, or leaves both for later.
+// afterBatch is called once a batch's output is sent: it writes the state
+// and notes the offset eo, or leaves both for later; either only after the
+// output is acknowledged (output.go).
 func (w *worker) afterBatch(ctx context.Context, offset int64, eo kgo.EpochOffset) error {
 	if w.cache == nil {
-		w.s.commits.note(w.part, eo)
+		w.noteAcked(eo)
 		return nil
 	}
 	if err := w.landed(ctx, false); err != nil {
@@ -109,10 +110,10 @@ func (w *worker) afterBatch(ctx context.Context, offset int64, eo kgo.EpochOffse
 }
 
 // afterRelease is called once the output of held events released between
-// batches (identity hand-overs that timed out) is acknowledged: their state
-// is written with the pending state. While hand-overs are in flight this
-// runs at every tick, and writing at once kept a live partition from
-// coalescing anything.
+// batches (identity hand-overs that timed out) is sent: their state is
+// written with the pending state, after the output is acknowledged. While
+// hand-overs are in flight this runs at every tick, and writing at once kept
+// a live partition from coalescing anything.
 func (w *worker) afterRelease(ctx context.Context) error {
 	if w.cache == nil || w.cache.Dirty() == 0 {
 		return nil
@@ -191,6 +192,10 @@ func (w *worker) startWrite(ctx context.Context) error {
 	}
 	if !w.pend.waiting {
 		return nil
+	}
+	// Never state whose output Kafka does not hold (output.go).
+	if err := w.awaitOutput(ctx); err != nil {
+		return err
 	}
 	pos := state.Position{Partition: w.part, Offset: max(w.pend.offset, 0)}
 	// Nothing is in flight: CommitAsync fails only to encode, which a retry
@@ -293,6 +298,10 @@ func (w *worker) stateDue() <-chan time.Time {
 func (w *worker) commitState(ctx context.Context, offset int64) error {
 	if w.cache == nil {
 		return nil
+	}
+	// Never state whose output Kafka does not hold (output.go).
+	if err := w.awaitOutput(ctx); err != nil {
+		return err
 	}
 	pos := state.Position{Partition: w.part, Offset: max(offset, 0)}
 	if err := w.retry(ctx, "commit state", func() error { return w.countCommit(w.cache.Commit(ctx, pos), true) }); err != nil {

@@ -57,9 +57,10 @@ type worker struct {
 	paused   bool
 	stopping stopMode
 
-	wake chan struct{}                  // 1-buffered: push and stop signal the worker
-	done chan struct{}                  // closed when run returns
-	reqs chan func(ctx context.Context) // admin requests (Pipeline.Inspect), run between batches
+	wake  chan struct{}                  // 1-buffered: push, stop and acknowledged output signal the worker
+	acked chan struct{}                  // 1-buffered: a sent batch was acknowledged (awaitOutput)
+	done  chan struct{}                  // closed when run returns
+	reqs  chan func(ctx context.Context) // admin requests (Pipeline.Inspect), run between batches
 
 	// Owned by the worker goroutine.
 	rs      *rules.Ruleset // the rules eng runs
@@ -77,6 +78,7 @@ type worker struct {
 	loaded  int64         // stored timers due up to here are indexed (Redis)
 	out     []*kgo.Record // the batch's actions and dead letters, in order
 	meta    []outMeta     // parallel to out
+	sent    []*sentBatch  // output handed to the producer and not settled yet, oldest first (output.go)
 	cause   int64         // the Kafka timestamp (ns) of the record being applied; 0 while the wall clock fires timers
 	stats   rules.Stats   // the evaluator's counters at the last flush
 	skipped uint64        // eng.Skipped() at the last batch
@@ -110,7 +112,7 @@ func newWorker(s *scorer, p int32, nparts int) *worker {
 	w := &worker{
 		s: s, cfg: s.cfg, m: s.m, topic: s.cfg.scoreTopic(), part: p, label: partLabel(p),
 		log:  s.log.With("partition", p),
-		wake: make(chan struct{}, 1), done: make(chan struct{}), reqs: make(chan func(context.Context)),
+		wake: make(chan struct{}, 1), acked: make(chan struct{}, 1), done: make(chan struct{}), reqs: make(chan func(context.Context)),
 		hw: -1, next: -1, loaded: state.NoTime, nparts: nparts, parked: map[string]*parked{},
 		route: kgo.StickyKeyPartitioner(nil).ForTopic(s.cfg.scoreTopic()),
 	}
@@ -210,9 +212,15 @@ func (w *worker) run() {
 	defer tick.Stop()
 	var batch []*kgo.Record
 	for {
-		// Between batches: everything before is applied and its actions
-		// acknowledged; with Redis its state may wait for a later commit
-		// (statecommit.go), so a rules switch writes it first.
+		// Between batches: everything before is applied and its output
+		// sent; what Kafka has acknowledged since is settled here (offsets
+		// noted, OnAction), the rest later (output.go). With Redis the
+		// state may wait for a later commit (statecommit.go), so a rules
+		// switch writes it first.
+		if err := w.reap(); err != nil {
+			w.s.fail(err)
+			return
+		}
 		if rs := w.s.p.rules.Load(); rs != w.rs {
 			if err := w.settle(ctx); err != nil {
 				w.s.fail(err)
@@ -241,7 +249,13 @@ func (w *worker) run() {
 		}
 		// Caught up or stopping: write the state the last batches left
 		// pending once it is due (at once when stopping), and note their
-		// offset.
+		// offset; when stopping, once all their output is acknowledged.
+		if mode == stopDrain {
+			if err := w.awaitOutput(ctx); err != nil {
+				w.s.fail(err)
+				return
+			}
+		}
 		if err := w.settleIdle(ctx, mode == stopDrain); err != nil {
 			w.s.fail(err)
 			return
@@ -530,13 +544,20 @@ func (w *worker) letGo(batch []*kgo.Record) []*kgo.Record {
 	return batch[:0]
 }
 
-// recycle gives the records of w.used back to the client's fetchPool; the
-// output that copied from them (dead letters, forwards) is acknowledged.
+// recycle gives the records of w.used back to the client's fetchPool once
+// the output that may point into them (dead letters, forwards) is
+// acknowledged: at once when nothing sent is in flight, else when the
+// newest sent batch is settled (reap, output.go).
 func (w *worker) recycle() {
-	for i, r := range w.used {
-		r.Recycle()
-		w.used[i] = nil
+	if n := len(w.sent); n > 0 {
+		b := w.sent[n-1]
+		b.used = append(b.used, w.used...)
+	} else {
+		for _, r := range w.used {
+			r.Recycle()
+		}
 	}
+	clear(w.used)
 	if cap(w.used) > 4*shrinkBelow && len(w.used) < cap(w.used)/8 {
 		w.used = nil
 		return
@@ -578,8 +599,8 @@ func (w *worker) deadLetter(r *kgo.Record) {
 	w.meta = append(w.meta, outMeta{})
 }
 
-// flush produces the batch's output and waits for Kafka's acknowledgement,
-// then starts writing the store as of offset (and the offset a batch left
+// flush produces the batch's output, then starts writing the store as of
+// offset once all output is acknowledged (and the offset a batch left
 // waiting for it is noted once that lands, see afterBatch).
 func (w *worker) flush(ctx context.Context, offset int64) error {
 	if err := w.produce(ctx); err != nil {
@@ -588,42 +609,12 @@ func (w *worker) flush(ctx context.Context, offset int64) error {
 	return w.writeState(ctx, offset)
 }
 
-// produce produces the output of what was applied (actions and dead
-// letters) and waits for Kafka's acknowledgement.
+// produce hands the output of what was applied (actions, dead letters,
+// identity records) to the producer, and settles what Kafka acknowledged
+// since the last call; the partition does not wait for the rest (output.go).
 func (w *worker) produce(ctx context.Context) error {
-	if len(w.out) > 0 {
-		res := w.s.cl.ProduceSync(ctx, w.out...)
-		if err := res.FirstErr(); err != nil {
-			for _, r := range res {
-				if r.Err != nil {
-					w.m.produceErrors.WithLabelValues(r.Record.Topic).Inc()
-				}
-			}
-			return fmt.Errorf("stream: partition %d: produce %d actions and dead letters to %q/%q: %w (the offset was not committed: the records are applied again after a restart)",
-				w.part, len(w.out), w.cfg.Topics.Actions, w.cfg.Topics.DLQ, err)
-		}
-		now := time.Now().UnixNano()
-		for i, m := range w.meta {
-			if m.action == "" {
-				continue
-			}
-			w.m.actions.WithLabelValues(m.action).Inc()
-			switch {
-			case m.timer:
-				w.m.timerDelay.Observe(float64(now-m.t0) / 1e9)
-			case m.t0 != 0:
-				w.m.latency.Observe(float64(now-m.t0) / 1e9)
-			}
-			if m.rec != nil {
-				w.s.sc.OnAction(m.rec)
-			}
-			w.out[i] = nil
-		}
-		clear(w.out)
-		w.out, w.meta = w.out[:0], w.meta[:0]
-	}
-	w.countStats()
-	return nil
+	w.send(ctx)
+	return w.reap()
 }
 
 // countStats turns the evaluator's counters into metrics.
