@@ -1,11 +1,8 @@
 package state
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // ErrVersion is returned for a blob written by a newer leadpulse than this one.
@@ -37,9 +34,8 @@ func appendEncode(dst []byte, c *Contact) ([]byte, error) {
 
 // Decode reads a blob written by Encode of this or an earlier version.
 func Decode(b []byte) (*Contact, error) {
-	c := new(Contact)
-	dec := msgpack.NewDecoder(bytes.NewReader(b))
-	if err := c.decode(dec, len(b)); err != nil {
+	c, err := decodeContact(b, nil)
+	if err != nil {
 		return nil, fmt.Errorf("state: decode contact blob (%d bytes): %w", len(b), err)
 	}
 	if c.V > Version {
