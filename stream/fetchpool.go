@@ -76,15 +76,9 @@ func (p *fetchPool) GetDecompressBytes(compressed []byte, codec kgo.CompressionC
 	if c >= poolClasses {
 		return nil
 	}
-	p.mu.Lock()
-	if free := p.bufs[c]; len(free) > 0 {
-		b := free[len(free)-1]
-		free[len(free)-1] = nil
-		p.bufs[c] = free[:len(free)-1]
-		p.mu.Unlock()
+	if b := pop(&p.mu, &p.bufs[c]); b != nil {
 		return b
 	}
-	p.mu.Unlock()
 	return make([]byte, 0, 1<<(minClass+c))
 }
 
@@ -94,11 +88,7 @@ func (p *fetchPool) PutDecompressBytes(b []byte) {
 	if c < 0 || c >= poolClasses {
 		return
 	}
-	p.mu.Lock()
-	if len(p.bufs[c]) < keep(1<<(minClass+c)) {
-		p.bufs[c] = append(p.bufs[c], b[:0])
-	}
-	p.mu.Unlock()
+	push(&p.mu, &p.bufs[c], b[:0], keep(1<<(minClass+c)))
 }
 
 // GetRecords returns n Records, reused when the pool has them.
@@ -107,15 +97,9 @@ func (p *fetchPool) GetRecords(n int) []kgo.Record {
 	if c >= poolClasses {
 		return make([]kgo.Record, n)
 	}
-	p.mu.Lock()
-	if free := p.recs[c]; len(free) > 0 {
-		rs := free[len(free)-1]
-		free[len(free)-1] = nil
-		p.recs[c] = free[:len(free)-1]
-		p.mu.Unlock()
+	if rs := pop(&p.mu, &p.recs[c]); rs != nil {
 		return rs[:n]
 	}
-	p.mu.Unlock()
 	return make([]kgo.Record, n, 1<<c)
 }
 
@@ -125,9 +109,28 @@ func (p *fetchPool) PutRecords(rs []kgo.Record) {
 	if c < 0 || c >= poolClasses || cap(rs) != 1<<c {
 		return
 	}
-	p.mu.Lock()
-	if len(p.recs[c]) < keep(int(unsafe.Sizeof(kgo.Record{}))<<c) {
-		p.recs[c] = append(p.recs[c], rs)
+	push(&p.mu, &p.recs[c], rs, keep(int(unsafe.Sizeof(kgo.Record{}))<<c))
+}
+
+// pop takes the last slice of a free list under mu; nil if it is empty.
+func pop[T any](mu *sync.Mutex, free *[][]T) []T {
+	mu.Lock()
+	defer mu.Unlock()
+	n := len(*free)
+	if n == 0 {
+		return nil
 	}
-	p.mu.Unlock()
+	s := (*free)[n-1]
+	(*free)[n-1] = nil
+	*free = (*free)[:n-1]
+	return s
+}
+
+// push adds s to a free list under mu, unless the list holds limit already.
+func push[T any](mu *sync.Mutex, free *[][]T, s []T, limit int) {
+	mu.Lock()
+	if len(*free) < limit {
+		*free = append(*free, s)
+	}
+	mu.Unlock()
 }
