@@ -182,23 +182,7 @@ func BenchmarkDecodeTraffic(b *testing.B) {
 		// As the stream worker decodes: a batch of events kept until it is
 		// applied, then recycled, their maps decoding the next batch.
 		b.Run(name+"/decoder-batch", func(b *testing.B) {
-			d := event.Decoder{SkipContext: skip, MaxSpare: 3 * 4000}
-			evs := make([]event.Event, 4000)
-			b.ReportAllocs()
-			defer reportCPU(b)()
-			i := 0
-			for b.Loop() {
-				e := &evs[i%len(evs)]
-				if err := d.DecodeInto(e, lines[i%len(lines)], event.JSON, 0); err != nil {
-					b.Fatal(err)
-				}
-				i++
-				if i%len(evs) == 0 {
-					for j := range evs {
-						d.Recycle(&evs[j])
-					}
-				}
-			}
+			decodeBatches(b, &event.Decoder{SkipContext: skip, MaxSpare: 3 * 4000}, lines)
 		})
 		b.Run(name+"/reference", func(b *testing.B) {
 			var e event.Event
@@ -243,24 +227,30 @@ func BenchmarkDecodeSelect(b *testing.B) {
 			sel  event.Select
 		}{{"all", event.Select{}}, {"b2b", b2bSelect}} {
 			b.Run(name+"/"+sel.name, func(b *testing.B) {
-				d := event.Decoder{SkipContext: true, Select: sel.sel, MaxSpare: 3 * 4000}
-				evs := make([]event.Event, 4000)
-				b.ReportAllocs()
-				defer reportCPU(b)()
-				i := 0
-				for b.Loop() {
-					e := &evs[i%len(evs)]
-					if err := d.DecodeInto(e, lines[i%len(lines)], event.JSON, 0); err != nil {
-						b.Fatal(err)
-					}
-					i++
-					if i%len(evs) == 0 {
-						for j := range evs {
-							d.Recycle(&evs[j])
-						}
-					}
-				}
+				decodeBatches(b, &event.Decoder{SkipContext: true, Select: sel.sel, MaxSpare: 3 * 4000}, lines)
 			})
+		}
+	}
+}
+
+// decodeBatches decodes lines with d as a stream worker does: a batch of
+// 4,000 events kept until it is applied, then recycled, their maps
+// decoding the next batch.
+func decodeBatches(b *testing.B, d *event.Decoder, lines [][]byte) {
+	evs := make([]event.Event, 4000)
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	i := 0
+	for b.Loop() {
+		e := &evs[i%len(evs)]
+		if err := d.DecodeInto(e, lines[i%len(lines)], event.JSON, 0); err != nil {
+			b.Fatal(err)
+		}
+		i++
+		if i%len(evs) == 0 {
+			for j := range evs {
+				d.Recycle(&evs[j])
+			}
 		}
 	}
 }
