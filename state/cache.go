@@ -90,6 +90,10 @@ type flight struct {
 	pos Position
 	ws  []pending
 	es  []*centry // parallel to ws
+	// gate, if set, must return nil before the write is sent (CommitAfter);
+	// it is cleared once it has.
+	gate func(context.Context) error
+	stop context.CancelFunc // ends a wait for the gate (Close)
 	// Written by the write's goroutine until done closes; read by the
 	// partition goroutine after.
 	res  []wrote
@@ -288,6 +292,21 @@ func (c *Cache) Commit(ctx context.Context, pos Position) error {
 // *ConflictError alone (contacts of the previous write rejected) comes with
 // the write started.
 func (c *Cache) CommitAsync(ctx context.Context, pos Position) error {
+	return c.CommitAfter(ctx, pos, nil)
+}
+
+// CommitAfter is CommitAsync whose write is sent only once gate returns
+// nil, on the write's goroutine: the caller encodes the state as of pos now
+// and goes on, and the write waits for what must be durable before the
+// state is (the partition's actions acknowledged by Kafka). If gate fails,
+// nothing is sent: Wait returns gate's error, and the contacts stay in
+// flight with their bytes, resent (gate first again) by the next Wait. A
+// nil gate is CommitAsync.
+//
+// Why: a partition waited for its output's acknowledgement before it
+// started each state write, about ten times a second when caught up, and
+// the records arriving meanwhile waited behind it.
+func (c *Cache) CommitAfter(ctx context.Context, pos Position, gate func(context.Context) error) error {
 	werr := c.Wait(ctx)
 	if !onlyConflicts(werr) {
 		return werr
@@ -320,12 +339,29 @@ func (c *Cache) CommitAsync(ctx context.Context, pos Position) error {
 	clear(c.dirty)
 	c.dirty = c.dirty[:0]
 	c.fl = fl
+	fl.gate = gate
 	fl.done = make(chan struct{})
+	gctx, stop := context.WithCancel(ctx)
+	fl.stop = stop
 	go func() {
 		defer close(fl.done)
-		fl.res, fl.err = c.r.write(ctx, fl.pos, fl.ws)
+		defer stop()
+		fl.send(ctx, gctx, c.r)
 	}()
 	return werr
+}
+
+// send writes the flight's contacts once its gate has opened (waiting for
+// it under gctx).
+func (fl *flight) send(ctx, gctx context.Context, r *Redis) {
+	if fl.gate != nil {
+		if err := fl.gate(gctx); err != nil {
+			fl.res, fl.err = nil, err // nothing sent: every contact stays in flight
+			return
+		}
+		fl.gate = nil
+	}
+	fl.res, fl.err = r.write(ctx, fl.pos, fl.ws)
 }
 
 // Writing returns a channel that is closed when the write in flight
@@ -354,7 +390,7 @@ func (c *Cache) Wait(ctx context.Context) error {
 	}
 	if fl.done == nil {
 		// A failed write: resend what did not land, with the same bytes.
-		fl.res, fl.err = c.r.write(ctx, fl.pos, fl.ws)
+		fl.send(ctx, ctx, c.r)
 	} else {
 		select {
 		case <-fl.done:
@@ -439,9 +475,11 @@ func onlyConflicts(err error) bool {
 // Close waits for a write in flight to return, without settling it: for
 // a partition goroutine that leaves without committing (its partition was
 // lost), so that no write outlives its owner. Writes are bounded by the
-// Redis timeouts.
+// Redis timeouts; a write still waiting for its gate (CommitAfter) is not
+// sent.
 func (c *Cache) Close() {
 	if c.fl != nil && c.fl.done != nil {
+		c.fl.stop()
 		<-c.fl.done
 	}
 }

@@ -207,6 +207,7 @@ func TestRedis(t *testing.T) {
 		{"Retention", testRetention},
 		{"CacheBound", testCacheBound},
 		{"CommitAsync", testCommitAsync},
+		{"CommitAfter", testCommitAfter},
 	}
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
@@ -943,6 +944,114 @@ func testCommitAsync(t *testing.T, addrs []string) {
 	}
 	if st, err := r.Inspect(ctx, "d"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("d after its erasure: %+v, %v; want ErrNotFound (the write landed after the erasure)", st, err)
+	}
+}
+
+// CommitAfter sends its write only once the gate opens: nothing is stored
+// while the gate waits, however long; a gate that fails sends nothing, Wait
+// returns its error and keeps the contacts in flight; the next Wait asks the
+// gate again and sends the same bytes once it opens; Close ends a wait for
+// the gate without sending.
+func testCommitAfter(t *testing.T, addrs []string) {
+	ctx := t.Context()
+	r := newRedis(t, addrs)
+	cache := NewCache(r, CacheOptions{})
+	put := func(id string, seq uint64) {
+		c := mustGet(t, cache, id)
+		c.Seq = seq
+		cache.Put(ctx, c)
+	}
+	stored := func(id string) uint64 {
+		st, err := r.Inspect(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			return 0
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Contact.Seq
+	}
+
+	open := make(chan struct{})
+	asked := make(chan struct{}, 1)
+	gate := func(ctx context.Context) error {
+		asked <- struct{}{}
+		select {
+		case <-open:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	put("a", 1)
+	if err := cache.CommitAfter(ctx, Position{Partition: 0, Offset: 10}, gate); err != nil {
+		t.Fatal(err)
+	}
+	waitAsked(t, asked) // the write's goroutine waits for the gate
+	if got := stored("a"); got != 0 || cache.InFlight() != 1 {
+		t.Fatalf("a stored with Seq %d (%d in flight) while the gate is shut; want nothing stored, 1 in flight", got, cache.InFlight())
+	}
+	close(open)
+	if err := cache.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored("a"); got != 1 {
+		t.Fatalf("a after the gate opened: Seq %d, want 1", got)
+	}
+
+	// A failing gate: nothing sent, the error comes back, the bytes are
+	// kept and sent by a later Wait whose gate passes.
+	refused := errors.New("output refused")
+	gateErr := refused
+	put("a", 2)
+	if err := cache.CommitAfter(ctx, Position{Partition: 0, Offset: 20}, func(context.Context) error { return gateErr }); err != nil {
+		t.Fatal(err)
+	}
+	if err := cache.Wait(ctx); !errors.Is(err, refused) {
+		t.Fatalf("wait: %v, want the gate's error", err)
+	}
+	if got := stored("a"); got != 1 || cache.InFlight() != 1 {
+		t.Fatalf("a stored with Seq %d (%d in flight) after the gate failed; want 1, 1", got, cache.InFlight())
+	}
+	if err := cache.Wait(ctx); !errors.Is(err, refused) || stored("a") != 1 {
+		t.Fatalf("second wait: %v, Seq %d; want the gate's error again, nothing sent", err, stored("a"))
+	}
+	gateErr = nil
+	if err := cache.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored("a"); got != 2 || cache.InFlight() != 0 {
+		t.Fatalf("a after the gate passed: Seq %d (%d in flight), want 2, 0", got, cache.InFlight())
+	}
+
+	// Close ends a write waiting for its gate; it is never sent.
+	put("a", 3)
+	if err := cache.CommitAfter(ctx, Position{Partition: 0, Offset: 30}, gate2(asked)); err != nil {
+		t.Fatal(err)
+	}
+	waitAsked(t, asked)
+	cache.Close()
+	if got := stored("a"); got != 2 {
+		t.Fatalf("a after Close: Seq %d, want 2 (a write waiting for its gate is not sent)", got)
+	}
+}
+
+// waitAsked waits until a gate was asked.
+func waitAsked(t *testing.T, asked <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-asked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write never asked its gate")
+	}
+}
+
+// gate2 is a gate that signals asked and waits for its context to end.
+func gate2(asked chan<- struct{}) func(context.Context) error {
+	return func(ctx context.Context) error {
+		asked <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
 	}
 }
 
