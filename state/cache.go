@@ -55,6 +55,7 @@ type Cache struct {
 	lru   centry    // sentinel of the recency ring: lru.next is the most recent
 	dirty []*centry // contacts Put since they were last encoded for a write
 	fl    *flight   // the write not known to have landed yet; nil if none
+	ah    *ahead    // the load PrefetchAhead started; nil if none
 	// meanBlob is the bytes per contact of the last write: it sizes the
 	// next one's buffer.
 	meanBlob int
@@ -99,6 +100,20 @@ type flight struct {
 	res  []wrote
 	err  error
 	done chan struct{} // closed when the write returns; nil when not sent
+}
+
+// ahead is a load of contacts started by PrefetchAhead, on a goroutine of
+// its own, while the partition applies a batch. Its contacts have
+// placeholders in the map (centry.c nil, not in the recency ring) until
+// collectAhead fills them in: whoever needs one first waits for the load,
+// and no other load of the same contact can start meanwhile.
+type ahead struct {
+	ids []string
+	// Written by the load's goroutine until done closes.
+	got  []loaded
+	err  error
+	done chan struct{}
+	stop context.CancelFunc
 }
 
 // CacheStats are a Cache's counters.
@@ -182,6 +197,9 @@ func (c *Cache) evict() {
 // Get implements Store: the cached contact, or the stored one (one round
 // trip), or a new one.
 func (c *Cache) Get(ctx context.Context, id string) (*Contact, error) {
+	if e := c.m[id]; e != nil && e.c == nil {
+		c.collectAhead() // a placeholder of PrefetchAhead: its load fills it in
+	}
 	if e := c.m[id]; e != nil {
 		c.hits.Add(1)
 		c.touch(e)
@@ -203,6 +221,7 @@ func (c *Cache) Get(ctx context.Context, id string) (*Contact, error) {
 // round trip (one per node in Cluster), so that the batch's Gets hit. Cached
 // ones count as used.
 func (c *Cache) Prefetch(ctx context.Context, ids []string) error {
+	c.collectAhead()
 	var miss []string
 	for _, id := range ids {
 		if e := c.m[id]; e != nil {
@@ -234,8 +253,79 @@ func (c *Cache) Prefetch(ctx context.Context, ids []string) error {
 	return nil
 }
 
+// PrefetchAhead starts loading the contacts of ids that are not cached, in
+// one pipelined round trip, on a goroutine of its own, and returns at once:
+// the caller passes the contacts of the records queued behind the batch it
+// is about to apply, and the next Prefetch (or a Get of one of them) finds
+// them loaded. A load already started is left to finish, and ids are
+// ignored then. If the load fails, its contacts are simply not cached (the
+// next Prefetch loads them and reports the error).
+//
+// Why: under a backlog every batch began with a Prefetch round trip for
+// its new contacts, and the partition waited for it (queued in the
+// single-threaded server behind the other partitions' writes) instead of
+// applying; now that wait overlaps the previous batch.
+func (c *Cache) PrefetchAhead(ctx context.Context, ids []string) {
+	if c.ah != nil {
+		return
+	}
+	var miss []string
+	for _, id := range ids {
+		if c.m[id] != nil {
+			continue
+		}
+		c.m[id] = &centry{} // placeholder, filled in by collectAhead
+		miss = append(miss, id)
+	}
+	if len(miss) == 0 {
+		return
+	}
+	c.misses.Add(uint64(len(miss)))
+	actx, stop := context.WithCancel(ctx)
+	a := &ahead{ids: miss, got: make([]loaded, len(miss)), done: make(chan struct{}), stop: stop}
+	c.ah = a
+	go func() {
+		defer close(a.done)
+		defer stop()
+		a.err = c.r.load(actx, a.ids, a.got)
+	}()
+}
+
+// Cached reports whether the contact id is cached or being loaded: a
+// PrefetchAhead of it would do nothing. It takes the id as bytes (a
+// record's key) so that a hit converts nothing.
+func (c *Cache) Cached(id []byte) bool { return c.m[string(id)] != nil }
+
+// collectAhead waits for the load PrefetchAhead started, if any, and fills
+// in its placeholders; if it failed, it drops them.
+func (c *Cache) collectAhead() {
+	a := c.ah
+	if a == nil {
+		return
+	}
+	<-a.done
+	c.ah = nil
+	if a.err != nil {
+		for _, id := range a.ids {
+			delete(c.m, id)
+		}
+		return
+	}
+	for i, id := range a.ids {
+		e := c.m[id] // the placeholder: only collectAhead replaces it
+		e.c, e.ver = a.got[i].c, a.got[i].ver
+	}
+	c.evict() // before linking the loaded contacts, so that they stay
+	for _, id := range a.ids {
+		c.pushFront(c.m[id])
+	}
+}
+
 // Put implements Store: c changed and is written at the next Commit.
 func (c *Cache) Put(_ context.Context, ct *Contact) error {
+	if e := c.m[ct.ID]; e != nil && e.c == nil {
+		c.collectAhead()
+	}
 	e := c.m[ct.ID]
 	if e == nil {
 		// Not obtained from Get: it builds on no stored version.
@@ -478,6 +568,11 @@ func onlyConflicts(err error) bool {
 // Redis timeouts; a write still waiting for its gate (CommitAfter) is not
 // sent.
 func (c *Cache) Close() {
+	if a := c.ah; a != nil {
+		a.stop()
+		<-a.done
+		c.ah = nil
+	}
 	if c.fl != nil && c.fl.done != nil {
 		c.fl.stop()
 		<-c.fl.done
@@ -491,6 +586,7 @@ func (c *Cache) Delete(ctx context.Context, id string) error {
 	if err := c.Wait(ctx); !onlyConflicts(err) {
 		return err
 	}
+	c.collectAhead() // its load of id must not land after the erasure
 	if e := c.m[id]; e != nil {
 		if e.c != nil {
 			c.unlink(e)

@@ -208,6 +208,7 @@ func TestRedis(t *testing.T) {
 		{"CacheBound", testCacheBound},
 		{"CommitAsync", testCommitAsync},
 		{"CommitAfter", testCommitAfter},
+		{"PrefetchAhead", testPrefetchAhead},
 	}
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
@@ -1033,6 +1034,99 @@ func testCommitAfter(t *testing.T, addrs []string) {
 	cache.Close()
 	if got := stored("a"); got != 2 {
 		t.Fatalf("a after Close: Seq %d, want 2 (a write waiting for its gate is not sent)", got)
+	}
+}
+
+// PrefetchAhead loads the next batch's misses in the background: the next
+// Prefetch and Gets of them make no round trip and see the stored state; a
+// contact cached or being loaded is not loaded again; a load that fails
+// leaves nothing cached, and the next Prefetch reports its error; an
+// erasure of a contact being loaded leaves it erased.
+func testPrefetchAhead(t *testing.T, addrs []string) {
+	ctx := t.Context()
+	r := newRedis(t, addrs)
+	seed := NewCache(r, CacheOptions{})
+	for _, id := range []string{"a", "d"} {
+		c := mustGet(t, seed, id)
+		c.Seq = 5
+		seed.Put(ctx, c)
+	}
+	mustCommit(t, seed, Position{Partition: 0, Offset: 1})
+	// Warm the pipeline connections up: their handshakes are not the loads'.
+	if err := NewCache(r, CacheOptions{}).Prefetch(ctx, []string{"warm-up"}); err != nil {
+		t.Fatal(err)
+	}
+	rt := countRoundTrips(r)
+
+	cache := NewCache(r, CacheOptions{})
+	mustGet(t, cache, "c") // cached: not loaded again
+	rt.take()
+	cache.PrefetchAhead(ctx, []string{"a", "b", "a", "c"})
+	if !cache.Cached([]byte("a")) || !cache.Cached([]byte("b")) {
+		t.Fatal("contacts being loaded ahead are not Cached")
+	}
+	cache.PrefetchAhead(ctx, []string{"x"}) // a load is running: ignored
+	if cache.Cached([]byte("x")) {
+		t.Fatal("a second PrefetchAhead started while one runs")
+	}
+	if err := cache.Prefetch(ctx, []string{"a", "b", "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, cache, "a"); got.Seq != 5 {
+		t.Fatalf("a loaded ahead: Seq %d, want the stored 5", got.Seq)
+	}
+	if got := mustGet(t, cache, "b"); got.Seq != 0 {
+		t.Fatalf("b (not stored) loaded ahead: Seq %d, want a new contact", got.Seq)
+	}
+	if cmds, pipes := rt.take(); cmds != 0 || pipes != 1 {
+		t.Fatalf("%d calls, %d pipelines; want the one pipeline of the load ahead", cmds, pipes)
+	}
+
+	// A Get of a contact being loaded waits for the load.
+	cache.PrefetchAhead(ctx, []string{"d"})
+	if got := mustGet(t, cache, "d"); got.Seq != 5 {
+		t.Fatalf("d got while loading ahead: Seq %d, want 5", got.Seq)
+	}
+	// So does a Put.
+	cache.PrefetchAhead(ctx, []string{"e"})
+	cache.Put(ctx, &Contact{ID: "e", Seq: 1})
+	if cache.ah != nil || cache.m["e"].c.Seq != 1 || cache.Dirty() != 1 {
+		t.Fatalf("e Put while loading ahead: not the Put contact, or not dirty (%d dirty)", cache.Dirty())
+	}
+
+	// An erasure of a contact being loaded.
+	cache.PrefetchAhead(ctx, []string{"a2"})
+	a2 := mustGet(t, seed, "a2")
+	a2.Seq = 3
+	seed.Put(ctx, a2)
+	mustCommit(t, seed, Position{Partition: 0, Offset: 2})
+	if err := cache.Delete(ctx, "a2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, cache, "a2"); got.Seq != 0 {
+		t.Fatalf("a2 after its erasure: Seq %d, want a new contact", got.Seq)
+	}
+
+	// A load that fails: a blob that does not decode.
+	if err := r.c.HSet(ctx, r.contactKey("bad"), "s", "not msgpack").Err(); err != nil {
+		t.Fatal(err)
+	}
+	cache.PrefetchAhead(ctx, []string{"bad", "f"})
+	if err := cache.Prefetch(ctx, []string{"f"}); err != nil {
+		t.Fatalf("prefetch of f after a failed load ahead: %v", err)
+	}
+	if cache.Cached([]byte("bad")) {
+		t.Fatal("a contact whose load ahead failed is cached")
+	}
+	if err := cache.Prefetch(ctx, []string{"bad"}); err == nil {
+		t.Fatal("prefetch of a contact that does not decode: no error")
+	}
+
+	// Close ends a load ahead.
+	cache.PrefetchAhead(ctx, []string{"g"})
+	cache.Close()
+	if cache.ah != nil {
+		t.Fatal("a load ahead outlived Close")
 	}
 }
 

@@ -82,6 +82,36 @@ type pendingState struct {
 	flying   bool
 	flyEO    kgo.EpochOffset
 	flyHasEO bool
+
+	// Buffers of prefetchAhead: the queued records looked at, the
+	// contacts to load.
+	aheadQ   []*kgo.Record
+	aheadIDs []string
+}
+
+// prefetchAhead starts loading (Cache.PrefetchAhead) the contacts of the
+// records queued behind the batch about to be applied, by record key (the
+// contact, in a keyed scoring topic), so that the next batch's Prefetch
+// finds them loaded instead of waiting for a round trip. With nothing
+// queued (a partition keeping up) it does nothing. A key that is not the
+// record's contact costs a useless load, nothing else: the next Prefetch
+// loads by the decoded events.
+func (w *worker) prefetchAhead(ctx context.Context) {
+	w.mu.Lock()
+	q := append(w.pend.aheadQ[:0], w.q[:min(len(w.q), w.cfg.BatchRecords)]...)
+	w.mu.Unlock()
+	// Queued records are not recycled before they are taken and applied:
+	// their keys may be read without the lock.
+	ids := w.pend.aheadIDs[:0]
+	for _, r := range q {
+		if len(r.Key) > 0 && !r.Attrs.IsControl() && !w.cache.Cached(r.Key) {
+			ids = append(ids, string(r.Key))
+		}
+	}
+	w.cache.PrefetchAhead(ctx, ids)
+	clear(q)
+	clear(ids)
+	w.pend.aheadQ, w.pend.aheadIDs = q[:0], ids[:0]
 }
 
 // owe records that the cache holds changes to write as of offset.
