@@ -1025,6 +1025,54 @@ func testCommitAfter(t *testing.T, addrs []string) {
 		t.Fatalf("a after the gate passed: Seq %d (%d in flight), want 2, 0", got, cache.InFlight())
 	}
 
+	// DueTimers does not wait for a write in flight: it has the timers of
+	// its contacts from the cache (here the write cannot land before the
+	// gate opens), as well as those of dirty contacts and of Redis.
+	hour := int64(time.Hour)
+	tm := mustGet(t, cache, "tm") // in flight, timer due at +1h
+	tm.Timers = []Timer{{Trigger: "flying", Due: base + hour, Set: 1}}
+	cache.Put(ctx, tm)
+	hold := make(chan struct{})
+	if err := cache.CommitAfter(ctx, Position{Partition: 0, Offset: 25}, func(ctx context.Context) error {
+		select {
+		case <-hold:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	td := mustGet(t, cache, "td") // dirty, timer due at +2h
+	td.Timers = []Timer{{Trigger: "dirty", Due: base + 2*hour, Set: 1}}
+	cache.Put(ctx, td)
+	var refs []TimerRef
+	var err error
+	due := make(chan struct{})
+	go func() {
+		defer close(due)
+		refs, err = cache.DueTimers(ctx, 0, base+3*hour)
+	}()
+	select {
+	case <-due:
+	case <-time.After(10 * time.Second):
+		close(hold)
+		<-due
+		t.Fatal("DueTimers waited for the write held at its gate")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []TimerRef{{Contact: "tm", Trigger: "flying", Due: base + hour, Set: 1}, {Contact: "td", Trigger: "dirty", Due: base + 2*hour, Set: 1}}
+	if !reflect.DeepEqual(refs, want) {
+		t.Fatalf("DueTimers during a write held at its gate: %+v, want %+v", refs, want)
+	}
+	close(hold)
+	mustCommit(t, cache, Position{Partition: 0, Offset: 26})
+	if refs, err = cache.DueTimers(ctx, 0, base+3*hour); err != nil || !reflect.DeepEqual(refs, want) {
+		t.Fatalf("DueTimers once written: %+v, %v; want %+v", refs, err, want)
+	}
+
 	// Close ends a write waiting for its gate; it is never sent.
 	put("a", 3)
 	if err := cache.CommitAfter(ctx, Position{Partition: 0, Offset: 30}, gate2(asked)); err != nil {
