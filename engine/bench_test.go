@@ -185,3 +185,87 @@ func BenchmarkDecodeRules(b *testing.B) {
 	}
 	reportCPU(b, cpu0, b.N)
 }
+
+// BenchmarkApplyLive is BenchmarkApply as the stream workers apply events:
+// ApplyLive with live identity, six partitions over one shared (locked)
+// memory store, each applying a batch of 2,000 of its events in turn, as
+// six workers take turns on the cores, so that a partition's contacts have
+// left the caches when its next batch comes. ahead=16 prefetches the
+// contacts of the next 16 events before applying them
+// (Partition.PrefetchContacts), as the workers do with the memory store.
+func BenchmarkApplyLive(b *testing.B) {
+	const parts, batch = 6, 2000
+	for _, ahead := range []int{0, readAhead} {
+		b.Run(fmt.Sprintf("ahead=%d", ahead), func(b *testing.B) {
+			rs := loadB2B(b)
+			evs := benchEvents(b, 60_000)
+			span := evs[len(evs)-1].Time - evs[0].Time + 1
+			store := state.NewMemory()
+			ps := make([]*Partition, parts)
+			for i := range ps {
+				ps[i] = NewPartition(rs, store, nil)
+				ps[i].UseLiveLinks(func(string) bool { return false })
+			}
+			// Each partition's events, in order, keyed as the workers key
+			// them (by the contact, as a hash of it would).
+			byPart := make([][]*event.Event, parts)
+			keys := make([][]string, parts)
+			for _, e := range evs {
+				e.MessageID = ""
+				id := ps[0].ContactOf(e)
+				k := int(fnv32(id) % parts)
+				byPart[k] = append(byPart[k], e)
+				keys[k] = append(keys[k], id)
+			}
+			ctx := context.Background()
+			var offset int64
+			for k, p := range ps { // the contacts exist before the timing starts
+				for _, e := range byPart[k] {
+					offset++
+					le := LiveEvent{Event: e, Pos: state.Position{Partition: int32(k), Offset: offset}}
+					if _, err := p.ApplyLive(ctx, &le); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for _, e := range byPart[k] {
+					e.Time += span
+				}
+			}
+			next := make([]int, parts)
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			for n := 0; n < b.N; {
+				for k, p := range ps {
+					for j := 0; j < batch && n < b.N; j, n = j+1, n+1 {
+						i := next[k]
+						if i == len(byPart[k]) {
+							for _, e := range byPart[k] {
+								e.Time += span
+							}
+							i = 0
+						}
+						next[k] = i + 1
+						if ahead > 0 && i%ahead == 0 {
+							p.PrefetchContacts(keys[k][i:min(i+ahead, len(keys[k]))])
+						}
+						offset++
+						le := LiveEvent{Event: byPart[k][i], Pos: state.Position{Partition: int32(k), Offset: offset}}
+						if _, err := p.ApplyLive(ctx, &le); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+			}
+			reportCPU(b, cpu0, b.N)
+		})
+	}
+}
+
+func fnv32(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * 16777619
+	}
+	return h
+}
