@@ -73,6 +73,8 @@ type worker struct {
 	evs     []event.Event
 	src     []*kgo.Record // the record of each evs entry
 	erase   []string      // parallel to src: the contact a forget control record erases, "" for an event
+	keys    []string      // parallel to src, when prefetching: the contact of an event checked to be this partition's, else ""
+	ahead   []string      // prefetchAhead's scratch
 	applied []int64       // event times of the batch's applied events, for Scoring.OnBatchApplied
 	next    int64         // next offset to apply; -1 until known
 	loaded  int64         // stored timers due up to here are indexed (Redis)
@@ -392,7 +394,13 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 	w.evs = slices.Grow(w.evs[:0], len(batch))[:len(batch)]
 	w.src = w.src[:0]
 	w.erase = w.erase[:0]
+	w.keys = w.keys[:0]
 	w.applied = w.applied[:0]
+	// With the memory store, the contacts of the next events are
+	// prefetched before they are applied (prefetchAhead): only those the
+	// routing check below proved this partition's, the only contacts of the
+	// shared store this goroutine may read.
+	prefetching := w.cache == nil && w.nparts > 0
 	n := 0
 	maxT := int64(math.MinInt64)
 	markers := 0
@@ -407,6 +415,9 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 			if w.control(r, ctl) {
 				w.src = append(w.src, r)
 				w.erase = append(w.erase, ctl)
+				if prefetching {
+					w.keys = append(w.keys, "")
+				}
 				n++
 			}
 			w.used = append(w.used, r) // applied below, never held
@@ -425,8 +436,10 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 			w.used = append(w.used, r)
 			continue
 		}
+		key := ""
 		if w.nparts > 0 && !isCtl { // a forward is keyed by the user it goes to
-			if want := w.partitionOf(contactKey(w.rs, e)); want != r.Partition {
+			key = contactKey(w.rs, e)
+			if want := w.partitionOf(key); want != r.Partition {
 				w.m.bad(stageScore, ReasonMisrouted)
 				w.deadLetter(deadLetter(cfg.Topics.DLQ, r, ReasonMisrouted, fmt.Sprintf(
 					"contact %q belongs in partition %d of %d (murmur2 of the contact), not %d: key records by contact with Kafka's default partitioner, or send them to the events topic and let the ingest stage key them",
@@ -439,6 +452,9 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 		maxT = max(maxT, e.Time)
 		w.src = append(w.src, r)
 		w.erase = append(w.erase, "")
+		if prefetching {
+			w.keys = append(w.keys, key)
+		}
 		n++
 	}
 	w.m.eventsInStage[stageScore].Add(float64(len(batch) - markers))
@@ -462,6 +478,9 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 		return err
 	}
 	for i := range n {
+		if prefetching && i%liveAhead == 0 {
+			w.prefetchAhead(w.keys[i:min(i+liveAhead, n)])
+		}
 		if ctl := w.erase[i]; isIdentityControl(ctl) {
 			if err := w.applyIdentity(ctx, ctl, w.src[i]); err != nil {
 				return err
@@ -509,6 +528,30 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 	return nil
 }
 
+// liveAhead is how many events' contacts a worker prefetches at once: as
+// many as replay reads ahead (engine/replay.go), enough for their cache
+// misses to overlap, few enough that the first contact's lines are still
+// cached when its event is applied.
+const liveAhead = 16
+
+// prefetchAhead asks for the state of the contacts keys names (""
+// skipped: a control record, a forward, an event not checked against the
+// partition) before their events are applied (engine
+// Partition.PrefetchContacts; the memory store only). Every key is a
+// contact of this partition: the memory store is shared by all the
+// workers, and a worker reads only its own contacts' fields unlocked.
+func (w *worker) prefetchAhead(keys []string) {
+	ids := w.ahead[:0]
+	for _, k := range keys {
+		if k != "" {
+			ids = append(ids, k)
+		}
+	}
+	w.eng.PrefetchContacts(ids)
+	clear(ids)
+	w.ahead = ids[:0]
+}
+
 // reportApplied gives Scoring.OnBatchApplied the times of the events
 // applied since the last call (applyEvent notes them): a batch's, and
 // held events when their user's hand-over releases them, so that an event
@@ -538,12 +581,13 @@ func (w *worker) letGo(batch []*kgo.Record) []*kgo.Record {
 	n := len(batch)
 	clear(batch)
 	clear(w.src)
+	clear(w.keys)
 	w.recycle()
 	for i := range w.evs {
 		w.dec.Recycle(&w.evs[i]) // its maps decode the next batch
 	}
 	if c := cap(w.evs); c > shrinkBelow && n < c/8 {
-		w.evs, w.src, w.erase, w.applied = nil, nil, nil, nil
+		w.evs, w.src, w.erase, w.keys, w.applied = nil, nil, nil, nil, nil
 		w.dec.Trim(3 * shrinkBelow)
 		return nil
 	}
