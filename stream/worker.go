@@ -3,7 +3,6 @@ package stream
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
@@ -101,6 +100,7 @@ type worker struct {
 	// fetchPool. A held record joins them when it is applied.
 	used []*kgo.Record
 	pend pendingState // state and offset waiting for the next Redis commit (statecommit.go)
+	enc  []byte       // emit's scratch: an action's JSON (action.Record.AppendJSON, json.Marshal's bytes without reflection)
 }
 
 type outMeta struct {
@@ -626,11 +626,16 @@ func (w *worker) emit(res *rules.Result) {
 	}
 	for i := range res.Records {
 		r := &res.Records[i]
-		b, err := json.Marshal(r)
-		if err != nil {
+		var err error
+		if w.enc, err = r.AppendJSON(w.enc[:0]); err != nil {
 			w.fatal = fmt.Errorf("stream: encode action %q of contact %q: %w", r.Action, r.Contact, err)
 			return
 		}
+		// The record's key and value in one allocation; the producer only
+		// reads them.
+		kv := make([]byte, len(r.Contact)+len(w.enc))
+		k := copy(kv, r.Contact)
+		copy(kv[k:], w.enc)
 		meta := outMeta{action: r.Action, t0: w.cause}
 		if w.cause == 0 {
 			meta.t0, meta.timer = r.AtNanos, true
@@ -639,7 +644,7 @@ func (w *worker) emit(res *rules.Result) {
 			c := *r
 			meta.rec = &c
 		}
-		w.out = append(w.out, &kgo.Record{Topic: w.cfg.Topics.Actions, Key: []byte(r.Contact), Value: b, Headers: jsonHeader})
+		w.out = append(w.out, &kgo.Record{Topic: w.cfg.Topics.Actions, Key: kv[:k:k], Value: kv[k:], Headers: jsonHeader})
 		w.meta = append(w.meta, meta)
 	}
 }
