@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"math"
 	"slices"
@@ -85,7 +86,9 @@ type worker struct {
 	skipped uint64        // eng.Skipped() at the last batch
 	firings []prometheus.Counter
 	fatal   error              // set by emit when an action cannot be encoded
-	parked  map[string]*parked // users held behind a linking event (identity.go)
+	parked  map[string]*parked // users held behind a linking event (identity.go); written through park and unpark
+	// parkedIDs filters the lookups of parked (parkedUser).
+	parkedIDs parkFilter
 	// dec decodes the partition's records into evs (and relEv), with the
 	// maps of the events applied before: letGo and release give them back.
 	// The engine, the evaluator and Scoring.OnApplied keep nothing of an
@@ -118,6 +121,7 @@ func newWorker(s *scorer, p int32, nparts int) *worker {
 		hw: -1, next: -1, loaded: state.NoTime, nparts: nparts, parked: map[string]*parked{},
 		route: kgo.StickyKeyPartitioner(nil).ForTopic(s.cfg.scoreTopic()),
 	}
+	w.parkedIDs.seed = maphash.MakeSeed()
 	w.depth = s.m.queueDepth.WithLabelValues(w.label)
 	if s.sc.Redis != nil {
 		w.cache = state.NewCache(s.sc.Redis, s.sc.Cache)
