@@ -83,13 +83,13 @@ type pendingState struct {
 	flyEO    kgo.EpochOffset
 	flyHasEO bool
 
-	// Buffers of prefetchAhead: the queued records looked at, the
+	// Buffers of loadAhead: the queued records looked at, the
 	// contacts to load.
 	aheadQ   []*kgo.Record
 	aheadIDs []string
 }
 
-// prefetchAhead starts loading (Cache.PrefetchAhead) the contacts of the
+// loadAhead starts loading (Cache.PrefetchAhead) the contacts of the
 // records queued behind the batch about to be applied, by record key (the
 // contact, in a keyed scoring topic), so that the next batch's Prefetch
 // finds them loaded instead of waiting for a round trip. A key that is not
@@ -103,7 +103,7 @@ type pendingState struct {
 // trip for the records that arrived after it started (bench, 5,000/s, on a
 // loaded machine: 27 s of the workers' time waiting for loads against 18 s
 // with the synchronous Prefetch alone).
-func (w *worker) prefetchAhead(ctx context.Context) {
+func (w *worker) loadAhead(ctx context.Context) {
 	w.mu.Lock()
 	if len(w.q) < max(w.cfg.BatchRecords/2, 1) {
 		w.mu.Unlock()
