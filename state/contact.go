@@ -70,6 +70,13 @@ type Contact struct {
 	// sets), inside the contact so that reading it costs no memory access
 	// of its own. Not encoded; Bind clears it.
 	MemoBits [2]uint64 `msgpack:"-"`
+	// Live says which per-rule slots may hold state, so that the rules
+	// engine reads only those: a clear bit is a slot as a new rule gets it
+	// (empty), which it need not read to know. Not encoded; Bind sets it
+	// from the slots, the rules engine sets a slot's bit when it gives
+	// the slot state, and whatever else gives a bound contact's slots
+	// state must call NoteLive.
+	Live LiveSlots `msgpack:"-"`
 	// Spans are the times of the oldest and newest entries of the first
 	// windows (Windows[i] for i < len(Spans)), which the rules engine
 	// keeps while the contact is in memory so that pruning and counting a
@@ -121,6 +128,47 @@ type Contact struct {
 	// re-read after a crash or a rebalance skips it (Covers), record by
 	// record, with or without a messageId. Zero in replay.
 	Applied Position `msgpack:"a,omitempty"`
+}
+
+// LiveSlots are the bits of Contact.Live, per kind of per-rule slot.
+type LiveSlots struct {
+	W, P, T LiveMask // Windows, Points, Triggers
+}
+
+// LiveMask has bit i set when slot i may hold state. Slots beyond the
+// first 16 are always taken to.
+type LiveMask uint16
+
+const liveBits = 16
+
+// Has reports whether slot i may hold state.
+func (m LiveMask) Has(i int) bool { return i >= liveBits || m>>uint(i)&1 != 0 }
+
+// Set notes that slot i may hold state.
+func (m *LiveMask) Set(i int) {
+	if i < liveBits {
+		*m |= 1 << uint(i)
+	}
+}
+
+// NoteLive sets c.Live from its slots.
+func (c *Contact) NoteLive() {
+	c.Live = LiveSlots{}
+	for i := range min(len(c.Windows), liveBits) {
+		if w := &c.Windows[i]; len(w.T) > 0 || len(w.V) > 0 || len(w.K) > 0 || w.Dropped != 0 {
+			c.Live.W.Set(i)
+		}
+	}
+	for i := range min(len(c.Points), liveBits) {
+		if p := &c.Points[i]; p.Value != 0 || p.AsOf != NoTime || len(p.LimT) > 0 || len(p.LimP) > 0 {
+			c.Live.P.Set(i)
+		}
+	}
+	for i := range min(len(c.Triggers), liveBits) {
+		if t := &c.Triggers[i]; t.On || t.Last != NoTime || t.Fired != 0 || len(t.Steps) > 0 {
+			c.Live.T.Set(i)
+		}
+	}
 }
 
 // Position is a Kafka partition and offset.
@@ -375,6 +423,7 @@ func (c *Contact) Bind(n *Names) {
 	c.Memo = nil
 	c.MemoBits = [2]uint64{}
 	c.Spans = [len(c.Spans)]WindowSpan{}
+	c.NoteLive()
 	c.bound = n
 }
 
