@@ -121,11 +121,15 @@ var noLinks = flag.Bool("nolinks", false, "BenchmarkReplay1M: replay without ide
 // from its waits for memory.
 var replayContacts = flag.Int("contacts", 50_000, "BenchmarkReplay1M: contacts in the generated traffic")
 
+// replayEvents sets BenchmarkReplay1M's length, for slow tools
+// (valgrind) with -contacts at the same events per contact.
+var replayEvents = flag.Int("events", 1_000_000, "BenchmarkReplay1M: events replayed")
+
 // BenchmarkReplay1M replays 1,000,000 generated events (JSON lines) through
 // the B2B rules end to end — decode, apply, timers, action output — and
 // reports events/s. Run it with -benchtime 1x.
 func BenchmarkReplay1M(b *testing.B) {
-	const n = 1_000_000
+	n := *replayEvents
 	rs := loadB2B(b)
 	g := traffic.New(traffic.Config{Contacts: *replayContacts, Seed: 11})
 	var buf bytes.Buffer
