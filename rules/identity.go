@@ -4,6 +4,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	yaml "go.yaml.in/yaml/v3"
 
@@ -29,6 +30,10 @@ type Identity struct {
 
 	blocked []string // Blocked, lower-cased
 	maxLen  int      // the longest blocked id, in bytes
+	// runes has bit n set when a blocked id has n runes (n < 64); long
+	// is set when one has more.
+	runes uint64
+	long  bool
 }
 
 // DefaultBlocked are the ids a sender puts where it has none: never
@@ -54,6 +59,11 @@ func (id *Identity) prepare() {
 	for i, b := range id.Blocked {
 		id.blocked[i] = strings.ToLower(b)
 		id.maxLen = max(id.maxLen, len(b))
+		if n := utf8.RuneCountInString(b); n < 64 {
+			id.runes |= 1 << n
+		} else {
+			id.long = true
+		}
 	}
 }
 
@@ -67,6 +77,12 @@ func (id *Identity) IsBlocked(s string) bool {
 	// (K, the Kelvin sign, is 3 bytes and folds to k): a longer id
 	// cannot match, and most ids are longer.
 	if len(s) > 3*id.maxLen {
+		return false
+	}
+	// EqualFold pairs the runes of its two strings one to one (an invalid
+	// byte is one rune, U+FFFD, on either side): an id matches only a
+	// blocked id with as many runes, and most ids have more than any.
+	if n := utf8.RuneCountInString(s); n < 64 && id.runes>>n&1 == 0 || n >= 64 && !id.long {
 		return false
 	}
 	for _, b := range id.blocked {
