@@ -234,6 +234,9 @@ type Seen struct {
 	Pos int      `msgpack:"p,omitempty"`
 }
 
+// minSeen is the room the first remembered messageId gets.
+const minSeen = 16
+
 // hashID hashes a messageId with 64-bit FNV-1a: fixed, so that hashes in
 // stored blobs stay comparable across processes and versions.
 func hashID(id string) uint64 {
@@ -281,6 +284,11 @@ func (s *Seen) Check(id string) (seen bool) {
 
 func (s *Seen) add(h uint64) {
 	if len(s.H) < MaxSeenIDs {
+		if len(s.H) == cap(s.H) && len(s.H) < minSeen {
+			// Every event adds one: room for the first few at once,
+			// not an allocation at each of 1, 2, 4 and 8.
+			s.H = append(make([]uint64, 0, min(minSeen, MaxSeenIDs)), s.H...)
+		}
 		s.H = append(s.H, h)
 		return
 	}
