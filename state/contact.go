@@ -70,13 +70,6 @@ type Contact struct {
 	// sets), inside the contact so that reading it costs no memory access
 	// of its own. Not encoded; Bind clears it.
 	MemoBits [2]uint64 `msgpack:"-"`
-	// Live says which per-rule slots may hold state, so that the rules
-	// engine reads only those: a clear bit is a slot as a new rule gets it
-	// (empty), which it need not read to know. Not encoded; Bind sets it
-	// from the slots, the rules engine sets a slot's bit when it gives
-	// the slot state, and whatever else gives a bound contact's slots
-	// state must call NoteLive.
-	Live LiveSlots `msgpack:"-"`
 	// Spans are the times of the oldest and newest entries of the first
 	// windows (Windows[i] for i < len(Spans)), which the rules engine
 	// keeps while the contact is in memory so that pruning and counting a
@@ -108,6 +101,14 @@ type Contact struct {
 	// its owner refuses to merge it into another user (SPEC §6). Replay
 	// keeps the same fact in its link table.
 	Known bool `msgpack:"kn,omitempty"`
+	// Live says which per-rule slots may hold state, so that the rules
+	// engine reads only those: a clear bit is a slot as a new rule gets it
+	// (empty), which it need not read to know. Not encoded; Bind sets it
+	// from the slots, the rules engine sets a slot's bit when it gives
+	// the slot state, and whatever else gives a bound contact's slots
+	// state must call NoteLive. It sits in the padding after Known, on
+	// the line of bound and home, which every event reads.
+	Live LiveSlots `msgpack:"-"`
 	// Pending is a user's live link waiting for the owner of an anonymous
 	// id to answer (DESIGN.md, Identity live); nil otherwise.
 	Pending *PendingLink `msgpack:"pl,omitempty"`

@@ -29,6 +29,9 @@ const maxPrefetch = 2048
 // store's lookup compares them).
 func (c *Contact) PrefetchHead() {
 	prefetch.Lines(unsafe.Pointer(c), headBytes)
+	// Live sits beyond the head (in padding): its line is the head's
+	// last one or the next.
+	prefetch.Lines(unsafe.Pointer(&c.Live), unsafe.Sizeof(c.Live))
 	prefetch.String(c.ID)
 }
 
