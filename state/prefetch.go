@@ -35,12 +35,12 @@ func (c *Contact) PrefetchHead() {
 	prefetch.String(c.ID)
 }
 
-// PrefetchSlots asks for the contact's per-rule slots (windows, and the
-// points and triggers that hold state: the rules engine reads no other,
-// Contact.Live; caps are read only when an action is emitted), its
-// remembered messageIds and its pending timers.
+// PrefetchSlots asks for the contact's per-rule slots that hold state
+// (windows, points and triggers: the rules engine reads no other unless
+// the event goes in, Contact.Live; caps are read only when an action is
+// emitted), its remembered messageIds and its pending timers.
 func (c *Contact) PrefetchSlots() {
-	prefetch.Slice(c.Windows, maxPrefetch)
+	live(c.Windows, c.Live.W)
 	live(c.Points, c.Live.P)
 	live(c.Triggers, c.Live.T)
 	prefetch.Slice(c.Seen.H, maxPrefetch)
