@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"time"
@@ -315,13 +314,16 @@ func (l *lineReader) next() (line []byte, size int, err error) {
 	}
 }
 
-func writeRecord(w io.Writer, r *rules.Record) error {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
+func writeRecord(w *bufio.Writer, r *rules.Record) error {
+	b, ok := appendRecord(w.AvailableBuffer(), r)
+	if !ok {
+		var err error
+		if b, err = marshalRecord(b[:0], r); err != nil {
+			return err
+		}
 	}
 	b = append(b, '\n')
-	_, err = w.Write(b)
+	_, err := w.Write(b)
 	return err
 }
 
