@@ -122,6 +122,7 @@ func (rs *Ruleset) NewEvaluator() *Evaluator {
 		Stats:    Stats{ByTrigger: make([]uint64, len(rs.Triggers))},
 	}
 	x.ev, x.ct = newEnv(x, &rs.evEnv), newEnv(x, &rs.ctEnv)
+	x.ev.sgen, x.ev.sval = make([]uint32, rs.nshared), make([]bool, rs.nshared)
 	return x
 }
 
