@@ -315,15 +315,13 @@ func (l *lineReader) next() (line []byte, size int, err error) {
 }
 
 func writeRecord(w *bufio.Writer, r *rules.Record) error {
-	b, ok := appendRecord(w.AvailableBuffer(), r)
-	if !ok {
-		var err error
-		if b, err = marshalRecord(b[:0], r); err != nil {
-			return err
-		}
+	// encoding/json's bytes without its reflection (action.Record.AppendJSON).
+	b, err := r.AppendJSON(w.AvailableBuffer())
+	if err != nil {
+		return err
 	}
 	b = append(b, '\n')
-	_, err := w.Write(b)
+	_, err = w.Write(b)
 	return err
 }
 

@@ -4,7 +4,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	yaml "go.yaml.in/yaml/v3"
 
@@ -30,10 +29,11 @@ type Identity struct {
 
 	blocked []string // Blocked, lower-cased
 	maxLen  int      // the longest blocked id, in bytes
-	// runes has bit n set when a blocked id has n runes (n < 64); long
-	// is set when one has more.
-	runes uint64
-	long  bool
+	// ascii: every blocked id is ASCII and shorter than 64 bytes, and
+	// lens has bit n set for each blocked id of n bytes. Then an ASCII id
+	// matches only a blocked id of its own length (IsBlocked).
+	ascii bool
+	lens  uint64
 }
 
 // DefaultBlocked are the ids a sender puts where it has none: never
@@ -56,15 +56,24 @@ func defaultIdentity() Identity {
 func (id *Identity) prepare() {
 	id.blocked = make([]string, len(id.Blocked))
 	id.maxLen = 0
+	id.ascii, id.lens = true, 0
 	for i, b := range id.Blocked {
 		id.blocked[i] = strings.ToLower(b)
 		id.maxLen = max(id.maxLen, len(b))
-		if n := utf8.RuneCountInString(b); n < 64 {
-			id.runes |= 1 << n
+		if len(b) >= 64 || !isASCII(b) {
+			id.ascii = false
 		} else {
-			id.long = true
+			id.lens |= 1 << len(b)
 		}
 	}
+}
+
+func isASCII(s string) bool {
+	var or byte
+	for i := 0; i < len(s); i++ {
+		or |= s[i]
+	}
+	return or < 0x80
 }
 
 // IsBlocked reports whether the id is in the blocked list, without regard
@@ -79,10 +88,20 @@ func (id *Identity) IsBlocked(s string) bool {
 	if len(s) > 3*id.maxLen {
 		return false
 	}
-	// EqualFold pairs the runes of its two strings one to one (an invalid
-	// byte is one rune, U+FFFD, on either side): an id matches only a
-	// blocked id with as many runes, and most ids have more than any.
-	if n := utf8.RuneCountInString(s); n < 64 && id.runes>>n&1 == 0 || n >= 64 && !id.long {
+	// Every event asks twice (userId, anonymousId), and most ids are
+	// ASCII: an ASCII id can equal an ASCII blocked id, without regard to
+	// case, only if it has its length (strings.EqualFold folds A–Z alone
+	// between ASCII texts; a blocked id that is not ASCII, such as the
+	// Kelvin sign, which folds to k, takes the general loop).
+	if id.ascii && isASCII(s) {
+		if id.lens&(1<<len(s)) == 0 { // len(s) <= 3*maxLen < 192: the shift is defined, 0 past 63
+			return false
+		}
+		for _, b := range id.blocked {
+			if len(b) == len(s) && asciiEqualLower(s, b) {
+				return true
+			}
+		}
 		return false
 	}
 	for _, b := range id.blocked {
@@ -91,6 +110,21 @@ func (id *Identity) IsBlocked(s string) bool {
 		}
 	}
 	return false
+}
+
+// asciiEqualLower reports whether the ASCII text s equals lower, an ASCII
+// lower-case text of the same length, without regard to case.
+func asciiEqualLower(s, lower string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // Usable returns the event's ids that are identities: the userId and the

@@ -21,24 +21,25 @@ var recordCases = []rules.Record{
 	{Score: 1e-320, Fit: math.MaxFloat64, Engagement: 999999999999999999999, Explain: map[string]float64{"\xff": 1, "é": 2, "<": 3}},
 }
 
-func TestAppendRecordMatchesMarshal(t *testing.T) {
+// TestReplayRecordMatchesMarshal: replay's action lines are encoding/json's
+// bytes (writeRecord uses action.Record.AppendJSON), on records that test
+// the corners of Marshal.
+func TestReplayRecordMatchesMarshal(t *testing.T) {
 	for i, r := range recordCases {
 		checkRecord(t, i, &r)
 	}
 }
 
-// TestAppendRecordLeavesNaN: a record Marshal refuses is left to Marshal,
-// whose error replay reports.
-func TestAppendRecordLeavesNaN(t *testing.T) {
+// TestReplayRecordRefusesNaN: a record Marshal refuses is refused with
+// Marshal's error, which replay reports.
+func TestReplayRecordRefusesNaN(t *testing.T) {
 	for _, r := range []rules.Record{
 		{Score: math.NaN()}, {Fit: math.Inf(1)}, {Engagement: math.Inf(-1)},
 		{Explain: map[string]float64{"a": 1, "b": math.NaN()}},
 	} {
-		if _, ok := appendRecord(nil, &r); ok {
-			t.Errorf("%+v: encoded, want it left to Marshal", r)
-		}
-		if _, err := marshalRecord(nil, &r); err == nil {
-			t.Errorf("%+v: Marshal took it", r)
+		_, want := json.Marshal(&r)
+		if _, err := r.AppendJSON(nil); err == nil || want == nil || err.Error() != want.Error() {
+			t.Errorf("%+v: error %v, want %v", r, err, want)
 		}
 	}
 }
@@ -46,19 +47,19 @@ func TestAppendRecordLeavesNaN(t *testing.T) {
 func checkRecord(t *testing.T, i int, r *rules.Record) {
 	t.Helper()
 	want, err := json.Marshal(r)
-	got, ok := appendRecord([]byte("prefix"), r)
+	got, gotErr := r.AppendJSON([]byte("prefix"))
 	if err != nil {
-		if ok {
+		if gotErr == nil {
 			t.Fatalf("case %d: encoded %s, Marshal says %v", i, got, err)
 		}
 		return
 	}
-	if !ok || string(got) != "prefix"+string(want) {
+	if gotErr != nil || string(got) != "prefix"+string(want) {
 		t.Fatalf("case %d:\n got %s\nwant prefix%s", i, got, want)
 	}
 }
 
-func FuzzAppendRecord(f *testing.F) {
+func FuzzReplayRecord(f *testing.F) {
 	for _, r := range recordCases {
 		f.Add(r.ID, r.Message, r.Stage, r.Score, r.Fit, "key", r.Engagement)
 	}
