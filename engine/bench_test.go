@@ -116,13 +116,22 @@ func BenchmarkDecodeJSON(b *testing.B) {
 
 var noLinks = flag.Bool("nolinks", false, "BenchmarkReplay1M: replay without identity links, as live processes do today")
 
+// replayContacts sets BenchmarkReplay1M's population: a few hundred keep
+// every contact's state in cache, which separates the engine's instructions
+// from its waits for memory.
+var replayContacts = flag.Int("contacts", 50_000, "BenchmarkReplay1M: contacts in the generated traffic")
+
+// replayEvents sets BenchmarkReplay1M's length, for slow tools
+// (valgrind) with -contacts at the same events per contact.
+var replayEvents = flag.Int("events", 1_000_000, "BenchmarkReplay1M: events replayed")
+
 // BenchmarkReplay1M replays 1,000,000 generated events (JSON lines) through
 // the B2B rules end to end — decode, apply, timers, action output — and
 // reports events/s. Run it with -benchtime 1x.
 func BenchmarkReplay1M(b *testing.B) {
-	const n = 1_000_000
+	n := *replayEvents
 	rs := loadB2B(b)
-	g := traffic.New(traffic.Config{Contacts: 50_000, Seed: 11})
+	g := traffic.New(traffic.Config{Contacts: *replayContacts, Seed: 11})
 	var buf bytes.Buffer
 	line := make([]byte, 0, 512)
 	for i := 0; i < n; i++ {

@@ -195,6 +195,20 @@ func (p *Partition) Prefetch(es []*event.Event) {
 	// of one pass overlap each other: the contact's id (through the link
 	// table), the contact, its fields, its slots, their entries.
 	ids := p.aheadIDs[:0]
+	if lf, ok := lp.(state.LinkPrefetcher); ok {
+		// What the lookups below and identify will read of the link
+		// table: the ids the events carry.
+		for _, e := range es {
+			if e.UserID != "" {
+				ids = append(ids, e.UserID)
+			}
+			if e.AnonymousID != "" {
+				ids = append(ids, e.AnonymousID)
+			}
+		}
+		lf.PrefetchLinks(ids)
+		ids = ids[:0]
+	}
 	for _, e := range es {
 		id := e.UserID
 		switch {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"time"
@@ -315,8 +314,9 @@ func (l *lineReader) next() (line []byte, size int, err error) {
 	}
 }
 
-func writeRecord(w io.Writer, r *rules.Record) error {
-	b, err := json.Marshal(r)
+func writeRecord(w *bufio.Writer, r *rules.Record) error {
+	// encoding/json's bytes without its reflection (action.Record.AppendJSON).
+	b, err := r.AppendJSON(w.AvailableBuffer())
 	if err != nil {
 		return err
 	}

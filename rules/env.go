@@ -353,6 +353,10 @@ type env struct {
 	cur   uint32
 	m     map[string]any // for programs on the VM
 	stale bool           // m lags the values
+	// The results of shared conditions (program.shared), current when
+	// their sgen is cur.
+	sgen []uint32
+	sval []bool
 }
 
 func newEnv(x *Evaluator, b *envBindings) env {
@@ -389,6 +393,7 @@ func (e *env) invalidate() {
 	e.cur++
 	if e.cur == 0 {
 		clear(e.gen)
+		clear(e.sgen)
 		e.cur = 1
 	}
 	e.stale = true
@@ -441,6 +446,21 @@ func (x *Evaluator) match(p *program) bool {
 	if p.needType != "" && p.needType != x.cur.Type || p.needEvent != "" && p.needEvent != x.cur.Event {
 		return false
 	}
+	if k := p.shared - 1; k >= 0 {
+		// Computed once per event for all the rules that share its text.
+		e := &x.ev
+		if e.sgen[k] == e.cur {
+			return e.sval[k]
+		}
+		v := x.matchRest(p)
+		e.sgen[k], e.sval[k] = e.cur, v
+		return v
+	}
+	return x.matchRest(p)
+}
+
+// matchRest is match once the required type and event name are checked.
+func (x *Evaluator) matchRest(p *program) bool {
 	if p.rest != nil {
 		v, ok := p.rest(&x.ev)
 		b, _ := v.(bool)

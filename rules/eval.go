@@ -122,6 +122,7 @@ func (rs *Ruleset) NewEvaluator() *Evaluator {
 		Stats:    Stats{ByTrigger: make([]uint64, len(rs.Triggers))},
 	}
 	x.ev, x.ct = newEnv(x, &rs.evEnv), newEnv(x, &rs.ctEnv)
+	x.ev.sgen, x.ev.sval = make([]uint32, rs.nshared), make([]bool, rs.nshared)
 	return x
 }
 
@@ -180,8 +181,13 @@ func (x *Evaluator) Apply(c *state.Contact, e *event.Event) *Result {
 		if w.Agg == Distinct {
 			dm = x.trackDistinct(c, i, sp, win)
 		}
-		pruneWindow(sp, dm, win, now-w.Over)
+		// A window that holds nothing (c.Live) has nothing to prune:
+		// its slot is read only if the event goes in.
+		if c.Live.W.Has(i) {
+			pruneWindow(sp, dm, win, now-w.Over)
+		}
 		if e.Time > now-w.Over && x.match(w.Match) {
+			c.Live.W.Set(i)
 			x.addToWindow(sp, dm, win, w, e.Time)
 		}
 		if dm != nil {
@@ -194,6 +200,7 @@ func (x *Evaluator) Apply(c *state.Contact, e *event.Event) *Result {
 			continue
 		}
 		p := &c.Points[i]
+		c.Live.P.Set(i)
 		pts := r.Points
 		if pts > 0 && r.LimitMax > 0 {
 			pruneLimit(p, now-r.LimitPer)
@@ -221,12 +228,11 @@ func (x *Evaluator) Apply(c *state.Contact, e *event.Event) *Result {
 	cause := cause{seq: c.Seq}
 	x.fill(&x.v, c, e.Time, now)
 	for i, t := range rs.Triggers {
-		st := &c.Triggers[i]
 		switch t.Kind {
 		case When:
 			x.edge(c, i, x.test(t.When), e.Time, cause)
 		case Sequence:
-			if x.sequence(st, t, e.Time, now) {
+			if x.sequence(c, i, t, e.Time, now) {
 				x.fire(c, i, e.Time, cause)
 			}
 		case Absence:
@@ -292,9 +298,13 @@ func (x *Evaluator) Fire(c *state.Contact, ti int, due int64) *Result {
 // edge fires a `when` trigger when its condition turns true, and re-arms it
 // when the condition is false.
 func (x *Evaluator) edge(c *state.Contact, i int, v bool, at int64, cause cause) {
+	if !v && !c.Live.T.Has(i) {
+		return // not on: nothing to re-arm, and the slot is not read
+	}
 	st := &c.Triggers[i]
 	if v && !st.On {
 		st.On = true
+		c.Live.T.Set(i)
 		x.fire(c, i, at, cause)
 	} else if !v {
 		st.On = false
@@ -303,17 +313,21 @@ func (x *Evaluator) edge(c *state.Contact, i int, v bool, at int64, cause cause)
 
 // sequence advances a sequence trigger's partial matches with the current
 // event and reports whether the event completes one.
-func (x *Evaluator) sequence(st *state.Trigger, t *Trigger, at, now int64) bool {
+func (x *Evaluator) sequence(c *state.Contact, i int, t *Trigger, at, now int64) bool {
 	n := len(t.Steps)
 	if n == 1 {
 		return x.match(t.Steps[0])
 	}
-	if st.Steps == nil {
+	// A slot without state (c.Live) has no partial match: it is read
+	// only once a first step starts one.
+	if !c.Live.T.Has(i) || c.Triggers[i].Steps == nil {
 		// No partial match (nil is all NoTime): only a first step
 		// starts one, and only then is there anything to keep.
 		if !x.match(t.Steps[0]) {
 			return false
 		}
+		st := &c.Triggers[i]
+		c.Live.T.Set(i)
 		st.Steps = make([]int64, n)
 		for k := range st.Steps {
 			st.Steps[k] = state.NoTime
@@ -321,6 +335,7 @@ func (x *Evaluator) sequence(st *state.Trigger, t *Trigger, at, now int64) bool 
 		st.Steps[1] = at
 		return false
 	}
+	st := &c.Triggers[i]
 	if len(st.Steps) != n {
 		st.Steps = make([]int64, n)
 		for k := range st.Steps {
@@ -365,6 +380,7 @@ func (x *Evaluator) fire(c *state.Contact, i int, at int64, cause cause) {
 	}
 	st.Last = at
 	st.Fired++
+	c.Live.T.Set(i)
 	x.Stats.Firings++
 	x.Stats.ByTrigger[i]++
 	if t.stageIdx >= 0 && stageIndex(rs.Stages, c.Stage) < t.stageIdx {
@@ -426,6 +442,9 @@ func (x *Evaluator) record(c *state.Contact, t *Trigger, a *Action, at int64, ca
 		Explain:    make(map[string]float64, len(rs.Scoring)+len(rs.Fit)),
 	}
 	for i, sr := range rs.Scoring {
+		if !c.Live.P.Has(i) {
+			continue // no points: worth 0
+		}
 		if v := pointsAt(&c.Points[i], at, rs.HalfLife); v != 0 {
 			r.Explain[sr.ID] = round3(v)
 		}
@@ -560,13 +579,21 @@ func (x *Evaluator) setFit(c *state.Contact, i int, on, known bool) {
 func (x *Evaluator) fill(v *vals, c *state.Contact, at, now int64) {
 	rs := x.rs
 	v.id, v.traits, v.stage, v.c = c.ID, c.Traits, c.Stage, c
+	// Slots without state (c.Live) are worth 0 and not read: leaving
+	// out a +0 term changes no sum that starts at +0.
 	eng := 0.0
 	for i := range rs.Scoring {
-		eng += pointsAt(&c.Points[i], at, rs.HalfLife)
+		if c.Live.P.Has(i) {
+			eng += pointsAt(&c.Points[i], at, rs.HalfLife)
+		}
 	}
 	v.engagement = eng
 	for i, w := range rs.Windows {
-		v.windows[i] = x.aggregate(c, i, &c.Windows[i], w, now)
+		if c.Live.W.Has(i) {
+			v.windows[i] = x.aggregate(c, i, &c.Windows[i], w, now)
+		} else {
+			v.windows[i] = 0
+		}
 	}
 	// The environment reads x.v; for the values before an event, point it
 	// there for the fit rules and copy back.

@@ -351,6 +351,9 @@ type program struct {
 	// which match runs once it has checked them; nil where the condition
 	// runs whole.
 	rest fastFn
+	// shared is 1 + the index of the result this event condition shares
+	// with the others of the same text (Evaluator.match), 0 for none.
+	shared int
 }
 
 // compileCond compiles a boolean condition against env (EventEnv or ContactEnv).

@@ -247,6 +247,29 @@ func compileBinary(n *ast.BinaryNode, b *envBindings) fastFn {
 		default:
 			f = strings.Contains
 		}
+		if lit, ok := n.Right.(*ast.StringNode); ok {
+			// `path startsWith "/pricing"`: the constant is read once,
+			// here, not through a closure and a type switch per event.
+			c := lit.Value
+			if n.Operator == "startsWith" {
+				return func(s *env) (any, bool) {
+					a, ok := l(s)
+					as, isStr := a.(string)
+					if !ok || !isStr {
+						return nil, false
+					}
+					return strings.HasPrefix(as, c), true
+				}
+			}
+			return func(s *env) (any, bool) {
+				a, ok := l(s)
+				as, isStr := a.(string)
+				if !ok || !isStr {
+					return nil, false
+				}
+				return f(as, c), true
+			}
+		}
 		return func(s *env) (any, bool) {
 			a, ok1 := l(s)
 			b, ok2 := r(s)

@@ -286,6 +286,7 @@ func (x *Evaluator) Merge(u, a *state.Contact) []MovedTimer {
 			(*us)[k] = max((*us)[k], as[k])
 		}
 	}
+	u.NoteLive() // the slots merged in
 	for _, at := range a.Timers {
 		ti := rs.TriggerIndex(at.Trigger)
 		if ti < 0 {

@@ -23,6 +23,7 @@ type Ruleset struct {
 	identity     Identity // see Identity()
 	names        state.Names
 	usesContact  bool // some event condition reads `contact`
+	nshared      int  // event conditions whose result is shared (shareConds)
 	actionIdx    map[string]int
 	readsContext bool         // see ReadsContext
 	reads        event.Select // see Reads
@@ -145,6 +146,7 @@ func (rs *Ruleset) bindAll() {
 		p.fast = compileProgram(p, env)
 		p.rest = compileRest(p, env)
 	}
+	rs.shareConds()
 	for _, r := range rs.Fit {
 		r.static = r.If != nil
 		if r.If == nil {
@@ -161,6 +163,47 @@ func (rs *Ruleset) bindAll() {
 	}
 	for _, a := range rs.Actions {
 		a.boxedName = a.Name
+	}
+}
+
+// shareConds numbers the event conditions whose text occurs more than once
+// among those match runs (a window's match that is also a scoring rule's
+// `on` and a sequence step, say), so that an event computes each once:
+// an event condition reads only the event and the contact as it was before
+// it, which do not change while the event is applied.
+func (rs *Ruleset) shareConds() {
+	var conds []*program
+	for _, w := range rs.Windows {
+		conds = append(conds, w.Match)
+	}
+	rs.nshared = 0
+	for _, r := range rs.Scoring {
+		conds = append(conds, r.On)
+	}
+	for _, t := range rs.Triggers {
+		conds = append(conds, t.After, t.Unless)
+		conds = append(conds, t.Steps...)
+	}
+	for _, p := range conds {
+		if p != nil {
+			p.shared = 0
+		}
+	}
+	seen := map[string]*program{}
+	for _, p := range conds {
+		if p == nil || p.contactEnv {
+			continue
+		}
+		first, ok := seen[p.src]
+		if !ok {
+			seen[p.src] = p
+			continue
+		}
+		if first.shared == 0 {
+			rs.nshared++
+			first.shared = rs.nshared
+		}
+		p.shared = first.shared
 	}
 }
 

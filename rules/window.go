@@ -122,12 +122,21 @@ func spanOf(c *state.Contact, i int) *state.WindowSpan {
 }
 
 func insertAt[T any](s []T, i int, v T) []T {
+	if len(s) == cap(s) && len(s) < minEntries {
+		// append would grow 0 → 1 → 2 → 4: an allocation (and a copy)
+		// for each of a new window's first events.
+		s = append(make([]T, 0, minEntries), s...)
+	}
 	var zero T
 	s = append(s, zero)
 	copy(s[i+1:], s[i:])
 	s[i] = v
 	return s
 }
+
+// minEntries is the room a window's (or a limit's or cap's) first entry
+// gets.
+const minEntries = 4
 
 // aggregate computes the window's value over the events in (now - over, now].
 // c and i, when c is not nil, are the contact and the window's index: a

@@ -101,6 +101,14 @@ type Contact struct {
 	// its owner refuses to merge it into another user (SPEC §6). Replay
 	// keeps the same fact in its link table.
 	Known bool `msgpack:"kn,omitempty"`
+	// Live says which per-rule slots may hold state, so that the rules
+	// engine reads only those: a clear bit is a slot as a new rule gets it
+	// (empty), which it need not read to know. Not encoded; Bind sets it
+	// from the slots, the rules engine sets a slot's bit when it gives
+	// the slot state, and whatever else gives a bound contact's slots
+	// state must call NoteLive. It sits in the padding after Known, on
+	// the line of bound and home, which every event reads.
+	Live LiveSlots `msgpack:"-"`
 	// Pending is a user's live link waiting for the owner of an anonymous
 	// id to answer (DESIGN.md, Identity live); nil otherwise.
 	Pending *PendingLink `msgpack:"pl,omitempty"`
@@ -121,6 +129,47 @@ type Contact struct {
 	// re-read after a crash or a rebalance skips it (Covers), record by
 	// record, with or without a messageId. Zero in replay.
 	Applied Position `msgpack:"a,omitempty"`
+}
+
+// LiveSlots are the bits of Contact.Live, per kind of per-rule slot.
+type LiveSlots struct {
+	W, P, T LiveMask // Windows, Points, Triggers
+}
+
+// LiveMask has bit i set when slot i may hold state. Slots beyond the
+// first 16 are always taken to.
+type LiveMask uint16
+
+const liveBits = 16
+
+// Has reports whether slot i may hold state.
+func (m LiveMask) Has(i int) bool { return i >= liveBits || m>>uint(i)&1 != 0 }
+
+// Set notes that slot i may hold state.
+func (m *LiveMask) Set(i int) {
+	if i < liveBits {
+		*m |= 1 << uint(i)
+	}
+}
+
+// NoteLive sets c.Live from its slots.
+func (c *Contact) NoteLive() {
+	c.Live = LiveSlots{}
+	for i := range min(len(c.Windows), liveBits) {
+		if w := &c.Windows[i]; len(w.T) > 0 || len(w.V) > 0 || len(w.K) > 0 || w.Dropped != 0 {
+			c.Live.W.Set(i)
+		}
+	}
+	for i := range min(len(c.Points), liveBits) {
+		if p := &c.Points[i]; p.Value != 0 || p.AsOf != NoTime || len(p.LimT) > 0 || len(p.LimP) > 0 {
+			c.Live.P.Set(i)
+		}
+	}
+	for i := range min(len(c.Triggers), liveBits) {
+		if t := &c.Triggers[i]; t.On || t.Last != NoTime || t.Fired != 0 || len(t.Steps) > 0 {
+			c.Live.T.Set(i)
+		}
+	}
 }
 
 // Position is a Kafka partition and offset.
@@ -186,6 +235,9 @@ type Seen struct {
 	Pos int      `msgpack:"p,omitempty"`
 }
 
+// minSeen is the room the first remembered messageId gets.
+const minSeen = 16
+
 // hashID hashes a messageId with 64-bit FNV-1a: fixed, so that hashes in
 // stored blobs stay comparable across processes and versions.
 func hashID(id string) uint64 {
@@ -233,6 +285,11 @@ func (s *Seen) Check(id string) (seen bool) {
 
 func (s *Seen) add(h uint64) {
 	if len(s.H) < MaxSeenIDs {
+		if len(s.H) == cap(s.H) && len(s.H) < minSeen {
+			// Every event adds one: room for the first few at once,
+			// not an allocation at each of 1, 2, 4 and 8.
+			s.H = append(make([]uint64, 0, min(minSeen, MaxSeenIDs)), s.H...)
+		}
 		s.H = append(s.H, h)
 		return
 	}
@@ -375,6 +432,7 @@ func (c *Contact) Bind(n *Names) {
 	c.Memo = nil
 	c.MemoBits = [2]uint64{}
 	c.Spans = [len(c.Spans)]WindowSpan{}
+	c.NoteLive()
 	c.bound = n
 }
 

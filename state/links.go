@@ -48,20 +48,19 @@ type LinkPeeker interface {
 
 // MemoryLinks is the in-memory link table. It is safe for concurrent use.
 type MemoryLinks struct {
-	mu    sync.RWMutex
-	owner map[string]string   // anonymous id → user
-	known map[string]struct{} // ids that have been a userId
+	mu sync.RWMutex
+	t  linkTable
 }
 
 // NewMemoryLinks returns an empty link table.
 func NewMemoryLinks() *MemoryLinks {
-	return &MemoryLinks{owner: map[string]string{}, known: map[string]struct{}{}}
+	return &MemoryLinks{t: newLinkTable()}
 }
 
 // Owner implements Links.
 func (l *MemoryLinks) Owner(_ context.Context, anon string) (string, error) {
 	l.mu.RLock()
-	u := l.owner[anon]
+	u := l.t.owner(anon)
 	l.mu.RUnlock()
 	return u, nil
 }
@@ -81,7 +80,7 @@ func (l *MemoryLinks) PeekKnown(id string) bool {
 // Known implements Links.
 func (l *MemoryLinks) Known(_ context.Context, id string) (bool, error) {
 	l.mu.RLock()
-	_, ok := l.known[id]
+	ok := l.t.known(id)
 	l.mu.RUnlock()
 	return ok, nil
 }
@@ -90,13 +89,13 @@ func (l *MemoryLinks) Known(_ context.Context, id string) (bool, error) {
 // so the common case (already known) takes only the read lock.
 func (l *MemoryLinks) MarkKnown(_ context.Context, id string) error {
 	l.mu.RLock()
-	_, ok := l.known[id]
+	ok := l.t.known(id)
 	l.mu.RUnlock()
 	if ok {
 		return nil
 	}
 	l.mu.Lock()
-	l.known[id] = struct{}{}
+	l.t.markKnown(id)
 	l.mu.Unlock()
 	return nil
 }
@@ -104,7 +103,7 @@ func (l *MemoryLinks) MarkKnown(_ context.Context, id string) error {
 // Link implements Links.
 func (l *MemoryLinks) Link(_ context.Context, anon, user string) error {
 	l.mu.Lock()
-	l.owner[anon] = user
+	l.t.link(anon, user)
 	l.mu.Unlock()
 	return nil
 }
@@ -112,7 +111,7 @@ func (l *MemoryLinks) Link(_ context.Context, anon, user string) error {
 // Unlink implements Links.
 func (l *MemoryLinks) Unlink(_ context.Context, anon string) error {
 	l.mu.Lock()
-	delete(l.owner, anon)
+	l.t.unlink(anon)
 	l.mu.Unlock()
 	return nil
 }
@@ -120,7 +119,7 @@ func (l *MemoryLinks) Unlink(_ context.Context, anon string) error {
 // Forget implements Links.
 func (l *MemoryLinks) Forget(_ context.Context, id string) error {
 	l.mu.Lock()
-	delete(l.known, id)
+	l.t.forget(id)
 	l.mu.Unlock()
 	return nil
 }
@@ -129,7 +128,7 @@ func (l *MemoryLinks) Forget(_ context.Context, id string) error {
 func (l *MemoryLinks) Len() int {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	return len(l.owner)
+	return l.t.links
 }
 
 // Range calls f for each link, in no particular order, until f returns
@@ -137,11 +136,20 @@ func (l *MemoryLinks) Len() int {
 func (l *MemoryLinks) Range(f func(anon, user string) bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	for a, u := range l.owner {
-		if !f(a, u) {
-			return
+	for i := range l.t.slots {
+		if s := &l.t.slots[i]; s.h != 0 && s.owner != "" {
+			if !f(s.id, s.owner) {
+				return
+			}
 		}
 	}
+}
+
+// LinkPrefetcher is a LinkPeeker that can ask for what its lookups of some
+// ids will read before they happen, all at once, so that the cache misses
+// of a driver's next events overlap (see Peeker).
+type LinkPrefetcher interface {
+	PrefetchLinks(ids []string)
 }
 
 // Owned returns a view of l for one goroutine that owns l while it uses the
@@ -152,39 +160,35 @@ func (l *MemoryLinks) Owned() Links { return ownedLinks{l} }
 type ownedLinks struct{ l *MemoryLinks }
 
 func (o ownedLinks) Owner(_ context.Context, anon string) (string, error) {
-	return o.l.owner[anon], nil
+	return o.l.t.owner(anon), nil
 }
 
-func (o ownedLinks) PeekOwner(anon string) string { return o.l.owner[anon] }
+func (o ownedLinks) PeekOwner(anon string) string { return o.l.t.owner(anon) }
 
-func (o ownedLinks) PeekKnown(id string) bool {
-	_, ok := o.l.known[id]
-	return ok
-}
+func (o ownedLinks) PeekKnown(id string) bool { return o.l.t.known(id) }
+
+func (o ownedLinks) PrefetchLinks(ids []string) { o.l.t.prefetch(ids) }
 
 func (o ownedLinks) Known(_ context.Context, id string) (bool, error) {
-	_, ok := o.l.known[id]
-	return ok, nil
+	return o.l.t.known(id), nil
 }
 
 func (o ownedLinks) MarkKnown(_ context.Context, id string) error {
-	if _, ok := o.l.known[id]; !ok {
-		o.l.known[id] = struct{}{}
-	}
+	o.l.t.markKnown(id)
 	return nil
 }
 
 func (o ownedLinks) Link(_ context.Context, anon, user string) error {
-	o.l.owner[anon] = user
+	o.l.t.link(anon, user)
 	return nil
 }
 
 func (o ownedLinks) Unlink(_ context.Context, anon string) error {
-	delete(o.l.owner, anon)
+	o.l.t.unlink(anon)
 	return nil
 }
 
 func (o ownedLinks) Forget(_ context.Context, id string) error {
-	delete(o.l.known, id)
+	o.l.t.forget(id)
 	return nil
 }

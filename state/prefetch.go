@@ -29,18 +29,35 @@ const maxPrefetch = 2048
 // store's lookup compares them).
 func (c *Contact) PrefetchHead() {
 	prefetch.Lines(unsafe.Pointer(c), headBytes)
+	// Live sits beyond the head (in padding): its line is the head's
+	// last one or the next.
+	prefetch.Lines(unsafe.Pointer(&c.Live), unsafe.Sizeof(c.Live))
 	prefetch.String(c.ID)
 }
 
-// PrefetchSlots asks for the contact's per-rule slots (windows, points and
-// triggers; caps are read only when an action is emitted), its remembered
-// messageIds and its pending timers.
+// PrefetchSlots asks for the contact's per-rule slots that hold state
+// (windows, points and triggers: the rules engine reads no other unless
+// the event goes in, Contact.Live; caps are read only when an action is
+// emitted), its remembered messageIds and its pending timers.
 func (c *Contact) PrefetchSlots() {
-	prefetch.Slice(c.Windows, maxPrefetch)
-	prefetch.Slice(c.Points, maxPrefetch)
-	prefetch.Slice(c.Triggers, maxPrefetch)
+	live(c.Windows, c.Live.W)
+	live(c.Points, c.Live.P)
+	live(c.Triggers, c.Live.T)
 	prefetch.Slice(c.Seen.H, maxPrefetch)
 	prefetch.Slice(c.Timers, maxPrefetch)
+}
+
+// live asks for the slots of s that m says may hold state.
+func live[T any](s []T, m LiveMask) {
+	if len(s) > liveBits {
+		prefetch.Slice(s, maxPrefetch)
+		return
+	}
+	for i := range s {
+		if m.Has(i) {
+			prefetch.Lines(unsafe.Pointer(&s[i]), unsafe.Sizeof(s[i]))
+		}
+	}
 }
 
 // PrefetchEntries asks for the entries of the contact's windows and the
@@ -48,12 +65,18 @@ func (c *Contact) PrefetchSlots() {
 func (c *Contact) PrefetchEntries() {
 	const front = 256
 	for i := range c.Windows {
+		if !c.Live.W.Has(i) {
+			continue
+		}
 		w := &c.Windows[i]
 		prefetch.Ends(w.T, front)
 		prefetch.Ends(w.V, front)
 		prefetch.Ends(w.K, front)
 	}
 	for i := range c.Points {
+		if !c.Live.P.Has(i) {
+			continue
+		}
 		if p := &c.Points[i]; len(p.LimT) > 0 {
 			prefetch.Slice(p.LimT, maxPrefetch)
 			prefetch.Slice(p.LimP, maxPrefetch)
