@@ -209,8 +209,8 @@ func (l *loader) openLoop(ctx context.Context, rate float64, d, maxD time.Durati
 	limit := start.Add(max(d, maxD)).UnixNano()
 	next := start.UnixNano()
 	first, last = next, next
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	sl := newSleeper() // not a bare time.Timer: see sleeper
+	defer sl.close()
 	l.late = newHist()
 	// r is the record due at next, made before its time comes: the stamp
 	// is the due time, known in advance, so generating an event (about
@@ -227,13 +227,8 @@ func (l *loader) openLoop(ctx context.Context, rate float64, d, maxD time.Durati
 			}
 			end = min(end+int64(time.Second), limit)
 		}
-		if wait := time.Duration(next - time.Now().UnixNano()); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-ctx.Done():
-				return first, last, sent, behind, ctx.Err()
-			case <-timer.C:
-			}
+		if err := sl.until(ctx, next); err != nil {
+			return first, last, sent, behind, err
 		}
 		now := time.Now().UnixNano()
 		behind = max(behind, time.Duration(now-next))
