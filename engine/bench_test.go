@@ -185,3 +185,182 @@ func BenchmarkDecodeRules(b *testing.B) {
 	}
 	reportCPU(b, cpu0, b.N)
 }
+
+// BenchmarkApplyLive is BenchmarkApply as the stream workers apply events:
+// ApplyLive with live identity, six partitions over one shared (locked)
+// memory store, each applying a batch of 2,000 of its events in turn, as
+// six workers take turns on the cores, so that a partition's contacts have
+// left the caches when its next batch comes. ahead=16 prefetches the
+// contacts of the next 16 events before applying them
+// (Partition.PrefetchContacts), as the workers do with the memory store.
+func BenchmarkApplyLive(b *testing.B) {
+	const parts, batch = 6, 2000
+	for _, ahead := range []int{0, readAhead} {
+		b.Run(fmt.Sprintf("ahead=%d", ahead), func(b *testing.B) {
+			rs := loadB2B(b)
+			evs := benchEvents(b, 60_000)
+			span := evs[len(evs)-1].Time - evs[0].Time + 1
+			store := state.NewMemory()
+			ps := make([]*Partition, parts)
+			for i := range ps {
+				ps[i] = NewPartition(rs, store, nil)
+				ps[i].UseLiveLinks(func(string) bool { return false })
+			}
+			// Each partition's events, in order, keyed as the workers key
+			// them (by the contact, as a hash of it would).
+			byPart := make([][]*event.Event, parts)
+			keys := make([][]string, parts)
+			for _, e := range evs {
+				e.MessageID = ""
+				id := ps[0].ContactOf(e)
+				k := int(fnv32(id) % parts)
+				byPart[k] = append(byPart[k], e)
+				keys[k] = append(keys[k], id)
+			}
+			ctx := context.Background()
+			var offset int64
+			for k, p := range ps { // the contacts exist before the timing starts
+				for _, e := range byPart[k] {
+					offset++
+					le := LiveEvent{Event: e, Pos: state.Position{Partition: int32(k), Offset: offset}}
+					if _, err := p.ApplyLive(ctx, &le); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for _, e := range byPart[k] {
+					e.Time += span
+				}
+			}
+			next := make([]int, parts)
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			for n := 0; n < b.N; {
+				for k, p := range ps {
+					for j := 0; j < batch && n < b.N; j, n = j+1, n+1 {
+						i := next[k]
+						if i == len(byPart[k]) {
+							for _, e := range byPart[k] {
+								e.Time += span
+							}
+							i = 0
+						}
+						next[k] = i + 1
+						if ahead > 0 && i%ahead == 0 {
+							p.PrefetchContacts(keys[k][i:min(i+ahead, len(keys[k]))])
+						}
+						offset++
+						le := LiveEvent{Event: byPart[k][i], Pos: state.Position{Partition: int32(k), Offset: offset}}
+						if _, err := p.ApplyLive(ctx, &le); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+			}
+			reportCPU(b, cpu0, b.N)
+		})
+	}
+}
+
+func fnv32(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * 16777619
+	}
+	return h
+}
+
+// BenchmarkDecodeApplyLive is BenchmarkApplyLive with the decoding: each
+// partition's turn is a batch of 4,000 records (JSON values laid out one
+// after the other, as in a decompressed fetch) decoded into reused events
+// and applied with ApplyLive, the stream worker's loop. chunk=4000 decodes
+// the whole batch, then applies it; chunk=64 decodes and applies 64 records
+// at a time, so that a record's value and decoded event are still cached
+// when it is applied. Both prefetch 16 contacts ahead.
+func BenchmarkDecodeApplyLive(b *testing.B) {
+	const parts, batch = 6, 4000
+	for _, chunk := range []int{batch, 64} {
+		b.Run(fmt.Sprintf("chunk=%d", chunk), func(b *testing.B) {
+			rs := loadB2B(b)
+			g := traffic.New(traffic.Config{Contacts: 10_000, Seed: 7})
+			ps := make([]*Partition, parts)
+			store := state.NewMemory()
+			decs := make([]event.Decoder, parts)
+			for i := range ps {
+				ps[i] = NewPartition(rs, store, nil)
+				ps[i].UseLiveLinks(func(string) bool { return false })
+				decs[i] = event.Decoder{SkipContext: !rs.ReadsContext(), Select: rs.Reads(), MaxSpare: 3 * batch}
+			}
+			// Each partition's records: one buffer of values, in order.
+			type rec struct{ at, n int }
+			bufs := make([][]byte, parts)
+			recs := make([][]rec, parts)
+			var probe event.Event
+			for len(recs[0]) < 2*batch || len(recs[parts-1]) < 2*batch {
+				line := g.AppendJSON(nil)
+				if err := event.DecodeInto(&probe, line, event.JSON, 0); err != nil {
+					b.Fatal(err)
+				}
+				k := int(fnv32(ps[0].ContactOf(&probe)) % parts)
+				recs[k] = append(recs[k], rec{len(bufs[k]), len(line)})
+				bufs[k] = append(bufs[k], line...)
+			}
+			evs := make([]event.Event, batch)
+			ctx := context.Background()
+			var offset int64
+			next := make([]int, parts)
+			turn := func(k int, count int) {
+				p, dec := ps[k], &decs[k]
+				keys := make([]string, 0, liveAheadBench)
+				for from := 0; from < count; from += chunk {
+					to := min(from+chunk, count)
+					for j := from; j < to; j++ {
+						r := recs[k][(next[k]+j)%len(recs[k])]
+						if err := dec.DecodeInto(&evs[j], bufs[k][r.at:r.at+r.n], event.JSON, 0); err != nil {
+							b.Fatal(err)
+						}
+						evs[j].MessageID = ""
+					}
+					for j := from; j < to; j++ {
+						if (j-from)%liveAheadBench == 0 {
+							keys = keys[:0]
+							for i := j; i < min(j+liveAheadBench, to); i++ {
+								keys = append(keys, p.ContactOf(&evs[i]))
+							}
+							p.PrefetchContacts(keys)
+						}
+						offset++
+						le := LiveEvent{Event: &evs[j], Pos: state.Position{Partition: int32(k), Offset: offset}}
+						if _, err := p.ApplyLive(ctx, &le); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				for j := range evs[:count] {
+					dec.Recycle(&evs[j])
+				}
+				next[k] += count
+			}
+			for k := range ps { // the contacts exist before the timing starts
+				turn(k, batch)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			for n := 0; n < b.N; {
+				for k := range ps {
+					c := min(batch, b.N-n)
+					if c == 0 {
+						break
+					}
+					turn(k, c)
+					n += c
+				}
+			}
+			reportCPU(b, cpu0, b.N)
+		})
+	}
+}
+
+// liveAheadBench is the stream worker's prefetch distance (stream.liveAhead).
+const liveAheadBench = 16

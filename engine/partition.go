@@ -180,7 +180,8 @@ func (p *Partition) apply(ctx context.Context, e *event.Event, pos *state.Positi
 // that turns out wrong (an earlier event of the batch links or merges)
 // costs only the prefetch. It reads the contacts' slices without a lock: call
 // it only where no other goroutine changes the store's contacts meanwhile
-// (replay; a partition with a store of its own).
+// (replay; a partition with a store of its own). A live worker, whose
+// store other partitions share, calls PrefetchContacts.
 func (p *Partition) Prefetch(es []*event.Event) {
 	pk, ok := p.store.(state.Peeker)
 	if !ok || len(es) == 0 {
@@ -214,9 +215,29 @@ func (p *Partition) Prefetch(es []*event.Event) {
 		}
 		ids = append(ids, id)
 	}
-	cs := pk.Peek(ids, p.ahead[:0])
+	p.prefetch(pk, ids)
 	clear(ids)
 	p.aheadIDs = ids[:0]
+}
+
+// PrefetchContacts is Prefetch for a driver that knows the contacts its
+// next events are applied to: ids are their exact ids, in order (a live
+// worker: ContactOf, or the user a forward goes to). With a store shared by
+// several partitions' goroutines (state.Memory), it reads the fields of
+// the contacts held under ids without a lock (Memory.Peek returns only
+// those), so ids must be contacts this partition owns: the contacts of its
+// Kafka partition, which no other goroutine changes. It changes nothing,
+// and does nothing unless the store is a state.Peeker.
+func (p *Partition) PrefetchContacts(ids []string) {
+	if pk, ok := p.store.(state.Peeker); ok && len(ids) > 0 {
+		p.prefetch(pk, ids)
+	}
+}
+
+// prefetch asks for the state of the contacts held under ids, one pass per
+// pointer followed (see Prefetch).
+func (p *Partition) prefetch(pk state.Peeker, ids []string) {
+	cs := pk.Peek(ids, p.ahead[:0])
 	for _, c := range cs {
 		c.PrefetchSlots()
 		// The entries of the contact's timers in the heap (Hints).

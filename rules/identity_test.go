@@ -2,8 +2,10 @@ package rules
 
 import (
 	"math"
+	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/leadpulse/leadpulse/state"
@@ -120,4 +122,80 @@ func TestInspectMerged(t *testing.T) {
 	if v := rs.Inspect(a, state.NoTime); v.Merged != nil || v.MergedInto != "u1" {
 		t.Errorf("retired view: merged %q, merged_into %q", v.Merged, v.MergedInto)
 	}
+}
+
+// TestIsBlockedMatchesEqualFold checks IsBlocked, whose ASCII path compares
+// only ids of a blocked id's length, against the plain definition (any
+// blocked id equal under strings.EqualFold; "" always blocked), for
+// blocked lists with and without non-ASCII ids, on ids built from the
+// blocked ids with case changes, folding partners, and cuts.
+func TestIsBlockedMatchesEqualFold(t *testing.T) {
+	lists := [][]string{
+		DefaultBlocked,
+		{"null", "UNDEFINED", "x"},
+		{"null", "\u212a"}, // the Kelvin sign folds to k
+		{"ſ", "guest"},     // the long s folds to s
+		{strings.Repeat("a", 70)},
+		{},
+	}
+	ids := []string{"", "k", "K", "s", "S", "\u212a", "ſ", "NULL", "Null", "nul", "nulls", "undefined", "UNDEFINED",
+		"Undefined", "undefineD", "unknowN", "u-123", "anon-abc", "-1", "0", "00", "GUEST", "gue\u017ft", "\u212aey",
+		strings.Repeat("a", 70), strings.Repeat("A", 70), strings.Repeat("a", 69), "caf\u00e9", "x", "X"}
+	r := rand.New(rand.NewPCG(3, 5))
+	for range 2000 {
+		b := []byte(ids[r.IntN(len(ids))])
+		for i := range b {
+			if r.IntN(3) == 0 && b[i] < 0x80 {
+				b[i] ^= 0x20 // flips case of letters, and makes other bytes
+			}
+		}
+		ids = append(ids, string(b))
+	}
+	for _, list := range lists {
+		id := Identity{Blocked: list}
+		id.prepare()
+		for _, s := range ids {
+			want := s == ""
+			for _, b := range list {
+				want = want || strings.EqualFold(s, b)
+			}
+			if got := id.IsBlocked(s); got != want {
+				t.Errorf("blocked %q: IsBlocked(%q) = %v, want %v", list, s, got, want)
+			}
+		}
+	}
+}
+
+// BenchmarkIsBlocked is the cost of checking one event's two ids (a
+// userId and an anonymousId of the bench's shapes) against the default
+// blocked list: IsBlocked, and the loop of strings.EqualFold over every
+// blocked id that it replaced for ASCII ids.
+func BenchmarkIsBlocked(b *testing.B) {
+	id := defaultIdentity()
+	ids := []string{"u-1x3k9", "anon-1x3k9", "a-56eaa8c3", "u-42"}
+	b.Run("IsBlocked", func(b *testing.B) {
+		n := 0
+		for i := 0; b.Loop(); i++ {
+			if id.IsBlocked(ids[i%len(ids)]) {
+				n++
+			}
+		}
+		if n != 0 {
+			b.Fatal(n)
+		}
+	})
+	b.Run("EqualFold-loop", func(b *testing.B) {
+		n := 0
+		for i := 0; b.Loop(); i++ {
+			s := ids[i%len(ids)]
+			for _, x := range id.blocked {
+				if strings.EqualFold(s, x) {
+					n++
+				}
+			}
+		}
+		if n != 0 {
+			b.Fatal(n)
+		}
+	})
 }

@@ -117,7 +117,11 @@ func (x *index) remove(h uint64, id string) *Contact {
 // peek appends to cs the contacts that the ids most likely name, and
 // prefetches their fields (Contact.PrefetchHead): it asks for every id's
 // slot first, then compares hashes only (a collision costs a prefetch).
-func (x *index) peek(ids []string, cs []*Contact) []*Contact {
+// With exact it compares the ids too (each contact's id, which never
+// changes, against the id asked for), so that it returns only contacts held
+// under one of ids: a caller that owns those contacts reads nothing of a
+// contact another goroutine changes (Memory.Peek).
+func (x *index) peek(ids []string, cs []*Contact, exact bool) []*Contact {
 	if x.n == 0 {
 		return cs
 	}
@@ -131,13 +135,13 @@ func (x *index) peek(ids []string, cs []*Contact) []*Contact {
 			hs[k] = h
 			prefetch.Lines(unsafe.Pointer(&x.slots[h&mask]), unsafe.Sizeof(islot{}))
 		}
-		for _, h := range hs[:len(chunk)] {
+		for k, h := range hs[:len(chunk)] {
 			for i := h & mask; ; i = (i + 1) & mask {
 				s := &x.slots[i]
 				if s.h == 0 {
 					break
 				}
-				if s.h == h {
+				if s.h == h && (!exact || s.c.ID == chunk[k]) {
 					s.c.PrefetchHead()
 					cs = append(cs, s.c)
 					break

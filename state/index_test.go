@@ -43,17 +43,45 @@ func TestIndexAgainstMap(t *testing.T) {
 							t.Fatalf("step %d: get(%q) = %p, want %p", step, id, got, want[id])
 						}
 					}
-					peeked := x.peek(names, nil)
-					if len(peeked) != len(want) {
-						t.Fatalf("step %d: peek found %d contacts, want %d", step, len(peeked), len(want))
-					}
-					for _, c := range peeked {
-						if want[c.ID] != c {
-							t.Fatalf("step %d: peek found %q, not held", step, c.ID)
+					for _, exact := range []bool{false, true} {
+						peeked := x.peek(names, nil, exact)
+						if len(peeked) != len(want) {
+							t.Fatalf("step %d: peek (exact %v) found %d contacts, want %d", step, exact, len(peeked), len(want))
+						}
+						for _, c := range peeked {
+							if want[c.ID] != c {
+								t.Fatalf("step %d: peek (exact %v) found %q, not held", step, exact, c.ID)
+							}
 						}
 					}
 				}
 			}
 		})
+	}
+}
+
+// TestPeekExactCollision: a contact whose id's hash equals the hash of the
+// id asked for (a collision, made here by hand) is a guess the owned view's
+// peek may return, but the shared store's exact peek must not: its caller
+// reads the fields of what it returns without a lock, and the other
+// contact may be another goroutine's. Past the collision it finds the
+// contact asked for.
+func TestPeekExactCollision(t *testing.T) {
+	x := newIndex()
+	h := x.hash("mine")
+	x.slots = make([]islot, 64)
+	other, mine := New("other"), New("mine")
+	x.slots[h&63] = islot{h: h, c: other}
+	x.n = 1
+	if got := x.peek([]string{"mine"}, nil, false); len(got) != 1 || got[0] != other {
+		t.Fatalf("hash-only peek = %v, want the colliding contact", got)
+	}
+	if got := x.peek([]string{"mine"}, nil, true); len(got) != 0 {
+		t.Fatalf("exact peek = %v, want nothing", got)
+	}
+	x.slots[(h+1)&63] = islot{h: h, c: mine}
+	x.n = 2
+	if got := x.peek([]string{"mine"}, nil, true); len(got) != 1 || got[0] != mine {
+		t.Fatalf("exact peek = %v, want the contact after the collision", got)
 	}
 }

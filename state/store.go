@@ -80,10 +80,16 @@ func (s *Memory) Get(_ context.Context, id string) (*Contact, error) {
 	return c, nil
 }
 
-// Peek implements Peeker.
+// Peek implements Peeker. The index is read under the read lock (another
+// goroutine's Put may grow it), and the ids are compared exactly, not only
+// their hashes: every contact returned is held under one of ids. So a
+// goroutine that owns the contacts of ids (a stream worker: the contacts
+// of its partition) may read the fields of those returned without a lock,
+// while other goroutines change their own contacts (Partition.Prefetch
+// reads their slices' headers).
 func (s *Memory) Peek(ids []string, cs []*Contact) []*Contact {
 	s.mu.RLock()
-	cs = s.m.peek(ids, cs)
+	cs = s.m.peek(ids, cs, true)
 	s.mu.RUnlock()
 	return cs
 }
@@ -143,7 +149,9 @@ func (o ownedMemory) Get(_ context.Context, id string) (*Contact, error) {
 	return New(id), nil
 }
 
-func (o ownedMemory) Peek(ids []string, cs []*Contact) []*Contact { return o.s.m.peek(ids, cs) }
+// Peek compares hashes only: the view's owner owns every contact, so a
+// collision costs only a prefetch.
+func (o ownedMemory) Peek(ids []string, cs []*Contact) []*Contact { return o.s.m.peek(ids, cs, false) }
 
 func (o ownedMemory) Put(_ context.Context, c *Contact) error {
 	if c.home != o.s {

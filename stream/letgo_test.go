@@ -1,7 +1,12 @@
 package stream
 
 import (
+	"fmt"
+	"hash/maphash"
+	"math/rand/v2"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -92,5 +97,52 @@ func TestHoldBound(t *testing.T) {
 	}
 	if w.heldEvents != 0 {
 		t.Errorf("heldEvents %d after forgetHeldEvents", w.heldEvents)
+	}
+}
+
+// TestParkedUserFilter: parkedUser, which asks the filter before the map,
+// agrees with the map through random parks, unparks, repeats and resets,
+// and that a saturated count stays saturated.
+func TestParkedUserFilter(t *testing.T) {
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &worker{parked: map[string]*parked{}, m: m}
+	w.parkedIDs.seed = maphash.MakeSeed()
+	r := rand.New(rand.NewPCG(7, 9))
+	ids := make([]string, 2000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("u-%d", i)
+	}
+	for step := range 200_000 {
+		id := ids[r.IntN(len(ids))]
+		switch k := r.IntN(100); {
+		case k < 50:
+			w.park(id, &parked{})
+		case k < 99:
+			w.unpark(id)
+		case step%7 == 0:
+			w.dropParked()
+		}
+		if step%101 == 0 {
+			for _, id := range ids {
+				if got, want := w.parkedUser(id), w.parked[id]; got != want {
+					t.Fatalf("step %d: parkedUser(%q) = %p, map has %p", step, id, got, want)
+				}
+			}
+		}
+	}
+	// Saturation: 300 parks counted in one slot stay "maybe" after
+	// their unparks, which costs only the lookup.
+	var f parkFilter
+	f.seed = maphash.MakeSeed()
+	s := f.slot("x")
+	*s = 254
+	f.add("x")
+	f.add("x")
+	f.remove("x")
+	if !f.maybe("x") || *s != 255 {
+		t.Fatalf("saturated count %d, maybe %v; want 255, true", *s, f.maybe("x"))
 	}
 }
