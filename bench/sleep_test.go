@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"runtime/pprof"
 	"testing"
 	"time"
 )
@@ -40,5 +41,21 @@ func TestSleeperFallback(t *testing.T) {
 	}
 	if now := time.Now().UnixNano(); now < due {
 		t.Errorf("returned %v before the due time", time.Duration(due-now))
+	}
+}
+
+// as runs f with the role label in its context (pprof.Do sets it on the
+// goroutine too, and the goroutines f starts inherit it), so that a CPU
+// profile splits by role.
+func TestAsLabelsRole(t *testing.T) {
+	got := make(chan string, 1)
+	as(context.Background(), roleLoad, func(ctx context.Context) {
+		go func() {
+			v, _ := pprof.Label(ctx, "role")
+			got <- v
+		}()
+	})
+	if v := <-got; v != roleLoad {
+		t.Errorf("role label = %q, want %q", v, roleLoad)
 	}
 }
