@@ -55,6 +55,7 @@ type Cache struct {
 	lru   centry    // sentinel of the recency ring: lru.next is the most recent
 	dirty []*centry // contacts Put since they were last encoded for a write
 	fl    *flight   // the write not known to have landed yet; nil if none
+	ah    *ahead    // the load PrefetchAhead started; nil if none
 	// meanBlob is the bytes per contact of the last write: it sizes the
 	// next one's buffer.
 	meanBlob int
@@ -90,11 +91,29 @@ type flight struct {
 	pos Position
 	ws  []pending
 	es  []*centry // parallel to ws
+	// gate, if set, must return nil before the write is sent (CommitAfter);
+	// it is cleared once it has.
+	gate func(context.Context) error
+	stop context.CancelFunc // ends a wait for the gate (Close)
 	// Written by the write's goroutine until done closes; read by the
 	// partition goroutine after.
 	res  []wrote
 	err  error
 	done chan struct{} // closed when the write returns; nil when not sent
+}
+
+// ahead is a load of contacts started by PrefetchAhead, on a goroutine of
+// its own, while the partition applies a batch. Its contacts have
+// placeholders in the map (centry.c nil, not in the recency ring) until
+// collectAhead fills them in: whoever needs one first waits for the load,
+// and no other load of the same contact can start meanwhile.
+type ahead struct {
+	ids []string
+	// Written by the load's goroutine until done closes.
+	got  []loaded
+	err  error
+	done chan struct{}
+	stop context.CancelFunc
 }
 
 // CacheStats are a Cache's counters.
@@ -178,6 +197,9 @@ func (c *Cache) evict() {
 // Get implements Store: the cached contact, or the stored one (one round
 // trip), or a new one.
 func (c *Cache) Get(ctx context.Context, id string) (*Contact, error) {
+	if e := c.m[id]; e != nil && e.c == nil {
+		c.collectAhead() // a placeholder of PrefetchAhead: its load fills it in
+	}
 	if e := c.m[id]; e != nil {
 		c.hits.Add(1)
 		c.touch(e)
@@ -199,6 +221,7 @@ func (c *Cache) Get(ctx context.Context, id string) (*Contact, error) {
 // round trip (one per node in Cluster), so that the batch's Gets hit. Cached
 // ones count as used.
 func (c *Cache) Prefetch(ctx context.Context, ids []string) error {
+	c.collectAhead()
 	var miss []string
 	for _, id := range ids {
 		if e := c.m[id]; e != nil {
@@ -230,8 +253,79 @@ func (c *Cache) Prefetch(ctx context.Context, ids []string) error {
 	return nil
 }
 
+// PrefetchAhead starts loading the contacts of ids that are not cached, in
+// one pipelined round trip, on a goroutine of its own, and returns at once:
+// the caller passes the contacts of the records queued behind the batch it
+// is about to apply, and the next Prefetch (or a Get of one of them) finds
+// them loaded. A load already started is left to finish, and ids are
+// ignored then. If the load fails, its contacts are simply not cached (the
+// next Prefetch loads them and reports the error).
+//
+// Why: under a backlog every batch began with a Prefetch round trip for
+// its new contacts, and the partition waited for it (queued in the
+// single-threaded server behind the other partitions' writes) instead of
+// applying; now that wait overlaps the previous batch.
+func (c *Cache) PrefetchAhead(ctx context.Context, ids []string) {
+	if c.ah != nil {
+		return
+	}
+	var miss []string
+	for _, id := range ids {
+		if c.m[id] != nil {
+			continue
+		}
+		c.m[id] = &centry{} // placeholder, filled in by collectAhead
+		miss = append(miss, id)
+	}
+	if len(miss) == 0 {
+		return
+	}
+	c.misses.Add(uint64(len(miss)))
+	actx, stop := context.WithCancel(ctx)
+	a := &ahead{ids: miss, got: make([]loaded, len(miss)), done: make(chan struct{}), stop: stop}
+	c.ah = a
+	go func() {
+		defer close(a.done)
+		defer stop()
+		a.err = c.r.load(actx, a.ids, a.got)
+	}()
+}
+
+// Cached reports whether the contact id is cached or being loaded: a
+// PrefetchAhead of it would do nothing. It takes the id as bytes (a
+// record's key) so that a hit converts nothing.
+func (c *Cache) Cached(id []byte) bool { return c.m[string(id)] != nil }
+
+// collectAhead waits for the load PrefetchAhead started, if any, and fills
+// in its placeholders; if it failed, it drops them.
+func (c *Cache) collectAhead() {
+	a := c.ah
+	if a == nil {
+		return
+	}
+	<-a.done
+	c.ah = nil
+	if a.err != nil {
+		for _, id := range a.ids {
+			delete(c.m, id)
+		}
+		return
+	}
+	for i, id := range a.ids {
+		e := c.m[id] // the placeholder: only collectAhead replaces it
+		e.c, e.ver = a.got[i].c, a.got[i].ver
+	}
+	c.evict() // before linking the loaded contacts, so that they stay
+	for _, id := range a.ids {
+		c.pushFront(c.m[id])
+	}
+}
+
 // Put implements Store: c changed and is written at the next Commit.
 func (c *Cache) Put(_ context.Context, ct *Contact) error {
+	if e := c.m[ct.ID]; e != nil && e.c == nil {
+		c.collectAhead()
+	}
 	e := c.m[ct.ID]
 	if e == nil {
 		// Not obtained from Get: it builds on no stored version.
@@ -288,6 +382,21 @@ func (c *Cache) Commit(ctx context.Context, pos Position) error {
 // *ConflictError alone (contacts of the previous write rejected) comes with
 // the write started.
 func (c *Cache) CommitAsync(ctx context.Context, pos Position) error {
+	return c.CommitAfter(ctx, pos, nil)
+}
+
+// CommitAfter is CommitAsync whose write is sent only once gate returns
+// nil, on the write's goroutine: the caller encodes the state as of pos now
+// and goes on, and the write waits for what must be durable before the
+// state is (the partition's actions acknowledged by Kafka). If gate fails,
+// nothing is sent: Wait returns gate's error, and the contacts stay in
+// flight with their bytes, resent (gate first again) by the next Wait. A
+// nil gate is CommitAsync.
+//
+// Why: a partition waited for its output's acknowledgement before it
+// started each state write, about ten times a second when caught up, and
+// the records arriving meanwhile waited behind it.
+func (c *Cache) CommitAfter(ctx context.Context, pos Position, gate func(context.Context) error) error {
 	werr := c.Wait(ctx)
 	if !onlyConflicts(werr) {
 		return werr
@@ -320,12 +429,29 @@ func (c *Cache) CommitAsync(ctx context.Context, pos Position) error {
 	clear(c.dirty)
 	c.dirty = c.dirty[:0]
 	c.fl = fl
+	fl.gate = gate
 	fl.done = make(chan struct{})
+	gctx, stop := context.WithCancel(ctx)
+	fl.stop = stop
 	go func() {
 		defer close(fl.done)
-		fl.res, fl.err = c.r.write(ctx, fl.pos, fl.ws)
+		defer stop()
+		fl.send(ctx, gctx, c.r)
 	}()
 	return werr
+}
+
+// send writes the flight's contacts once its gate has opened (waiting for
+// it under gctx).
+func (fl *flight) send(ctx, gctx context.Context, r *Redis) {
+	if fl.gate != nil {
+		if err := fl.gate(gctx); err != nil {
+			fl.res, fl.err = nil, err // nothing sent: every contact stays in flight
+			return
+		}
+		fl.gate = nil
+	}
+	fl.res, fl.err = r.write(ctx, fl.pos, fl.ws)
 }
 
 // Writing returns a channel that is closed when the write in flight
@@ -354,7 +480,7 @@ func (c *Cache) Wait(ctx context.Context) error {
 	}
 	if fl.done == nil {
 		// A failed write: resend what did not land, with the same bytes.
-		fl.res, fl.err = c.r.write(ctx, fl.pos, fl.ws)
+		fl.send(ctx, ctx, c.r)
 	} else {
 		select {
 		case <-fl.done:
@@ -439,9 +565,16 @@ func onlyConflicts(err error) bool {
 // Close waits for a write in flight to return, without settling it: for
 // a partition goroutine that leaves without committing (its partition was
 // lost), so that no write outlives its owner. Writes are bounded by the
-// Redis timeouts.
+// Redis timeouts; a write still waiting for its gate (CommitAfter) is not
+// sent.
 func (c *Cache) Close() {
+	if a := c.ah; a != nil {
+		a.stop()
+		<-a.done
+		c.ah = nil
+	}
 	if c.fl != nil && c.fl.done != nil {
+		c.fl.stop()
 		<-c.fl.done
 	}
 }
@@ -453,6 +586,7 @@ func (c *Cache) Delete(ctx context.Context, id string) error {
 	if err := c.Wait(ctx); !onlyConflicts(err) {
 		return err
 	}
+	c.collectAhead() // its load of id must not land after the erasure
 	if e := c.m[id]; e != nil {
 		if e.c != nil {
 			c.unlink(e)
@@ -466,33 +600,51 @@ func (c *Cache) Delete(ctx context.Context, id string) error {
 }
 
 // DueTimers is Redis.DueTimers for this cache's partition, with this cache's
-// uncommitted changes applied: a timer fired or set since the last Commit is
-// seen as the engine left it. A write in flight is waited for first, so that
-// Redis holds everything but the dirty contacts.
+// changes not known to be stored applied: a timer fired or set since the
+// last commit is seen as the engine left it. A dirty contact's timers are
+// the cache's instead of Redis'; a contact of the write in flight (not
+// landed, or failed) has both Redis' and the cache's (stale ones are
+// harmless: a timer fires only if its contact still holds it, while a
+// missing one would never fire; Redis may hold newer state if the write is
+// rejected).
+//
+// It does not wait for the write in flight. It did, and a partition loading
+// its next timers (every half TimerHorizon of event time: about every
+// 30,000 events of a backlog in the bench) stalled until a write of a flush
+// interval's contacts landed, up to a second on a busy server.
 func (c *Cache) DueTimers(ctx context.Context, partition int32, upTo int64) ([]TimerRef, error) {
-	if err := c.Wait(ctx); !onlyConflicts(err) {
-		return nil, err
-	}
 	refs, err := c.r.DueTimers(ctx, partition, upTo)
 	if err != nil {
 		return nil, err
 	}
-	if len(c.dirty) == 0 {
+	var flying []*centry
+	if c.fl != nil {
+		flying = c.fl.es
+	}
+	if len(c.dirty) == 0 && len(flying) == 0 {
 		return refs, nil
 	}
 	refs = slices.DeleteFunc(refs, func(t TimerRef) bool {
 		e := c.m[t.Contact]
 		return e != nil && e.dirty
 	})
-	for _, e := range c.dirty {
+	add := func(e *centry) {
 		for _, t := range e.c.Timers {
 			if t.Due <= upTo {
 				refs = append(refs, TimerRef{Contact: e.c.ID, Trigger: t.Trigger, Due: t.Due, Set: t.Set})
 			}
 		}
 	}
+	for _, e := range c.dirty {
+		add(e)
+	}
+	for _, e := range flying {
+		if !e.dirty {
+			add(e)
+		}
+	}
 	slices.SortFunc(refs, func(a, b TimerRef) int {
-		return cmp.Or(cmp.Compare(a.Due, b.Due), strings.Compare(a.Contact, b.Contact), cmp.Compare(a.Set, b.Set))
+		return cmp.Or(cmp.Compare(a.Due, b.Due), strings.Compare(a.Contact, b.Contact), cmp.Compare(a.Set, b.Set), strings.Compare(a.Trigger, b.Trigger))
 	})
-	return refs, nil
+	return slices.Compact(refs), nil
 }

@@ -36,7 +36,7 @@ func (r *Redis) Inspect(ctx context.Context, id string) (*Stored, error) {
 	if !ok {
 		return nil, fmt.Errorf("state: contact %q: %w", id, ErrNotFound)
 	}
-	c, err := Decode([]byte(blob))
+	c, err := decodeString(blob)
 	if err != nil {
 		return nil, fmt.Errorf("state: contact %q in redis key %s: %w", id, key, err)
 	}

@@ -207,6 +207,8 @@ func TestRedis(t *testing.T) {
 		{"Retention", testRetention},
 		{"CacheBound", testCacheBound},
 		{"CommitAsync", testCommitAsync},
+		{"CommitAfter", testCommitAfter},
+		{"PrefetchAhead", testPrefetchAhead},
 	}
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
@@ -943,6 +945,255 @@ func testCommitAsync(t *testing.T, addrs []string) {
 	}
 	if st, err := r.Inspect(ctx, "d"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("d after its erasure: %+v, %v; want ErrNotFound (the write landed after the erasure)", st, err)
+	}
+}
+
+// CommitAfter sends its write only once the gate opens: nothing is stored
+// while the gate waits, however long; a gate that fails sends nothing, Wait
+// returns its error and keeps the contacts in flight; the next Wait asks the
+// gate again and sends the same bytes once it opens; Close ends a wait for
+// the gate without sending.
+func testCommitAfter(t *testing.T, addrs []string) {
+	ctx := t.Context()
+	r := newRedis(t, addrs)
+	cache := NewCache(r, CacheOptions{})
+	put := func(id string, seq uint64) {
+		c := mustGet(t, cache, id)
+		c.Seq = seq
+		cache.Put(ctx, c)
+	}
+	stored := func(id string) uint64 {
+		st, err := r.Inspect(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			return 0
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Contact.Seq
+	}
+
+	open := make(chan struct{})
+	asked := make(chan struct{}, 1)
+	gate := func(ctx context.Context) error {
+		asked <- struct{}{}
+		select {
+		case <-open:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	put("a", 1)
+	if err := cache.CommitAfter(ctx, Position{Partition: 0, Offset: 10}, gate); err != nil {
+		t.Fatal(err)
+	}
+	waitAsked(t, asked) // the write's goroutine waits for the gate
+	if got := stored("a"); got != 0 || cache.InFlight() != 1 {
+		t.Fatalf("a stored with Seq %d (%d in flight) while the gate is shut; want nothing stored, 1 in flight", got, cache.InFlight())
+	}
+	close(open)
+	if err := cache.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored("a"); got != 1 {
+		t.Fatalf("a after the gate opened: Seq %d, want 1", got)
+	}
+
+	// A failing gate: nothing sent, the error comes back, the bytes are
+	// kept and sent by a later Wait whose gate passes.
+	refused := errors.New("output refused")
+	gateErr := refused
+	put("a", 2)
+	if err := cache.CommitAfter(ctx, Position{Partition: 0, Offset: 20}, func(context.Context) error { return gateErr }); err != nil {
+		t.Fatal(err)
+	}
+	if err := cache.Wait(ctx); !errors.Is(err, refused) {
+		t.Fatalf("wait: %v, want the gate's error", err)
+	}
+	if got := stored("a"); got != 1 || cache.InFlight() != 1 {
+		t.Fatalf("a stored with Seq %d (%d in flight) after the gate failed; want 1, 1", got, cache.InFlight())
+	}
+	if err := cache.Wait(ctx); !errors.Is(err, refused) || stored("a") != 1 {
+		t.Fatalf("second wait: %v, Seq %d; want the gate's error again, nothing sent", err, stored("a"))
+	}
+	gateErr = nil
+	if err := cache.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored("a"); got != 2 || cache.InFlight() != 0 {
+		t.Fatalf("a after the gate passed: Seq %d (%d in flight), want 2, 0", got, cache.InFlight())
+	}
+
+	// DueTimers does not wait for a write in flight: it has the timers of
+	// its contacts from the cache (here the write cannot land before the
+	// gate opens), as well as those of dirty contacts and of Redis.
+	hour := int64(time.Hour)
+	tm := mustGet(t, cache, "tm") // in flight, timer due at +1h
+	tm.Timers = []Timer{{Trigger: "flying", Due: base + hour, Set: 1}}
+	cache.Put(ctx, tm)
+	hold := make(chan struct{})
+	if err := cache.CommitAfter(ctx, Position{Partition: 0, Offset: 25}, func(ctx context.Context) error {
+		select {
+		case <-hold:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	td := mustGet(t, cache, "td") // dirty, timer due at +2h
+	td.Timers = []Timer{{Trigger: "dirty", Due: base + 2*hour, Set: 1}}
+	cache.Put(ctx, td)
+	var refs []TimerRef
+	var err error
+	due := make(chan struct{})
+	go func() {
+		defer close(due)
+		refs, err = cache.DueTimers(ctx, 0, base+3*hour)
+	}()
+	select {
+	case <-due:
+	case <-time.After(10 * time.Second):
+		close(hold)
+		<-due
+		t.Fatal("DueTimers waited for the write held at its gate")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []TimerRef{{Contact: "tm", Trigger: "flying", Due: base + hour, Set: 1}, {Contact: "td", Trigger: "dirty", Due: base + 2*hour, Set: 1}}
+	if !reflect.DeepEqual(refs, want) {
+		t.Fatalf("DueTimers during a write held at its gate: %+v, want %+v", refs, want)
+	}
+	close(hold)
+	mustCommit(t, cache, Position{Partition: 0, Offset: 26})
+	if refs, err = cache.DueTimers(ctx, 0, base+3*hour); err != nil || !reflect.DeepEqual(refs, want) {
+		t.Fatalf("DueTimers once written: %+v, %v; want %+v", refs, err, want)
+	}
+
+	// Close ends a write waiting for its gate; it is never sent.
+	put("a", 3)
+	if err := cache.CommitAfter(ctx, Position{Partition: 0, Offset: 30}, gate2(asked)); err != nil {
+		t.Fatal(err)
+	}
+	waitAsked(t, asked)
+	cache.Close()
+	if got := stored("a"); got != 2 {
+		t.Fatalf("a after Close: Seq %d, want 2 (a write waiting for its gate is not sent)", got)
+	}
+}
+
+// PrefetchAhead loads the next batch's misses in the background: the next
+// Prefetch and Gets of them make no round trip and see the stored state; a
+// contact cached or being loaded is not loaded again; a load that fails
+// leaves nothing cached, and the next Prefetch reports its error; an
+// erasure of a contact being loaded leaves it erased.
+func testPrefetchAhead(t *testing.T, addrs []string) {
+	ctx := t.Context()
+	r := newRedis(t, addrs)
+	seed := NewCache(r, CacheOptions{})
+	for _, id := range []string{"a", "d"} {
+		c := mustGet(t, seed, id)
+		c.Seq = 5
+		seed.Put(ctx, c)
+	}
+	mustCommit(t, seed, Position{Partition: 0, Offset: 1})
+	// Warm the pipeline connections up: their handshakes are not the loads'.
+	if err := NewCache(r, CacheOptions{}).Prefetch(ctx, []string{"warm-up"}); err != nil {
+		t.Fatal(err)
+	}
+	rt := countRoundTrips(r)
+
+	cache := NewCache(r, CacheOptions{})
+	mustGet(t, cache, "c") // cached: not loaded again
+	rt.take()
+	cache.PrefetchAhead(ctx, []string{"a", "b", "a", "c"})
+	if !cache.Cached([]byte("a")) || !cache.Cached([]byte("b")) {
+		t.Fatal("contacts being loaded ahead are not Cached")
+	}
+	cache.PrefetchAhead(ctx, []string{"x"}) // a load is running: ignored
+	if cache.Cached([]byte("x")) {
+		t.Fatal("a second PrefetchAhead started while one runs")
+	}
+	if err := cache.Prefetch(ctx, []string{"a", "b", "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, cache, "a"); got.Seq != 5 {
+		t.Fatalf("a loaded ahead: Seq %d, want the stored 5", got.Seq)
+	}
+	if got := mustGet(t, cache, "b"); got.Seq != 0 {
+		t.Fatalf("b (not stored) loaded ahead: Seq %d, want a new contact", got.Seq)
+	}
+	if cmds, pipes := rt.take(); cmds != 0 || pipes != 1 {
+		t.Fatalf("%d calls, %d pipelines; want the one pipeline of the load ahead", cmds, pipes)
+	}
+
+	// A Get of a contact being loaded waits for the load.
+	cache.PrefetchAhead(ctx, []string{"d"})
+	if got := mustGet(t, cache, "d"); got.Seq != 5 {
+		t.Fatalf("d got while loading ahead: Seq %d, want 5", got.Seq)
+	}
+	// So does a Put.
+	cache.PrefetchAhead(ctx, []string{"e"})
+	cache.Put(ctx, &Contact{ID: "e", Seq: 1})
+	if cache.ah != nil || cache.m["e"].c.Seq != 1 || cache.Dirty() != 1 {
+		t.Fatalf("e Put while loading ahead: not the Put contact, or not dirty (%d dirty)", cache.Dirty())
+	}
+
+	// An erasure of a contact being loaded.
+	cache.PrefetchAhead(ctx, []string{"a2"})
+	a2 := mustGet(t, seed, "a2")
+	a2.Seq = 3
+	seed.Put(ctx, a2)
+	mustCommit(t, seed, Position{Partition: 0, Offset: 2})
+	if err := cache.Delete(ctx, "a2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, cache, "a2"); got.Seq != 0 {
+		t.Fatalf("a2 after its erasure: Seq %d, want a new contact", got.Seq)
+	}
+
+	// A load that fails: a blob that does not decode.
+	if err := r.c.HSet(ctx, r.contactKey("bad"), "s", "not msgpack").Err(); err != nil {
+		t.Fatal(err)
+	}
+	cache.PrefetchAhead(ctx, []string{"bad", "f"})
+	if err := cache.Prefetch(ctx, []string{"f"}); err != nil {
+		t.Fatalf("prefetch of f after a failed load ahead: %v", err)
+	}
+	if cache.Cached([]byte("bad")) {
+		t.Fatal("a contact whose load ahead failed is cached")
+	}
+	if err := cache.Prefetch(ctx, []string{"bad"}); err == nil {
+		t.Fatal("prefetch of a contact that does not decode: no error")
+	}
+
+	// Close ends a load ahead.
+	cache.PrefetchAhead(ctx, []string{"g"})
+	cache.Close()
+	if cache.ah != nil {
+		t.Fatal("a load ahead outlived Close")
+	}
+}
+
+// waitAsked waits until a gate was asked.
+func waitAsked(t *testing.T, asked <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-asked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write never asked its gate")
+	}
+}
+
+// gate2 is a gate that signals asked and waits for its context to end.
+func gate2(asked chan<- struct{}) func(context.Context) error {
+	return func(ctx context.Context) error {
+		asked <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
 	}
 }
 

@@ -17,8 +17,9 @@ import (
 // every batch sent before it is acknowledged (reap, in order):
 //
 //   - the batch's offset is noted for the committer (memory: noteAcked);
-//   - the store commits (Redis: commitState waits for all output first), so
-//     a crash never finds state durable whose actions Kafka does not hold;
+//   - the store commits (Redis: a state write is sent only once all output
+//     sent before it is acknowledged, outputGate), so a crash never finds
+//     state durable whose actions Kafka does not hold;
 //   - Scoring.OnAction and the action metrics;
 //   - a revoked or stopping partition's final offset commit (awaitOutput).
 //
@@ -44,6 +45,7 @@ type sentBatch struct {
 	meta []outMeta // parallel to recs
 
 	left    atomic.Int32          // records not acknowledged or refused yet
+	settled chan struct{}         // closed when left reaches 0 (outputGate)
 	ackedAt atomic.Int64          // Unix ns of the last acknowledgement
 	err     atomic.Pointer[error] // the first refusal
 
@@ -64,7 +66,7 @@ func (w *worker) send(ctx context.Context) {
 	if len(w.out) == 0 {
 		return
 	}
-	b := &sentBatch{recs: w.out, meta: w.meta}
+	b := &sentBatch{recs: w.out, meta: w.meta, settled: make(chan struct{})}
 	b.left.Store(int32(len(b.recs)))
 	w.out, w.meta = nil, nil
 	w.sent = append(w.sent, b)
@@ -75,6 +77,7 @@ func (w *worker) send(ctx context.Context) {
 		}
 		if b.left.Add(-1) == 0 {
 			b.ackedAt.Store(time.Now().UnixNano())
+			close(b.settled)
 			select {
 			case w.acked <- struct{}{}:
 			default:

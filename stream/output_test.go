@@ -11,7 +11,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/leadpulse/leadpulse/internal/testenv"
 	"github.com/leadpulse/leadpulse/rules"
+	"github.com/leadpulse/leadpulse/state"
 	"github.com/leadpulse/leadpulse/stream"
 	"github.com/leadpulse/leadpulse/traffic"
 )
@@ -22,8 +24,16 @@ import (
 // it is acknowledged. Here the broker refuses every record for the actions
 // topic (too large for it): the pipeline stops with the refusal, and no partition's committed
 // offset passes the first record whose actions were refused, so the next
-// owner applies that record again and its actions are not lost.
+// owner applies that record again and its actions are not lost. With Redis
+// the state writes do not wait on the worker for the acknowledgement (they
+// wait on their own goroutine, statecommit.go outputGate): no contact's
+// state in Redis covers a record at or after the first refused one either.
 func TestRefusedActionsCommitNothingAfter(t *testing.T) {
+	t.Run("memory", func(t *testing.T) { testRefusedActions(t, false) })
+	t.Run("redis", func(t *testing.T) { testRefusedActions(t, true) })
+}
+
+func testRefusedActions(t *testing.T, withRedis bool) {
 	addr := startKafka(t)
 	clock := newClock(time.Date(2031, 3, 2, 8, 0, 0, 0, time.UTC))
 	cfg := testConfig(t, addr, clock) // the default topics: events, actions
@@ -72,6 +82,17 @@ func TestRefusedActionsCommitNothingAfter(t *testing.T) {
 		}
 		mu.Unlock()
 	}}
+	var rdb *state.Redis
+	if withRedis {
+		rdb = openRedis(t, testenv.RedisServer(t))
+		// Write as often as possible: every write is a chance to land state
+		// whose actions Kafka refused.
+		sc.Redis, sc.FlushInterval = rdb, time.Millisecond
+		cfg.CommitInterval = time.Millisecond
+		// Small batches: the records before a partition's first action
+		// are written (the check below must see some state).
+		cfg.BatchRecords, cfg.QueueRecords = 5, 20
+	}
 	p, err := stream.New(cfg, sc, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -87,6 +108,23 @@ func TestRefusedActionsCommitNothingAfter(t *testing.T) {
 	defer mu.Unlock()
 	if len(first) == 0 {
 		t.Fatal("no event emitted an action: the test needs traffic that fires triggers")
+	}
+	if withRedis {
+		written := 0
+		for id := range contactsOf(recs) {
+			st, err := rdb.Inspect(context.Background(), id)
+			if errors.Is(err, state.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			written++
+			if f, ok := first[st.Pos.Partition]; ok && st.Pos.Offset >= f {
+				t.Errorf("contact %s stored as of partition %d offset %d, at or past offset %d whose actions Kafka refused", id, st.Pos.Partition, st.Pos.Offset, f)
+			}
+		}
+		t.Logf("%d contacts stored in Redis", written)
 	}
 	ofs, err := adm.FetchOffsets(context.Background(), "leadpulse")
 	if errors.Is(err, kerr.GroupIDNotFound) {
@@ -105,4 +143,13 @@ func TestRefusedActionsCommitNothingAfter(t *testing.T) {
 		}
 	})
 	t.Logf("first refused record by partition %v; committed %v", first, ofs.KOffsets())
+}
+
+// contactsOf returns the record keys (contacts) of recs.
+func contactsOf(recs []*kgo.Record) map[string]bool {
+	ids := map[string]bool{}
+	for _, r := range recs {
+		ids[string(r.Key)] = true
+	}
+	return ids
 }

@@ -488,6 +488,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 				if err := w.retry(ctx, "prefetch contacts", func() error { return w.cache.Prefetch(ctx, ids) }); err != nil {
 					return err
 				}
+				w.loadAhead(ctx) // the next batch's, while this one applies
 			}
 			if err := w.expire(ctx); err != nil {
 				return err
