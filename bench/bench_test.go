@@ -118,6 +118,11 @@ func TestRunJSON(t *testing.T) {
 	if a := ph["events_per_sec"].(float64); a <= 0 || a > 2000 {
 		t.Errorf("rates[0].events_per_sec = %v, want about 1000", a)
 	}
+	// Every event's send lateness is measured (its count is the events
+	// sent), and printed.
+	if late, _ := ph["send_late_ms"].(map[string]any); late == nil || late["count"] != ph["events"] {
+		t.Errorf("rates[0].send_late_ms = %v, want one sample per event (%v)", ph["send_late_ms"], ph["events"])
+	}
 	// The other ratios: CPU against the raw consume's, all in (0, 10].
 	ceil := m["ceiling"].(map[string]any)
 	if c := ceil["cpu_us_per_op"].(float64); c <= 0 || c/num("cpu_us_per_event") > 10 {
@@ -131,7 +136,7 @@ func TestRunJSON(t *testing.T) {
 	if err := res.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"events/s sustained", "CPU µs/event", "p99.9", "1,000"} {
+	for _, want := range []string{"events/s sustained", "CPU µs/event", "p99.9", "1,000", "send lateness at 1,000/s"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}

@@ -140,16 +140,11 @@ func hopFloor(ctx context.Context, brokers []string, topic string, rate float64,
 	mean := float64(time.Second) / rate
 	next := time.Now().UnixNano()
 	end := next + int64(d)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	sl := newSleeper() // as the load generator's (sleeper)
+	defer sl.close()
 	for next < end {
-		if wait := time.Duration(next - time.Now().UnixNano()); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-timer.C:
-			}
+		if err := sl.until(ctx, next); err != nil {
+			return nil, err
 		}
 		now := time.Now().UnixNano()
 		for next <= now && next < end {

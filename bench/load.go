@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/leadpulse/leadpulse/traffic"
@@ -41,6 +42,11 @@ type loader struct {
 	// the producing goroutine only.
 	sample   []string
 	sampleAt map[string]struct{}
+
+	// late is the open loop's send lateness (µs): an event's due time →
+	// its record handed to the producer. Written by openLoop's goroutine,
+	// read after it returns.
+	late *hdrhistogram.Histogram
 
 	produced atomic.Int64 // records handed to the client
 	acked    atomic.Int64 // records acknowledged
@@ -203,8 +209,17 @@ func (l *loader) openLoop(ctx context.Context, rate float64, d, maxD time.Durati
 	limit := start.Add(max(d, maxD)).UnixNano()
 	next := start.UnixNano()
 	first, last = next, next
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	sl := newSleeper() // not a bare time.Timer: see sleeper
+	defer sl.close()
+	l.late = newHist()
+	// r is the record due at next, made before its time comes: the stamp
+	// is the due time, known in advance, so generating an event (about
+	// 6 µs) no longer sits between its due time and its send, where the
+	// latency it measures would count it.
+	r, err := l.next(next)
+	if err != nil {
+		return first, last, sent, behind, err
+	}
 	for {
 		if next >= end {
 			if enough == nil || end >= limit || enough() {
@@ -212,25 +227,20 @@ func (l *loader) openLoop(ctx context.Context, rate float64, d, maxD time.Durati
 			}
 			end = min(end+int64(time.Second), limit)
 		}
-		if wait := time.Duration(next - time.Now().UnixNano()); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-ctx.Done():
-				return first, last, sent, behind, ctx.Err()
-			case <-timer.C:
-			}
+		if err := sl.until(ctx, next); err != nil {
+			return first, last, sent, behind, err
 		}
 		now := time.Now().UnixNano()
 		behind = max(behind, time.Duration(now-next))
 		for next <= now && next < end {
-			r, err := l.next(next)
-			if err != nil {
-				return first, last, sent, behind, err
-			}
 			l.produce(ctx, r)
+			_ = l.late.RecordValue(max((time.Now().UnixNano()-next)/int64(time.Microsecond), histLowest))
 			last = next
 			sent++
 			next += max(int64(l.rng.ExpFloat64()*mean), 1)
+			if r, err = l.next(next); err != nil {
+				return first, last, sent, behind, err
+			}
 		}
 	}
 	if err := l.cl.Flush(ctx); err != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 
@@ -32,7 +33,9 @@ func (r *run) measure(ctx context.Context) error {
 	pstart := time.Now()
 	first := pstart.UnixNano()
 	visitors := r.load.gen.Visitors()
-	if err := r.load.preload(ctx, int(n)); err != nil {
+	var err error
+	as(ctx, roleLoad, func(ctx context.Context) { err = r.load.preload(ctx, int(n)) })
+	if err != nil {
 		return err
 	}
 	last := time.Now().UnixNano()
@@ -49,7 +52,7 @@ func (r *run) measure(ctx context.Context) error {
 	// 2. The pipeline, the action reader and the monitor.
 	pctx, stopPipe := context.WithCancel(ctx)
 	r.pipeErr = make(chan error, 1)
-	go func() { r.pipeErr <- r.pipe.Run(pctx) }()
+	go as(pctx, rolePipeline, func(pctx context.Context) { r.pipeErr <- r.pipe.Run(pctx) })
 	stopped := false
 	r.stopP = func() {
 		if stopped {
@@ -69,12 +72,12 @@ func (r *run) measure(ctx context.Context) error {
 	r.defers = append(r.defers, r.stopP)
 	cctx, stopCol := context.WithCancel(ctx)
 	colDone := make(chan struct{})
-	go func() { defer close(colDone); r.col.run(cctx) }()
+	go as(cctx, roleActions, func(cctx context.Context) { defer close(colDone); r.col.run(cctx) })
 	r.defers = append(r.defers, func() { stopCol(); <-colDone })
 	r.mon.t0 = time.Now()
 	mctx, stopMon := context.WithCancel(ctx)
 	monDone := make(chan struct{})
-	go func() { defer close(monDone); r.mon.run(mctx) }()
+	go as(mctx, roleMonitor, func(mctx context.Context) { defer close(monDone); r.mon.run(mctx) })
 	r.defers = append(r.defers, func() { stopMon(); <-monDone })
 
 	for _, prof := range []struct {
@@ -125,7 +128,7 @@ func (r *run) measure(ctx context.Context) error {
 	if len(cfg.Brokers) == 0 && len(cfg.Rates) > 0 {
 		tctx, cancel := context.WithCancel(ctx)
 		trimDone := make(chan struct{})
-		go func() { defer close(trimDone); r.trimLoop(tctx) }()
+		go as(tctx, roleMonitor, func(tctx context.Context) { defer close(trimDone); r.trimLoop(tctx) })
 		stopTrim = func() { cancel(); <-trimDone }
 		defer stopTrim() // on an early return
 	}
@@ -398,7 +401,7 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 	lagFrom := time.Since(r.mon.t0).Seconds()
 	win := r.col.watch(math.MaxInt64, math.MaxInt64)
 	a := r.stats()
-	hand := buckets(r.reg, handoverMetric)
+	hand, held := buckets(r.reg, handoverMetric), counter(r.reg, heldMetric)
 	before := r.load.acked.Load()
 	visitors := r.load.gen.Visitors()
 	// The window opens before the first event is stamped, so that no
@@ -413,7 +416,15 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 		}
 	}
 	reqs := r.reqs.snapshot()
-	first, last, sent, behind, err := r.load.openLoop(ctx, rate, cfg.Duration, maxPhase, enough)
+	var (
+		first, last int64
+		sent        int
+		behind      time.Duration
+		err         error
+	)
+	as(ctx, roleLoad, func(ctx context.Context) {
+		first, last, sent, behind, err = r.load.openLoop(ctx, rate, cfg.Duration, maxPhase, enough)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -432,8 +443,10 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 		NewVisitors:      int64(r.load.gen.Visitors() - visitors),
 		ByMinute:         r.col.byMinute(win),
 		ProducerBehindMS: float64(behind.Microseconds()) / 1000,
+		SendLateMS:       latencyOf(r.load.late),
 		HandoverMS:       bucketLatency(hand, buckets(r.reg, handoverMetric)),
 		Requests:         perEvent(reqs, reqsEnd, int64(sent)),
+		HeldRecords:      int64(counter(r.reg, heldMetric) - held),
 	}
 	if int64(sent) != ph.Events {
 		return nil, fmt.Errorf("bench: %d events sent at %.0f/s but %d acknowledged", sent, rate, ph.Events)
@@ -448,7 +461,10 @@ func (r *run) openLoop(ctx context.Context, rate float64) (*Phase, error) {
 		r.logf("the load generator fell %v behind its schedule at %.0f events/s: the machine is saturated; latencies include that wait", behind, rate)
 	}
 	// The floor: one hop of the same broker at the same rate.
-	fh, err := hopFloor(ctx, r.brokers, r.probe, rate, min(cfg.Duration, 2*time.Second), 600)
+	var fh *hdrhistogram.Histogram
+	as(ctx, roleProbe, func(ctx context.Context) {
+		fh, err = hopFloor(ctx, r.brokers, r.probe, rate, min(cfg.Duration, 2*time.Second), 600)
+	})
 	if err != nil {
 		r.logf("hop floor probe failed: %v", err)
 	} else {

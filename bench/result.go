@@ -172,6 +172,13 @@ type Phase struct {
 	HopFloorMS *Latency `json:"hop_floor_ms,omitempty"`
 	// ProducerBehindMS is how late the open-loop producer sent at worst.
 	ProducerBehindMS float64 `json:"producer_behind_ms,omitempty"`
+	// SendLateMS is, for every event of a latency phase, how late the
+	// open-loop producer handed it to its Kafka client: its due time (its
+	// stamp) → Produce. It is the wait of a goroutine that sleeps until a
+	// due time and then needs a core, in this process on this machine: a
+	// floor under every latency of the phase, which the pipeline does
+	// not cause (an event sent 20 ms late is applied 20 ms late at best).
+	SendLateMS *Latency `json:"send_late_ms,omitempty"`
 	// HandoverMS is the identity hand-overs of the phase (SPEC §6, live):
 	// a link request produced by the user's partition → the anonymous
 	// id's answer applied there (leadpulse_identity_handover_seconds);
@@ -182,9 +189,11 @@ type Phase struct {
 	// latency phase (from its first event until the pipeline had committed
 	// the last), per event sent, by client and request, most first.
 	Requests []RequestRate `json:"requests_per_event,omitempty"`
-	// HeldRecords is, in the drain, the records held behind a parked user
-	// until its hand-over completed (leadpulse_identity_held_events_total):
-	// read with the backlog, applied after it.
+	// HeldRecords is the records held behind a parked user until its
+	// hand-over completed (leadpulse_identity_held_events_total): in the
+	// drain read with the backlog, applied after it; in a latency phase
+	// applied two broker hops (the link request and its answer) after
+	// their partition read them.
 	HeldRecords int64 `json:"held_records,omitempty"`
 
 	CPUSeconds         float64 `json:"cpu_seconds"`
@@ -397,8 +406,15 @@ func (r *Result) WriteTable(w io.Writer) error {
 		}
 		for _, ph := range r.Rates {
 			if h := ph.HandoverMS; h != nil {
-				p.f("  identity hand-over at %s/s (link request produced → answer applied): %s, p50 ≤ %s ms, p99 ≤ %s ms (histogram bucket bounds)\n",
-					num(ph.OfferedPerSec), num(float64(h.Count)), ms2(h.P50LE), ms2(h.P99LE))
+				p.f("  identity hand-over at %s/s (link request produced → answer applied): %s, p50 ≤ %s ms, p99 ≤ %s ms (histogram bucket bounds); %s events (%.2f%%) held behind them, applied after it\n",
+					num(ph.OfferedPerSec), num(float64(h.Count)), ms2(h.P50LE), ms2(h.P99LE),
+					num(float64(ph.HeldRecords)), 100*float64(ph.HeldRecords)/float64(max(ph.Events, 1)))
+			}
+		}
+		for _, ph := range r.Rates {
+			if l := ph.SendLateMS; l != nil && l.Count > 0 {
+				p.f("  send lateness at %s/s (the load generator: due time → handed to its producer; a floor under both latencies): p50 %s, p99 %s, max %s ms\n",
+					num(ph.OfferedPerSec), ms2(l.P50), ms2(l.P99), ms2(l.Max))
 			}
 		}
 		if len(r.Rates) > 0 && r.Rates[0].Redis != nil && r.Drain == nil {

@@ -118,7 +118,11 @@ func (r *run) setup(ctx context.Context) error {
 	r.brokers = cfg.Brokers
 	r.res.Broker = "embedded (kfake, TCP, in process)"
 	if len(r.brokers) == 0 {
-		cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+		var (
+			cluster *kfake.Cluster
+			err     error
+		)
+		as(ctx, roleBroker, func(context.Context) { cluster, err = kfake.NewCluster(kfake.NumBrokers(1)) })
 		if err != nil {
 			return fmt.Errorf("bench: embedded broker: %w", err)
 		}
@@ -186,7 +190,10 @@ func (r *run) setup(ctx context.Context) error {
 	r.scfg = p.Config()
 	r.pipe = p
 
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(r.brokers...), kgo.ClientID("leadpulse-bench-admin"), r.reqs.hook("bench"))
+	var admCl *kgo.Client
+	as(ctx, roleMonitor, func(context.Context) {
+		admCl, err = kgo.NewClient(kgo.SeedBrokers(r.brokers...), kgo.ClientID("leadpulse-bench-admin"), r.reqs.hook("bench"))
+	})
 	if err != nil {
 		return err
 	}
@@ -202,20 +209,24 @@ func (r *run) setup(ctx context.Context) error {
 		r.defers = append(r.defers, r.deleteTopics)
 	}
 
-	r.prod, err = kgo.NewClient(
-		kgo.SeedBrokers(r.brokers...),
-		kgo.ClientID("leadpulse-bench-load"),
-		kgo.ProducerLinger(0),                                // as the pipeline's producers: latency first
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // murmur2 of the key, as the scoring stage checks
-		kgo.MaxBufferedRecords(100_000),
-		r.reqs.hook("load"),
-	)
+	as(ctx, roleLoad, func(context.Context) {
+		r.prod, err = kgo.NewClient(
+			kgo.SeedBrokers(r.brokers...),
+			kgo.ClientID("leadpulse-bench-load"),
+			kgo.ProducerLinger(0),                                // as the pipeline's producers: latency first
+			kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // murmur2 of the key, as the scoring stage checks
+			kgo.MaxBufferedRecords(100_000),
+			r.reqs.hook("load"),
+		)
+	})
 	if err != nil {
 		return err
 	}
 	r.defers = append(r.defers, r.prod.Close)
 	r.load = newLoader(cfg, r.prod, r.scfg.Topics.Events)
-	r.col, err = newCollector(r.brokers, r.scfg.Topics.Actions, r.rs, r.reqs.hook("actions"))
+	as(ctx, roleActions, func(context.Context) {
+		r.col, err = newCollector(r.brokers, r.scfg.Topics.Actions, r.rs, r.reqs.hook("actions"))
+	})
 	if err != nil {
 		return err
 	}
