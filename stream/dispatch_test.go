@@ -68,13 +68,15 @@ func (h *hook) count() int {
 }
 
 // startDispatch runs a dispatch stage over a webhook sink at url (the
-// default sink) with the given dedupe store, until the returned stop is
-// called.
-func startDispatch(t *testing.T, cfg stream.Config, url string, dedupe sinks.Deduper) (stop func()) {
+// default sink) with the given dedupe store and reply timeout, until the
+// returned stop is called. A test that counts requests gives a timeout
+// well above a loaded machine's reply time: a request that times out is
+// sent again (at least once), and the count would include the retry.
+func startDispatch(t *testing.T, cfg stream.Config, url string, dedupe sinks.Deduper, timeout time.Duration) (stop func()) {
 	t.Helper()
 	cl := client(t, cfg.Brokers[0])
 	d, err := sinks.Open(sinks.Config{
-		"hook": {Type: sinks.TypeWebhook, URL: url, Default: true, Timeout: 200 * time.Millisecond},
+		"hook": {Type: sinks.TypeWebhook, URL: url, Default: true, Timeout: timeout},
 	}, sinks.Deps{Kafka: cl}, sinks.Options{
 		Dedupe:     dedupe,
 		DeadLetter: sinks.KafkaDeadLetter(cl, "actions.dlq"),
@@ -134,7 +136,7 @@ func TestDispatchDeliversOnceInOrder(t *testing.T) {
 
 	h, srv := newHook(t, false)
 	dedupe := sinks.NewMemoryDedupe(0)
-	stop := startDispatch(t, cfg, srv.URL, dedupe)
+	stop := startDispatch(t, cfg, srv.URL, dedupe, 10*time.Second)
 	dlq := newConsumer(t, addr, "actions.dlq")
 	dlq.until(1, 60*time.Second)
 	testenv.Eventually(t, 60*time.Second, func() error {
@@ -159,7 +161,7 @@ func TestDispatchDeliversOnceInOrder(t *testing.T) {
 
 	// Another group reads every action again; the dedupe store has them.
 	cfg.Group = "replayed"
-	stop = startDispatch(t, cfg, srv.URL, dedupe)
+	stop = startDispatch(t, cfg, srv.URL, dedupe, 10*time.Second)
 	// The positive signal that the second group has read and settled every
 	// record (60 actions, the repeat, the bad value): its committed offsets
 	// reach the end of the topic. Only then does "nothing more arrived" say
@@ -193,8 +195,8 @@ func TestHangingSinkDoesNotHoldScoring(t *testing.T) {
 		h, srv := newHook(t, withHangingSink)
 		if withHangingSink {
 			dcfg := cfg
-			dcfg.DrainTimeout = 300 * time.Millisecond // do not wait for the sink at the end
-			startDispatch(t, dcfg, srv.URL, nil)
+			dcfg.DrainTimeout = 300 * time.Millisecond                 // do not wait for the sink at the end
+			startDispatch(t, dcfg, srv.URL, nil, 200*time.Millisecond) // the sink never answers: do not wait for it
 		}
 		start(t, cfg, stream.Scoring{Rules: rs}, nil)
 		recs := make([]*kgo.Record, len(in.recs)) // franz-go owns a produced record: copy
