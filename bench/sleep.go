@@ -53,12 +53,8 @@ func (s *sleeper) until(ctx context.Context, due int64) error {
 		coarse = wait - preciseWithin
 	}
 	if coarse > 0 {
-		s.t.Reset(coarse)
-		select {
-		case <-ctx.Done():
-			s.t.Stop()
-			return ctx.Err()
-		case <-s.t.C:
+		if err := s.timer(ctx, coarse); err != nil {
+			return err
 		}
 	}
 	if s.fd == nil {
@@ -81,7 +77,12 @@ func (s *sleeper) fallback(ctx context.Context, wait time.Duration) error {
 	if wait <= 0 {
 		return nil
 	}
-	s.t.Reset(wait)
+	return s.timer(ctx, wait)
+}
+
+// timer sleeps d on the time.Timer, or until ctx is done.
+func (s *sleeper) timer(ctx context.Context, d time.Duration) error {
+	s.t.Reset(d)
 	select {
 	case <-ctx.Done():
 		s.t.Stop()

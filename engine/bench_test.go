@@ -26,6 +26,21 @@ func benchEvents(b *testing.B, n int) []*event.Event {
 	return out
 }
 
+// benchLines returns n JSON lines of the B2B generator (the events of
+// benchEvents) and sets b's bytes per op to their average size.
+func benchLines(b *testing.B, n int) [][]byte {
+	b.Helper()
+	g := traffic.New(traffic.Config{Contacts: 10_000, Seed: 7})
+	lines := make([][]byte, n)
+	size := 0
+	for i := range lines {
+		lines[i] = g.AppendJSON(nil)
+		size += len(lines[i])
+	}
+	b.SetBytes(int64(size / n))
+	return lines
+}
+
 func loadB2B(b *testing.B) *rules.Ruleset {
 	b.Helper()
 	rs, err := rules.LoadFile("../examples/b2b-saas.yaml")
@@ -96,14 +111,7 @@ func BenchmarkApply(b *testing.B) {
 
 // BenchmarkDecodeJSON is the cost of decoding one generated event line.
 func BenchmarkDecodeJSON(b *testing.B) {
-	g := traffic.New(traffic.Config{Contacts: 10_000, Seed: 7})
-	lines := make([][]byte, 4096)
-	size := 0
-	for i := range lines {
-		lines[i] = g.AppendJSON(nil)
-		size += len(lines[i])
-	}
-	b.SetBytes(int64(size / len(lines)))
+	lines := benchLines(b, 4096)
 	var e event.Event
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -175,14 +183,7 @@ func reportCPU(b *testing.B, cpu0 time.Duration, n int) {
 // the rules read kept (rules.Ruleset.Reads); one reused Event.
 func BenchmarkDecodeRules(b *testing.B) {
 	rs := loadB2B(b)
-	g := traffic.New(traffic.Config{Contacts: 10_000, Seed: 7})
-	lines := make([][]byte, 4096)
-	size := 0
-	for i := range lines {
-		lines[i] = g.AppendJSON(nil)
-		size += len(lines[i])
-	}
-	b.SetBytes(int64(size / len(lines)))
+	lines := benchLines(b, 4096)
 	dec := event.Decoder{SkipContext: !rs.ReadsContext(), Select: rs.Reads()}
 	b.ReportAllocs()
 	b.ResetTimer()
