@@ -365,10 +365,13 @@ func (f *parkFilter) remove(id string) {
 func (f *parkFilter) reset() { clear(f.n[:]) }
 
 // applyEvent applies one event record (a forward too) or holds it behind
-// its parked user.
-func (w *worker) applyEvent(ctx context.Context, e *event.Event, r *kgo.Record, noLink bool) error {
+// its parked user. key is the event's contact (ContactOf) when the caller
+// has resolved it, else "".
+func (w *worker) applyEvent(ctx context.Context, e *event.Event, r *kgo.Record, key string, noLink bool) error {
 	le := &engine.LiveEvent{Event: e, Pos: state.Position{Partition: w.part, Offset: r.Offset}, NoLink: noLink}
-	key := w.eng.ContactOf(e)
+	if key == "" {
+		key = w.eng.ContactOf(e)
+	}
 	if ctl, _ := controlOf(r); ctl == ControlForward {
 		from, err := parsePos(headerBytes(r, HeaderFrom))
 		if err != nil {
@@ -579,7 +582,7 @@ func (w *worker) release(ctx context.Context, user string) error {
 			}
 		}
 		p.recs[i] = held{}
-		err := w.applyEvent(ctx, e, h.r, i == 0)
+		err := w.applyEvent(ctx, e, h.r, "", i == 0)
 		w.dec.Recycle(e) // held again (the user parked again): reset already
 		if err != nil {
 			return err

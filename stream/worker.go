@@ -73,7 +73,7 @@ type worker struct {
 	evs     []event.Event
 	src     []*kgo.Record // the record of each evs entry
 	erase   []string      // parallel to src: the contact a forget control record erases, "" for an event
-	keys    []string      // parallel to src, when prefetching: the contact of an event checked to be this partition's, else ""
+	keys    []string      // parallel to src: the contact of an event checked to be this partition's (engine ContactOf), else ""
 	ahead   []string      // prefetchAhead's scratch
 	applied []int64       // event times of the batch's applied events, for Scoring.OnBatchApplied
 	next    int64         // next offset to apply; -1 until known
@@ -430,9 +430,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 				if w.control(r, ctl) {
 					w.src = append(w.src, r)
 					w.erase = append(w.erase, ctl)
-					if prefetching {
-						w.keys = append(w.keys, "")
-					}
+					w.keys = append(w.keys, "")
 					n++
 				}
 				w.used = append(w.used, r) // applied below, never held
@@ -451,14 +449,21 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 				w.used = append(w.used, r)
 				continue
 			}
+			// The contact is resolved once here (blocked ids checked) and
+			// kept for applyEvent and the prefetch; contactKey's
+			// fallback (an event without a usable id) only routes.
 			key := ""
 			if w.nparts > 0 && !isCtl { // a forward is keyed by the user it goes to
-				key = contactKey(w.rs, e)
-				if want := w.partitionOf(key); want != r.Partition {
+				key = w.eng.ContactOf(e)
+				route := key
+				if route == "" {
+					route = e.Contact()
+				}
+				if want := w.partitionOf(route); want != r.Partition {
 					w.m.bad(stageScore, ReasonMisrouted)
 					w.deadLetter(deadLetter(cfg.Topics.DLQ, r, ReasonMisrouted, fmt.Sprintf(
 						"contact %q belongs in partition %d of %d (murmur2 of the contact), not %d: key records by contact with Kafka's default partitioner, or send them to the events topic and let the ingest stage key them",
-						contactKey(w.rs, e), want, w.nparts, r.Partition)))
+						route, want, w.nparts, r.Partition)))
 					w.dec.Recycle(e)
 					w.used = append(w.used, r)
 					continue
@@ -467,9 +472,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 			maxT = max(maxT, e.Time)
 			w.src = append(w.src, r)
 			w.erase = append(w.erase, "")
-			if prefetching {
-				w.keys = append(w.keys, key)
-			}
+			w.keys = append(w.keys, key)
 			n++
 		}
 		if from == 0 {
@@ -479,7 +482,9 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 				}
 				ids := make([]string, 0, n)
 				for i := range n {
-					if w.erase[i] == "" {
+					if k := w.keys[i]; k != "" {
+						ids = append(ids, k)
+					} else if w.erase[i] == "" {
 						ids = append(ids, contactKey(w.rs, &w.evs[i]))
 					} else {
 						ids = append(ids, string(w.src[i].Key))
@@ -511,7 +516,7 @@ func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 			}
 			// ApplyLive skips a record whose contact already holds it (a
 			// re-read after a crash or rebalance), and is safe to retry.
-			if err := w.applyEvent(ctx, &w.evs[i], w.src[i], false); err != nil {
+			if err := w.applyEvent(ctx, &w.evs[i], w.src[i], w.keys[i], false); err != nil {
 				return err
 			}
 		}
