@@ -207,7 +207,7 @@ func (c *Cache) Get(ctx context.Context, id string) (*Contact, error) {
 	}
 	c.misses.Add(1)
 	var got [1]loaded
-	if err := c.r.load(ctx, []string{id}, got[:]); err != nil {
+	if err := c.r.waitLoad(ctx, []string{id}, got[:]); err != nil {
 		return nil, err
 	}
 	e := &centry{c: got[0].c, ver: got[0].ver}
@@ -238,7 +238,7 @@ func (c *Cache) Prefetch(ctx context.Context, ids []string) error {
 	}
 	c.misses.Add(uint64(len(miss)))
 	got := make([]loaded, len(miss))
-	if err := c.r.load(ctx, miss, got); err != nil {
+	if err := c.r.waitLoad(ctx, miss, got); err != nil {
 		for _, id := range miss {
 			delete(c.m, id)
 		}
