@@ -154,8 +154,8 @@ func (c *Config) validate(ps *problems) {
 	case fb == 0:
 		r.NewContactFilterBits = state.DefaultFilterBits
 	case fb == -1:
-	case fb < 1024 || fb > 1<<32:
-		ps.add(c, []string{"redis.new_contact_filter_bits"}, "%d: want -1 (off) or a size from 1024 to %d bits (default %d)", fb, 1<<32, state.DefaultFilterBits)
+	case fb < 1024 || int64(fb) > 1<<32:
+		ps.add(c, []string{"redis.new_contact_filter_bits"}, "%d: want -1 (off) or a size from 1024 to %d bits (default %d)", fb, int64(1<<32), state.DefaultFilterBits)
 	}
 	c.duration(ps, "redis.flush_interval", &r.FlushInterval, stream.DefaultFlushInterval)
 	c.validateTLS(ps, "redis.tls", &r.TLS)

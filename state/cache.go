@@ -385,7 +385,7 @@ func (c *Cache) OpenFilter(ctx context.Context, s FilterScope) error {
 	}
 	size := uint64(DefaultFilterBits)
 	if c.filterBits > 0 {
-		size = uint64(min(c.filterBits, maxFilterBits))
+		size = min(uint64(c.filterBits), maxFilterBits)
 	}
 	f, why, err := c.r.openFilter(ctx, s, size)
 	if errors.Is(err, ErrUnavailable) {
@@ -403,7 +403,7 @@ func (c *Cache) OpenFilter(ctx context.Context, s FilterScope) error {
 	// Contacts cached already (a timer fired before the first batch) are
 	// stored or about to be: their bits go with the next write.
 	for id := range c.m {
-		if i, clear := f.add(id); clear {
+		if i, isNew := f.add(id); isNew {
 			c.fpend = append(c.fpend, i)
 		}
 	}
@@ -546,7 +546,7 @@ func (c *Cache) CommitAfter(ctx context.Context, pos Position, gate func(context
 	if c.flt != nil {
 		// The write's new contacts' bits go to Redis before its blobs.
 		for _, e := range c.dirty {
-			if i, clear := c.flt.add(e.c.ID); clear {
+			if i, isNew := c.flt.add(e.c.ID); isNew {
 				c.fpend = append(c.fpend, i)
 			}
 		}

@@ -123,7 +123,8 @@ func (f *filter) has(id string) bool {
 	return f.bits[i>>3]&(0x80>>(i&7)) != 0
 }
 
-// add sets id's bit and returns its index, and whether it was clear.
+// add sets id's bit and returns its index, and whether it was clear (a
+// contact new to the filter).
 func (f *filter) add(id string) (uint64, bool) {
 	i := f.index(id)
 	b := &f.bits[i>>3]
