@@ -271,12 +271,17 @@ func (r *run) fill(ph *Phase, a, b pipelineStats, lagFrom float64) {
 			Commits: b.redis.Commits - a.redis.Commits,
 			Written: b.redis.Written - a.redis.Written,
 			Loaded:  b.redis.Loaded - a.redis.Loaded,
+
+			LoadWaits:    b.redis.LoadWaits - a.redis.LoadWaits,
+			LoadWaitMS:   float64(b.redis.LoadWait-a.redis.LoadWait) / 1e6,
+			LoadsSkipped: b.redis.Skipped - a.redis.Skipped,
 		}
 		if ph.Batches > 0 {
 			nb := float64(ph.Batches)
 			d.WriteRoundTripsPerBatch = float64(d.Commits) / nb
 			d.WrittenPerBatch = float64(d.Written) / nb
 			d.LoadedPerBatch = float64(d.Loaded) / nb
+			d.LoadWaitsPerBatch = float64(d.LoadWaits) / nb
 		}
 		if ph.Seconds > 0 {
 			d.WrittenPerSec = float64(d.Written) / ph.Seconds

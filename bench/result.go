@@ -233,6 +233,15 @@ type RedisPhase struct {
 	Commits uint64 `json:"commits"`
 	Written uint64 `json:"contacts_written"`
 	Loaded  uint64 `json:"contacts_loaded"`
+	// LoadWaits are the load round trips a partition waited for (Prefetch
+	// of a batch's misses; not the loads ahead), LoadWaitMS their summed
+	// time over the partitions, LoadWaitsPerBatch the share of batches
+	// that waited for one; LoadsSkipped the contacts the new-contact
+	// filter showed were not stored, so not loaded.
+	LoadWaits         uint64  `json:"load_waits"`
+	LoadWaitMS        float64 `json:"load_wait_ms"`
+	LoadWaitsPerBatch float64 `json:"load_waits_per_batch"`
+	LoadsSkipped      uint64  `json:"loads_skipped"`
 	// WriteRoundTripsPerBatch is Commits per scoring batch; a batch also
 	// makes at most one read round trip (Prefetch of its cache misses),
 	// which state.Redis does not count.
@@ -445,6 +454,9 @@ func redisRows(tw io.Writer, rp *RedisPhase, rf *RedisFigures) {
 	fmt.Fprintf(tw, "redis write round trips/batch\t%.2f\t\t\t\n", rp.WriteRoundTripsPerBatch)
 	fmt.Fprintf(tw, "redis contacts written/batch\t%.0f\t\t\t\n", rp.WrittenPerBatch)
 	fmt.Fprintf(tw, "redis contacts loaded/batch\t%.1f\t\t\t\n", rp.LoadedPerBatch)
+	fmt.Fprintf(tw, "redis load waits/batch\t%.3f\t\t\t\n", rp.LoadWaitsPerBatch)
+	fmt.Fprintf(tw, "redis load wait ms (all partitions)\t%.0f\t\t\t\n", rp.LoadWaitMS)
+	fmt.Fprintf(tw, "redis loads skipped (filter)\t%d\t\t\t\n", rp.LoadsSkipped)
 	if rp.ServerCPUMicrosPerEvent > 0 {
 		fmt.Fprintf(tw, "redis-server CPU µs/event\t%.1f\t\t\t\n", rp.ServerCPUMicrosPerEvent)
 	}

@@ -108,7 +108,7 @@ func (c *Config) RedisOptions(log *slog.Logger) state.RedisOptions {
 
 // CacheOptions returns the options of the per-partition caches.
 func (c *Config) CacheOptions() state.CacheOptions {
-	return state.CacheOptions{Capacity: c.Redis.CacheCapacity}
+	return state.CacheOptions{Capacity: c.Redis.CacheCapacity, FilterBits: c.Redis.NewContactFilterBits}
 }
 
 // Logger returns a logger to w as log: says.

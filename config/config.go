@@ -254,6 +254,13 @@ type Redis struct {
 	// CacheCapacity is the most contacts each partition keeps in memory in
 	// front of Redis. default: 20000
 	CacheCapacity int `yaml:"cache_capacity"`
+	// NewContactFilterBits is the size in bits of each partition's
+	// new-contact filter, which spares a new visitor's load (a round trip
+	// that finds nothing) where the filter is known complete
+	// (docs/redis.md); -1 turns it off. It sets the size of filters created
+	// from now on; an existing one keeps its own. default: 8388608 (1 MiB
+	// per partition), from 1024 to 4294967296
+	NewContactFilterBits int `yaml:"new_contact_filter_bits"`
 	// FlushInterval is the longest a partition working through a backlog
 	// keeps the contacts changed by consecutive batches before it writes
 	// them to Redis, once each, and then commits their offsets; a

@@ -92,6 +92,7 @@ func TestDefaults(t *testing.T) {
 			check("redis.ttl", c.Redis.TTL.D(), state.DefaultTTL)
 			check("redis.max_retries", c.Redis.MaxRetries, 3)
 			check("redis.cache_capacity", c.Redis.CacheCapacity, state.DefaultCacheCapacity)
+			check("redis.new_contact_filter_bits", c.Redis.NewContactFilterBits, state.DefaultFilterBits)
 			check("redis.flush_interval", c.Redis.FlushInterval.D(), stream.DefaultFlushInterval)
 			check("rules", c.Rules, "/etc/leadpulse/rules.yaml")
 			check("http", c.HTTP, "127.0.0.1:8080")

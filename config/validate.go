@@ -150,6 +150,13 @@ func (c *Config) validate(ps *problems) {
 		ps.add(c, []string{"redis.max_retries"}, "%d: want -1 (no retries) or more", r.MaxRetries)
 	}
 	c.positive(ps, "redis.cache_capacity", &r.CacheCapacity, state.DefaultCacheCapacity)
+	switch fb := r.NewContactFilterBits; {
+	case fb == 0:
+		r.NewContactFilterBits = state.DefaultFilterBits
+	case fb == -1:
+	case fb < 1024 || int64(fb) > 1<<32:
+		ps.add(c, []string{"redis.new_contact_filter_bits"}, "%d: want -1 (off) or a size from 1024 to %d bits (default %d)", fb, int64(1<<32), state.DefaultFilterBits)
+	}
 	c.duration(ps, "redis.flush_interval", &r.FlushInterval, stream.DefaultFlushInterval)
 	c.validateTLS(ps, "redis.tls", &r.TLS)
 

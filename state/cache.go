@@ -25,6 +25,15 @@ type CacheOptions struct {
 	// size until it commits; keep Capacity well above the batch size.
 	// default: DefaultCacheCapacity (20 000)
 	Capacity int `yaml:"capacity"`
+
+	// FilterBits is the size in bits of each partition's new-contact
+	// filter (state/filter.go), which spares the load of a contact that is
+	// certainly not stored; 0 is the default, negative turns the filter
+	// off (and marks the partition's filter unusable when its owner opens
+	// it, since it no longer keeps it). The size of an existing filter is
+	// its own: this sets only new ones.
+	// default: DefaultFilterBits (8388608: 1 MiB per partition)
+	FilterBits int `yaml:"filter_bits"`
 }
 
 // Cache is a partition's write-behind cache in front of Redis, and the
@@ -59,6 +68,13 @@ type Cache struct {
 	// meanBlob is the bytes per contact of the last write: it sizes the
 	// next one's buffer.
 	meanBlob int
+	// The partition's new-contact filter (OpenFilter); nil when not open
+	// or not usable. fpend are bits set in flt that Redis does not hold
+	// yet: the next write sets them before its blobs.
+	filterBits int
+	opened     bool
+	flt        *filter
+	fpend      []uint64
 
 	hits, misses, evictions atomic.Uint64
 }
@@ -94,7 +110,12 @@ type flight struct {
 	// gate, if set, must return nil before the write is sent (CommitAfter);
 	// it is cleared once it has.
 	gate func(context.Context) error
-	stop context.CancelFunc // ends a wait for the gate (Close)
+	// filter, if set, is the partition's new-contact filter: bits (the
+	// write's new contacts) are set there and its F raised past pos
+	// before the blobs are sent; cleared once Redis has acknowledged them.
+	filter *filterKeys
+	bits   []uint64
+	stop   context.CancelFunc // ends a wait for the gate (Close)
 	// Written by the write's goroutine until done closes; read by the
 	// partition goroutine after.
 	res  []wrote
@@ -126,7 +147,7 @@ func NewCache(r *Redis, opts CacheOptions) *Cache {
 	if opts.Capacity <= 0 {
 		opts.Capacity = DefaultCacheCapacity
 	}
-	c := &Cache{r: r, capacity: opts.Capacity, m: make(map[string]*centry)}
+	c := &Cache{r: r, capacity: opts.Capacity, filterBits: opts.FilterBits, m: make(map[string]*centry)}
 	c.lru.next, c.lru.prev = &c.lru, &c.lru
 	return c
 }
@@ -207,7 +228,10 @@ func (c *Cache) Get(ctx context.Context, id string) (*Contact, error) {
 	}
 	c.misses.Add(1)
 	var got [1]loaded
-	if err := c.r.load(ctx, []string{id}, got[:]); err != nil {
+	if c.flt != nil && !c.flt.has(id) {
+		c.r.skipped.Add(1) // certainly not stored
+		got[0] = loaded{c: New(id)}
+	} else if err := c.r.waitLoad(ctx, []string{id}, got[:]); err != nil {
 		return nil, err
 	}
 	e := &centry{c: got[0].c, ver: got[0].ver}
@@ -237,12 +261,16 @@ func (c *Cache) Prefetch(ctx context.Context, ids []string) error {
 		return nil
 	}
 	c.misses.Add(uint64(len(miss)))
+	miss, fresh := c.sortNew(miss)
 	got := make([]loaded, len(miss))
-	if err := c.r.load(ctx, miss, got); err != nil {
-		for _, id := range miss {
-			delete(c.m, id)
+	if len(miss) > 0 {
+		if err := c.r.waitLoad(ctx, miss, got); err != nil {
+			for _, id := range miss {
+				delete(c.m, id)
+			}
+			c.addNew(fresh)
+			return err
 		}
-		return err
 	}
 	c.evict() // before linking the batch's contacts, so that they stay
 	for i, id := range miss {
@@ -250,7 +278,41 @@ func (c *Cache) Prefetch(ctx context.Context, ids []string) error {
 		e.c, e.ver = got[i].c, got[i].ver
 		c.pushFront(e)
 	}
+	c.addNew(fresh)
 	return nil
+}
+
+// sortNew moves the ids of miss the filter shows are not stored to the
+// end of the slice, and returns the others and those.
+func (c *Cache) sortNew(miss []string) (load, fresh []string) {
+	if c.flt == nil {
+		return miss, nil
+	}
+	n := 0
+	for i, id := range miss {
+		if c.flt.has(id) {
+			miss[n], miss[i] = miss[i], miss[n]
+			n++
+		}
+	}
+	if n < len(miss) {
+		c.r.skipped.Add(uint64(len(miss) - n))
+	}
+	return miss[:n], miss[n:]
+}
+
+// addNew fills the placeholders of contacts known not to be stored with
+// new contacts.
+func (c *Cache) addNew(fresh []string) {
+	if len(fresh) == 0 {
+		return
+	}
+	c.evict()
+	for _, id := range fresh {
+		e := c.m[id]
+		e.c = New(id)
+		c.pushFront(e)
+	}
 }
 
 // PrefetchAhead starts loading the contacts of ids that are not cached, in
@@ -281,6 +343,11 @@ func (c *Cache) PrefetchAhead(ctx context.Context, ids []string) {
 		return
 	}
 	c.misses.Add(uint64(len(miss)))
+	miss, fresh := c.sortNew(miss)
+	c.addNew(fresh)
+	if len(miss) == 0 {
+		return
+	}
 	actx, stop := context.WithCancel(ctx)
 	a := &ahead{ids: miss, got: make([]loaded, len(miss)), done: make(chan struct{}), stop: stop}
 	c.ah = a
@@ -289,6 +356,59 @@ func (c *Cache) PrefetchAhead(ctx context.Context, ids []string) {
 		defer stop()
 		a.err = c.r.load(actx, a.ids, a.got)
 	}()
+}
+
+// OpenFilter reads the partition's new-contact filter (state/filter.go),
+// creating it if Redis holds none of the partition's contacts, so that
+// from now on a contact the filter shows is not stored is not loaded
+// (Prefetch, PrefetchAhead and Get make it new without a round trip), and
+// keeps it: each write sets its new contacts' bits first. The owner of the
+// partition calls it once, before its first batch: s.From is that batch's
+// first offset. Until then, or when the filter is off (FilterBits < 0),
+// not usable for this owner, or refused (an ACL without the commands of
+// ACLRules), loads go to Redis as without it. It fails only with
+// ErrUnavailable (call it again).
+func (c *Cache) OpenFilter(ctx context.Context, s FilterScope) error {
+	if c.opened {
+		return nil
+	}
+	if s.Partitions <= 0 || s.PartitionOf == nil {
+		c.opened = true
+		return nil
+	}
+	if c.filterBits < 0 {
+		if err := c.r.poisonFilter(ctx, c.r.filterKeys(s.Partitions, s.Partition)); errors.Is(err, ErrUnavailable) {
+			return err
+		}
+		c.opened = true
+		return nil
+	}
+	size := uint64(DefaultFilterBits)
+	if c.filterBits > 0 {
+		size = min(uint64(c.filterBits), maxFilterBits)
+	}
+	f, why, err := c.r.openFilter(ctx, s, size)
+	if errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	c.opened = true
+	if err != nil {
+		c.r.log.Warn("state: new-contact filter not used: every new contact is loaded from Redis first", "partition", s.Partition, "err", err)
+		return nil
+	}
+	if f == nil {
+		c.r.log.Info("state: new-contact filter not used: "+why, "partition", s.Partition)
+		return nil
+	}
+	// Contacts cached already (a timer fired before the first batch) are
+	// stored or about to be: their bits go with the next write.
+	for id := range c.m {
+		if i, isNew := f.add(id); isNew {
+			c.fpend = append(c.fpend, i)
+		}
+	}
+	c.flt = f
+	return nil
 }
 
 // Cached reports whether the contact id is cached or being loaded: a
@@ -423,6 +543,16 @@ func (c *Cache) CommitAfter(ctx context.Context, pos Position, gate func(context
 		fl.es[i] = e
 	}
 	c.meanBlob = len(buf) / len(c.dirty)
+	if c.flt != nil {
+		// The write's new contacts' bits go to Redis before its blobs.
+		for _, e := range c.dirty {
+			if i, isNew := c.flt.add(e.c.ID); isNew {
+				c.fpend = append(c.fpend, i)
+			}
+		}
+		fl.filter, fl.bits = &c.flt.keys, c.fpend
+		c.fpend = nil
+	}
 	for _, e := range c.dirty {
 		e.dirty, e.flying = false, true
 	}
@@ -450,6 +580,15 @@ func (fl *flight) send(ctx, gctx context.Context, r *Redis) {
 			return
 		}
 		fl.gate = nil
+	}
+	if fl.filter != nil {
+		// The bits of the new contacts, and F past pos, before any blob
+		// can land (state/filter.go); a failure sends nothing.
+		if err := r.markFilter(ctx, *fl.filter, fl.pos.Offset+1, fl.bits); err != nil {
+			fl.res, fl.err = nil, err
+			return
+		}
+		fl.filter, fl.bits = nil, nil
 	}
 	fl.res, fl.err = r.write(ctx, fl.pos, fl.ws)
 }

@@ -46,6 +46,10 @@ type Redis struct {
 
 	// Counters; written by any caller, read by Stats.
 	commits, written, rejected, loaded, erased, failed atomic.Uint64
+	// The loads a partition goroutine waited for (Cache.Prefetch, Get):
+	// round trips and nanoseconds; and the loads the new-contact filter
+	// spared (Cache: the contact is certainly not stored).
+	waits, waitNS, skipped atomic.Uint64
 }
 
 // RedisStats are the store's counters since NewRedis, for metrics.
@@ -56,6 +60,14 @@ type RedisStats struct {
 	Loaded   uint64 // contacts read from Redis (cache misses, DueTimers)
 	Erased   uint64 // contacts erased
 	Failed   uint64 // calls that failed with an *Error
+	// LoadWaits are the load round trips a partition goroutine waited
+	// for (Cache.Prefetch and Get; not the loads ahead), and LoadWait the
+	// time it waited in them.
+	LoadWaits uint64
+	LoadWait  time.Duration
+	// Skipped are contacts not loaded because the partition's new-contact
+	// filter showed they are not stored (state/filter.go).
+	Skipped uint64
 }
 
 // NewRedis returns a store for the Redis that opts describe. It does no I/O,
@@ -125,6 +137,10 @@ func (r *Redis) Stats() RedisStats {
 		Loaded:   r.loaded.Load(),
 		Erased:   r.erased.Load(),
 		Failed:   r.failed.Load(),
+
+		LoadWaits: r.waits.Load(),
+		LoadWait:  time.Duration(r.waitNS.Load()),
+		Skipped:   r.skipped.Load(),
 	}
 }
 
@@ -263,6 +279,15 @@ func earliest(ts []Timer) int64 {
 		}
 	}
 	return e
+}
+
+// waitLoad is load on the partition goroutine, counted as a wait.
+func (r *Redis) waitLoad(ctx context.Context, ids []string, out []loaded) error {
+	t0 := time.Now()
+	err := r.load(ctx, ids, out)
+	r.waits.Add(1)
+	r.waitNS.Add(uint64(time.Since(t0)))
+	return err
 }
 
 // loaded is one contact read from Redis.

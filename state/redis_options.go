@@ -186,4 +186,5 @@ func (o RedisOptions) validate() (RedisOptions, error) {
 // the refusal).
 const ACLRules = "-@all +ping +hello +auth +client|setname +info " +
 	"+hmget +hgetall +hget +hset +del +pttl +pexpire +persist " +
+	"+exists +get +setbit +scan " +
 	"+zadd +zrem +zscore +zrangebyscore +sadd +smembers +evalsha +eval +script|load"

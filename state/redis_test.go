@@ -1395,6 +1395,10 @@ func TestRedisConfigErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		cache := NewCache(r, CacheOptions{})
+		mustOpen(t, cache, FilterScope{Partition: 0, Partitions: 1, PartitionOf: func(string) int32 { return 0 }})
+		if cache.flt == nil {
+			t.Fatal("the new-contact filter is not used with the documented ACL")
+		}
 		if err := cache.Prefetch(t.Context(), []string{"acl1", "acl2"}); err != nil {
 			t.Fatal(err)
 		}
@@ -1415,6 +1419,28 @@ func TestRedisConfigErrors(t *testing.T) {
 		}
 		if err := cache.Delete(t.Context(), "acl1"); err != nil {
 			t.Fatal(err)
+		}
+	})
+	t.Run("an earlier version's ACL: no filter, loads as before", func(t *testing.T) {
+		earlier := strings.NewReplacer("+exists ", "", "+get ", "", "+setbit ", "", "+scan ", "").Replace(ACLRules)
+		if reply, err := doAuthed(plain, append([]string{"ACL", "SETUSER", "earlier", "on", ">pw", "~lp:*", "resetchannels"}, strings.Fields(earlier)...)...); err != nil || reply != "+OK" {
+			t.Fatal(reply, err)
+		}
+		r, err := NewRedis(RedisOptions{Addrs: []string{plain.Addr}, Username: "earlier", Password: "pw", Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		cache := NewCache(r, CacheOptions{})
+		mustOpen(t, cache, FilterScope{Partition: 1, Partitions: 2, PartitionOf: func(string) int32 { return 1 }})
+		if cache.flt != nil {
+			t.Fatal("the new-contact filter is used without the commands it needs")
+		}
+		c := mustGet(t, cache, "acl3")
+		cache.Put(t.Context(), c)
+		mustCommit(t, cache, Position{Partition: 1, Offset: 1})
+		if st := r.Stats(); st.Skipped != 0 || st.Loaded != 1 {
+			t.Fatalf("%d loads skipped, %d loaded; want 0 and 1", st.Skipped, st.Loaded)
 		}
 	})
 	t.Run("commit without script permission", func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -173,5 +174,84 @@ func (h slowWrites) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 			}
 		}
 		return next(ctx, cmds)
+	}
+}
+
+// TestRedisFilterReread checks the new-contact filter (state/filter.go)
+// where a wrong "not stored" would do harm: the partitions' records are
+// read again after their state was written (by a new consumer group, as
+// after a crash between the state writes and the offset commits).
+// The first run makes every contact new without a load; the second must
+// load each of them, so that their applied positions skip every record
+// read again (a contact taken for new would apply them again: its actions
+// produced again, or its history overwritten had it older records).
+func TestRedisFilterReread(t *testing.T) {
+	rs, err := rules.Parse("cart.yaml", []byte(cartRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const contacts, perContact = 30, 10
+	addr := startKafka(t)
+	t0 := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	cfg := testConfig(t, addr, newClock(t0))
+	cfg.InputKeyed = true
+	cfg.BatchRecords = 10
+	if err := stream.EnsureTopics(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	var recs []*kgo.Record
+	for i := range perContact {
+		for c := range contacts {
+			id := fmt.Sprintf("u-%d", c)
+			at := t0.Add(time.Duration(i) * time.Second)
+			recs = append(recs, &kgo.Record{Topic: "events", Key: []byte(id), Value: fmt.Appendf(nil,
+				`{"type":"track","userId":%q,"event":"Page Viewed","messageId":"%s-%d","timestamp":%q}`, id, id, i, at.Format(time.RFC3339Nano))})
+		}
+	}
+	produce(t, addr, recs)
+	srv := testenv.RedisServer(t)
+
+	first := openRedis(t, srv)
+	run := start(t, cfg, stream.Scoring{Rules: rs, Redis: first, FlushInterval: 5 * time.Millisecond}, nil)
+	waitCommitted(t, addr, "leadpulse", "events", int64(len(recs)))
+	run.shutdown(t)
+	if got := first.Stats().Skipped; got != contacts {
+		t.Fatalf("first run: %d loads skipped, want %d (every contact new, the filter in use)", got, contacts)
+	}
+
+	// Every record read again: a new consumer group starts at the log's
+	// start, as a crash before every offset commit would.
+	ctx := context.Background()
+	cfg.Group = "leadpulse-again"
+
+	second := openRedis(t, srv)
+	reg := prometheus.NewRegistry()
+	run = start(t, cfg, stream.Scoring{Rules: rs, Redis: second, FlushInterval: 5 * time.Millisecond}, reg)
+	waitCommitted(t, addr, cfg.Group, "events", int64(len(recs)))
+	run.shutdown(t)
+	if st := second.Stats(); st.Skipped != 0 || st.Loaded < contacts {
+		t.Errorf("second run: %d loads skipped, %d contacts loaded; want 0 and at least %d", st.Skipped, st.Loaded, contacts)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var skipped float64
+	for _, mf := range mfs {
+		if mf.GetName() == "leadpulse_records_skipped_total" {
+			skipped = mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	if skipped != float64(len(recs)) {
+		t.Errorf("second run: %v records skipped as applied, want all %d: records read again were applied again", skipped, len(recs))
+	}
+	for c := range contacts {
+		st, err := second.Inspect(ctx, fmt.Sprintf("u-%d", c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Contact.Seq != perContact {
+			t.Errorf("contact u-%d holds %d events, want %d: records read again were applied again", c, st.Contact.Seq, perContact)
+		}
 	}
 }

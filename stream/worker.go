@@ -104,6 +104,9 @@ type worker struct {
 	used []*kgo.Record
 	pend pendingState // state and offset waiting for the next Redis commit (statecommit.go)
 	enc  []byte       // emit's scratch: an action's JSON (action.Record.AppendJSON, json.Marshal's bytes without reflection)
+	// filterOpen: the cache's new-contact filter was opened (at the first
+	// batch, Cache.OpenFilter).
+	filterOpen bool
 }
 
 type outMeta struct {
@@ -395,6 +398,16 @@ func (w *worker) partitionOf(contact string) int32 {
 func (w *worker) process(ctx context.Context, batch []*kgo.Record) error {
 	start := time.Now()
 	cfg := w.cfg
+	if w.cache != nil && !w.filterOpen {
+		// The first batch starts at or after the committed offset: the
+		// writes that offset depends on have landed, their contacts' bits
+		// with them (state/filter.go).
+		scope := state.FilterScope{Partition: w.part, Partitions: w.nparts, From: batch[0].Offset, PartitionOf: w.partitionOf}
+		if err := w.retry(ctx, "open the new-contact filter", func() error { return w.cache.OpenFilter(ctx, scope) }); err != nil {
+			return err
+		}
+		w.filterOpen = true
+	}
 	w.evs = slices.Grow(w.evs[:0], len(batch))[:len(batch)]
 	w.src = w.src[:0]
 	w.erase = w.erase[:0]

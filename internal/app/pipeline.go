@@ -48,6 +48,7 @@ func RegisterRedisStats(reg prometheus.Registerer, rdb *state.Redis) {
 		{"leadpulse_redis_commits_total", "Write round trips to Redis (partition commits with changed contacts).", func(s state.RedisStats) uint64 { return s.Commits }},
 		{"leadpulse_redis_contacts_written_total", "Contact writes Redis accepted.", func(s state.RedisStats) uint64 { return s.Written }},
 		{"leadpulse_redis_contacts_loaded_total", "Contacts read from Redis (cache misses, timers of new partitions).", func(s state.RedisStats) uint64 { return s.Loaded }},
+		{"leadpulse_redis_loads_skipped_total", "Contact loads not made because the partition's new-contact filter showed the contact is not stored (new visitors).", func(s state.RedisStats) uint64 { return s.Skipped }},
 		{"leadpulse_redis_contacts_erased_total", "Contacts erased (forget).", func(s state.RedisStats) uint64 { return s.Erased }},
 		{"leadpulse_redis_errors_total", "Redis calls that failed (unavailable, misconfigured).", func(s state.RedisStats) uint64 { return s.Failed }},
 	} {
