@@ -47,12 +47,16 @@ lint: vet
 # go (bench --turnover, on by default), so the actions per event stay level and
 # 10,000 actions come within the phase; BENCH_FLAGS=--no-turnover turns it off.
 # BENCH_FLAGS adds flags, e.g. BENCH_FLAGS='--redis 127.0.0.1:6379 --json';
-# BENCH_SAMPLES=0 gives 5 s phases.
+# BENCH_SAMPLES=0 gives 5 s phases. The run uses the garbage collector setting
+# the deployment runs with (GOGC=400, deploy/kubernetes/base/deployment.yaml),
+# so that it measures leadpulse as deployed; BENCH_GOGC=100 gives Go's default
+# (about 1 CPU µs per drained event more; the result prints its GOGC).
 BENCH_RATES ?= 5000,20000
 BENCH_SAMPLES ?= 10000
 BENCH_FLAGS ?=
+BENCH_GOGC ?= 400
 bench:
-	$(GO) run ./cmd/leadpulse bench --rate $(BENCH_RATES) --samples $(BENCH_SAMPLES) $(BENCH_FLAGS)
+	GOGC=$(BENCH_GOGC) $(GO) run ./cmd/leadpulse bench --rate $(BENCH_RATES) --samples $(BENCH_SAMPLES) $(BENCH_FLAGS)
 
 # Engine micro-benchmarks (ns/event, allocs/event) and the 1M-event replay.
 bench-micro:

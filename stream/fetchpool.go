@@ -25,10 +25,10 @@ import (
 // Whatever is not given back (records of a revoked partition, a parked
 // user's records dropped at a rebalance) is garbage collected as before;
 // the pool then makes new memory. Nothing decoded from a record may keep
-// its bytes: the event decoder, the state decoder and the dead letters copy
-// what they keep (dead letters and forwards, which point into them, are
-// acknowledged by Kafka before the records are given back: worker.recycle,
-// output.go).
+// its bytes: the event decoder, the state decoder, dead letters and
+// forwards copy what they keep (own), so a worker gives a batch's records
+// back once it is applied, without waiting for Kafka to acknowledge its
+// output (worker.recycle).
 type fetchPool struct {
 	mu   sync.Mutex                  // guards bufs and recs: the fetch goroutines get, the workers put
 	bufs [poolClasses][][]byte       // free buffers of capacity 1<<(minClass+i), length 0

@@ -167,3 +167,65 @@ func TestPositionText(t *testing.T) {
 		}
 	}
 }
+
+// Output made from a pooled record (dead letters, forwards) must keep its
+// bytes when the record goes back to the pool, which now happens once its
+// batch is applied, before Kafka acknowledges the output (worker.recycle):
+// the output owns a copy (own).
+func TestOutputOwnsFetchedBytes(t *testing.T) {
+	tests := []struct {
+		name string
+		make func(w *worker, r *kgo.Record) *kgo.Record
+	}{
+		{"dead letter", func(w *worker, r *kgo.Record) *kgo.Record {
+			w.deadLetter(deadLetter("dlq", r, ReasonControl, "a bad control record"))
+			return w.out[len(w.out)-1]
+		}},
+		{"too large", func(w *worker, r *kgo.Record) *kgo.Record {
+			w.deadLetter(tooLarge("dlq", r, 8))
+			return w.out[len(w.out)-1]
+		}},
+		{"forward", func(_ *worker, r *kgo.Record) *kgo.Record {
+			f := &kgo.Record{Topic: "t", Key: []byte("user-1"), Value: r.Value}
+			f.Headers = append(f.Headers, r.Headers...)
+			own(f)
+			return f
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var batch []byte
+			batch = append(batch, "anon-1"...)
+			batch = append(batch, `{"type":"page","anonymousId":"anon-1"}`...)
+			batch = append(batch, "application/json"...)
+			r := &kgo.Record{Topic: "t", Partition: 1, Offset: 9, Context: context.Background(),
+				Key: batch[:6], Value: batch[6 : len(batch)-16],
+				Headers: []kgo.RecordHeader{{Key: "content-type", Value: batch[len(batch)-16:]}}}
+
+			w := &worker{}
+			out := tt.make(w, r)
+			want := *out
+			want.Key, want.Value = bytes.Clone(out.Key), bytes.Clone(out.Value)
+			want.Headers = nil
+			for _, h := range out.Headers {
+				want.Headers = append(want.Headers, kgo.RecordHeader{Key: h.Key, Value: bytes.Clone(h.Value)})
+			}
+			clear(batch) // the pool zeroes the batch once every record is back
+
+			if !bytes.Equal(out.Key, want.Key) || !bytes.Equal(out.Value, want.Value) {
+				t.Errorf("output key %q value %q after the batch was zeroed; want %q %q", out.Key, out.Value, want.Key, want.Value)
+			}
+			if len(out.Headers) != len(want.Headers) {
+				t.Fatalf("output headers %v; want %v", out.Headers, want.Headers)
+			}
+			for i, h := range out.Headers {
+				if h.Key != want.Headers[i].Key || !bytes.Equal(h.Value, want.Headers[i].Value) {
+					t.Errorf("header %d = %s=%q after the batch was zeroed; want %s=%q", i, h.Key, h.Value, want.Headers[i].Key, want.Headers[i].Value)
+				}
+			}
+			if len(out.Value) == 0 || len(out.Headers) == 0 {
+				t.Fatal("the output took no bytes of the record: the test checks nothing")
+			}
+		})
+	}
+}

@@ -152,6 +152,14 @@ func detach(c, r *kgo.Record) {
 	}
 }
 
+// own gives out, a record to produce, its own copy of its key, value and
+// header values, which may point into a fetched record's batch (a dead
+// letter's or a forward's): in one new buffer, with a new header slice.
+func own(out *kgo.Record) {
+	src := *out
+	detach(out, &src)
+}
+
 // forgetHeldEvents drops the decoded events of the held records: their
 // release decodes the records again (the rules changed which keys of
 // properties and context, or whether `context`, the partition decodes).
@@ -443,6 +451,7 @@ func (w *worker) applyEvent(ctx context.Context, e *event.Event, r *kgo.Record, 
 			kgo.RecordHeader{Key: HeaderControl, Value: controlValues[ControlForward]},
 			kgo.RecordHeader{Key: HeaderAnon, Value: anon},
 			kgo.RecordHeader{Key: HeaderFrom, Value: from})
+		own(f) // r goes back to the fetch pool before f is acknowledged (recycle)
 		w.out = append(w.out, f)
 		w.meta = append(w.meta, outMeta{})
 		w.m.forwarded.Inc()

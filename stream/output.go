@@ -51,11 +51,9 @@ type sentBatch struct {
 
 	// Set by the worker: the offset to note once this batch and every
 	// earlier one are acknowledged (memory; Redis notes it after the store
-	// commit), and the fetched records to give back to the fetch pool then
-	// (worker.recycle): output may point into them.
+	// commit).
 	eo    kgo.EpochOffset
 	hasEO bool
-	used  []*kgo.Record
 }
 
 // send hands the output of what was applied (w.out: actions, dead letters,
@@ -129,10 +127,6 @@ func (w *worker) reap() error {
 		if b.hasEO {
 			w.s.commits.note(w.part, b.eo)
 		}
-		for _, r := range b.used {
-			r.Recycle()
-		}
-		b.used = nil
 		n++
 	}
 	return nil
