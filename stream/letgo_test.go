@@ -146,3 +146,65 @@ func TestParkedUserFilter(t *testing.T) {
 		t.Fatalf("saturated count %d, maybe %v; want 255, true", *s, f.maybe("x"))
 	}
 }
+
+// TestTakeKeepsQueue: take leaves nothing of what it took in the queue's
+// array, keeps what it did not take in order at the front, and keeps the
+// array from take to take while it is small (a caught-up partition takes
+// everything at every wake-up; dropping the array made the next push
+// allocate), and lets it go once empty when a backlog grew it.
+func TestTakeKeepsQueue(t *testing.T) {
+	w := &worker{
+		cfg:   &Config{BatchRecords: 3, QueueRecords: 100_000},
+		depth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "depth"}),
+		wake:  make(chan struct{}, 1),
+	}
+	recs := make([]*kgo.Record, 600)
+	for i := range recs {
+		recs[i] = &kgo.Record{Offset: int64(i)}
+	}
+	clean := func(what string) {
+		t.Helper()
+		for i, r := range w.q[len(w.q):cap(w.q)] {
+			if r != nil {
+				t.Fatalf("%s: the queue's array still holds record %d past its length at %d", what, r.Offset, len(w.q)+i)
+			}
+		}
+	}
+	var buf []*kgo.Record
+	w.push(recs[:2], -1)
+	buf, _ = w.take(buf)
+	if len(buf) != 2 || len(w.q) != 0 || cap(w.q) == 0 {
+		t.Fatalf("took %d, queue len %d cap %d; want 2 taken, an empty queue that keeps its array", len(buf), len(w.q), cap(w.q))
+	}
+	clean("all taken")
+
+	w.push(recs[:5], -1)
+	buf, _ = w.take(buf)
+	if len(buf) != 3 || buf[0] != recs[0] || buf[2] != recs[2] {
+		t.Fatalf("took %v, want the first 3 records", buf)
+	}
+	if len(w.q) != 2 || w.q[0] != recs[3] || w.q[1] != recs[4] {
+		t.Fatalf("left %v, want records 3 and 4 in order", w.q)
+	}
+	clean("some taken")
+	buf, _ = w.take(buf)
+	clean("rest taken")
+
+	array := &w.q[:1][0]
+	for range 10 {
+		w.push(recs[:2], -1)
+		if &w.q[0] != array {
+			t.Fatal("push allocated a new array for a queue the size of the last ones")
+		}
+		buf, _ = w.take(buf)
+	}
+
+	w.push(recs, -1) // a backlog: more than shrinkBelow queued
+	for len(w.q) > 0 {
+		buf, _ = w.take(buf)
+		clean("draining a backlog")
+	}
+	if w.q != nil {
+		t.Fatalf("the emptied queue keeps an array of %d after a backlog; want it let go", cap(w.q))
+	}
+}

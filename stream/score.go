@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -190,6 +191,7 @@ func (s *scorer) run(ctx, work context.Context, fail func(error), ready func()) 
 		if !ok {
 			break
 		}
+		pushed := false
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
 			if len(p.Records) == 0 {
 				return
@@ -204,8 +206,23 @@ func (s *scorer) run(ctx, work context.Context, fail func(error), ready func()) 
 				return
 			}
 			w.push(p.Records, p.HighWatermark)
+			pushed = true
 		})
 		cl.AllowRebalance()
+		if pushed {
+			// Let the workers just woken run before this loop polls again.
+			// Why: a woken goroutine waits in this P's run queue, and the
+			// next poll readies franz-go's goroutines ahead of it (the one
+			// a blocking PollRecords starts, the source that writes the
+			// next fetch request), so a caught-up worker waited behind
+			// them: polled → taken p50 50–65 µs at 5,000 events/s, a tenth
+			// of event → state p50; 4–7 µs with this. The price: the
+			// source's next fetch request is written after the woken
+			// workers' batches rather than before (a caught-up batch
+			// takes tens of µs), and nothing changes under a backlog
+			// (one yield per poll of thousands of records).
+			runtime.Gosched()
+		}
 	}
 	s.log.Info("stream: scoring stopping: draining partitions")
 	return nil

@@ -190,10 +190,17 @@ func (w *worker) take(buf []*kgo.Record) ([]*kgo.Record, stopMode) {
 	}
 	n := min(len(w.q), w.cfg.BatchRecords)
 	buf = append(buf[:0], w.q[:n]...)
-	clear(w.q[:n])
-	w.q = w.q[n:]
-	if len(w.q) == 0 {
-		w.q = w.q[:0:0] // let the backing array go
+	// What is left moves to the front, so that the queue keeps its array
+	// from take to take: a caught-up partition takes everything at every
+	// wake-up, and dropping the emptied array (as a slice from the front
+	// must) made push allocate a new one for every few records. An array
+	// larger than a caught-up partition needs (after a backlog) is let go
+	// once the queue is empty.
+	left := copy(w.q, w.q[n:])
+	clear(w.q[left:])
+	w.q = w.q[:left]
+	if left == 0 && cap(w.q) > shrinkBelow {
+		w.q = nil
 	}
 	if w.paused && len(w.q) <= w.cfg.QueueRecords/2 {
 		w.paused = false
