@@ -30,22 +30,8 @@ import (
 // One generator serves the whole run, so that the latency phases continue
 // the contacts' journeys (warm state) with fresh messageIds.
 type loader struct {
-	gen *traffic.Generator
-	cl  *kgo.Client // preload: acknowledged, idempotent
-	// open sends the latency phases' events (openLoop): the same producer
-	// without acknowledgements (acks 0, so not idempotent), or cl when nil.
-	// Why: the load generator shares the process, and so the cores, with
-	// the pipeline and the embedded broker it measures, and at 5,000
-	// events/s it produced one record per request, each acknowledged:
-	// the broker encoding and writing a response, the client reading it
-	// and settling the record, four goroutine wake-ups and about 1.4 of
-	// the process' 16 CPU-s in a 20 s phase (CPU profile by role). Nothing
-	// measured depends on them: an event is stamped with its due time and
-	// handed to the client then (send lateness), and its request is
-	// written as before; the phase still checks that every event was
-	// applied (committed offsets reach the records sent), and the loopback
-	// connection to one broker keeps their order.
-	open  *kgo.Client
+	gen   *traffic.Generator
+	cl    *kgo.Client
 	topic string
 	keyed bool
 	rng   *rand.Rand
@@ -63,7 +49,7 @@ type loader struct {
 	late *hdrhistogram.Histogram
 
 	produced atomic.Int64 // records handed to the client
-	acked    atomic.Int64 // records acknowledged (open: written to the broker)
+	acked    atomic.Int64 // records acknowledged
 	failed   atomic.Int64 // records Kafka refused
 	errMu    sync.Mutex
 	firstErr error
@@ -161,9 +147,9 @@ func contactOf(v []byte) ([]byte, error) {
 	return nil, errNoContac
 }
 
-func (l *loader) produce(ctx context.Context, cl *kgo.Client, r *kgo.Record) {
+func (l *loader) produce(ctx context.Context, r *kgo.Record) {
 	l.produced.Add(1)
-	cl.Produce(ctx, r, l.done)
+	l.cl.Produce(ctx, r, l.done)
 }
 
 func (l *loader) done(_ *kgo.Record, err error) {
@@ -196,7 +182,7 @@ func (l *loader) preload(ctx context.Context, n int) error {
 		if err != nil {
 			return err
 		}
-		l.produce(ctx, l.cl, r)
+		l.produce(ctx, r)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -223,10 +209,6 @@ func (l *loader) openLoop(ctx context.Context, rate float64, d, maxD time.Durati
 	limit := start.Add(max(d, maxD)).UnixNano()
 	next := start.UnixNano()
 	first, last = next, next
-	cl := l.open
-	if cl == nil {
-		cl = l.cl
-	}
 	sl := newSleeper() // not a bare time.Timer: see sleeper
 	defer sl.close()
 	l.late = newHist()
@@ -251,7 +233,7 @@ func (l *loader) openLoop(ctx context.Context, rate float64, d, maxD time.Durati
 		now := time.Now().UnixNano()
 		behind = max(behind, time.Duration(now-next))
 		for next <= now && next < end {
-			l.produce(ctx, cl, r)
+			l.produce(ctx, r)
 			_ = l.late.RecordValue(max((time.Now().UnixNano()-next)/int64(time.Microsecond), histLowest))
 			last = next
 			sent++
@@ -261,7 +243,7 @@ func (l *loader) openLoop(ctx context.Context, rate float64, d, maxD time.Durati
 			}
 		}
 	}
-	if err := cl.Flush(ctx); err != nil {
+	if err := l.cl.Flush(ctx); err != nil {
 		return first, last, sent, behind, err
 	}
 	return first, last, sent, behind, l.err()

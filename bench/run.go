@@ -41,19 +41,16 @@ type run struct {
 	rdb     *state.Redis
 	mem     *state.Memory
 	adm     *kadm.Client
-	prod    *kgo.Client // the load generator's producer (preload)
-	// prodOpen is the load generator's producer of the latency phases:
-	// without acknowledgements (loader.open).
-	prodOpen *kgo.Client
-	load     *loader
-	col      *collector
-	mon      *monitor
-	reqs     *requests // Kafka requests by client (requests.go)
-	pipe     *stream.Pipeline
-	pipeErr  chan error // the pipeline's Run result, once
-	stopP    func()     // stops the pipeline and waits for it; idempotent
-	res      *Result
-	defers   []func() // cleanups, run in reverse order by close
+	prod    *kgo.Client
+	load    *loader
+	col     *collector
+	mon     *monitor
+	reqs    *requests // Kafka requests by client (requests.go)
+	pipe    *stream.Pipeline
+	pipeErr chan error // the pipeline's Run result, once
+	stopP   func()     // stops the pipeline and waits for it; idempotent
+	res     *Result
+	defers  []func() // cleanups, run in reverse order by close
 }
 
 // Run runs one bench: the throughput phase (preload, raw consume ceiling,
@@ -212,36 +209,21 @@ func (r *run) setup(ctx context.Context) error {
 		r.defers = append(r.defers, r.deleteTopics)
 	}
 
-	loadOpts := []kgo.Opt{
-		kgo.SeedBrokers(r.brokers...),
-		kgo.ClientID("leadpulse-bench-load"),
-		kgo.ProducerLinger(0),                                // as the pipeline's producers: latency first
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // murmur2 of the key, as the scoring stage checks
-		kgo.MaxBufferedRecords(100_000),
-		r.reqs.hook("load"),
-	}
 	as(ctx, roleLoad, func(context.Context) {
-		r.prod, err = kgo.NewClient(loadOpts...)
-		if err != nil {
-			return
-		}
-		// The latency phases send without acknowledgements (see
-		// loader.open).
-		r.prodOpen, err = kgo.NewClient(append(loadOpts,
-			kgo.RequiredAcks(kgo.NoAck()),
-			kgo.DisableIdempotentWrite(),               // idempotence needs acks from all replicas
-			kgo.MaxProduceRequestsInflightPerBroker(5), // as the idempotent client: never wait for an earlier request
-		)...)
+		r.prod, err = kgo.NewClient(
+			kgo.SeedBrokers(r.brokers...),
+			kgo.ClientID("leadpulse-bench-load"),
+			kgo.ProducerLinger(0),                                // as the pipeline's producers: latency first
+			kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // murmur2 of the key, as the scoring stage checks
+			kgo.MaxBufferedRecords(100_000),
+			r.reqs.hook("load"),
+		)
 	})
-	if r.prod != nil {
-		r.defers = append(r.defers, r.prod.Close)
-	}
 	if err != nil {
 		return err
 	}
-	r.defers = append(r.defers, r.prodOpen.Close)
+	r.defers = append(r.defers, r.prod.Close)
 	r.load = newLoader(cfg, r.prod, r.scfg.Topics.Events)
-	r.load.open = r.prodOpen
 	as(ctx, roleActions, func(context.Context) {
 		r.col, err = newCollector(r.brokers, r.scfg.Topics.Actions, r.rs, r.reqs.hook("actions"))
 	})
