@@ -17,8 +17,7 @@
 //     (runtime/metrics), peak heap and RSS, the scoring batches and, with
 //     Redis, the store's round trips (state.Redis stats) are taken over it.
 //  4. Latency phases, one per Config.Rates: open loop at the offered rate
-//     (Poisson arrivals) for Config.Duration, produced without
-//     acknowledgements (loader.open). Every event carries its
+//     (Poisson arrivals) for Config.Duration. Every event carries its
 //     scheduled send time as its `timestamp`; the scoring stage stamps each
 //     action with the `at` of the event that caused it, so an action read
 //     from the actions topic at time T took T − at: the event-to-action
