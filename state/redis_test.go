@@ -1383,14 +1383,7 @@ func TestRedisConfigErrors(t *testing.T) {
 		mustCommit(t, cache, Position{Partition: 0, Offset: 1})
 	})
 	t.Run("the documented ACL suffices", func(t *testing.T) {
-		if reply, err := doAuthed(plain, append([]string{"ACL", "SETUSER", "leadpulse", "on", ">pw", "~lp:*", "resetchannels"}, strings.Fields(ACLRules)...)...); err != nil || reply != "+OK" {
-			t.Fatal(reply, err)
-		}
-		r, err := NewRedis(RedisOptions{Addrs: []string{plain.Addr}, Username: "leadpulse", Password: "pw", Logger: quiet})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
+		r := aclUser(t, plain, "leadpulse", ACLRules)
 		if err := r.Ping(t.Context()); err != nil {
 			t.Fatal(err)
 		}
@@ -1423,14 +1416,7 @@ func TestRedisConfigErrors(t *testing.T) {
 	})
 	t.Run("an earlier version's ACL: no filter, loads as before", func(t *testing.T) {
 		earlier := strings.NewReplacer("+exists ", "", "+get ", "", "+setbit ", "", "+scan ", "").Replace(ACLRules)
-		if reply, err := doAuthed(plain, append([]string{"ACL", "SETUSER", "earlier", "on", ">pw", "~lp:*", "resetchannels"}, strings.Fields(earlier)...)...); err != nil || reply != "+OK" {
-			t.Fatal(reply, err)
-		}
-		r, err := NewRedis(RedisOptions{Addrs: []string{plain.Addr}, Username: "earlier", Password: "pw", Logger: quiet})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
+		r := aclUser(t, plain, "earlier", earlier)
 		cache := NewCache(r, CacheOptions{})
 		mustOpen(t, cache, FilterScope{Partition: 1, Partitions: 2, PartitionOf: func(string) int32 { return 1 }})
 		if cache.flt != nil {
@@ -1463,6 +1449,22 @@ func TestRedisConfigErrors(t *testing.T) {
 }
 
 // doAuthed runs a command on s as the default user, with the password.
+// aclUser creates the user name on s with the ACL rules (and keys lp:*,
+// no channels) and returns a store that logs in as it; the store is closed
+// when the test ends.
+func aclUser(t *testing.T, s *testenv.Redis, name, rules string) *Redis {
+	t.Helper()
+	if reply, err := doAuthed(s, append([]string{"ACL", "SETUSER", name, "on", ">pw", "~lp:*", "resetchannels"}, strings.Fields(rules)...)...); err != nil || reply != "+OK" {
+		t.Fatal(reply, err)
+	}
+	r, err := NewRedis(RedisOptions{Addrs: []string{s.Addr}, Username: name, Password: "pw", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
 func doAuthed(s *testenv.Redis, args ...string) (string, error) {
 	c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: "s3cret"})
 	defer c.Close()

@@ -54,15 +54,7 @@ func testStateBeforeOffsets(t *testing.T, flush time.Duration) {
 	if err := stream.EnsureTopics(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	var recs []*kgo.Record
-	for i := range perContact {
-		for c := range contacts {
-			id := fmt.Sprintf("u-%d", c)
-			at := t0.Add(time.Duration(i) * time.Second)
-			recs = append(recs, &kgo.Record{Topic: "events", Key: []byte(id), Value: fmt.Appendf(nil,
-				`{"type":"track","userId":%q,"event":"Page Viewed","messageId":"%s-%d","timestamp":%q}`, id, id, i, at.Format(time.RFC3339Nano))})
-		}
-	}
+	recs := pageViews(t0, contacts, perContact)
 	produce(t, addr, recs) // fills in each record's partition and offset
 	// The offsets of each contact's events.
 	type key struct {
@@ -199,15 +191,7 @@ func TestRedisFilterReread(t *testing.T) {
 	if err := stream.EnsureTopics(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	var recs []*kgo.Record
-	for i := range perContact {
-		for c := range contacts {
-			id := fmt.Sprintf("u-%d", c)
-			at := t0.Add(time.Duration(i) * time.Second)
-			recs = append(recs, &kgo.Record{Topic: "events", Key: []byte(id), Value: fmt.Appendf(nil,
-				`{"type":"track","userId":%q,"event":"Page Viewed","messageId":"%s-%d","timestamp":%q}`, id, id, i, at.Format(time.RFC3339Nano))})
-		}
-	}
+	recs := pageViews(t0, contacts, perContact)
 	produce(t, addr, recs)
 	srv := testenv.RedisServer(t)
 
@@ -254,4 +238,20 @@ func TestRedisFilterReread(t *testing.T) {
 			t.Errorf("contact u-%d holds %d events, want %d: records read again were applied again", c, st.Contact.Seq, perContact)
 		}
 	}
+}
+
+// pageViews makes perContact "Page Viewed" events of each of contacts
+// users (u-0, u-1, …), keyed by user, one round of every user a second from
+// t0.
+func pageViews(t0 time.Time, contacts, perContact int) []*kgo.Record {
+	var recs []*kgo.Record
+	for i := range perContact {
+		for c := range contacts {
+			id := fmt.Sprintf("u-%d", c)
+			at := t0.Add(time.Duration(i) * time.Second)
+			recs = append(recs, &kgo.Record{Topic: "events", Key: []byte(id), Value: fmt.Appendf(nil,
+				`{"type":"track","userId":%q,"event":"Page Viewed","messageId":"%s-%d","timestamp":%q}`, id, id, i, at.Format(time.RFC3339Nano))})
+		}
+	}
+	return recs
 }
