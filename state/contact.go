@@ -238,8 +238,9 @@ type Seen struct {
 // minSeen is the room the first remembered messageId gets.
 const minSeen = 16
 
-// hashID hashes a messageId with 64-bit FNV-1a: fixed, so that hashes in
-// stored blobs stay comparable across processes and versions.
+// hashID hashes an id (a messageId, or a contact id for the new-contact
+// filter) with 64-bit FNV-1a: fixed, so that hashes in stored blobs and
+// filter bits stay comparable across processes and versions.
 func hashID(id string) uint64 {
 	const (
 		offset = 14695981039346656037

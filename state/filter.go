@@ -104,18 +104,9 @@ type filter struct {
 	bits []byte // bit i: bits[i/8] & (0x80 >> (i%8)), as Redis' SETBIT
 }
 
-// filterHash is FNV-1a (64 bits): every process must map an id to the same
-// bit, so no per-process seed.
-func filterHash(id string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(id); i++ {
-		h ^= uint64(id[i])
-		h *= 1099511628211
-	}
-	return h
-}
-
-func (f *filter) index(id string) uint64 { return filterHash(id) % f.m }
+// index is id's bit: hashID, fixed, so that every process maps an id to
+// the same bit.
+func (f *filter) index(id string) uint64 { return hashID(id) % f.m }
 
 // has reports whether id's bit is set: false means certainly not stored.
 func (f *filter) has(id string) bool {
