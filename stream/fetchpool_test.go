@@ -185,11 +185,8 @@ func TestOutputOwnsFetchedBytes(t *testing.T) {
 			w.deadLetter(tooLarge("dlq", r, 8))
 			return w.out[len(w.out)-1]
 		}},
-		{"forward", func(_ *worker, r *kgo.Record) *kgo.Record {
-			f := &kgo.Record{Topic: "t", Key: []byte("user-1"), Value: r.Value}
-			f.Headers = append(f.Headers, r.Headers...)
-			own(f)
-			return f
+		{"forward", func(w *worker, r *kgo.Record) *kgo.Record {
+			return w.forward(r, "user-1", "anon-1", state.Position{Partition: 1, Offset: 9})
 		}},
 	}
 	for _, tt := range tests {

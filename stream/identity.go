@@ -437,26 +437,36 @@ func (w *worker) applyEvent(ctx context.Context, e *event.Event, r *kgo.Record, 
 		w.park(out.Contact, p)
 		w.m.parked.Inc()
 	case out.Forward != "":
-		f := &kgo.Record{Topic: w.topic, Key: []byte(out.Forward), Value: r.Value, Timestamp: r.Timestamp}
-		for _, h := range r.Headers {
-			if h.Key != HeaderControl && h.Key != HeaderFrom && h.Key != HeaderAnon {
-				f.Headers = append(f.Headers, h)
-			}
-		}
-		vs := make([]byte, 0, len(e.AnonymousID)+posBytes)
-		vs = append(vs, e.AnonymousID...)
-		anon := vs[:len(vs):len(vs)]
-		from := appendPos(vs[len(vs):], le.Pos)
-		f.Headers = append(f.Headers,
-			kgo.RecordHeader{Key: HeaderControl, Value: controlValues[ControlForward]},
-			kgo.RecordHeader{Key: HeaderAnon, Value: anon},
-			kgo.RecordHeader{Key: HeaderFrom, Value: from})
-		own(f) // r goes back to the fetch pool before f is acknowledged (recycle)
+		f := w.forward(r, out.Forward, e.AnonymousID, le.Pos)
 		w.out = append(w.out, f)
 		w.meta = append(w.meta, outMeta{})
 		w.m.forwarded.Inc()
 	}
 	return nil
+}
+
+// forward makes the forward of r, an event that carries only the retired
+// anonymous id anon, to its user to, produced as at position from: r's
+// value and headers (but identity control headers) with its own copy of
+// their bytes (own), since r goes back to the fetch pool before the
+// forward is acknowledged (recycle).
+func (w *worker) forward(r *kgo.Record, to, anon string, from state.Position) *kgo.Record {
+	f := &kgo.Record{Topic: w.topic, Key: []byte(to), Value: r.Value, Timestamp: r.Timestamp}
+	for _, h := range r.Headers {
+		if h.Key != HeaderControl && h.Key != HeaderFrom && h.Key != HeaderAnon {
+			f.Headers = append(f.Headers, h)
+		}
+	}
+	vs := make([]byte, 0, len(anon)+posBytes)
+	vs = append(vs, anon...)
+	a := vs[:len(vs):len(vs)]
+	pos := appendPos(vs[len(vs):], from)
+	f.Headers = append(f.Headers,
+		kgo.RecordHeader{Key: HeaderControl, Value: controlValues[ControlForward]},
+		kgo.RecordHeader{Key: HeaderAnon, Value: a},
+		kgo.RecordHeader{Key: HeaderFrom, Value: pos})
+	own(f)
+	return f
 }
 
 // applyIdentity applies an identity control record.
